@@ -1,0 +1,1 @@
+//! natgw.toml: parsing and validation (pure).

@@ -1,0 +1,13 @@
+//! natgw: a dedicated, allow-listed egress IP for GKE node pools.
+
+mod cli;
+mod config;
+mod emulator;
+mod net;
+mod startup_script;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

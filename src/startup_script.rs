@@ -1,0 +1,1 @@
+//! The gateway VM startup script, rendered from templates/.

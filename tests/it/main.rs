@@ -1,0 +1,1 @@
+//! natgw's integration tests: one binary, driving the real `natgw` binary and the emulator over HTTP.
