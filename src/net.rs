@@ -28,7 +28,10 @@ impl Ipv4Net {
         if prefix > 32 {
             return Err(NetError::Prefix);
         }
-        let net = Self { addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)), prefix };
+        let net = Self {
+            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            prefix,
+        };
         if net.addr != addr {
             return Err(NetError::HostBits(net));
         }
@@ -55,12 +58,20 @@ impl Ipv4Net {
 
     /// A form usable inside resource names: `34-120-10-0-24`.
     pub fn slug(&self) -> String {
-        format!("{}-{}", self.addr.to_string().replace('.', "-"), self.prefix)
+        format!(
+            "{}-{}",
+            self.addr.to_string().replace('.', "-"),
+            self.prefix
+        )
     }
 }
 
 fn mask(prefix: u8) -> u32 {
-    if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    }
 }
 
 impl FromStr for Ipv4Net {
@@ -115,7 +126,10 @@ mod tests {
     fn parses_and_normalises() {
         assert_eq!(net("10.0.0.0/8").to_string(), "10.0.0.0/8");
         assert_eq!(net("34.120.10.10").to_string(), "34.120.10.10/32");
-        assert_eq!("10.0.0.1/8".parse::<Ipv4Net>(), Err(NetError::HostBits(net("10.0.0.0/8"))));
+        assert_eq!(
+            "10.0.0.1/8".parse::<Ipv4Net>(),
+            Err(NetError::HostBits(net("10.0.0.0/8")))
+        );
         assert_eq!("::1/128".parse::<Ipv4Net>(), Err(NetError::Ipv6));
         assert_eq!("10.0.0.0/33".parse::<Ipv4Net>(), Err(NetError::Prefix));
         assert_eq!("10.0.0/8".parse::<Ipv4Net>(), Err(NetError::Syntax));

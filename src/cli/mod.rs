@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "natgw", version, about = "A dedicated, allow-listed egress IP for GKE node pools")]
+#[command(
+    name = "natgw",
+    version,
+    about = "A dedicated, allow-listed egress IP for GKE node pools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,1 +1,194 @@
-//! natgw.toml: parsing and validation (pure).
+//! natgw.toml: parsing and validation (pure: text in, typed config or located errors out).
+//!
+//! CONTRACT (other modules code against these types; keep them stable):
+//! `load(path)` reads and parses a file; `parse(path_for_messages, text)` is the pure part.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::net::Ipv4Net;
+
+pub(crate) const DEFAULT_ROUTE_PRIORITY: u32 = 900;
+pub(crate) const DEFAULT_MACHINE_TYPE: &str = "e2-small";
+pub(crate) const DEFAULT_IMAGE: &str = "projects/debian-cloud/global/images/family/debian-12";
+pub(crate) const DEFAULT_CONNTRACK_MAX: u32 = 65_536;
+pub(crate) const DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED: u32 = 3_600;
+
+/// A validated natgw.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// The file it came from, for messages.
+    pub(crate) path: PathBuf,
+    /// `project`; `None` means: resolve from the environment later.
+    pub(crate) project: Option<String>,
+    /// `stack`: the ownership scope.
+    pub(crate) stack: String,
+    /// `[gateways.NAME]`, ordered by name.
+    pub(crate) gateways: BTreeMap<String, Gateway>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Gateway {
+    pub(crate) name: String,
+    pub(crate) region: String,
+    pub(crate) zone: String,
+    pub(crate) network: String,
+    pub(crate) subnetwork: String,
+    pub(crate) internal_ip: Option<Ipv4Addr>,
+    /// Sorted, no duplicates, no overlaps.
+    pub(crate) destinations: Vec<Ipv4Net>,
+    /// Non-empty.
+    pub(crate) source_ranges: Vec<Ipv4Net>,
+    /// Default: tcp:443 and tcp:22.
+    pub(crate) allow: Vec<Allow>,
+    pub(crate) node_tag: String,
+    pub(crate) route_priority: u32,
+    pub(crate) machine_type: String,
+    pub(crate) image: String,
+    pub(crate) node_pool: NodePoolRef,
+    pub(crate) conntrack: Conntrack,
+}
+
+/// One `allow` entry: `tcp:443`, `tcp:8000-8080`, `udp:53`, `icmp`, `tcp` (all ports).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Allow {
+    pub(crate) protocol: Protocol,
+    /// Inclusive port range; `None` means every port (and always for ICMP).
+    pub(crate) ports: Option<(u16, u16)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Protocol {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+        }
+    }
+}
+
+impl fmt::Display for Allow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.protocol.as_str())?;
+        match self.ports {
+            Some((a, b)) if a == b => write!(f, ":{a}"),
+            Some((a, b)) => write!(f, ":{a}-{b}"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct NodePoolRef {
+    pub(crate) cluster: String,
+    /// A region or a zone.
+    pub(crate) location: String,
+    pub(crate) name: String,
+}
+
+/// Connection-tracking sizing for the gateway VM (`[gateways.NAME.conntrack]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Conntrack {
+    pub(crate) max: u32,
+    pub(crate) tcp_timeout_established: u32,
+}
+
+impl Default for Conntrack {
+    fn default() -> Self {
+        Self {
+            max: DEFAULT_CONNTRACK_MAX,
+            tcp_timeout_established: DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED,
+        }
+    }
+}
+
+/// One problem in a config file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub(crate) path: PathBuf,
+    /// 1-based; 0 when the problem is about the file as a whole.
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+    /// Dotted key, e.g. `gateways.gitlab.destinations[1]`; empty for syntax errors.
+    pub(crate) key: String,
+    pub(crate) message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found in one file (natgw reports them all at once).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) struct ConfigError {
+    pub(crate) problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and parses a config file.
+pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text. `path` is only used in messages.
+pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    raw::parse(path, text)
+}
+
+/// A valid Google Cloud project ID: 6 to 30 characters, lowercase letters, digits and hyphens,
+/// starting with a letter and not ending with a hyphen.
+pub(crate) fn validate_project_id(id: &str) -> Result<(), String> {
+    let ok = (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "\"{id}\" is not a valid project ID (6 to 30 lowercase letters, digits or hyphens, starting with a letter)"
+        ))
+    }
+}
+
+mod raw;
