@@ -3,7 +3,10 @@
 mod cli;
 mod config;
 mod emulator;
+mod gcp;
+mod model;
 mod net;
+mod plan;
 mod startup_script;
 
 use std::process::ExitCode;

@@ -191,4 +191,5 @@ pub(crate) fn validate_project_id(id: &str) -> Result<(), String> {
     }
 }
 
+pub(crate) mod names;
 mod raw;

@@ -1,0 +1,179 @@
+//! The only code that knows Google's APIs: clients, operations, and the mapping between the wire and the model.
+
+mod observe;
+mod ops;
+mod retry;
+mod wire;
+
+use std::time::Duration;
+
+use google_cloud_auth::credentials::Credentials;
+use google_cloud_compute_v1::client::{
+    Addresses, Firewalls, GlobalOperations, Instances, RegionOperations, Routes, ZoneOperations,
+};
+use google_cloud_container_v1::client::ClusterManager;
+
+pub(crate) use ops::Ready;
+
+/// Where natgw sends its API calls and how it authenticates.
+pub(crate) struct Connection {
+    /// `None`: Google's own endpoints.
+    pub(crate) endpoint: Option<String>,
+    pub(crate) credentials: Credentials,
+    pub(crate) retry: retry::Settings,
+}
+
+impl Connection {
+    pub(crate) fn new(endpoint: Option<String>, credentials: Credentials) -> Self {
+        Self {
+            endpoint,
+            credentials,
+            retry: retry::Settings::default(),
+        }
+    }
+}
+
+/// Clients for one project.
+#[derive(Clone, Debug)]
+pub(crate) struct Cloud {
+    project: String,
+    addresses: Addresses,
+    firewalls: Firewalls,
+    instances: Instances,
+    routes: Routes,
+    zone_ops: ZoneOperations,
+    region_ops: RegionOperations,
+    global_ops: GlobalOperations,
+    gke: ClusterManager,
+    /// Longest wait for one operation.
+    op_deadline: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GcpError {
+    #[error("{context}: {message}")]
+    Api {
+        context: String,
+        status: Option<u16>,
+        message: String,
+    },
+    #[error("{context}: the operation failed: {message}")]
+    Operation {
+        context: String,
+        status: Option<u16>,
+        message: String,
+    },
+    #[error("{context}: Google's answer was not what natgw expected: {message}")]
+    Unexpected { context: String, message: String },
+    #[error("{context}: gave up after {}s", .after.as_secs())]
+    Deadline { context: String, after: Duration },
+    #[error("cannot set up the Google API clients: {0}")]
+    Setup(String),
+}
+
+impl GcpError {
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self {
+            GcpError::Api { status, .. } | GcpError::Operation { status, .. } => *status,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+/// Builds one client with natgw's endpoint, credentials and retry policy.
+macro_rules! client {
+    ($ty:ty, $conn:expr) => {{
+        let conn: &Connection = $conn;
+        let mut b = <$ty>::builder()
+            .with_credentials(conn.credentials.clone())
+            .with_retry_policy(conn.retry.policy())
+            .with_backoff_policy(conn.retry.backoff());
+        if let Some(url) = &conn.endpoint {
+            b = b.with_endpoint(url.clone());
+        }
+        b.build()
+            .await
+            .map_err(|e| GcpError::Setup(e.to_string()))?
+    }};
+}
+
+impl Cloud {
+    pub(crate) async fn connect(project: &str, conn: &Connection) -> Result<Cloud, GcpError> {
+        Ok(Cloud {
+            project: project.to_string(),
+            addresses: client!(Addresses, conn),
+            firewalls: client!(Firewalls, conn),
+            instances: client!(Instances, conn),
+            routes: client!(Routes, conn),
+            zone_ops: client!(ZoneOperations, conn),
+            region_ops: client!(RegionOperations, conn),
+            global_ops: client!(GlobalOperations, conn),
+            gke: client!(ClusterManager, conn),
+            op_deadline: conn.retry.op_deadline,
+        })
+    }
+
+    pub(crate) fn project(&self) -> &str {
+        &self.project
+    }
+}
+
+/// Maps a client error to natgw's, with what natgw was doing.
+fn api_error(
+    context: impl Into<String>,
+) -> impl FnOnce(google_cloud_gax::error::Error) -> GcpError {
+    move |e| {
+        let context = context.into();
+        let status = e.http_status_code();
+        let message = match e.status() {
+            Some(s) if !s.message.is_empty() => match status {
+                Some(code) => format!("{} (HTTP {code})", s.message),
+                None => s.message.clone(),
+            },
+            _ => e.to_string(),
+        };
+        GcpError::Api {
+            context,
+            status,
+            message,
+        }
+    }
+}
+
+/// A fresh request ID (a UUID, as Compute requires): the same ID is sent again on every retry of one call,
+/// so that Google does the change once.
+fn request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        (b[8] & 0x3) | 0x8,
+        &hex[17..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let re = regex::Regex::new(
+            "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+        )
+        .expect("regex");
+        for _ in 0..100 {
+            let id = request_id();
+            assert!(re.is_match(&id), "{id}");
+        }
+        assert_ne!(request_id(), request_id());
+    }
+}

@@ -1,0 +1,386 @@
+//! Google's resources <-> natgw's model.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use google_cloud_compute_v1::model as gce;
+use google_cloud_container_v1::model as gke;
+
+use crate::model::ownership::KEY_IMAGE;
+use crate::model::{Address, AddressType, Firewall, Instance, NodePool, NodePoolId, Route};
+use crate::net::Ipv4Net;
+use crate::plan::world::{self, Meta, Observed};
+
+pub(super) const META_STARTUP_SCRIPT: &str = "startup-script";
+pub(super) const META_READY_TOKEN: &str = "natgw-ready-token";
+pub(super) const META_GUEST_ATTRIBUTES: &str = "enable-guest-attributes";
+
+/// The last segment of a URL or partial URL: `.../regions/europe-west1` -> `europe-west1`.
+pub(super) fn last_segment(s: &str) -> String {
+    s.rsplit('/').next().unwrap_or(s).to_string()
+}
+
+pub(super) fn region_of_zone(zone: &str) -> String {
+    match zone.rsplit_once('-') {
+        Some((region, _)) => region.to_string(),
+        None => zone.to_string(),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Fingerprints travel as bytes; natgw keeps them as hex in plans.
+pub(super) fn unhex(s: &str) -> bytes::Bytes {
+    let v: Vec<u8> = (0..s.len() / 2)
+        .filter_map(|i| u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect();
+    bytes::Bytes::from(v)
+}
+
+fn fingerprint(b: Option<&bytes::Bytes>) -> Option<String> {
+    b.map(|b| hex(b))
+}
+
+fn sorted(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
+    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+fn ip(s: Option<&String>) -> Option<Ipv4Addr> {
+    s.and_then(|s| s.parse().ok())
+}
+
+pub(super) fn network_url(project: &str, network: &str) -> String {
+    format!("projects/{project}/global/networks/{network}")
+}
+
+pub(super) fn subnetwork_url(project: &str, region: &str, subnetwork: &str) -> String {
+    format!("projects/{project}/regions/{region}/subnetworks/{subnetwork}")
+}
+
+pub(super) fn address_from_wire(a: &gce::Address) -> Observed<Address> {
+    let labels = sorted(&a.labels);
+    let address_type = match a.address_type.as_ref().and_then(|t| t.name()) {
+        Some("INTERNAL") => AddressType::Internal,
+        _ => AddressType::External,
+    };
+    let resource = Address {
+        name: a.name.clone().unwrap_or_default(),
+        region: a.region.as_deref().map(last_segment).unwrap_or_default(),
+        address_type,
+        subnetwork: a.subnetwork.as_deref().map(last_segment),
+        address: ip(a.address.as_ref()),
+        description: a.description.clone().unwrap_or_default(),
+        labels: labels.clone(),
+    };
+    let meta = Meta {
+        self_link: a.self_link.clone(),
+        label_fingerprint: fingerprint(a.label_fingerprint.as_ref()),
+        users: a.users.clone(),
+        ..Meta::default()
+    };
+    world::from_labels(resource, &labels, meta)
+}
+
+pub(super) fn address_to_wire(project: &str, a: &Address) -> gce::Address {
+    let mut w = gce::Address::new()
+        .set_name(a.name.clone())
+        .set_description(a.description.clone())
+        .set_labels(a.labels.clone());
+    match a.address_type {
+        AddressType::External => {
+            w = w.set_address_type(gce::address::AddressType::External);
+        }
+        AddressType::Internal => {
+            w = w.set_address_type(gce::address::AddressType::Internal);
+            if let Some(s) = &a.subnetwork {
+                w = w.set_subnetwork(subnetwork_url(project, &a.region, s));
+            }
+        }
+    }
+    if let Some(ip) = a.address {
+        w = w.set_address(ip.to_string());
+    }
+    w
+}
+
+/// `tcp:443`, `tcp:8000-8080`, `icmp`: one string per protocol and port range, sorted.
+fn allowed_from_wire(allowed: &[gce::firewall::Allowed]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in allowed {
+        let proto = a.ip_protocol.clone().unwrap_or_default();
+        if a.ports.is_empty() {
+            out.push(proto);
+        } else {
+            out.extend(a.ports.iter().map(|p| format!("{proto}:{p}")));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn allowed_to_wire(allowed: &[String]) -> Vec<gce::firewall::Allowed> {
+    let mut by_proto: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for a in allowed {
+        match a.split_once(':') {
+            Some((proto, ports)) => by_proto.entry(proto).or_default().push(ports.to_string()),
+            None => {
+                by_proto.entry(a.as_str()).or_default();
+            }
+        }
+    }
+    by_proto
+        .into_iter()
+        .map(|(proto, ports)| {
+            gce::firewall::Allowed::new()
+                .set_ip_protocol(proto)
+                .set_ports(ports)
+        })
+        .collect()
+}
+
+pub(super) fn firewall_from_wire(f: &gce::Firewall) -> Observed<Firewall> {
+    let description = f.description.clone().unwrap_or_default();
+    let resource = Firewall {
+        name: f.name.clone().unwrap_or_default(),
+        network: f.network.as_deref().map(last_segment).unwrap_or_default(),
+        priority: f
+            .priority
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(1000),
+        source_ranges: f
+            .source_ranges
+            .iter()
+            .filter_map(|r| r.parse::<Ipv4Net>().ok())
+            .collect(),
+        allowed: allowed_from_wire(&f.allowed),
+        target_tags: f.target_tags.clone(),
+        description: description.clone(),
+    };
+    let meta = Meta {
+        self_link: f.self_link.clone(),
+        ..Meta::default()
+    };
+    world::from_description(resource, &description, meta)
+}
+
+pub(super) fn firewall_to_wire(project: &str, f: &Firewall) -> gce::Firewall {
+    gce::Firewall::new()
+        .set_name(f.name.clone())
+        .set_network(network_url(project, &f.network))
+        .set_direction(gce::firewall::Direction::Ingress)
+        .set_priority(i32::try_from(f.priority).unwrap_or(1000))
+        .set_source_ranges(f.source_ranges.iter().map(ToString::to_string))
+        .set_allowed(allowed_to_wire(&f.allowed))
+        .set_target_tags(f.target_tags.clone())
+        .set_description(f.description.clone())
+}
+
+fn metadata_item<'a>(m: Option<&'a gce::Metadata>, key: &str) -> Option<&'a str> {
+    m?.items
+        .iter()
+        .find(|i| i.key.as_deref() == Some(key))?
+        .value
+        .as_deref()
+}
+
+pub(super) fn instance_from_wire(i: &gce::Instance) -> Observed<Instance> {
+    let labels = sorted(&i.labels);
+    let description = i.description.clone().unwrap_or_default();
+    let facts = crate::model::ownership::parse_description(&description)
+        .map(|(_, f)| f)
+        .unwrap_or_default();
+    let nic = i.network_interfaces.first();
+    let shielded = i.shielded_instance_config.as_ref().is_some_and(|s| {
+        s.enable_secure_boot == Some(true)
+            && s.enable_vtpm == Some(true)
+            && s.enable_integrity_monitoring == Some(true)
+    });
+    let resource = Instance {
+        name: i.name.clone().unwrap_or_default(),
+        zone: i.zone.as_deref().map(last_segment).unwrap_or_default(),
+        machine_type: i
+            .machine_type
+            .as_deref()
+            .map(last_segment)
+            .unwrap_or_default(),
+        image: facts.get(KEY_IMAGE).cloned().unwrap_or_default(),
+        network: nic
+            .and_then(|n| n.network.as_deref())
+            .map(last_segment)
+            .unwrap_or_default(),
+        subnetwork: nic
+            .and_then(|n| n.subnetwork.as_deref())
+            .map(last_segment)
+            .unwrap_or_default(),
+        network_ip: nic.and_then(|n| ip(n.network_ip.as_ref())),
+        nat_ip: nic
+            .and_then(|n| n.access_configs.first())
+            .and_then(|a| ip(a.nat_ip.as_ref())),
+        can_ip_forward: i.can_ip_forward == Some(true),
+        shielded_vm: shielded,
+        service_account: !i.service_accounts.is_empty(),
+        tags: i.tags.as_ref().map(|t| t.items.clone()).unwrap_or_default(),
+        labels: labels.clone(),
+        startup_script: metadata_item(i.metadata.as_ref(), META_STARTUP_SCRIPT)
+            .unwrap_or_default()
+            .to_string(),
+        ready_token: metadata_item(i.metadata.as_ref(), META_READY_TOKEN)
+            .unwrap_or_default()
+            .to_string(),
+        description,
+        status: i
+            .status
+            .as_ref()
+            .and_then(|s| s.name())
+            .unwrap_or("UNKNOWN")
+            .to_string(),
+    };
+    let meta = Meta {
+        self_link: i.self_link.clone(),
+        label_fingerprint: fingerprint(i.label_fingerprint.as_ref()),
+        metadata_fingerprint: fingerprint(i.metadata.as_ref().and_then(|m| m.fingerprint.as_ref())),
+        tags_fingerprint: fingerprint(i.tags.as_ref().and_then(|t| t.fingerprint.as_ref())),
+        ..Meta::default()
+    };
+    world::from_labels(resource, &labels, meta)
+}
+
+pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::Metadata {
+    let items = [
+        (META_STARTUP_SCRIPT, i.startup_script.as_str()),
+        (META_READY_TOKEN, i.ready_token.as_str()),
+        (META_GUEST_ATTRIBUTES, "TRUE"),
+    ]
+    .into_iter()
+    .map(|(k, v)| gce::metadata::Items::new().set_key(k).set_value(v));
+    let mut m = gce::Metadata::new().set_items(items);
+    if let Some(fp) = fingerprint {
+        m = m.set_fingerprint(unhex(fp));
+    }
+    m
+}
+
+/// The VM: both reserved addresses, IP forwarding, Shielded VM, no service account.
+pub(super) fn instance_to_wire(
+    project: &str,
+    i: &Instance,
+    network_ip: Ipv4Addr,
+    nat_ip: Ipv4Addr,
+) -> gce::Instance {
+    let region = region_of_zone(&i.zone);
+    let nic = gce::NetworkInterface::new()
+        .set_network(network_url(project, &i.network))
+        .set_subnetwork(subnetwork_url(project, &region, &i.subnetwork))
+        .set_network_ip(network_ip.to_string())
+        .set_access_configs([gce::AccessConfig::new()
+            .set_name("External NAT")
+            .set_type(gce::access_config::Type::OneToOneNat)
+            .set_nat_ip(nat_ip.to_string())]);
+    let disk = gce::AttachedDisk::new()
+        .set_boot(true)
+        .set_auto_delete(true)
+        .set_initialize_params(
+            gce::AttachedDiskInitializeParams::new().set_source_image(i.image.clone()),
+        );
+    gce::Instance::new()
+        .set_name(i.name.clone())
+        .set_description(i.description.clone())
+        .set_machine_type(format!("zones/{}/machineTypes/{}", i.zone, i.machine_type))
+        .set_can_ip_forward(i.can_ip_forward)
+        .set_labels(i.labels.clone())
+        .set_tags(gce::Tags::new().set_items(i.tags.clone()))
+        .set_disks([disk])
+        .set_network_interfaces([nic])
+        .set_metadata(metadata_to_wire(i, None))
+        .set_shielded_instance_config(
+            gce::ShieldedInstanceConfig::new()
+                .set_enable_secure_boot(i.shielded_vm)
+                .set_enable_vtpm(i.shielded_vm)
+                .set_enable_integrity_monitoring(i.shielded_vm),
+        )
+}
+
+pub(super) fn route_from_wire(r: &gce::Route) -> Option<Observed<Route>> {
+    let description = r.description.clone().unwrap_or_default();
+    let resource = Route {
+        name: r.name.clone().unwrap_or_default(),
+        network: r.network.as_deref().map(last_segment).unwrap_or_default(),
+        // A route natgw could not have made (an IPv6 range) is not natgw's.
+        dest_range: r.dest_range.as_deref()?.parse().ok()?,
+        next_hop_ip: ip(r.next_hop_ip.as_ref()),
+        priority: r.priority.unwrap_or(1000),
+        tags: r.tags.clone(),
+        description: description.clone(),
+    };
+    let meta = Meta {
+        self_link: r.self_link.clone(),
+        ..Meta::default()
+    };
+    Some(world::from_description(resource, &description, meta))
+}
+
+pub(super) fn route_to_wire(project: &str, r: &Route, next_hop: Ipv4Addr) -> gce::Route {
+    gce::Route::new()
+        .set_name(r.name.clone())
+        .set_network(network_url(project, &r.network))
+        .set_dest_range(r.dest_range.to_string())
+        .set_next_hop_ip(next_hop.to_string())
+        .set_priority(r.priority)
+        .set_tags(r.tags.clone())
+        .set_description(r.description.clone())
+}
+
+pub(super) fn node_pool_from_wire(id: &NodePoolId, p: &gke::NodePool) -> Observed<NodePool> {
+    let tags = p
+        .config
+        .as_ref()
+        .map(|c| c.tags.clone())
+        .unwrap_or_default();
+    Observed {
+        resource: NodePool {
+            id: id.clone(),
+            tags,
+        },
+        owner: None,
+        facts: BTreeMap::new(),
+        meta: Meta {
+            self_link: Some(p.self_link.clone()),
+            etag: Some(p.etag.clone()),
+            ..Meta::default()
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_and_regions() {
+        assert_eq!(
+            last_segment("https://x/compute/v1/projects/p/regions/europe-west1"),
+            "europe-west1"
+        );
+        assert_eq!(last_segment("e2-small"), "e2-small");
+        assert_eq!(region_of_zone("europe-west1-b"), "europe-west1");
+    }
+
+    #[test]
+    fn fingerprints_round_trip() {
+        let b = bytes::Bytes::from_static(&[0, 1, 0xab, 0xff]);
+        assert_eq!(unhex(&hex(&b)), b);
+    }
+
+    #[test]
+    fn firewall_allowed_round_trip() {
+        let allowed = vec![
+            "icmp".to_string(),
+            "tcp:22".into(),
+            "tcp:443".into(),
+            "udp:53-54".into(),
+        ];
+        assert_eq!(allowed_from_wire(&allowed_to_wire(&allowed)), allowed);
+    }
+}

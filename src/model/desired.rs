@@ -1,0 +1,166 @@
+//! What a gateway's config implies in Google Cloud (pure).
+
+use sha2::{Digest, Sha256};
+
+use super::ownership::{KEY_IMAGE, Owner};
+use super::{Address, AddressType, Firewall, Instance, NodePoolId, Route};
+use crate::config::{self, names};
+
+/// The priority of the ingress rule (Google's default).
+pub(crate) const FIREWALL_PRIORITY: u32 = 1000;
+
+/// Every resource of one gateway, as the config wants it. Values only known once Google has made them
+/// (an internal address that Google picks) are `None`; the plan fills them in from what it observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Gateway {
+    pub(crate) owner: Owner,
+    pub(crate) external_address: Address,
+    pub(crate) internal_address: Address,
+    pub(crate) firewall: Firewall,
+    pub(crate) instance: Instance,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) node_pool: NodePoolId,
+    pub(crate) node_tag: String,
+}
+
+/// The token the VM reports in the guest attribute `natgw/ready` once its startup script has finished:
+/// derived from the script, so a new script means a new token and a reboot proves the new script runs.
+pub(crate) fn ready_token(startup_script: &str) -> String {
+    let digest = Sha256::digest(startup_script.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String) -> Gateway {
+    let owner = Owner {
+        stack: stack.to_string(),
+        gateway: gw.name.clone(),
+    };
+    let labels = owner.labels();
+    let vm_name = names::instance(&gw.name);
+    let external_address = Address {
+        name: names::external_address(&gw.name),
+        region: gw.region.clone(),
+        address_type: AddressType::External,
+        subnetwork: None,
+        address: None,
+        description: format!("natgw gateway {}: egress address", gw.name),
+        labels: labels.clone(),
+    };
+    let internal_address = Address {
+        name: names::internal_address(&gw.name),
+        region: gw.region.clone(),
+        address_type: AddressType::Internal,
+        subnetwork: Some(gw.subnetwork.clone()),
+        address: gw.internal_ip,
+        description: format!("natgw gateway {}: next hop of its routes", gw.name),
+        labels: labels.clone(),
+    };
+    let mut allowed: Vec<String> = gw.allow.iter().map(ToString::to_string).collect();
+    allowed.sort();
+    allowed.dedup();
+    let firewall = Firewall {
+        name: names::firewall(&gw.name),
+        network: gw.network.clone(),
+        priority: FIREWALL_PRIORITY,
+        source_ranges: gw.source_ranges.clone(),
+        allowed,
+        target_tags: vec![vm_name.clone()],
+        // The node-pool record is added by the plan, which knows whether the tag was already there.
+        description: owner.description(&[]),
+    };
+    let instance = Instance {
+        name: vm_name.clone(),
+        zone: gw.zone.clone(),
+        machine_type: gw.machine_type.clone(),
+        image: gw.image.clone(),
+        network: gw.network.clone(),
+        subnetwork: gw.subnetwork.clone(),
+        network_ip: gw.internal_ip,
+        nat_ip: None,
+        can_ip_forward: true,
+        shielded_vm: true,
+        service_account: false,
+        tags: vec![vm_name],
+        labels,
+        ready_token: ready_token(&startup_script),
+        startup_script,
+        description: owner.description(&[(KEY_IMAGE, gw.image.clone())]),
+        status: "RUNNING".to_string(),
+    };
+    let routes = gw
+        .destinations
+        .iter()
+        .map(|dest| Route {
+            name: names::route(&gw.name, dest),
+            network: gw.network.clone(),
+            dest_range: *dest,
+            next_hop_ip: gw.internal_ip,
+            priority: gw.route_priority,
+            tags: vec![gw.node_tag.clone()],
+            description: owner.description(&[]),
+        })
+        .collect();
+    Gateway {
+        owner,
+        external_address,
+        internal_address,
+        firewall,
+        instance,
+        routes,
+        node_pool: NodePoolId {
+            location: gw.node_pool.location.clone(),
+            cluster: gw.node_pool.cluster.clone(),
+            name: gw.node_pool.name.clone(),
+        },
+        node_tag: gw.node_tag.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    fn example() -> config::Config {
+        let text = include_str!("../../examples/gitlab-runner.toml");
+        config::parse(std::path::Path::new("natgw.toml"), text).expect("the example parses")
+    }
+
+    #[test]
+    fn derives_names_and_ownership() {
+        let cfg = example();
+        let gw = cfg.gateways.get("gitlab").expect("gitlab gateway");
+        let d = gateway(&cfg.stack, gw, "#!/bin/bash\n".into());
+        assert_eq!(d.external_address.name, "natgw-gitlab-ext");
+        assert_eq!(d.internal_address.name, "natgw-gitlab-int");
+        assert_eq!(
+            d.internal_address.address,
+            Some("10.0.0.50".parse().expect("ip"))
+        );
+        assert_eq!(d.firewall.name, "natgw-gitlab-allow");
+        assert_eq!(d.firewall.allowed, vec!["tcp:22", "tcp:443"]);
+        assert_eq!(d.firewall.target_tags, vec!["natgw-gitlab"]);
+        assert_eq!(d.instance.name, "natgw-gitlab");
+        assert!(d.instance.can_ip_forward && d.instance.shielded_vm && !d.instance.service_account);
+        assert_eq!(d.routes.len(), 1);
+        assert_eq!(d.routes[0].name, "natgw-gitlab-34-120-10-10-32");
+        assert_eq!(d.routes[0].tags, vec!["gitlab-runner"]);
+        assert_eq!(d.routes[0].priority, 900);
+        assert_eq!(
+            d.instance.labels.get("natgw-stack").map(String::as_str),
+            Some("gitlab-runners")
+        );
+        assert!(
+            d.instance
+                .description
+                .contains("natgw-image=projects/debian-cloud/global/images/family/debian-12")
+        );
+    }
+
+    #[test]
+    fn ready_token_follows_the_script() {
+        assert_eq!(ready_token("a"), ready_token("a"));
+        assert_ne!(ready_token("a"), ready_token("b"));
+        assert_eq!(ready_token("a").len(), 16);
+    }
+}

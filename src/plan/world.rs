@@ -1,0 +1,149 @@
+//! What natgw observed in the project: every resource whose name natgw could have given it, whoever owns it,
+//! and the node pools the config (or natgw's records) names.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ownership::{self, Owner};
+use crate::model::{Address, Firewall, Instance, NodePool, NodePoolId, Route};
+
+/// Server-side facts that are not part of the resource's shape but that updates need.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Meta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) self_link: Option<String>,
+    /// `labelFingerprint` (addresses, instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) label_fingerprint: Option<String>,
+    /// `metadata.fingerprint` (instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) metadata_fingerprint: Option<String>,
+    /// `tags.fingerprint` (instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) tags_fingerprint: Option<String>,
+    /// `etag` (node pools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) etag: Option<String>,
+    /// Who uses an address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) users: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Observed<T> {
+    pub(crate) resource: T,
+    /// `None`: no natgw marker at all.
+    pub(crate) owner: Option<Owner>,
+    /// The `key=value` facts of a description marker.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) facts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) meta: Meta,
+}
+
+impl<T> Observed<T> {
+    pub(crate) fn owned_by(&self, stack: &str) -> bool {
+        self.owner.as_ref().is_some_and(|o| o.stack == stack)
+    }
+}
+
+/// Builds an observation from a resource and its labels (for APIs with labels).
+pub(crate) fn from_labels<T>(
+    resource: T,
+    labels: &BTreeMap<String, String>,
+    meta: Meta,
+) -> Observed<T> {
+    Observed {
+        resource,
+        owner: Owner::from_labels(labels),
+        facts: BTreeMap::new(),
+        meta,
+    }
+}
+
+/// Builds an observation from a resource and its description (for APIs without labels).
+pub(crate) fn from_description<T>(resource: T, description: &str, meta: Meta) -> Observed<T> {
+    match ownership::parse_description(description) {
+        Some((owner, facts)) => Observed {
+            resource,
+            owner: Some(owner),
+            facts,
+            meta,
+        },
+        None => Observed {
+            resource,
+            owner: None,
+            facts: BTreeMap::new(),
+            meta,
+        },
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct World {
+    pub(crate) addresses: Vec<Observed<Address>>,
+    pub(crate) firewalls: Vec<Observed<Firewall>>,
+    pub(crate) instances: Vec<Observed<Instance>>,
+    pub(crate) routes: Vec<Observed<Route>>,
+    pub(crate) node_pools: Vec<Observed<NodePool>>,
+    /// Node pools natgw looked for and did not find.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) missing_node_pools: Vec<NodePoolId>,
+}
+
+impl World {
+    /// The node pools natgw's own records (firewall descriptions of `stack`) mention.
+    pub(crate) fn recorded_node_pools(&self, stack: &str) -> Vec<NodePoolId> {
+        let mut ids: Vec<NodePoolId> = self
+            .firewalls
+            .iter()
+            .filter(|f| f.owned_by(stack))
+            .filter_map(|f| parse_pool(f.facts.get(ownership::KEY_NODE_POOL)?))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    pub(crate) fn node_pool(&self, id: &NodePoolId) -> Option<&Observed<NodePool>> {
+        self.node_pools.iter().find(|p| &p.resource.id == id)
+    }
+
+    /// A canonical form for comparing two observations of the same project: what a saved plan saw against
+    /// what is there now. Instance status is left out: a VM that finished booting has not changed.
+    pub(crate) fn canonical(&self) -> World {
+        let mut w = self.clone();
+        w.addresses.sort_by(|a, b| {
+            (&a.resource.region, &a.resource.name).cmp(&(&b.resource.region, &b.resource.name))
+        });
+        w.firewalls
+            .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
+        w.instances.sort_by(|a, b| {
+            (&a.resource.zone, &a.resource.name).cmp(&(&b.resource.zone, &b.resource.name))
+        });
+        for i in &mut w.instances {
+            i.resource.status = String::new();
+        }
+        w.routes
+            .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
+        w.node_pools
+            .sort_by(|a, b| a.resource.id.cmp(&b.resource.id));
+        w.missing_node_pools.sort();
+        w
+    }
+}
+
+/// `LOCATION/CLUSTER/POOL`, as recorded in descriptions.
+pub(crate) fn parse_pool(s: &str) -> Option<NodePoolId> {
+    let mut parts = s.split('/');
+    let (location, cluster, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || location.is_empty() || cluster.is_empty() || name.is_empty() {
+        return None;
+    }
+    Some(NodePoolId {
+        location: location.into(),
+        cluster: cluster.into(),
+        name: name.into(),
+    })
+}
