@@ -1,5 +1,6 @@
 //! natgw: a dedicated, allow-listed egress IP for GKE node pools.
 
+mod apply;
 mod cli;
 mod config;
 mod emulator;

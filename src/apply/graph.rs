@@ -1,0 +1,94 @@
+//! Steps and their dependencies.
+//!
+//! Building up (create, update): addresses, then the VM (and its boot), then routes; the firewall rule before
+//! the node-pool tag (the rule records whether natgw added the tag). Tearing down runs the other way: routes,
+//! then the VM, then addresses; node-pool tags once the routes that use them are gone, and a deleted rule
+//! after the tag it records.
+
+use crate::model::{Kind, Resource};
+use crate::plan::{Action, Change};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Delete (alone, or the first half of a replacement).
+    Down,
+    /// Create or update.
+    Up,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Step {
+    pub(crate) change: usize,
+    pub(crate) direction: Direction,
+}
+
+pub(crate) fn steps(changes: &[Change]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (i, c) in changes.iter().enumerate() {
+        match c.action {
+            Action::NoOp => {}
+            Action::Create | Action::Update => steps.push(Step { change: i, direction: Direction::Up }),
+            Action::Delete => steps.push(Step { change: i, direction: Direction::Down }),
+            Action::Replace => {
+                steps.push(Step { change: i, direction: Direction::Down });
+                steps.push(Step { change: i, direction: Direction::Up });
+            }
+        }
+    }
+    steps
+}
+
+fn is_address(k: Kind) -> bool {
+    matches!(k, Kind::ExternalAddress | Kind::InternalAddress)
+}
+
+fn address_ip(r: Option<&Resource>) -> Option<std::net::Ipv4Addr> {
+    match r {
+        Some(Resource::Address(a)) => a.address,
+        _ => None,
+    }
+}
+
+/// Whether step `a` must finish before step `b` starts.
+fn before(changes: &[Change], a: Step, b: Step) -> bool {
+    let (ca, cb) = (&changes[a.change], &changes[b.change]);
+    let same_gateway = !ca.gateway.is_empty() && ca.gateway == cb.gateway;
+    use Direction::{Down, Up};
+    match (a.direction, b.direction) {
+        // A replacement deletes, then creates.
+        (Down, Up) if a.change == b.change => true,
+        (Up, Up) if same_gateway => matches!(
+            (ca.kind, cb.kind),
+            (Kind::ExternalAddress | Kind::InternalAddress, Kind::Instance) | (Kind::Instance | Kind::InternalAddress, Kind::Route)
+        ),
+        (Up, Up) => ca.kind == Kind::Firewall && cb.kind == Kind::NodePool,
+        (Down, Down) if same_gateway => matches!(
+            (ca.kind, cb.kind),
+            (Kind::Route, Kind::Instance) | (Kind::Instance, Kind::ExternalAddress | Kind::InternalAddress)
+        ),
+        // Tags go once the routes that use them are gone; a deleted rule goes after the tag it records.
+        (Down, Up) if ca.kind == Kind::Route && cb.kind == Kind::NodePool => true,
+        (Up, Down) if ca.kind == Kind::NodePool && cb.kind == Kind::Firewall => cb.action == Action::Delete,
+        // An address that takes the IP another one frees (a renamed gateway with a fixed internal IP).
+        (Down, Up) if is_address(ca.kind) && is_address(cb.kind) => {
+            let freed = address_ip(ca.before.as_ref());
+            freed.is_some() && freed == address_ip(cb.after.as_ref())
+        }
+        _ => false,
+    }
+}
+
+/// For each step, the steps it waits for.
+pub(crate) fn dependencies(changes: &[Change], steps: &[Step]) -> Vec<Vec<usize>> {
+    steps
+        .iter()
+        .map(|&b| {
+            steps
+                .iter()
+                .enumerate()
+                .filter(|&(_, &a)| a != b && before(changes, a, b))
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,376 @@
+//! Walks a plan: each change becomes one or two steps (a replacement deletes, then creates), steps wait for
+//! the steps they depend on, independent steps run concurrently (bounded), and a failure skips only what
+//! depends on it.
+//!
+//! Apply follows the plan's changes alone; the reasons shown to the user never steer it.
+
+mod graph;
+mod ready;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::gcp::{Cloud, GcpError};
+use crate::model::{Kind, Resource};
+use crate::plan::{Action, Change, Plan};
+pub(crate) use graph::{Direction, Step};
+
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    /// Steps in flight at once.
+    pub(crate) concurrency: usize,
+    /// How long a new or restarted VM may take to report ready.
+    pub(crate) ready_timeout: Duration,
+    /// How often a long step reports that it is still running.
+    pub(crate) progress_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { concurrency: 16, ready_timeout: Duration::from_secs(300), progress_every: Duration::from_secs(10) }
+    }
+}
+
+/// What apply reports as it goes; the CLI turns these into lines.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Event {
+    Started { address: String, name: String, verb: Verb },
+    Still { address: String, name: String, verb: Verb, elapsed: Duration },
+    Done { address: String, name: String, verb: Verb, elapsed: Duration },
+    Failed { address: String, name: String, verb: Verb, error: String },
+    Skipped { address: String, reason: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Create,
+    Modify,
+    Destroy,
+}
+
+impl Verb {
+    pub(crate) fn ing(self) -> &'static str {
+        match self {
+            Verb::Create => "Creating",
+            Verb::Modify => "Modifying",
+            Verb::Destroy => "Destroying",
+        }
+    }
+
+    pub(crate) fn progressive(self) -> &'static str {
+        match self {
+            Verb::Create => "creating",
+            Verb::Modify => "modifying",
+            Verb::Destroy => "destroying",
+        }
+    }
+
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            Verb::Create => "Creation",
+            Verb::Modify => "Modifications",
+            Verb::Destroy => "Destruction",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct Outcome {
+    pub(crate) added: usize,
+    pub(crate) changed: usize,
+    pub(crate) destroyed: usize,
+    /// (resource address, error)
+    pub(crate) failed: Vec<(String, String)>,
+    /// Not attempted because something they depend on failed.
+    pub(crate) skipped: Vec<String>,
+    /// Not started because the run was interrupted.
+    pub(crate) not_started: Vec<String>,
+}
+
+impl Outcome {
+    pub(crate) fn success(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty() && self.not_started.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StepError {
+    #[error(transparent)]
+    Gcp(#[from] GcpError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Receives apply's events, from any task.
+pub(crate) type Reporter = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// IPs learnt while applying: `(gateway, kind)` -> address.
+type Ips = Arc<Mutex<HashMap<(String, Kind), Ipv4Addr>>>;
+
+struct Shared {
+    cloud: Cloud,
+    stack: String,
+    options: Options,
+    ips: Ips,
+}
+
+/// Applies `plan`. `stop` asks apply to start nothing new (Ctrl-C); what is in flight finishes.
+pub(crate) async fn apply(
+    cloud: &Cloud,
+    plan: &Plan,
+    options: &Options,
+    stop: Arc<AtomicBool>,
+    events: Reporter,
+) -> Outcome {
+    let steps = graph::steps(&plan.changes);
+    let deps = graph::dependencies(&plan.changes, &steps);
+    let ips: Ips = Arc::new(Mutex::new(known_ips(&plan.changes)));
+    let shared = Arc::new(Shared { cloud: cloud.clone(), stack: plan.stack.clone(), options: options.clone(), ips });
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum State {
+        Waiting,
+        Running,
+        Ok,
+        Failed,
+        Skipped,
+    }
+    let mut state = vec![State::Waiting; steps.len()];
+    let mut outcome = Outcome::default();
+    let mut running: JoinSet<(usize, Result<(), StepError>)> = JoinSet::new();
+    let mut in_flight = 0usize;
+    loop {
+        // Propagate failures: a step whose dependency failed or was skipped is skipped.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..steps.len() {
+                if state[i] == State::Waiting && deps[i].iter().any(|&d| matches!(state[d], State::Failed | State::Skipped)) {
+                    state[i] = State::Skipped;
+                    changed = true;
+                    let address = plan.changes[steps[i].change].address();
+                    if !outcome.skipped.contains(&address) {
+                        events(Event::Skipped { address: address.clone(), reason: "a resource it depends on failed".into() });
+                        outcome.skipped.push(address);
+                    }
+                }
+            }
+        }
+        if !stop.load(Ordering::SeqCst) {
+            for i in 0..steps.len() {
+                if in_flight >= options.concurrency.max(1) {
+                    break;
+                }
+                if state[i] == State::Waiting && deps[i].iter().all(|&d| state[d] == State::Ok) {
+                    state[i] = State::Running;
+                    in_flight += 1;
+                    let step = steps[i];
+                    let change = plan.changes[step.change].clone();
+                    let shared = shared.clone();
+                    let report = events.clone();
+                    running.spawn(async move { (i, run_step(&shared, &change, step, &report).await) });
+                }
+            }
+        }
+        let Some(joined) = running.join_next().await else { break };
+        in_flight -= 1;
+        match joined {
+            Ok((i, Ok(()))) => {
+                state[i] = State::Ok;
+                let step = steps[i];
+                let change = &plan.changes[step.change];
+                let last_step = !(change.action == Action::Replace && step.direction == Direction::Down);
+                if last_step {
+                    match change.action {
+                        Action::Create => outcome.added += 1,
+                        Action::Update => outcome.changed += 1,
+                        Action::Delete => outcome.destroyed += 1,
+                        Action::Replace => {
+                            outcome.added += 1;
+                            outcome.destroyed += 1;
+                        }
+                        Action::NoOp => {}
+                    }
+                }
+            }
+            Ok((i, Err(e))) => {
+                state[i] = State::Failed;
+                outcome.failed.push((plan.changes[steps[i].change].address(), e.to_string()));
+            }
+            Err(join_error) => {
+                // A step task panicked or was cancelled: report it as a failure, never crash the run.
+                outcome.failed.push(("(internal)".into(), join_error.to_string()));
+            }
+        }
+    }
+    for i in 0..steps.len() {
+        if state[i] == State::Waiting {
+            let address = plan.changes[steps[i].change].address();
+            if !outcome.not_started.contains(&address) && !outcome.skipped.contains(&address) {
+                outcome.not_started.push(address);
+            }
+        }
+    }
+    outcome
+}
+
+/// IPs of addresses the plan keeps.
+fn known_ips(changes: &[Change]) -> HashMap<(String, Kind), Ipv4Addr> {
+    let mut ips = HashMap::new();
+    for c in changes {
+        if let (Action::NoOp | Action::Update, Some(Resource::Address(a))) = (c.action, &c.before) {
+            if let Some(ip) = a.address {
+                ips.insert((c.gateway.clone(), c.kind), ip);
+            }
+        }
+    }
+    ips
+}
+
+fn verb(change: &Change, direction: Direction) -> Verb {
+    match (change.action, direction) {
+        (_, Direction::Down) => Verb::Destroy,
+        (Action::Update, Direction::Up) => Verb::Modify,
+        _ => Verb::Create,
+    }
+}
+
+async fn run_step(
+    shared: &Shared,
+    change: &Change,
+    step: Step,
+    events: &Reporter,
+) -> Result<(), StepError> {
+    let address = change.address();
+    let name = change.name.clone();
+    let verb = verb(change, step.direction);
+    events(Event::Started { address: address.clone(), name: name.clone(), verb });
+    let start = Instant::now();
+    let work = execute(shared, change, step);
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval_at(start + shared.options.progress_every, shared.options.progress_every);
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = ticker.tick() => events(Event::Still { address: address.clone(), name: name.clone(), verb, elapsed: start.elapsed() }),
+        }
+    };
+    match &result {
+        Ok(()) => events(Event::Done { address, name, verb, elapsed: start.elapsed() }),
+        Err(e) => events(Event::Failed { address, name, verb, error: e.to_string() }),
+    }
+    result
+}
+
+fn ip_of(shared: &Shared, gateway: &str, kind: Kind) -> Result<Ipv4Addr, StepError> {
+    let ips = shared.ips.lock().map_err(|_| StepError::Other("internal state poisoned".into()))?;
+    ips.get(&(gateway.to_string(), kind))
+        .copied()
+        .ok_or_else(|| StepError::Other(format!("the {} of gateway {gateway} is not known", kind.role())))
+}
+
+async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), StepError> {
+    let cloud = &shared.cloud;
+    let stack = shared.stack.as_str();
+    match step.direction {
+        Direction::Down => match &change.before {
+            Some(Resource::Address(a)) => Ok(cloud.delete_address(stack, &a.region, &a.name).await?),
+            Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(stack, &f.name).await?),
+            Some(Resource::Instance(i)) => Ok(cloud.delete_instance(stack, &i.zone, &i.name).await?),
+            Some(Resource::Route(r)) => Ok(cloud.delete_route(stack, &r.name).await?),
+            Some(Resource::NodePool(_)) | None => Err(StepError::Other("nothing to delete".into())),
+        },
+        Direction::Up => {
+            let creating = change.action != Action::Update;
+            match &change.after {
+                Some(Resource::Address(a)) => {
+                    let ip = if creating {
+                        cloud.insert_address(a).await?
+                    } else {
+                        cloud.set_address_labels(a, change.meta.label_fingerprint.as_deref()).await?;
+                        before_address(change)?
+                    };
+                    let mut ips = shared.ips.lock().map_err(|_| StepError::Other("internal state poisoned".into()))?;
+                    ips.insert((change.gateway.clone(), change.kind), ip);
+                    Ok(())
+                }
+                Some(Resource::Firewall(f)) => {
+                    if creating {
+                        cloud.insert_firewall(f).await?;
+                    } else {
+                        cloud.patch_firewall(stack, f).await?;
+                    }
+                    Ok(())
+                }
+                Some(Resource::Instance(i)) => {
+                    if creating {
+                        let network_ip = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
+                        let nat_ip = ip_of(shared, &change.gateway, Kind::ExternalAddress)?;
+                        cloud.insert_instance(i, network_ip, nat_ip).await?;
+                        ready::wait(cloud, i, shared.options.ready_timeout).await
+                    } else {
+                        update_instance(shared, change, i).await
+                    }
+                }
+                Some(Resource::Route(r)) => {
+                    let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
+                    Ok(cloud.insert_route(r, next_hop).await?)
+                }
+                Some(Resource::NodePool(after)) => {
+                    let before = match &change.before {
+                        Some(Resource::NodePool(b)) => b.tags.clone(),
+                        _ => Vec::new(),
+                    };
+                    let add: Vec<String> = after.tags.iter().filter(|t| !before.contains(t)).cloned().collect();
+                    let remove: Vec<String> = before.iter().filter(|t| !after.tags.contains(t)).cloned().collect();
+                    Ok(cloud.update_node_pool_tags(&after.id, &add, &remove).await?)
+                }
+                None => Err(StepError::Other("nothing to create".into())),
+            }
+        }
+    }
+}
+
+fn before_address(change: &Change) -> Result<Ipv4Addr, StepError> {
+    match &change.before {
+        Some(Resource::Address(a)) => a.address.ok_or_else(|| StepError::Other("the address has no IP".into())),
+        _ => Err(StepError::Other("the address was not observed".into())),
+    }
+}
+
+/// In-place changes of the VM: labels, tags, and a new startup script (which runs at boot, so the VM is
+/// restarted and must report ready again).
+async fn update_instance(shared: &Shared, change: &Change, i: &crate::model::Instance) -> Result<(), StepError> {
+    let cloud = &shared.cloud;
+    let changed = |f: &str| change.diffs.iter().any(|d| d.field == f);
+    if changed("labels") {
+        cloud.set_instance_labels(i, change.meta.label_fingerprint.as_deref()).await?;
+    }
+    if changed("tags") {
+        cloud.set_instance_tags(i, change.meta.tags_fingerprint.as_deref()).await?;
+    }
+    let mut reboot = false;
+    if changed("startup_script") || changed("ready_token") {
+        cloud.set_instance_metadata(i, change.meta.metadata_fingerprint.as_deref()).await?;
+        reboot = true;
+    }
+    if changed("status") {
+        cloud.start_instance(&i.zone, &i.name).await?;
+        if reboot {
+            // Starting runs the new script; no reset needed.
+            reboot = false;
+        }
+        ready::wait(cloud, i, shared.options.ready_timeout).await?;
+    }
+    if reboot {
+        cloud.reset_instance(&i.zone, &i.name).await?;
+        ready::wait(cloud, i, shared.options.ready_timeout).await?;
+    }
+    Ok(())
+}
