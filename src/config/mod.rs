@@ -174,21 +174,41 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 /// A valid Google Cloud project ID: 6 to 30 characters, lowercase letters, digits and hyphens,
-/// starting with a letter and not ending with a hyphen.
+/// starting with a letter and not ending with a hyphen. The message quotes the value and says what is wrong;
+/// callers add where the value came from (a config key, an environment variable).
 pub(crate) fn validate_project_id(id: &str) -> Result<(), String> {
-    let ok = (6..=30).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && !id.ends_with('-')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
+    let q = fields::quote(id);
+    let rule = "expected 6 to 30 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen";
+    let len = id.chars().count();
+    let why = if id.is_empty() {
+        "it is empty".to_string()
+    } else if id.bytes().all(|b| b.is_ascii_digit()) {
+        "it looks like a project number; use the project ID".to_string()
+    } else if id.contains(' ') {
+        "it contains spaces (is it the project's display name?)".to_string()
+    } else if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        "it contains uppercase letters".to_string()
+    } else if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        format!("it contains {}", fields::quote(&c.to_string()))
+    } else if len < 6 {
+        format!("it is {len} characters long")
+    } else if len > 30 {
+        format!("it is {len} characters long")
+    } else if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "it does not start with a letter".to_string()
+    } else if id.ends_with('-') {
+        "it ends with a hyphen".to_string()
     } else {
-        Err(format!(
-            "\"{id}\" is not a valid project ID (6 to 30 lowercase letters, digits or hyphens, starting with a letter)"
-        ))
-    }
+        return Ok(());
+    };
+    Err(format!("{q} is not a valid project ID: {why}; {rule}"))
 }
 
+mod fields;
+pub(crate) mod names;
 mod raw;
+#[cfg(test)]
+mod tests;
