@@ -331,14 +331,14 @@ pub(crate) fn parse_range(s: &str) -> Result<Ipv4Net, String> {
 
 /// Ranges a destination must not fall into (or, for the metadata server, contain).
 const SPECIAL: &[(&str, &str)] = &[
-    ("0.0.0.0/8", "\"this network\" addresses"),
-    ("127.0.0.0/8", "loopback addresses"),
+    ("0.0.0.0/8", "the \"this network\" range"),
+    ("127.0.0.0/8", "the loopback range"),
     (
         "169.254.0.0/16",
-        "link-local addresses (the metadata server)",
+        "the link-local range, home of the metadata server",
     ),
-    ("224.0.0.0/4", "multicast addresses"),
-    ("240.0.0.0/4", "reserved addresses"),
+    ("224.0.0.0/4", "the multicast range"),
+    ("240.0.0.0/4", "the reserved range"),
 ];
 
 /// A destination: a routable IPv4 range that is not everything.
@@ -356,7 +356,7 @@ pub(crate) fn parse_destination(s: &str) -> Result<Ipv4Net, String> {
         };
         if net.prefix() >= special.prefix() && special.contains(net.addr()) {
             return Err(format!(
-                "{q} is in {special} ({what}), which cannot be routed through a gateway"
+                "{q} is in {special}, {what}, which cannot be routed through a gateway"
             ));
         }
     }

@@ -193,9 +193,7 @@ pub(crate) fn validate_project_id(id: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
         format!("it contains {}", fields::quote(&c.to_string()))
-    } else if len < 6 {
-        format!("it is {len} characters long")
-    } else if len > 30 {
+    } else if !(6..=30).contains(&len) {
         format!("it is {len} characters long")
     } else if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
         "it does not start with a letter".to_string()

@@ -19,6 +19,8 @@ use crate::net::Ipv4Net;
 
 type Span = Range<usize>;
 type Value<'i> = Spanned<DeValue<'i>>;
+/// A checked range, where it is, and its dotted key.
+type Entry = (Ipv4Net, Span, String);
 
 const ROOT_KEYS: &[&str] = &["project", "stack", "gateways"];
 const GATEWAY_KEYS: &[&str] = &[
@@ -134,8 +136,18 @@ impl Cx<'_> {
         if message.is_empty() {
             message = "invalid TOML".to_string();
         }
+        let span = e.span();
+        if message == "duplicate key"
+            && let Some(key) = span.as_ref().map(|s| self.source(s))
+            && !key.is_empty()
+        {
+            message = format!(
+                "duplicate key {}: a key or table can be defined only once",
+                quote(key)
+            );
+        }
         let message = format!("TOML syntax error: {message}");
-        match e.span() {
+        match span {
             Some(span) => self.report(&span, "", message),
             None => self.report_file("", message),
         }
@@ -177,6 +189,7 @@ fn describe(cx: &Cx<'_>, v: &Value<'_>) -> String {
         DeValue::Boolean(b) => format!("boolean {b}"),
         DeValue::Datetime(d) => format!("datetime {d}"),
         DeValue::Array(a) if a.is_empty() => "an empty array".to_string(),
+        DeValue::Array(a) if a.len() == 1 => "an array of 1 item".to_string(),
         DeValue::Array(a) => format!("an array of {} items", a.len()),
         DeValue::Table(_) => "a table".to_string(),
     }
@@ -287,7 +300,7 @@ fn integer(
     range: std::ops::RangeInclusive<i64>,
     unit: &str,
 ) -> Option<i64> {
-    let expected = format!("expected {} to {}{unit}", range.start(), range.end());
+    let expected = format!("{} to {}{unit}", range.start(), range.end());
     match v.get_ref() {
         DeValue::Integer(i) => {
             let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
@@ -298,7 +311,7 @@ fn integer(
                     cx.report(
                         &v.span(),
                         key,
-                        format!("{shown} is out of range: {expected}"),
+                        format!("{shown} is out of range: expected {expected}"),
                     );
                     None
                 }
@@ -314,7 +327,7 @@ fn integer(
                 &v.span(),
                 key,
                 format!(
-                    "expected an integer ({expected}), found string {}{hint}",
+                    "expected an integer from {expected}, found string {}{hint}",
                     quote(s)
                 ),
             );
@@ -325,7 +338,7 @@ fn integer(
             cx.report(
                 &v.span(),
                 key,
-                format!("expected an integer ({expected}), found {found}"),
+                format!("expected an integer from {expected}, found {found}"),
             );
             None
         }
@@ -481,13 +494,22 @@ fn read_config(cx: &mut Cx<'_>, root: &Spanned<DeTable<'_>>) -> Option<Config> {
 
 /// Where a gateway's checked values are, for the checks across gateways.
 struct Located {
-    destinations: Vec<(Ipv4Net, Span, String)>,
+    destinations: Vec<Entry>,
     internal_ip: Option<(Ipv4Addr, Span, String)>,
 }
 
 fn read_gateways(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<BTreeMap<String, Gateway>> {
     let hint = "at least one gateway table, [gateways.NAME]";
     let v = root.required(cx, "gateways", hint)?;
+    if let DeValue::Array(_) = v.get_ref() {
+        cx.report(
+            &v.span(),
+            "gateways",
+            "expected gateway tables, found an array of tables ([[gateways]]); write each gateway as [gateways.NAME]"
+                .to_string(),
+        );
+        return None;
+    }
     let t = table(cx, "gateways".to_string(), v, hint)?;
     if t.map.is_empty() {
         cx.report(
@@ -502,7 +524,17 @@ fn read_gateways(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<BTreeMap<Strin
     for (k, v) in t.map.iter() {
         let name: &str = k.get_ref();
         let key = t.child(name);
-        let name_ok = check(cx, &k.span(), &key, fields::check_gateway_name(name)).is_some();
+        let lower = name.to_ascii_lowercase();
+        let name_check = if lower != name && t.map.contains_key(lower.as_str()) {
+            Err(format!(
+                "{} differs from gateway {} only in case; gateway names are lowercase: rename or remove one of them",
+                quote(name),
+                quote(&lower)
+            ))
+        } else {
+            fields::check_gateway_name(name)
+        };
+        let name_ok = check(cx, &k.span(), &key, name_check).is_some();
         let Some(gt) = table(
             cx,
             key.clone(),
@@ -676,7 +708,7 @@ fn read_internal_ip(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<LocatedIp> {
 }
 
 /// The destinations with where each is, in file order; duplicates and overlaps reported.
-fn read_destinations(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Vec<(Ipv4Net, Span, String)>> {
+fn read_destinations(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Vec<Entry>> {
     let example = "[\"34.120.10.10/32\"]";
     let v = t.required(
         cx,
@@ -707,10 +739,9 @@ fn read_destinations(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Vec<(Ipv4Net,
         }
     }
     let mut clean = true;
-    for (net, span, key, other) in overlaps(&nets) {
+    for ((net, span, key), (onet, _, okey)) in overlaps(&nets) {
         clean = false;
-        let (onet, _, okey) = other;
-        let message = if net == *onet {
+        let message = if net == onet {
             format!("{} is listed twice (also {okey})", quote(&net.to_string()))
         } else {
             format!(
@@ -719,7 +750,7 @@ fn read_destinations(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Vec<(Ipv4Net,
                 quote(&onet.to_string())
             )
         };
-        cx.report(&span, &key, message);
+        cx.report(span, key, message);
     }
     (ok && clean).then_some(nets)
 }
@@ -727,9 +758,7 @@ fn read_destinations(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Vec<(Ipv4Net,
 /// Every entry that overlaps an earlier one (in file order), with the earlier entry. CIDR ranges are either
 /// nested or disjoint, so after sorting by address and prefix, an entry overlaps an earlier one exactly when
 /// it lies inside the widest range seen so far.
-fn overlaps(
-    nets: &[(Ipv4Net, Span, String)],
-) -> Vec<(Ipv4Net, Span, String, &(Ipv4Net, Span, String))> {
+fn overlaps(nets: &[Entry]) -> Vec<(&Entry, &Entry)> {
     let mut order: Vec<usize> = (0..nets.len()).collect();
     order.sort_by_key(|&i| nets.get(i).map(|n| (n.0, i)));
     let mut found = Vec::new();
@@ -740,7 +769,7 @@ fn overlaps(
             Some((w, wide)) if wide.0.overlaps(&cur.0) => {
                 // Report on whichever of the two comes later in the file, naming the other.
                 let (later, earlier) = if w < i { (cur, wide) } else { (wide, cur) };
-                found.push((later.0, later.1.clone(), later.2.clone(), earlier));
+                found.push((later, earlier));
                 if cur.0.prefix() < wide.0.prefix() {
                     widest = Some(i);
                 }
@@ -748,7 +777,7 @@ fn overlaps(
             _ => widest = Some(i),
         }
     }
-    found.sort_by_key(|f| f.1.start);
+    found.sort_by_key(|(later, _)| later.1.start);
     found
 }
 

@@ -421,3 +421,23 @@ proptest! {
         answers(&text);
     }
 }
+
+#[test]
+#[ignore = "prints the corpus' messages for review"]
+#[allow(clippy::print_stdout)]
+fn show_corpus() {
+    let dir = manifest().join("tests/bad-inputs/config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("read");
+        let name = f.file_name().expect("name");
+        match parse(Path::new(name), &text) {
+            Ok(_) => println!("OK?? {}\n", f.display()),
+            Err(e) => println!("{e}\n"),
+        }
+    }
+}
