@@ -162,7 +162,11 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
             line: 0,
             column: 0,
             key: String::new(),
-            message: format!("cannot read the file: {e}"),
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound => "the file does not exist; create it (examples/gitlab-runner.toml shows every field) or name another with -c FILE".to_string(),
+                std::io::ErrorKind::InvalidData => "the file is not UTF-8 text".to_string(),
+                _ => format!("cannot read the file: {e}"),
+            },
         }],
     })?;
     parse(path, &text)

@@ -971,7 +971,6 @@ fn check_across(cx: &mut Cx<'_>, gateways: &[(Gateway, Located)]) {
             if let (Some((ip, span, key)), Some((oip, _, okey))) =
                 (&bl.internal_ip, &al.internal_ip)
                 && ip == oip
-                && a.region == b.region
                 && a.network == b.network
             {
                 cx.report(

@@ -441,3 +441,33 @@ fn show_corpus() {
         }
     }
 }
+
+#[test]
+fn other_spellings_of_the_same_config() {
+    // CRLF line endings, a byte-order mark, inline tables and dotted keys are all TOML.
+    let crlf = MINIMAL.replace('\n', "\r\n");
+    let a = parse(Path::new("natgw.toml"), &crlf).expect("CRLF");
+    let b = parse(Path::new("natgw.toml"), &format!("\u{feff}{MINIMAL}")).expect("BOM");
+    let inline = r#"
+stack = "ci"
+gateways.gw = { region = "europe-west1", zone = "europe-west1-b", network = "vpc", subnetwork = "runners", destinations = ["34.120.10.10/32"], source_ranges = ["10.0.0.0/20"], node_tag = "runner", node_pool = { cluster = "ci", location = "europe-west1", name = "runners" } }
+"#;
+    let c = parse(Path::new("natgw.toml"), inline).expect("inline tables");
+    let expected = parse(Path::new("natgw.toml"), MINIMAL).expect("minimal");
+    assert_eq!(a, expected);
+    assert_eq!(b, expected);
+    assert_eq!(c, expected);
+    let e = errors(&crlf.replace("\"runner\"", "\"Runner\""));
+    assert!(
+        e.starts_with("natgw.toml:11:12: gateways.gw.node_tag:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn load_reports_unreadable_files() {
+    let e = load(Path::new("/nonexistent/natgw.toml")).expect_err("no such file");
+    let shown = e.to_string();
+    assert!(shown.starts_with("/nonexistent/natgw.toml: "), "{shown}");
+    assert!(shown.contains("does not exist"), "{shown}");
+}
