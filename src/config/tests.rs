@@ -302,14 +302,15 @@ fn bad_input_corpus() {
     assert!(files.len() >= 40, "only {} bad inputs", files.len());
     let mut failures = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file).expect("readable corpus file");
-        let expect = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
+        // Bytes, not text: the corpus holds files that are not UTF-8 too.
+        let bytes = std::fs::read(file).expect("readable corpus file");
+        let first =
+            String::from_utf8_lossy(bytes.split(|&b| b == b'\n').next().unwrap_or_default())
+                .into_owned();
+        let expect = first
+            .strip_prefix("# expect: ")
             .unwrap_or_else(|| panic!("{} must start with `# expect: `", file.display()));
-        let name = file.file_name().expect("file name");
-        match parse(Path::new(name), &text) {
+        match load(file) {
             Ok(_) => failures.push(format!("{}: parsed without error", file.display())),
             Err(ConfigError { problems }) if problems.is_empty() => {
                 failures.push(format!("{}: an error without problems", file.display()));
@@ -433,9 +434,7 @@ fn show_corpus() {
         .collect();
     files.sort();
     for f in files {
-        let text = std::fs::read_to_string(&f).expect("read");
-        let name = f.file_name().expect("name");
-        match parse(Path::new(name), &text) {
+        match load(&f) {
             Ok(_) => println!("OK?? {}\n", f.display()),
             Err(e) => println!("{e}\n"),
         }
@@ -470,4 +469,40 @@ fn load_reports_unreadable_files() {
     let shown = e.to_string();
     assert!(shown.starts_with("/nonexistent/natgw.toml: "), "{shown}");
     assert!(shown.contains("does not exist"), "{shown}");
+}
+
+/// The example shows optional fields commented out with their defaults: uncommented, nothing changes.
+#[test]
+fn example_documents_the_defaults() {
+    let path = manifest().join("examples/gitlab-runner.toml");
+    let text = std::fs::read_to_string(&path).expect("the example exists");
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with("[gateways.")
+                    || rest.split_once('=').is_some_and(|(k, _)| {
+                        !k.trim().is_empty()
+                            && k.trim()
+                                .bytes()
+                                .all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        uncommented.contains("\nroute_priority = 900"),
+        "{uncommented}"
+    );
+    assert!(
+        uncommented.contains("\n[gateways.gitlab.conntrack]"),
+        "{uncommented}"
+    );
+    let plain = parse(&path, &text).expect("the example is valid");
+    let explicit = parse(&path, &uncommented).expect("the uncommented example is valid");
+    assert_eq!(plain, explicit);
 }
