@@ -985,3 +985,44 @@ fn check_across(cx: &mut Cx<'_>, gateways: &[(Gateway, Located)]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{Entry, overlaps};
+    use crate::net::Ipv4Net;
+
+    fn entries(nets: &[(u32, u8)]) -> Vec<Entry> {
+        nets.iter()
+            .enumerate()
+            .filter_map(|(i, &(addr, prefix))| {
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(prefix))
+                };
+                let net = Ipv4Net::new((addr & mask).into(), prefix).ok()?;
+                Some((net, i..i + 1, format!("d[{i}]")))
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The sorted sweep finds an overlap exactly when a brute-force pairwise check does, and every pair
+        /// it reports is real, reported on the later entry.
+        #[test]
+        fn overlaps_agrees_with_brute_force(raw in proptest::collection::vec((0u32..64, 26u8..=32), 0..12)) {
+            // Small addresses and long prefixes so that overlaps are common.
+            let nets: Vec<(u32, u8)> = raw.iter().map(|&(a, p)| (0x0a00_0000 | (a << 2), p)).collect();
+            let list = entries(&nets);
+            let brute = list.iter().enumerate().any(|(i, a)| list.iter().skip(i + 1).any(|b| a.0.overlaps(&b.0)));
+            let found = overlaps(&list);
+            prop_assert_eq!(brute, !found.is_empty());
+            for (later, earlier) in found {
+                prop_assert!(later.0.overlaps(&earlier.0));
+                prop_assert!(later.1.start > earlier.1.start);
+            }
+        }
+    }
+}
