@@ -162,7 +162,11 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
             line: 0,
             column: 0,
             key: String::new(),
-            message: format!("cannot read the file: {e}"),
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound => "the file does not exist; create it (examples/gitlab-runner.toml shows every field) or name another with -c FILE".to_string(),
+                std::io::ErrorKind::InvalidData => "the file is not UTF-8 text".to_string(),
+                _ => format!("cannot read the file: {e}"),
+            },
         }],
     })?;
     parse(path, &text)
@@ -174,22 +178,39 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 /// A valid Google Cloud project ID: 6 to 30 characters, lowercase letters, digits and hyphens,
-/// starting with a letter and not ending with a hyphen.
+/// starting with a letter and not ending with a hyphen. The message quotes the value and says what is wrong;
+/// callers add where the value came from (a config key, an environment variable).
 pub(crate) fn validate_project_id(id: &str) -> Result<(), String> {
-    let ok = (6..=30).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && !id.ends_with('-')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(())
+    let q = fields::quote(id);
+    let rule = "expected 6 to 30 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen";
+    let len = id.chars().count();
+    let why = if id.is_empty() {
+        "it is empty".to_string()
+    } else if id.bytes().all(|b| b.is_ascii_digit()) {
+        "it looks like a project number; use the project ID".to_string()
+    } else if id.contains(' ') {
+        "it contains spaces (is it the project's display name?)".to_string()
+    } else if id.bytes().any(|b| b.is_ascii_uppercase()) {
+        "it contains uppercase letters".to_string()
+    } else if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        format!("it contains {}", fields::quote(&c.to_string()))
+    } else if !(6..=30).contains(&len) {
+        format!("it is {len} characters long")
+    } else if !id.starts_with(|c: char| c.is_ascii_lowercase()) {
+        "it does not start with a letter".to_string()
+    } else if id.ends_with('-') {
+        "it ends with a hyphen".to_string()
     } else {
-        Err(format!(
-            "\"{id}\" is not a valid project ID (6 to 30 lowercase letters, digits or hyphens, starting with a letter)"
-        ))
-    }
+        return Ok(());
+    };
+    Err(format!("{q} is not a valid project ID: {why}; {rule}"))
 }
 
+mod fields;
 pub(crate) mod names;
 mod raw;
+#[cfg(test)]
+mod tests;
