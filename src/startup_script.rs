@@ -1,1 +1,337 @@
-//! The gateway VM startup script, rendered from templates/.
+//! The gateway VM's startup script, rendered from `templates/startup.sh.j2` (pure: no I/O).
+//!
+//! The rendering is deterministic: the plan compares it byte for byte with the VM's
+//! `startup-script` metadata to decide whether the VM needs an update. Every value from the
+//! config reaches the shell single-quoted, even though the config has validated it.
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::config::{Allow, Conntrack, Gateway, Protocol};
+use crate::net::Ipv4Net;
+
+const TEMPLATE_NAME: &str = "startup.sh.j2";
+const TEMPLATE: &str = include_str!("../templates/startup.sh.j2");
+
+/// What the script needs from one gateway's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ScriptInput {
+    pub(crate) gateway: String,
+    pub(crate) source_ranges: Vec<Ipv4Net>,
+    pub(crate) destinations: Vec<Ipv4Net>,
+    pub(crate) allow: Vec<Allow>,
+    pub(crate) conntrack: Conntrack,
+}
+
+impl ScriptInput {
+    /// Takes the gateway's fields; lists are sorted and deduplicated so that reordering them
+    /// in natgw.toml does not change the script (and so does not update the VM).
+    pub(crate) fn from_gateway(gw: &Gateway) -> Self {
+        Self {
+            gateway: gw.name.clone(),
+            source_ranges: sorted(&gw.source_ranges),
+            destinations: sorted(&gw.destinations),
+            allow: sorted(&gw.allow),
+            conntrack: gw.conntrack,
+        }
+    }
+}
+
+fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {
+    let mut v = items.to_vec();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScriptError {
+    #[error(
+        "gateway \"{gateway}\" has no {field}, so its VM would forward nothing; add at least one entry to gateways.{gateway}.{field}"
+    )]
+    Empty {
+        gateway: String,
+        field: &'static str,
+    },
+    #[error("cannot render the startup script template (a bug in natgw; please report it)")]
+    Template(#[source] minijinja::Error),
+}
+
+#[derive(Serialize)]
+struct Context {
+    gateway: String,
+    source_ranges: Vec<String>,
+    destinations: Vec<String>,
+    allow: Vec<AllowContext>,
+    conntrack_max: String,
+    conntrack_tcp_timeout_established: String,
+}
+
+#[derive(Serialize)]
+struct AllowContext {
+    /// As written in natgw.toml, for a comment.
+    label: String,
+    /// The iptables match for it.
+    matches: String,
+}
+
+/// The iptables match that selects the traffic one `allow` entry permits.
+fn iptables_match(allow: &Allow) -> String {
+    let proto = allow.protocol.as_str();
+    match (allow.protocol, allow.ports) {
+        (Protocol::Icmp, _) | (_, None) => format!("-p {proto}"),
+        (_, Some((a, b))) if a == b => format!("-p {proto} -m {proto} --dport {a}"),
+        (_, Some((a, b))) => format!("-p {proto} -m {proto} --dport {a}:{b}"),
+    }
+}
+
+/// Quotes a value for a POSIX shell: single quotes, with `'` written as `'\''`.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// Renders the startup script for one gateway.
+pub(crate) fn render(input: &ScriptInput) -> Result<String, ScriptError> {
+    for (field, empty) in [
+        ("source_ranges", input.source_ranges.is_empty()),
+        ("destinations", input.destinations.is_empty()),
+        ("allow", input.allow.is_empty()),
+    ] {
+        if empty {
+            return Err(ScriptError::Empty {
+                gateway: input.gateway.clone(),
+                field,
+            });
+        }
+    }
+    let context = Context {
+        gateway: input.gateway.clone(),
+        source_ranges: input
+            .source_ranges
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        destinations: input.destinations.iter().map(ToString::to_string).collect(),
+        allow: input
+            .allow
+            .iter()
+            .map(|a| AllowContext {
+                label: a.to_string(),
+                matches: iptables_match(a),
+            })
+            .collect(),
+        conntrack_max: input.conntrack.max.to_string(),
+        conntrack_tcp_timeout_established: input.conntrack.tcp_timeout_established.to_string(),
+    };
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_keep_trailing_newline(true);
+    env.add_filter("sh", |value: String| shell_quote(&value));
+    env.add_template(TEMPLATE_NAME, TEMPLATE)
+        .map_err(ScriptError::Template)?;
+    env.get_template(TEMPLATE_NAME)
+        .and_then(|t| t.render(&context))
+        .map_err(ScriptError::Template)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ScriptError, ScriptInput, render, shell_quote};
+    use crate::config::{Allow, Conntrack, Protocol};
+    use crate::net::Ipv4Net;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().expect("valid test range")
+    }
+
+    fn input() -> ScriptInput {
+        ScriptInput {
+            gateway: "gitlab".to_string(),
+            source_ranges: vec![net("10.0.0.0/20"), net("10.4.0.0/14")],
+            destinations: vec![net("34.120.10.0/24"), net("35.1.2.3/32")],
+            allow: vec![
+                Allow {
+                    protocol: Protocol::Tcp,
+                    ports: Some((443, 443)),
+                },
+                Allow {
+                    protocol: Protocol::Tcp,
+                    ports: Some((8000, 8080)),
+                },
+                Allow {
+                    protocol: Protocol::Udp,
+                    ports: None,
+                },
+                Allow {
+                    protocol: Protocol::Icmp,
+                    ports: None,
+                },
+            ],
+            conntrack: Conntrack {
+                max: 131_072,
+                tcp_timeout_established: 1_800,
+            },
+        }
+    }
+
+    fn line_starting<'a>(script: &'a str, prefix: &str) -> &'a str {
+        script
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{script}"))
+    }
+
+    #[test]
+    fn renders_the_config_as_quoted_shell_values() {
+        let script = render(&input()).expect("renders");
+        assert!(script.starts_with("#!/bin/bash\n"));
+        assert!(script.contains("\nset -Eeuo pipefail\n"));
+        assert_eq!(
+            line_starting(&script, "readonly GATEWAY="),
+            "readonly GATEWAY='gitlab'"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly SOURCE_RANGES="),
+            "readonly SOURCE_RANGES=('10.0.0.0/20' '10.4.0.0/14')"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly DESTINATIONS="),
+            "readonly DESTINATIONS=('34.120.10.0/24' '35.1.2.3/32')"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly ALLOW_MATCHES="),
+            "readonly ALLOW_MATCHES=('-p tcp -m tcp --dport 443' \
+             '-p tcp -m tcp --dport 8000:8080' '-p udp' '-p icmp')"
+        );
+        assert_eq!(
+            line_starting(&script, "# allow = "),
+            "# allow = [\"tcp:443\", \"tcp:8000-8080\", \"udp\", \"icmp\"], as iptables matches:"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly CONNTRACK_MAX="),
+            "readonly CONNTRACK_MAX='131072'"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly CONNTRACK_TCP_TIMEOUT_ESTABLISHED="),
+            "readonly CONNTRACK_TCP_TIMEOUT_ESTABLISHED='1800'"
+        );
+        assert!(script.ends_with("log \"reported ready\"\n"));
+    }
+
+    #[test]
+    fn the_script_does_what_the_issue_asks() {
+        let script = render(&input()).expect("renders");
+        for needle in [
+            "net.ipv4.ip_forward = 1",
+            "/etc/sysctl.d/",
+            "send_redirects",
+            "ip -4 route show default",
+            "iptables-restore -w --noflush",
+            "-j MASQUERADE",
+            "--ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "-A NATGW-FORWARD -j DROP",
+            "ensure_jump filter FORWARD NATGW-FORWARD",
+            "ensure_jump nat POSTROUTING NATGW-POSTROUTING",
+            "natgw-ready-token",
+            "guest-attributes/natgw/ready",
+            "${NATGW_METADATA_URL:-http://metadata.google.internal}",
+            "--max-time",
+            "net.netfilter.nf_conntrack_max",
+        ] {
+            assert!(script.contains(needle), "missing {needle:?}");
+        }
+    }
+
+    #[test]
+    fn rendering_is_deterministic_and_ignores_config_order() {
+        let a = render(&input()).expect("renders");
+        assert_eq!(a, render(&input()).expect("renders"));
+
+        let mut shuffled = input();
+        shuffled.source_ranges.reverse();
+        shuffled.destinations.reverse();
+        shuffled.allow.reverse();
+        shuffled.allow.push(shuffled.allow[0].clone());
+        let gw = crate::config::Gateway {
+            name: shuffled.gateway.clone(),
+            region: "europe-west1".to_string(),
+            zone: "europe-west1-b".to_string(),
+            network: "default".to_string(),
+            subnetwork: "default".to_string(),
+            internal_ip: None,
+            destinations: shuffled.destinations,
+            source_ranges: shuffled.source_ranges,
+            allow: shuffled.allow,
+            node_tag: "ci".to_string(),
+            route_priority: 900,
+            machine_type: "e2-small".to_string(),
+            image: "debian-12".to_string(),
+            node_pool: crate::config::NodePoolRef {
+                cluster: "c".to_string(),
+                location: "europe-west1".to_string(),
+                name: "p".to_string(),
+            },
+            conntrack: shuffled.conntrack,
+        };
+        let b = render(&ScriptInput::from_gateway(&gw)).expect("renders");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn config_changes_change_the_script() {
+        let base = render(&input()).expect("renders");
+        let mut other = input();
+        other.destinations.push(net("35.1.2.4/32"));
+        assert_ne!(base, render(&other).expect("renders"));
+        let mut other = input();
+        other.conntrack.max = 65_536;
+        assert_ne!(base, render(&other).expect("renders"));
+    }
+
+    #[test]
+    fn hostile_values_stay_inside_quotes() {
+        assert_eq!(shell_quote("plain"), "'plain'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$(rm -rf /)`x`\n"), "'$(rm -rf /)`x`\n'");
+        let mut bad = input();
+        bad.gateway = "x'; reboot; echo '".to_string();
+        let script = render(&bad).expect("renders");
+        assert_eq!(
+            line_starting(&script, "readonly GATEWAY="),
+            r"readonly GATEWAY='x'\''; reboot; echo '\'''"
+        );
+        // The name appears nowhere else unquoted.
+        assert_eq!(script.matches("reboot").count(), 1);
+    }
+
+    #[test]
+    fn empty_lists_are_refused_with_the_field_named() {
+        let mut no_dest = input();
+        no_dest.destinations.clear();
+        let err = render(&no_dest).expect_err("no destinations");
+        assert!(matches!(
+            err,
+            ScriptError::Empty {
+                field: "destinations",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("gateways.gitlab.destinations"));
+        let mut no_src = input();
+        no_src.source_ranges.clear();
+        assert!(matches!(
+            render(&no_src),
+            Err(ScriptError::Empty {
+                field: "source_ranges",
+                ..
+            })
+        ));
+        let mut no_allow = input();
+        no_allow.allow.clear();
+        assert!(matches!(
+            render(&no_allow),
+            Err(ScriptError::Empty { field: "allow", .. })
+        ));
+    }
+}

@@ -1,1 +1,2 @@
 //! natgw's integration tests: one binary, driving the real `natgw` binary and the emulator over HTTP.
+mod netns;
