@@ -8,6 +8,7 @@ mod gcp;
 mod model;
 mod net;
 mod plan;
+mod render;
 mod startup_script;
 
 use std::process::ExitCode;

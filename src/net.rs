@@ -6,13 +6,13 @@ use std::str::FromStr;
 
 /// An IPv4 network in CIDR notation, always normalised (no host bits set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ipv4Net {
+pub(crate) struct Ipv4Net {
     addr: Ipv4Addr,
     prefix: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NetError {
+pub(crate) enum NetError {
     #[error("IPv6 is not supported yet; use an IPv4 range")]
     Ipv6,
     #[error("not an IPv4 CIDR range (expected a.b.c.d/n)")]
@@ -24,7 +24,7 @@ pub enum NetError {
 }
 
 impl Ipv4Net {
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Self, NetError> {
+    pub(crate) fn new(addr: Ipv4Addr, prefix: u8) -> Result<Self, NetError> {
         if prefix > 32 {
             return Err(NetError::Prefix);
         }
@@ -38,26 +38,26 @@ impl Ipv4Net {
         Ok(net)
     }
 
-    pub fn addr(&self) -> Ipv4Addr {
+    pub(crate) fn addr(&self) -> Ipv4Addr {
         self.addr
     }
 
-    pub fn prefix(&self) -> u8 {
+    pub(crate) fn prefix(&self) -> u8 {
         self.prefix
     }
 
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+    pub(crate) fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & mask(self.prefix) == u32::from(self.addr)
     }
 
     /// Whether the two ranges share at least one address.
-    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+    pub(crate) fn overlaps(&self, other: &Ipv4Net) -> bool {
         let p = self.prefix.min(other.prefix);
         u32::from(self.addr) & mask(p) == u32::from(other.addr) & mask(p)
     }
 
     /// A form usable inside resource names: `34-120-10-0-24`.
-    pub fn slug(&self) -> String {
+    pub(crate) fn slug(&self) -> String {
         format!(
             "{}-{}",
             self.addr.to_string().replace('.', "-"),

@@ -27,11 +27,23 @@ pub(crate) fn steps(changes: &[Change]) -> Vec<Step> {
     for (i, c) in changes.iter().enumerate() {
         match c.action {
             Action::NoOp => {}
-            Action::Create | Action::Update => steps.push(Step { change: i, direction: Direction::Up }),
-            Action::Delete => steps.push(Step { change: i, direction: Direction::Down }),
+            Action::Create | Action::Update => steps.push(Step {
+                change: i,
+                direction: Direction::Up,
+            }),
+            Action::Delete => steps.push(Step {
+                change: i,
+                direction: Direction::Down,
+            }),
             Action::Replace => {
-                steps.push(Step { change: i, direction: Direction::Down });
-                steps.push(Step { change: i, direction: Direction::Up });
+                steps.push(Step {
+                    change: i,
+                    direction: Direction::Down,
+                });
+                steps.push(Step {
+                    change: i,
+                    direction: Direction::Up,
+                });
             }
         }
     }
@@ -59,16 +71,25 @@ fn before(changes: &[Change], a: Step, b: Step) -> bool {
         (Down, Up) if a.change == b.change => true,
         (Up, Up) if same_gateway => matches!(
             (ca.kind, cb.kind),
-            (Kind::ExternalAddress | Kind::InternalAddress, Kind::Instance) | (Kind::Instance | Kind::InternalAddress, Kind::Route)
+            (
+                Kind::ExternalAddress | Kind::InternalAddress,
+                Kind::Instance
+            ) | (Kind::Instance | Kind::InternalAddress, Kind::Route)
         ),
         (Up, Up) => ca.kind == Kind::Firewall && cb.kind == Kind::NodePool,
         (Down, Down) if same_gateway => matches!(
             (ca.kind, cb.kind),
-            (Kind::Route, Kind::Instance) | (Kind::Instance, Kind::ExternalAddress | Kind::InternalAddress)
+            (Kind::Route, Kind::Instance)
+                | (
+                    Kind::Instance,
+                    Kind::ExternalAddress | Kind::InternalAddress
+                )
         ),
         // Tags go once the routes that use them are gone; a deleted rule goes after the tag it records.
         (Down, Up) if ca.kind == Kind::Route && cb.kind == Kind::NodePool => true,
-        (Up, Down) if ca.kind == Kind::NodePool && cb.kind == Kind::Firewall => cb.action == Action::Delete,
+        (Up, Down) if ca.kind == Kind::NodePool && cb.kind == Kind::Firewall => {
+            cb.action == Action::Delete
+        }
         // An address that takes the IP another one frees (a renamed gateway with a fixed internal IP).
         (Down, Up) if is_address(ca.kind) && is_address(cb.kind) => {
             let freed = address_ip(ca.before.as_ref());

@@ -33,18 +33,44 @@ pub(crate) struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { concurrency: 16, ready_timeout: Duration::from_secs(300), progress_every: Duration::from_secs(10) }
+        Self {
+            concurrency: 16,
+            ready_timeout: Duration::from_secs(300),
+            progress_every: Duration::from_secs(10),
+        }
     }
 }
 
 /// What apply reports as it goes; the CLI turns these into lines.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Event {
-    Started { address: String, name: String, verb: Verb },
-    Still { address: String, name: String, verb: Verb, elapsed: Duration },
-    Done { address: String, name: String, verb: Verb, elapsed: Duration },
-    Failed { address: String, name: String, verb: Verb, error: String },
-    Skipped { address: String, reason: String },
+    Started {
+        address: String,
+        name: String,
+        verb: Verb,
+    },
+    Still {
+        address: String,
+        name: String,
+        verb: Verb,
+        elapsed: Duration,
+    },
+    Done {
+        address: String,
+        name: String,
+        verb: Verb,
+        elapsed: Duration,
+    },
+    Failed {
+        address: String,
+        name: String,
+        verb: Verb,
+        error: String,
+    },
+    Skipped {
+        address: String,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +157,12 @@ pub(crate) async fn apply(
     let steps = graph::steps(&plan.changes);
     let deps = graph::dependencies(&plan.changes, &steps);
     let ips: Ips = Arc::new(Mutex::new(known_ips(&plan.changes)));
-    let shared = Arc::new(Shared { cloud: cloud.clone(), stack: plan.stack.clone(), options: options.clone(), ips });
+    let shared = Arc::new(Shared {
+        cloud: cloud.clone(),
+        stack: plan.stack.clone(),
+        options: options.clone(),
+        ips,
+    });
 
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum State {
@@ -151,12 +182,19 @@ pub(crate) async fn apply(
         while changed {
             changed = false;
             for i in 0..steps.len() {
-                if state[i] == State::Waiting && deps[i].iter().any(|&d| matches!(state[d], State::Failed | State::Skipped)) {
+                if state[i] == State::Waiting
+                    && deps[i]
+                        .iter()
+                        .any(|&d| matches!(state[d], State::Failed | State::Skipped))
+                {
                     state[i] = State::Skipped;
                     changed = true;
                     let address = plan.changes[steps[i].change].address();
                     if !outcome.skipped.contains(&address) {
-                        events(Event::Skipped { address: address.clone(), reason: "a resource it depends on failed".into() });
+                        events(Event::Skipped {
+                            address: address.clone(),
+                            reason: "a resource it depends on failed".into(),
+                        });
                         outcome.skipped.push(address);
                     }
                 }
@@ -174,18 +212,22 @@ pub(crate) async fn apply(
                     let change = plan.changes[step.change].clone();
                     let shared = shared.clone();
                     let report = events.clone();
-                    running.spawn(async move { (i, run_step(&shared, &change, step, &report).await) });
+                    running
+                        .spawn(async move { (i, run_step(&shared, &change, step, &report).await) });
                 }
             }
         }
-        let Some(joined) = running.join_next().await else { break };
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
         in_flight -= 1;
         match joined {
             Ok((i, Ok(()))) => {
                 state[i] = State::Ok;
                 let step = steps[i];
                 let change = &plan.changes[step.change];
-                let last_step = !(change.action == Action::Replace && step.direction == Direction::Down);
+                let last_step =
+                    !(change.action == Action::Replace && step.direction == Direction::Down);
                 if last_step {
                     match change.action {
                         Action::Create => outcome.added += 1,
@@ -201,11 +243,15 @@ pub(crate) async fn apply(
             }
             Ok((i, Err(e))) => {
                 state[i] = State::Failed;
-                outcome.failed.push((plan.changes[steps[i].change].address(), e.to_string()));
+                outcome
+                    .failed
+                    .push((plan.changes[steps[i].change].address(), e.to_string()));
             }
             Err(join_error) => {
                 // A step task panicked or was cancelled: report it as a failure, never crash the run.
-                outcome.failed.push(("(internal)".into(), join_error.to_string()));
+                outcome
+                    .failed
+                    .push(("(internal)".into(), join_error.to_string()));
             }
         }
     }
@@ -250,11 +296,18 @@ async fn run_step(
     let address = change.address();
     let name = change.name.clone();
     let verb = verb(change, step.direction);
-    events(Event::Started { address: address.clone(), name: name.clone(), verb });
+    events(Event::Started {
+        address: address.clone(),
+        name: name.clone(),
+        verb,
+    });
     let start = Instant::now();
     let work = execute(shared, change, step);
     tokio::pin!(work);
-    let mut ticker = tokio::time::interval_at(start + shared.options.progress_every, shared.options.progress_every);
+    let mut ticker = tokio::time::interval_at(
+        start + shared.options.progress_every,
+        shared.options.progress_every,
+    );
     let result = loop {
         tokio::select! {
             r = &mut work => break r,
@@ -262,17 +315,35 @@ async fn run_step(
         }
     };
     match &result {
-        Ok(()) => events(Event::Done { address, name, verb, elapsed: start.elapsed() }),
-        Err(e) => events(Event::Failed { address, name, verb, error: e.to_string() }),
+        Ok(()) => events(Event::Done {
+            address,
+            name,
+            verb,
+            elapsed: start.elapsed(),
+        }),
+        Err(e) => events(Event::Failed {
+            address,
+            name,
+            verb,
+            error: e.to_string(),
+        }),
     }
     result
 }
 
 fn ip_of(shared: &Shared, gateway: &str, kind: Kind) -> Result<Ipv4Addr, StepError> {
-    let ips = shared.ips.lock().map_err(|_| StepError::Other("internal state poisoned".into()))?;
+    let ips = shared
+        .ips
+        .lock()
+        .map_err(|_| StepError::Other("internal state poisoned".into()))?;
     ips.get(&(gateway.to_string(), kind))
         .copied()
-        .ok_or_else(|| StepError::Other(format!("the {} of gateway {gateway} is not known", kind.role())))
+        .ok_or_else(|| {
+            StepError::Other(format!(
+                "the {} of gateway {gateway} is not known",
+                kind.role()
+            ))
+        })
 }
 
 async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), StepError> {
@@ -280,9 +351,13 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
     let stack = shared.stack.as_str();
     match step.direction {
         Direction::Down => match &change.before {
-            Some(Resource::Address(a)) => Ok(cloud.delete_address(stack, &a.region, &a.name).await?),
+            Some(Resource::Address(a)) => {
+                Ok(cloud.delete_address(stack, &a.region, &a.name).await?)
+            }
             Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(stack, &f.name).await?),
-            Some(Resource::Instance(i)) => Ok(cloud.delete_instance(stack, &i.zone, &i.name).await?),
+            Some(Resource::Instance(i)) => {
+                Ok(cloud.delete_instance(stack, &i.zone, &i.name).await?)
+            }
             Some(Resource::Route(r)) => Ok(cloud.delete_route(stack, &r.name).await?),
             Some(Resource::NodePool(_)) | None => Err(StepError::Other("nothing to delete".into())),
         },
@@ -293,10 +368,15 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                     let ip = if creating {
                         cloud.insert_address(a).await?
                     } else {
-                        cloud.set_address_labels(a, change.meta.label_fingerprint.as_deref()).await?;
+                        cloud
+                            .set_address_labels(a, change.meta.label_fingerprint.as_deref())
+                            .await?;
                         before_address(change)?
                     };
-                    let mut ips = shared.ips.lock().map_err(|_| StepError::Other("internal state poisoned".into()))?;
+                    let mut ips = shared
+                        .ips
+                        .lock()
+                        .map_err(|_| StepError::Other("internal state poisoned".into()))?;
                     ips.insert((change.gateway.clone(), change.kind), ip);
                     Ok(())
                 }
@@ -327,9 +407,20 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                         Some(Resource::NodePool(b)) => b.tags.clone(),
                         _ => Vec::new(),
                     };
-                    let add: Vec<String> = after.tags.iter().filter(|t| !before.contains(t)).cloned().collect();
-                    let remove: Vec<String> = before.iter().filter(|t| !after.tags.contains(t)).cloned().collect();
-                    Ok(cloud.update_node_pool_tags(&after.id, &add, &remove).await?)
+                    let add: Vec<String> = after
+                        .tags
+                        .iter()
+                        .filter(|t| !before.contains(t))
+                        .cloned()
+                        .collect();
+                    let remove: Vec<String> = before
+                        .iter()
+                        .filter(|t| !after.tags.contains(t))
+                        .cloned()
+                        .collect();
+                    Ok(cloud
+                        .update_node_pool_tags(&after.id, &add, &remove)
+                        .await?)
                 }
                 None => Err(StepError::Other("nothing to create".into())),
             }
@@ -339,25 +430,37 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
 
 fn before_address(change: &Change) -> Result<Ipv4Addr, StepError> {
     match &change.before {
-        Some(Resource::Address(a)) => a.address.ok_or_else(|| StepError::Other("the address has no IP".into())),
+        Some(Resource::Address(a)) => a
+            .address
+            .ok_or_else(|| StepError::Other("the address has no IP".into())),
         _ => Err(StepError::Other("the address was not observed".into())),
     }
 }
 
 /// In-place changes of the VM: labels, tags, and a new startup script (which runs at boot, so the VM is
 /// restarted and must report ready again).
-async fn update_instance(shared: &Shared, change: &Change, i: &crate::model::Instance) -> Result<(), StepError> {
+async fn update_instance(
+    shared: &Shared,
+    change: &Change,
+    i: &crate::model::Instance,
+) -> Result<(), StepError> {
     let cloud = &shared.cloud;
     let changed = |f: &str| change.diffs.iter().any(|d| d.field == f);
     if changed("labels") {
-        cloud.set_instance_labels(i, change.meta.label_fingerprint.as_deref()).await?;
+        cloud
+            .set_instance_labels(i, change.meta.label_fingerprint.as_deref())
+            .await?;
     }
     if changed("tags") {
-        cloud.set_instance_tags(i, change.meta.tags_fingerprint.as_deref()).await?;
+        cloud
+            .set_instance_tags(i, change.meta.tags_fingerprint.as_deref())
+            .await?;
     }
     let mut reboot = false;
     if changed("startup_script") || changed("ready_token") {
-        cloud.set_instance_metadata(i, change.meta.metadata_fingerprint.as_deref()).await?;
+        cloud
+            .set_instance_metadata(i, change.meta.metadata_fingerprint.as_deref())
+            .await?;
         reboot = true;
     }
     if changed("status") {

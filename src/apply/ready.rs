@@ -28,18 +28,28 @@ struct Limiter {
 
 impl Limiter {
     fn new(window: Duration, max: usize) -> Self {
-        Self { window, max, times: VecDeque::new() }
+        Self {
+            window,
+            max,
+            times: VecDeque::new(),
+        }
     }
 
     /// How long to wait before the next event is allowed at `now`.
     fn wait_at(&mut self, now: Instant) -> Duration {
-        while self.times.front().is_some_and(|&t| now.duration_since(t) >= self.window) {
+        while self
+            .times
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= self.window)
+        {
             self.times.pop_front();
         }
         if self.times.len() < self.max {
             Duration::ZERO
         } else {
-            self.times.front().map_or(Duration::ZERO, |&t| (t + self.window).saturating_duration_since(now))
+            self.times.front().map_or(Duration::ZERO, |&t| {
+                (t + self.window).saturating_duration_since(now)
+            })
         }
     }
 
@@ -78,9 +88,13 @@ pub(super) async fn wait(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Res
     let mut per_second = Limiter::new(Duration::from_secs(1), 3);
     let mut attempt = 0usize;
     loop {
-        let planned = SCHEDULE_MS.get(attempt).map_or(STEADY, |&ms| Duration::from_millis(ms));
+        let planned = SCHEDULE_MS
+            .get(attempt)
+            .map_or(STEADY, |&ms| Duration::from_millis(ms));
         let now = Instant::now();
-        let pause = planned.max(per_minute.wait_at(now)).max(per_second.wait_at(now));
+        let pause = planned
+            .max(per_minute.wait_at(now))
+            .max(per_second.wait_at(now));
         if now + pause > deadline {
             return Err(not_ready(&status));
         }
@@ -89,7 +103,11 @@ pub(super) async fn wait(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Res
         per_minute.record(now);
         per_second.record(now);
         attempt += 1;
-        if cloud.guest_ready(&vm.zone, &vm.name, &vm.ready_token).await? == Ready::Yes {
+        if cloud
+            .guest_ready(&vm.zone, &vm.name, &vm.ready_token)
+            .await?
+            == Ready::Yes
+        {
             return Ok(());
         }
     }
@@ -122,15 +140,31 @@ mod tests {
         let mut per_second = Limiter::new(Duration::from_secs(1), 3);
         let mut times = Vec::new();
         for attempt in 0..200 {
-            let planned = SCHEDULE_MS.get(attempt).map_or(STEADY, |&ms| Duration::from_millis(ms));
-            now += planned.max(per_minute.wait_at(now)).max(per_second.wait_at(now));
+            let planned = SCHEDULE_MS
+                .get(attempt)
+                .map_or(STEADY, |&ms| Duration::from_millis(ms));
+            now += planned
+                .max(per_minute.wait_at(now))
+                .max(per_second.wait_at(now));
             per_minute.record(now);
             per_second.record(now);
             times.push(now.duration_since(t0));
         }
         for (i, &a) in times.iter().enumerate() {
-            assert!(times[i..].iter().filter(|&&b| b < a + Duration::from_secs(1)).count() <= 3);
-            assert!(times[i..].iter().filter(|&&b| b < a + Duration::from_secs(60)).count() <= 10);
+            assert!(
+                times[i..]
+                    .iter()
+                    .filter(|&&b| b < a + Duration::from_secs(1))
+                    .count()
+                    <= 3
+            );
+            assert!(
+                times[i..]
+                    .iter()
+                    .filter(|&&b| b < a + Duration::from_secs(60))
+                    .count()
+                    <= 10
+            );
         }
         // The first reads come quickly.
         assert!(times[2] <= Duration::from_millis(1_000));

@@ -1,11 +1,19 @@
 //! The command line: clap types and one thin function per command.
 
+mod apply;
+mod context;
 mod emulator;
+mod output;
+mod plan;
 mod startup_script;
+mod validate;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub(crate) use output::Shell;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,22 +22,164 @@ use clap::{Parser, Subcommand};
     about = "A dedicated, allow-listed egress IP for GKE node pools"
 )]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Options every command accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Global {
+    /// The config file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "FILE",
+        default_value = "natgw.toml",
+        global = true
+    )]
+    pub(crate) config: PathBuf,
+    /// Send every Google API call to this URL instead of Google (an emulator).
+    #[arg(long, value_name = "URL", env = "NATGW_ENDPOINT", global = true)]
+    pub(crate) endpoint: Option<String>,
+    /// Send no credentials (for emulators).
+    #[arg(long, global = true)]
+    pub(crate) anonymous: bool,
+    /// Run against the embedded emulator, its world kept in FILE (default .natgw/emulator.json).
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ".natgw/emulator.json",
+        global = true
+    )]
+    pub(crate) emulator: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Say more about what natgw does (never credentials).
+    #[arg(short = 'v', long, global = true)]
+    pub(crate) verbose: bool,
+    /// No colours (also NO_COLOR).
+    #[arg(long, global = true)]
+    pub(crate) no_color: bool,
+    /// Impersonate this service account.
+    #[arg(long, value_name = "EMAIL", global = true)]
+    pub(crate) impersonate_service_account: Option<String>,
+    /// How long a new or restarted gateway VM may take to report ready, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 300,
+        env = "NATGW_READY_TIMEOUT",
+        global = true
+    )]
+    pub(crate) ready_timeout: u64,
+    /// How long natgw keeps retrying one failing API call (429, 5xx, network), in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 120,
+        env = "NATGW_RETRY_TIMEOUT",
+        global = true
+    )]
+    pub(crate) retry_timeout: u64,
+    /// Changes in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
+    pub(crate) parallelism: u16,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show what apply would change.
+    Plan(plan::Args),
+    /// Make the project match the config (or apply a saved plan).
+    Apply(apply::ApplyArgs),
+    /// Remove everything this stack created.
+    Destroy(apply::DestroyArgs),
+    /// Check the config; contacts nothing.
+    Validate,
+    /// Print the startup script of a gateway's VM; contacts nothing.
+    StartupScript(startup_script::Args),
     /// Run the local emulator of the Compute Engine and GKE APIs.
     Emulator(emulator::Args),
-    /// Print the startup script of a gateway's VM.
-    StartupScript(startup_script::Args),
+}
+
+/// What a command failed with; printed once, at the top.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Gcp(#[from] crate::gcp::GcpError),
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    Script(#[from] crate::startup_script::ScriptError),
+    #[error("{0}")]
+    Message(String),
+    /// Already reported in full.
+    #[error("")]
+    Reported,
 }
 
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Emulator(args) => emulator::run(args),
-        Command::StartupScript(args) => startup_script::run(args),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                // Usage errors exit 1, not clap's 2: 2 means "the plan has changes".
+                _ => ExitCode::FAILURE,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let shell = Shell::new(cli.global.no_color, cli.global.json, cli.global.verbose);
+    let result = match cli.command {
+        Command::Emulator(args) => return emulator::run(args),
+        Command::StartupScript(args) => startup_script::run(&cli.global, &args),
+        Command::Validate => validate::run(&cli.global, &shell),
+        Command::Plan(args) => block_on(plan::run(&cli.global, &args, &shell)),
+        Command::Apply(args) => block_on(apply::run_apply(&cli.global, &args, &shell)),
+        Command::Destroy(args) => block_on(apply::run_destroy(&cli.global, &args, &shell)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Reported) => ExitCode::FAILURE,
+        Err(e) => {
+            shell.error(&chain(&e));
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(
+    f: F,
+) -> Result<ExitCode, CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+        .map_err(|e| CliError::Message(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(f)
+}
+
+/// An error and its sources, each once.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !msg.contains(&s_text) {
+            msg.push_str(": ");
+            msg.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    msg
 }

@@ -1,22 +1,15 @@
 //! `natgw startup-script`: prints the gateway VM's startup script, as natgw would install it.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
+use super::{CliError, Global};
 use crate::config::{self, Config, ConfigError, Gateway};
 use crate::startup_script::{self, ScriptError, ScriptInput};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// The config file.
-    #[arg(
-        short = 'c',
-        long = "config",
-        value_name = "FILE",
-        default_value = "natgw.toml"
-    )]
-    config: PathBuf,
     /// The gateway (a `[gateways.NAME]` table); may be left out when there is only one.
     #[arg(long, value_name = "NAME")]
     gateway: Option<String>,
@@ -42,25 +35,16 @@ enum Error {
     Stdout(#[source] std::io::Error),
 }
 
-pub(crate) fn run(args: Args) -> ExitCode {
-    match script(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut msg = format!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            // Nothing more to do if stderr is gone too.
-            let _ = writeln!(std::io::stderr(), "{msg}");
-            ExitCode::FAILURE
-        }
+pub(crate) fn run(global: &Global, args: &Args) -> Result<ExitCode, CliError> {
+    match script(&global.config, args) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(Error::Config(e)) => Err(CliError::Config(e)),
+        Err(e) => Err(CliError::Message(e.to_string())),
     }
 }
 
-fn script(args: &Args) -> Result<(), Error> {
-    let config = config::load(&args.config)?;
+fn script(path: &Path, args: &Args) -> Result<(), Error> {
+    let config = config::load(path)?;
     let gateway = select(&config, args.gateway.as_deref())?;
     let text = startup_script::render(&ScriptInput::from_gateway(gateway))?;
     let mut out = std::io::stdout().lock();

@@ -1,5 +1,6 @@
 //! The only code that knows Google's APIs: clients, operations, and the mapping between the wire and the model.
 
+pub(crate) mod auth;
 mod observe;
 mod ops;
 mod retry;

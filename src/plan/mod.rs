@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::model::desired::Gateway;
 use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_TAG_ADDED, Owner};
-use crate::model::{Address, Firewall, Instance, Kind, NodePool, NodePoolId, Resource, Route};
+use crate::model::{Address, Kind, NodePool, NodePoolId, Resource};
 use world::{Meta, Observed, World};
 
 /// The plan file format; a plan from another format is refused.

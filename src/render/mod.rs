@@ -15,7 +15,11 @@ pub(crate) struct Style {
 
 impl Style {
     fn paint(self, code: &str, s: &str) -> String {
-        if self.color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
     pub(crate) fn green(self, s: &str) -> String {
         self.paint("32", s)
@@ -66,7 +70,10 @@ fn show(field: &str, v: &Value) -> String {
             format!("[{}]", inner.join(", "))
         }
         Value::Object(m) => {
-            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k} = {}", show(k, v))).collect();
+            let inner: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k} = {}", show(k, v)))
+                .collect();
             format!("{{ {} }}", inner.join(", "))
         }
         other => other.to_string(),
@@ -83,14 +90,27 @@ fn fields(r: &Resource) -> Vec<(String, Value)> {
         Resource::NodePool(p) => serde_json::to_value(p),
     };
     match v {
-        Ok(Value::Object(m)) => m.into_iter().filter(|(k, _)| k != "name" && k != "description").collect(),
+        Ok(Value::Object(m)) => m
+            .into_iter()
+            .filter(|(k, _)| k != "name" && k != "description")
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 fn change_text(c: &Change, style: Style, out: &mut String) {
-    let _ = writeln!(out, "  {}", style.bold(&format!("# {} {}", c.address(), headline(c.action))));
-    let _ = writeln!(out, "{} {} {:?} {{", symbol(c.action, style), c.kind.type_name(), c.name);
+    let _ = writeln!(
+        out,
+        "  {}",
+        style.bold(&format!("# {} {}", c.address(), headline(c.action)))
+    );
+    let _ = writeln!(
+        out,
+        "{} {} {:?} {{",
+        symbol(c.action, style),
+        c.kind.type_name(),
+        c.name
+    );
     let mut rows: Vec<(String, String, String)> = Vec::new();
     match c.action {
         Action::Create => {
@@ -103,13 +123,21 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
         Action::Delete => {
             if let Some(before) = &c.before {
                 for (k, v) in fields(before) {
-                    rows.push((style.red("-"), k.clone(), format!("{} -> null", show(&k, &v))));
+                    rows.push((
+                        style.red("-"),
+                        k.clone(),
+                        format!("{} -> null", show(&k, &v)),
+                    ));
                 }
             }
         }
         Action::Update | Action::Replace => {
             for d in &c.diffs {
-                let after = if d.unknown { "(known after apply)".to_string() } else { show(&d.field, &d.after) };
+                let after = if d.unknown {
+                    "(known after apply)".to_string()
+                } else {
+                    show(&d.field, &d.after)
+                };
                 let mut line = format!("{} -> {}", show(&d.field, &d.before), after);
                 if d.forces_replacement {
                     line.push_str(&style.red(" # forces replacement"));
@@ -140,7 +168,14 @@ pub(crate) fn plan_text(plan: &Plan, style: Style) -> String {
         out.push('\n');
     }
     let s = plan.summary();
-    let _ = writeln!(out, "{} {} to add, {} to change, {} to destroy.", style.bold("Plan:"), s.add, s.change, s.destroy);
+    let _ = writeln!(
+        out,
+        "{} {} to add, {} to change, {} to destroy.",
+        style.bold("Plan:"),
+        s.add,
+        s.change,
+        s.destroy
+    );
     out
 }
 
@@ -167,7 +202,8 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
             for d in c.diffs.iter().filter(|d| d.unknown) {
                 after_unknown.insert(d.field.clone(), Value::Bool(true));
             }
-            let replace_paths: Vec<Value> = c.forces_replacement().iter().map(|f| json!([f])).collect();
+            let replace_paths: Vec<Value> =
+                c.forces_replacement().iter().map(|f| json!([f])).collect();
             json!({
                 "address": c.address(),
                 "type": c.kind.type_name(),

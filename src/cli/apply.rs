@@ -1,0 +1,380 @@
+//! `natgw apply [PLANFILE]` and `natgw destroy`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::context::{self, Loaded, Session};
+use super::plan::make;
+use super::{CliError, Global, Shell};
+use crate::apply::{self, Event, Options, Outcome};
+use crate::plan::{FORMAT_VERSION, Plan};
+use crate::render;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApplyArgs {
+    /// A plan saved by `natgw plan --out FILE`: applied exactly, without asking, if the project still
+    /// matches what the plan saw.
+    #[arg(value_name = "PLANFILE")]
+    planfile: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    auto_approve: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct DestroyArgs {
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    auto_approve: bool,
+}
+
+pub(crate) async fn run_apply(
+    global: &Global,
+    args: &ApplyArgs,
+    shell: &Shell,
+) -> Result<ExitCode, CliError> {
+    let loaded = context::load(global)?;
+    if let Some(path) = &args.planfile {
+        let saved = read_plan(path, &loaded)?;
+        let session = Session::open(global, &loaded, shell).await?;
+        let result = apply_saved(&session, &loaded, saved, path, global, shell).await;
+        session.finish().await?;
+        return result;
+    }
+    require_approval_possible(args.auto_approve)?;
+    let session = Session::open(global, &loaded, shell).await?;
+    let result = plan_and_apply(&session, &loaded, false, args.auto_approve, global, shell).await;
+    session.finish().await?;
+    result
+}
+
+pub(crate) async fn run_destroy(
+    global: &Global,
+    args: &DestroyArgs,
+    shell: &Shell,
+) -> Result<ExitCode, CliError> {
+    let loaded = context::load(global)?;
+    require_approval_possible(args.auto_approve)?;
+    let session = Session::open(global, &loaded, shell).await?;
+    let result = plan_and_apply(&session, &loaded, true, args.auto_approve, global, shell).await;
+    session.finish().await?;
+    result
+}
+
+/// Without a terminal nobody can answer the question: refuse before contacting anything.
+fn require_approval_possible(auto_approve: bool) -> Result<(), CliError> {
+    if auto_approve || std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        Err(CliError::Message(
+            "no terminal to ask for approval: pass --auto-approve, or apply a saved plan (natgw plan --out FILE, then natgw apply FILE)".into(),
+        ))
+    }
+}
+
+async fn plan_and_apply(
+    session: &Session,
+    loaded: &Loaded,
+    destroy: bool,
+    auto_approve: bool,
+    global: &Global,
+    shell: &Shell,
+) -> Result<ExitCode, CliError> {
+    let plan = make(session, loaded, destroy, shell).await?;
+    if !shell.json {
+        shell.out(&render::plan_text(&plan, shell.style));
+    }
+    if !plan.has_changes() {
+        summary(&plan, &Outcome::default(), shell);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !auto_approve && !confirm(destroy, shell)? {
+        shell.line(if destroy {
+            "\nDestroy cancelled."
+        } else {
+            "\nApply cancelled."
+        });
+        return Ok(ExitCode::FAILURE);
+    }
+    execute(session, &plan, global, shell).await
+}
+
+fn confirm(destroy: bool, shell: &Shell) -> Result<bool, CliError> {
+    let question = if destroy {
+        "\nDo you really want to destroy all resources of this stack?\n  natgw will destroy all the resources shown above.\n  Only 'yes' will be accepted to confirm.\n\n  Enter a value: "
+    } else {
+        "\nDo you want to perform these actions?\n  natgw will perform the actions described above.\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(shell.style.bold(question).as_bytes());
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Message(format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim() == "yes")
+}
+
+/// Reads a saved plan and checks it against this natgw and this config, before contacting anything.
+fn read_plan(path: &Path, loaded: &Loaded) -> Result<Plan, CliError> {
+    let bad = |why: String| CliError::Message(format!("{}: {why}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read the plan file: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(format!(
+            "not a natgw plan file (line {}, column {}: {e}); make a new one with natgw plan --out",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(FORMAT_VERSION)) {
+        return Err(bad(format!(
+            "format_version: this natgw reads plan format {FORMAT_VERSION}, the file has {}; make a new plan",
+            version.map_or("none".to_string(), |v| v.to_string())
+        )));
+    }
+    let plan: Plan = serde_json::from_value(value).map_err(|e| {
+        bad(format!(
+            "not a valid natgw plan ({e}); was it edited? Make a new one with natgw plan --out"
+        ))
+    })?;
+    if plan.natgw_version != env!("CARGO_PKG_VERSION") {
+        return Err(bad(format!(
+            "natgw_version: made by natgw {}, this is natgw {}; make a new plan",
+            plan.natgw_version,
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    if plan.config_digest != loaded.digest {
+        return Err(bad(format!(
+            "config_digest: the plan was made from another config than {} (or the file changed since); make a new plan",
+            loaded.config.path.display()
+        )));
+    }
+    if plan.project != loaded.project || plan.stack != loaded.config.stack {
+        return Err(bad(format!(
+            "the plan is for project {} stack {}, the config says project {} stack {}",
+            plan.project, plan.stack, loaded.project, loaded.config.stack
+        )));
+    }
+    Ok(plan)
+}
+
+async fn apply_saved(
+    session: &Session,
+    loaded: &Loaded,
+    saved: Plan,
+    path: &Path,
+    global: &Global,
+    shell: &Shell,
+) -> Result<ExitCode, CliError> {
+    let now = make(session, loaded, saved.destroy, shell).await?;
+    let (then, current) = (saved.world.canonical(), now.world.canonical());
+    if then != current {
+        return Err(CliError::Message(format!(
+            "{}: the project changed since this plan was made ({}); nothing was changed. Run natgw plan again.",
+            path.display(),
+            describe_drift(&then, &current)
+        )));
+    }
+    if !saved.has_changes() {
+        summary(&saved, &Outcome::default(), shell);
+        return Ok(ExitCode::SUCCESS);
+    }
+    execute(session, &saved, global, shell).await
+}
+
+/// Names the resources that differ between two observations.
+fn describe_drift(then: &crate::plan::world::World, now: &crate::plan::world::World) -> String {
+    fn names<T: serde::Serialize>(list: &[crate::plan::world::Observed<T>]) -> Vec<String> {
+        list.iter()
+            .map(|o| serde_json::to_string(o).unwrap_or_default())
+            .collect()
+    }
+    let mut differ = Vec::new();
+    let pairs = [
+        ("addresses", names(&then.addresses), names(&now.addresses)),
+        (
+            "firewall rules",
+            names(&then.firewalls),
+            names(&now.firewalls),
+        ),
+        ("instances", names(&then.instances), names(&now.instances)),
+        ("routes", names(&then.routes), names(&now.routes)),
+        (
+            "node pools",
+            names(&then.node_pools),
+            names(&now.node_pools),
+        ),
+    ];
+    for (what, a, b) in pairs {
+        if a != b {
+            differ.push(what);
+        }
+    }
+    if differ.is_empty() {
+        "node pools".into()
+    } else {
+        format!("{} differ", differ.join(", "))
+    }
+}
+
+async fn execute(
+    session: &Session,
+    plan: &Plan,
+    global: &Global,
+    shell: &Shell,
+) -> Result<ExitCode, CliError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn(watch_signals(stop.clone(), *shell));
+    let options = Options {
+        concurrency: usize::from(global.parallelism),
+        ready_timeout: Duration::from_secs(global.ready_timeout),
+        ..Options::default()
+    };
+    let printer = *shell;
+    let reporter: apply::Reporter = Arc::new(move |e| report(&printer, &e));
+    let outcome = apply::apply(&session.cloud, plan, &options, stop.clone(), reporter).await;
+    watcher.abort();
+    summary(plan, &outcome, shell);
+    Ok(if outcome.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// First Ctrl-C (or SIGTERM, as a cancelled CI job sends): start nothing new, let changes in flight finish.
+/// Second: exit at once.
+async fn watch_signals(stop: Arc<AtomicBool>, shell: Shell) {
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    loop {
+        #[cfg(unix)]
+        {
+            let term_fut = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term_fut => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
+            stop.store(true, Ordering::SeqCst);
+            shell.warn("interrupt received: starting no new changes and waiting for those in flight (interrupt again to quit at once)");
+        } else {
+            shell.error("second interrupt: quitting now; run natgw plan to see what is left");
+            std::process::exit(130);
+        }
+    }
+}
+
+fn report(shell: &Shell, e: &Event) {
+    let secs = |d: &Duration| d.as_secs();
+    match e {
+        Event::Started { name, verb, .. } => {
+            shell.line(&format!("{}: {}...", shell.style.bold(name), verb.ing()))
+        }
+        Event::Still {
+            name,
+            verb,
+            elapsed,
+            ..
+        } => {
+            shell.line(&format!(
+                "{}: Still {}... [{}s elapsed]",
+                shell.style.bold(name),
+                verb.progressive(),
+                secs(elapsed)
+            ));
+        }
+        Event::Done {
+            name,
+            verb,
+            elapsed,
+            ..
+        } => {
+            shell.line(&format!(
+                "{}: {} complete after {}s",
+                shell.style.bold(name),
+                verb.noun(),
+                secs(elapsed)
+            ));
+        }
+        Event::Failed { name, verb, .. } => {
+            shell.line(&format!(
+                "{}: {} failed",
+                shell.style.bold(name),
+                verb.noun()
+            ));
+        }
+        Event::Skipped { address, reason } => shell.line(&format!("{address}: skipped: {reason}")),
+    }
+}
+
+fn summary(plan: &Plan, o: &Outcome, shell: &Shell) {
+    for (address, error) in &o.failed {
+        shell.error(&format!("{address}: {error}"));
+    }
+    if o.success() {
+        let line = if plan.destroy {
+            format!("Destroy complete! Resources: {} destroyed.", o.destroyed)
+        } else {
+            format!(
+                "Apply complete! Resources: {} added, {} changed, {} destroyed.",
+                o.added, o.changed, o.destroyed
+            )
+        };
+        shell.line(&format!(
+            "\n{}",
+            shell.style.green(&shell.style.bold(&line))
+        ));
+        return;
+    }
+    let mut line = format!(
+        "{} Resources: {} added, {} changed, {} destroyed; {} failed",
+        if plan.destroy {
+            "Destroy incomplete!"
+        } else {
+            "Apply incomplete!"
+        },
+        o.added,
+        o.changed,
+        o.destroyed,
+        o.failed.len()
+    );
+    if !o.skipped.is_empty() {
+        line.push_str(&format!(
+            ", {} skipped because of a failure ({})",
+            o.skipped.len(),
+            o.skipped.join(", ")
+        ));
+    }
+    if !o.not_started.is_empty() {
+        line.push_str(&format!(
+            ", {} not started because of the interrupt ({})",
+            o.not_started.len(),
+            o.not_started.join(", ")
+        ));
+    }
+    line.push_str(". Run natgw plan to see what is left.");
+    shell.line(&format!("\n{}", shell.style.red(&line)));
+}
