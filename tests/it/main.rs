@@ -1,1 +1,4 @@
 //! natgw's integration tests: one binary, driving the real `natgw` binary and the emulator over HTTP.
+
+mod emulator;
+mod support;
