@@ -1,10 +1,150 @@
-//! `natgw emulator`: owned by the emulator work (see src/emulator/).
+//! `natgw emulator`: run the local Compute Engine + GKE API emulator until SIGINT or SIGTERM.
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::emulator::{
+    Emulator, Options, Seed, SeedCluster, SeedNetwork, SeedNodePool, SeedSubnetwork,
+};
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+pub(crate) struct Args {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8085")]
+    listen: SocketAddr,
+    /// Every request waits this many milliseconds before it is answered.
+    #[arg(long, default_value_t = 0)]
+    api_latency_ms: u64,
+    /// Each operation takes this many milliseconds from insert to DONE.
+    #[arg(long, default_value_t = 0)]
+    op_latency_ms: u64,
+    /// Instances go from STAGING to RUNNING over this many milliseconds after their operation is DONE.
+    #[arg(long, default_value_t = 0)]
+    boot_ms: u64,
+    /// The gateway's startup script never reports ready (no `natgw/ready` guest attribute).
+    #[arg(long)]
+    boot_fail: bool,
+    /// Share of requests (0 to 1) that answer 429 or 503 before doing anything.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
+    fault_rate: f64,
+    /// Seed of the deterministic fault choice.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Append one JSON line per request to this file.
+    #[arg(long)]
+    request_log: Option<PathBuf>,
+    /// Load the world from this file if it exists, and save it there after every change.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Create this project's demo world at start: network `vpc-network`, subnetwork `runners`
+    /// (europe-west1, 10.0.0.0/20), GKE cluster `gke-gitlab-runner` (europe-west1) with node pool `runners`
+    /// tagged `existing-tag`. Idempotent.
+    #[arg(long, value_name = "PROJECT")]
+    seed_project: Option<String>,
+}
 
-pub(crate) fn run(_args: Args) -> ExitCode {
-    ExitCode::FAILURE
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a share between 0 and 1")),
+    }
+}
+
+/// The demo world `--seed-project` creates; tests and the try-out rely on these names.
+pub(crate) fn demo_seed(project: &str) -> Seed {
+    Seed {
+        project: project.to_string(),
+        networks: vec![SeedNetwork {
+            name: "vpc-network".into(),
+            subnetworks: vec![SeedSubnetwork {
+                name: "runners".into(),
+                region: "europe-west1".into(),
+                ip_cidr_range: "10.0.0.0/20".into(),
+            }],
+        }],
+        clusters: vec![SeedCluster {
+            location: "europe-west1".into(),
+            name: "gke-gitlab-runner".into(),
+            network: "vpc-network".into(),
+            node_pools: vec![SeedNodePool {
+                name: "runners".into(),
+                tags: vec!["existing-tag".into()],
+            }],
+        }],
+    }
+}
+
+#[allow(clippy::print_stdout, clippy::print_stderr)]
+pub(crate) fn run(args: Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = Options {
+        api_latency: Duration::from_millis(args.api_latency_ms),
+        op_latency: Duration::from_millis(args.op_latency_ms),
+        boot: Duration::from_millis(args.boot_ms),
+        boot_fail: args.boot_fail,
+        fault_rate: args.fault_rate,
+        seed: args.seed,
+        request_log: args.request_log,
+        state: args.state,
+    };
+    runtime.block_on(async move {
+        let emulator = match Emulator::start(args.listen, options).await {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(project) = &args.seed_project {
+            if let Err(e) = emulator.seed(&demo_seed(project)) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", emulator.url()).and_then(|()| out.flush());
+        drop(out);
+        wait_for_signal().await;
+        match emulator.shutdown().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

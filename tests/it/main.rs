@@ -1,2 +1,5 @@
 //! natgw's integration tests: one binary, driving the real `natgw` binary and the emulator over HTTP.
+
+mod emulator;
 mod netns;
+mod support;

@@ -1,0 +1,191 @@
+//! The HTTP side: one handler for every path, with the latency, fault, request-log and state-file knobs.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use rand::Rng;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::api_error::ApiError;
+use super::compute::{self, Ctx, Reply};
+use super::gke;
+use super::world::{now_ms, rfc3339};
+use super::{Shared, lock};
+
+/// The longest `operations.wait` blocks, like Google's.
+const WAIT_LIMIT: Duration = Duration::from_secs(120);
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    if !shared.options.api_latency.is_zero() {
+        tokio::time::sleep(shared.options.api_latency).await;
+    }
+    let query: BTreeMap<String, String> = Query::<BTreeMap<String, String>>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let (status, body) = match answer(&shared, &method, &uri, &query, &body).await {
+        Ok(v) => (200, v),
+        Err(e) => (e.code, e.body()),
+    };
+    log(&shared, &method, &uri, &query, &headers, status, started);
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body.to_string(),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    resp
+}
+
+fn fault(shared: &Shared) -> Option<ApiError> {
+    if shared.options.fault_rate <= 0.0 {
+        return None;
+    }
+    let mut rng = lock(&shared.rng);
+    if rng.random::<f64>() < shared.options.fault_rate {
+        Some(if rng.random_bool(0.5) {
+            ApiError::rate_limited()
+        } else {
+            ApiError::backend_error()
+        })
+    } else {
+        None
+    }
+}
+
+async fn answer(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    query: &BTreeMap<String, String>,
+    raw: &Bytes,
+) -> Result<Value, ApiError> {
+    if let Some(e) = fault(shared) {
+        return Err(e);
+    }
+    let body = if raw.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::from_slice::<Value>(raw)
+                .map_err(|e| ApiError::bad_json(format!("Invalid JSON payload received. {e}")))?,
+        )
+    };
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let method = method.as_str();
+    let (reply, snapshot) = {
+        let now = now_ms();
+        let ctx = Ctx {
+            now,
+            timing: shared.timing,
+            query,
+        };
+        let mut world = lock(&shared.world);
+        world.settle(now, shared.timing);
+        let reply = match segments.as_slice() {
+            ["compute", "v1", "projects", p, rest @ ..] => {
+                compute::handle(&mut world, &ctx, method, p, rest, body)
+            }
+            ["v1", "projects", p, rest @ ..] => {
+                gke::handle(&mut world, &ctx, method, p, rest, body)
+            }
+            _ => Err(ApiError::method_not_found(method, uri.path())),
+        }?;
+        let snapshot = if reply.mutated {
+            shared.snapshot(&world)
+        } else {
+            None
+        };
+        (reply, snapshot)
+    };
+    if let Err(e) = shared.save(snapshot) {
+        return Err(ApiError::new(500, "backendError", e.to_string()));
+    }
+    match reply {
+        Reply {
+            wait: Some(op_path),
+            ..
+        } => wait(shared, &op_path).await,
+        Reply { body, .. } => Ok(body),
+    }
+}
+
+/// `operations.wait`: sleeps (without the lock) until the operation is DONE or the limit passes.
+async fn wait(shared: &Shared, op_path: &str) -> Result<Value, ApiError> {
+    let done_ms = lock(&shared.world)
+        .operations
+        .get(op_path)
+        .map(|op| op.done_ms)
+        .ok_or_else(|| ApiError::not_found(op_path))?;
+    let left = u64::try_from(done_ms - now_ms()).unwrap_or(0);
+    let pause = Duration::from_millis(left).min(WAIT_LIMIT);
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
+    let now = now_ms();
+    let world = lock(&shared.world);
+    world
+        .operations
+        .get(op_path)
+        .map(|op| op.render(now))
+        .ok_or_else(|| ApiError::not_found(op_path))
+}
+
+fn log(
+    shared: &Shared,
+    method: &Method,
+    uri: &Uri,
+    query: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    status: u16,
+    started: Instant,
+) {
+    let Some(file) = &shared.log else { return };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
+            let digest = Sha256::digest(token.trim().as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            json!({"scheme": scheme, "token_sha256": hex})
+        });
+    let mut line = json!({
+        "time": rfc3339(now_ms()),
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": uri.query().unwrap_or(""),
+        "status": status,
+        "duration_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "auth": auth,
+    });
+    if let (Some(rid), Some(o)) = (query.get("requestId"), line.as_object_mut()) {
+        o.insert("request_id".into(), json!(rid));
+    }
+    let mut text = line.to_string();
+    text.push('\n');
+    let mut f = lock(file);
+    // A log that cannot be written must not break the answer.
+    let _ = f.write_all(text.as_bytes()).and_then(|()| f.flush());
+}
