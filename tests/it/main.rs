@@ -1,4 +1,5 @@
 //! natgw's integration tests: one binary, driving the real `natgw` binary and the emulator over HTTP.
+#![allow(unreachable_pub)]
 
 mod emulator;
 mod harness;
