@@ -155,6 +155,9 @@ pub(crate) async fn apply(
     events: Reporter,
 ) -> Outcome {
     let steps = graph::steps(&plan.changes);
+    if !steps.is_empty() {
+        cloud.prepare_changes();
+    }
     let deps = graph::dependencies(&plan.changes, &steps);
     let ips: Ips = Arc::new(Mutex::new(known_ips(&plan.changes)));
     let shared = Arc::new(Shared {

@@ -6,6 +6,7 @@ mod ops;
 mod retry;
 mod wire;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use google_cloud_auth::credentials::Credentials;
@@ -17,6 +18,7 @@ use google_cloud_container_v1::client::ClusterManager;
 pub(crate) use ops::Ready;
 
 /// Where natgw sends its API calls and how it authenticates.
+#[derive(Clone, Debug)]
 pub(crate) struct Connection {
     /// `None`: Google's own endpoints.
     pub(crate) endpoint: Option<String>,
@@ -42,12 +44,20 @@ pub(crate) struct Cloud {
     firewalls: Firewalls,
     instances: Instances,
     routes: Routes,
-    zone_ops: ZoneOperations,
-    region_ops: RegionOperations,
-    global_ops: GlobalOperations,
     gke: ClusterManager,
+    /// Built on first use (a plan never waits for an operation), shared by every clone.
+    ops: Arc<tokio::sync::OnceCell<OpsClients>>,
+    conn: Arc<Connection>,
     /// Longest wait for one operation.
     op_deadline: Duration,
+}
+
+/// The clients of Compute's operations.
+#[derive(Clone, Debug)]
+struct OpsClients {
+    zone: ZoneOperations,
+    region: RegionOperations,
+    global: GlobalOperations,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,20 +112,65 @@ macro_rules! client {
     }};
 }
 
+/// Builds a client on a worker thread. Each build loads the system's root certificates (a few ms of CPU), so
+/// the clients are built in parallel rather than one after the other.
+macro_rules! spawn_client {
+    ($ty:ty, $conn:expr) => {{
+        let conn: Connection = Connection::clone($conn);
+        tokio::spawn(async move { Ok::<$ty, GcpError>(client!($ty, &conn)) })
+    }};
+}
+
+async fn joined<T>(h: tokio::task::JoinHandle<Result<T, GcpError>>) -> Result<T, GcpError> {
+    h.await.map_err(|e| GcpError::Setup(e.to_string()))?
+}
+
 impl Cloud {
     pub(crate) async fn connect(project: &str, conn: &Connection) -> Result<Cloud, GcpError> {
+        let (addresses, firewalls, instances, routes, gke) = (
+            spawn_client!(Addresses, conn),
+            spawn_client!(Firewalls, conn),
+            spawn_client!(Instances, conn),
+            spawn_client!(Routes, conn),
+            spawn_client!(ClusterManager, conn),
+        );
         Ok(Cloud {
             project: project.to_string(),
-            addresses: client!(Addresses, conn),
-            firewalls: client!(Firewalls, conn),
-            instances: client!(Instances, conn),
-            routes: client!(Routes, conn),
-            zone_ops: client!(ZoneOperations, conn),
-            region_ops: client!(RegionOperations, conn),
-            global_ops: client!(GlobalOperations, conn),
-            gke: client!(ClusterManager, conn),
+            addresses: joined(addresses).await?,
+            firewalls: joined(firewalls).await?,
+            instances: joined(instances).await?,
+            routes: joined(routes).await?,
+            gke: joined(gke).await?,
+            ops: Arc::new(tokio::sync::OnceCell::new()),
+            conn: Arc::new(conn.clone()),
             op_deadline: conn.retry.op_deadline,
         })
+    }
+
+    /// Builds the operation clients in the background, so that the first change does not wait for them.
+    pub(crate) fn prepare_changes(&self) {
+        let cloud = self.clone();
+        tokio::spawn(async move {
+            // A failure shows again, with its context, when a change needs the clients.
+            let _ = cloud.ops().await;
+        });
+    }
+
+    async fn ops(&self) -> Result<&OpsClients, GcpError> {
+        self.ops
+            .get_or_try_init(|| async {
+                let (zone, region, global) = (
+                    spawn_client!(ZoneOperations, &self.conn),
+                    spawn_client!(RegionOperations, &self.conn),
+                    spawn_client!(GlobalOperations, &self.conn),
+                );
+                Ok(OpsClients {
+                    zone: joined(zone).await?,
+                    region: joined(region).await?,
+                    global: joined(global).await?,
+                })
+            })
+            .await
     }
 
     pub(crate) fn project(&self) -> &str {

@@ -56,9 +56,10 @@ impl Cloud {
                 message: "the operation has no name".into(),
             })?;
             let p = &self.project;
+            let ops = self.ops().await?;
             let next = match scope {
                 Scope::Zone(z) => {
-                    self.zone_ops
+                    ops.zone
                         .wait()
                         .set_project(p)
                         .set_zone(z)
@@ -67,7 +68,7 @@ impl Cloud {
                         .await
                 }
                 Scope::Region(r) => {
-                    self.region_ops
+                    ops.region
                         .wait()
                         .set_project(p)
                         .set_region(r)
@@ -76,7 +77,7 @@ impl Cloud {
                         .await
                 }
                 Scope::Global => {
-                    self.global_ops
+                    ops.global
                         .wait()
                         .set_project(p)
                         .set_operation(name)
