@@ -16,8 +16,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::gcp::{Cloud, GcpError};
+use crate::gcp::{Cloud, GcpError, OwnerCheck};
 use crate::model::{Kind, Resource};
+use crate::plan::world::World;
 use crate::plan::{Action, Change, Plan};
 pub(crate) use graph::{Direction, Step};
 
@@ -139,14 +140,24 @@ pub(crate) type Reporter = Arc<dyn Fn(Event) + Send + Sync>;
 /// IPs learnt while applying: `(gateway, kind)` -> address.
 type Ips = Arc<Mutex<HashMap<(String, Kind), Ipv4Addr>>>;
 
+/// A delete re-reads the resource to check its ownership marker, unless apply's own observation saw the
+/// marker less than this long ago. Compute's deletes take no precondition, so the re-read only narrows the
+/// window in which someone could change the marker; seconds after the observation it is a round trip on the
+/// critical path for nothing.
+const OBSERVATION_FRESH: Duration = Duration::from_secs(30);
+
 struct Shared {
     cloud: Cloud,
     stack: String,
     options: Options,
     ips: Ips,
+    /// The plan's observation, and when apply started.
+    world: World,
+    observed: Instant,
 }
 
-/// Applies `plan`. `stop` asks apply to start nothing new (Ctrl-C); what is in flight finishes.
+/// Applies `plan`, whose world was observed just before (plan-and-apply observes first; a saved plan is
+/// applied only if a new observation finds the same world). `stop` asks apply to start nothing new (Ctrl-C); what is in flight finishes.
 pub(crate) async fn apply(
     cloud: &Cloud,
     plan: &Plan,
@@ -165,6 +176,8 @@ pub(crate) async fn apply(
         stack: plan.stack.clone(),
         options: options.clone(),
         ips,
+        world: plan.world.clone(),
+        observed: Instant::now(),
     });
 
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -353,17 +366,22 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
     let cloud = &shared.cloud;
     let stack = shared.stack.as_str();
     match step.direction {
-        Direction::Down => match &change.before {
-            Some(Resource::Address(a)) => {
-                Ok(cloud.delete_address(stack, &a.region, &a.name).await?)
+        Direction::Down => {
+            let check = owner_check(shared, change.before.as_ref());
+            match &change.before {
+                Some(Resource::Address(a)) => {
+                    Ok(cloud.delete_address(check, &a.region, &a.name).await?)
+                }
+                Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, &f.name).await?),
+                Some(Resource::Instance(i)) => {
+                    Ok(cloud.delete_instance(check, &i.zone, &i.name).await?)
+                }
+                Some(Resource::Route(r)) => Ok(cloud.delete_route(check, &r.name).await?),
+                Some(Resource::NodePool(_)) | None => {
+                    Err(StepError::Other("nothing to delete".into()))
+                }
             }
-            Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(stack, &f.name).await?),
-            Some(Resource::Instance(i)) => {
-                Ok(cloud.delete_instance(stack, &i.zone, &i.name).await?)
-            }
-            Some(Resource::Route(r)) => Ok(cloud.delete_route(stack, &r.name).await?),
-            Some(Resource::NodePool(_)) | None => Err(StepError::Other("nothing to delete".into())),
-        },
+        }
         Direction::Up => {
             let creating = change.action != Action::Update;
             match &change.after {
@@ -428,6 +446,40 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                 None => Err(StepError::Other("nothing to create".into())),
             }
         }
+    }
+}
+
+/// Whether a delete must read the resource again to check its marker: yes unless apply's observation is
+/// fresh and saw this very resource with this stack's marker (so a hand-edited saved plan cannot delete what
+/// the stack does not own).
+fn owner_check<'a>(shared: &'a Shared, resource: Option<&Resource>) -> OwnerCheck<'a> {
+    let stack = shared.stack.as_str();
+    if shared.observed.elapsed() >= OBSERVATION_FRESH {
+        return OwnerCheck::Read(stack);
+    }
+    let w = &shared.world;
+    let seen = match resource {
+        Some(Resource::Address(a)) => w.addresses.iter().any(|o| {
+            o.resource.name == a.name && o.resource.region == a.region && o.owned_by(stack)
+        }),
+        Some(Resource::Firewall(f)) => w
+            .firewalls
+            .iter()
+            .any(|o| o.resource.name == f.name && o.owned_by(stack)),
+        Some(Resource::Instance(i)) => w
+            .instances
+            .iter()
+            .any(|o| o.resource.name == i.name && o.resource.zone == i.zone && o.owned_by(stack)),
+        Some(Resource::Route(r)) => w
+            .routes
+            .iter()
+            .any(|o| o.resource.name == r.name && o.owned_by(stack)),
+        Some(Resource::NodePool(_)) | None => false,
+    };
+    if seen {
+        OwnerCheck::Observed
+    } else {
+        OwnerCheck::Read(stack)
     }
 }
 

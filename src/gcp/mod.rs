@@ -15,7 +15,7 @@ use google_cloud_compute_v1::client::{
 };
 use google_cloud_container_v1::client::ClusterManager;
 
-pub(crate) use ops::Ready;
+pub(crate) use ops::{OwnerCheck, Ready};
 
 /// Where natgw sends its API calls and how it authenticates.
 #[derive(Clone, Debug)]

@@ -24,6 +24,15 @@ enum Scope<'a> {
     Global,
 }
 
+/// How a delete makes sure that it removes only what this stack owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnerCheck<'a> {
+    /// Read the resource again and check that it carries this stack's marker.
+    Read(&'a str),
+    /// The caller observed the resource, with this stack's marker, moments ago.
+    Observed,
+}
+
 /// The answer of one readiness check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ready {
@@ -158,30 +167,32 @@ impl Cloud {
         self.wait(Scope::Region(&a.region), op, &context).await
     }
 
-    /// Deletes an address after checking, once more, that this stack owns it.
+    /// Deletes an address that this stack owns (checked as `check` says).
     pub(crate) async fn delete_address(
         &self,
-        stack: &str,
+        check: OwnerCheck<'_>,
         region: &str,
         name: &str,
     ) -> Result<(), GcpError> {
         let context = format!("deleting address {name}");
-        let got = self
-            .addresses
-            .get()
-            .set_project(&self.project)
-            .set_region(region)
-            .set_address(name)
-            .send()
-            .await;
-        match got {
-            Ok(a) => ensure_owned(
-                stack,
-                Owner::from_labels(&a.labels.into_iter().collect()),
-                &context,
-            )?,
-            Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-            Err(e) => return Err(api_error(context)(e)),
+        if let OwnerCheck::Read(stack) = check {
+            let got = self
+                .addresses
+                .get()
+                .set_project(&self.project)
+                .set_region(region)
+                .set_address(name)
+                .send()
+                .await;
+            match got {
+                Ok(a) => ensure_owned(
+                    stack,
+                    Owner::from_labels(&a.labels.into_iter().collect()),
+                    &context,
+                )?,
+                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
+                Err(e) => return Err(api_error(context)(e)),
+            }
         }
         let op = self
             .addresses
@@ -244,19 +255,27 @@ impl Cloud {
         self.wait(Scope::Global, op, &context).await
     }
 
-    pub(crate) async fn delete_firewall(&self, stack: &str, name: &str) -> Result<(), GcpError> {
+    pub(crate) async fn delete_firewall(
+        &self,
+        check: OwnerCheck<'_>,
+        name: &str,
+    ) -> Result<(), GcpError> {
         let context = format!("deleting firewall rule {name}");
-        match self
-            .firewalls
-            .get()
-            .set_project(&self.project)
-            .set_firewall(name)
-            .send()
-            .await
-        {
-            Ok(f) => ensure_owned(stack, description_owner(f.description.as_deref()), &context)?,
-            Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-            Err(e) => return Err(api_error(context)(e)),
+        if let OwnerCheck::Read(stack) = check {
+            match self
+                .firewalls
+                .get()
+                .set_project(&self.project)
+                .set_firewall(name)
+                .send()
+                .await
+            {
+                Ok(f) => {
+                    ensure_owned(stack, description_owner(f.description.as_deref()), &context)?
+                }
+                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
+                Err(e) => return Err(api_error(context)(e)),
+            }
         }
         let op = self
             .firewalls
@@ -297,27 +316,29 @@ impl Cloud {
 
     pub(crate) async fn delete_instance(
         &self,
-        stack: &str,
+        check: OwnerCheck<'_>,
         zone: &str,
         name: &str,
     ) -> Result<(), GcpError> {
         let context = format!("deleting instance {name}");
-        match self
-            .instances
-            .get()
-            .set_project(&self.project)
-            .set_zone(zone)
-            .set_instance(name)
-            .send()
-            .await
-        {
-            Ok(i) => ensure_owned(
-                stack,
-                Owner::from_labels(&i.labels.into_iter().collect()),
-                &context,
-            )?,
-            Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-            Err(e) => return Err(api_error(context)(e)),
+        if let OwnerCheck::Read(stack) = check {
+            match self
+                .instances
+                .get()
+                .set_project(&self.project)
+                .set_zone(zone)
+                .set_instance(name)
+                .send()
+                .await
+            {
+                Ok(i) => ensure_owned(
+                    stack,
+                    Owner::from_labels(&i.labels.into_iter().collect()),
+                    &context,
+                )?,
+                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
+                Err(e) => return Err(api_error(context)(e)),
+            }
         }
         let op = self
             .instances
@@ -507,19 +528,27 @@ impl Cloud {
         self.wait(Scope::Global, op, &context).await
     }
 
-    pub(crate) async fn delete_route(&self, stack: &str, name: &str) -> Result<(), GcpError> {
+    pub(crate) async fn delete_route(
+        &self,
+        check: OwnerCheck<'_>,
+        name: &str,
+    ) -> Result<(), GcpError> {
         let context = format!("deleting route {name}");
-        match self
-            .routes
-            .get()
-            .set_project(&self.project)
-            .set_route(name)
-            .send()
-            .await
-        {
-            Ok(r) => ensure_owned(stack, description_owner(r.description.as_deref()), &context)?,
-            Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-            Err(e) => return Err(api_error(context)(e)),
+        if let OwnerCheck::Read(stack) = check {
+            match self
+                .routes
+                .get()
+                .set_project(&self.project)
+                .set_route(name)
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    ensure_owned(stack, description_owner(r.description.as_deref()), &context)?
+                }
+                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
+                Err(e) => return Err(api_error(context)(e)),
+            }
         }
         let op = self
             .routes
