@@ -439,8 +439,14 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                         .filter(|t| !after.tags.contains(t))
                         .cloned()
                         .collect();
+                    let known = change
+                        .meta
+                        .etag
+                        .as_deref()
+                        .filter(|_| shared.observed.elapsed() < OBSERVATION_FRESH)
+                        .map(|etag| (&before[..], etag));
                     Ok(cloud
-                        .update_node_pool_tags(&after.id, &add, &remove)
+                        .update_node_pool_tags(&after.id, &add, &remove, known)
                         .await?)
                 }
                 None => Err(StepError::Other("nothing to create".into())),
