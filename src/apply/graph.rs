@@ -113,3 +113,65 @@ pub(crate) fn dependencies(changes: &[Change], steps: &[Step]) -> Vec<Vec<usize>
         })
         .collect()
 }
+
+/// The order in which ready steps start: the longest chain of dependants first (an address, with a VM and a
+/// route behind it, before a firewall rule), so that the concurrency bound delays the steps that have slack
+/// rather than the critical path. Ties keep the plan's order.
+pub(crate) fn priority(deps: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let mut dependants = vec![Vec::new(); n];
+    for (b, ds) in deps.iter().enumerate() {
+        for &a in ds {
+            if a < n {
+                dependants[a].push(b);
+            }
+        }
+    }
+    // 0: not yet computed; the graph has no cycles, but a cycle would only end the chain, never loop.
+    let mut height = vec![0usize; n];
+    let mut visiting = vec![false; n];
+    fn chain(
+        i: usize,
+        dependants: &[Vec<usize>],
+        height: &mut [usize],
+        visiting: &mut [bool],
+    ) -> usize {
+        if height[i] > 0 || visiting[i] {
+            return height[i];
+        }
+        visiting[i] = true;
+        let mut longest = 0;
+        for &d in &dependants[i] {
+            longest = longest.max(chain(d, dependants, height, visiting));
+        }
+        visiting[i] = false;
+        height[i] = longest + 1;
+        height[i]
+    }
+    for i in 0..n {
+        chain(i, &dependants, &mut height, &mut visiting);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(height[i]));
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::priority;
+
+    #[test]
+    fn longest_chains_start_first_and_ties_keep_their_order() {
+        // 0: rule (then 1: tag), 2 and 3: addresses (then 4: VM, then 5: route), 6: alone.
+        let deps = vec![vec![], vec![0], vec![], vec![], vec![2, 3], vec![4], vec![]];
+        assert_eq!(priority(&deps), vec![2, 3, 0, 4, 1, 5, 6]);
+    }
+
+    #[test]
+    fn a_cycle_does_not_hang() {
+        let deps = vec![vec![1], vec![0]];
+        let mut order = priority(&deps);
+        order.sort_unstable();
+        assert_eq!(order, vec![0, 1]);
+    }
+}

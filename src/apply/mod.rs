@@ -170,6 +170,7 @@ pub(crate) async fn apply(
         cloud.prepare_changes();
     }
     let deps = graph::dependencies(&plan.changes, &steps);
+    let order = graph::priority(&deps);
     let ips: Ips = Arc::new(Mutex::new(known_ips(&plan.changes)));
     let shared = Arc::new(Shared {
         cloud: cloud.clone(),
@@ -217,7 +218,7 @@ pub(crate) async fn apply(
             }
         }
         if !stop.load(Ordering::SeqCst) {
-            for i in 0..steps.len() {
+            for &i in &order {
                 if in_flight >= options.concurrency.max(1) {
                     break;
                 }
