@@ -1,0 +1,223 @@
+//! Request counts, which are deterministic (timings are measured by `cargo bench`, never asserted here).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::harness::Project;
+use crate::support::PROJECT;
+
+/// `gateways` gateways that share the demo world's one node pool.
+fn config(gateways: usize) -> String {
+    let mut s = format!("project = \"{PROJECT}\"\nstack = \"perf\"\n");
+    for i in 0..gateways {
+        let _ = write!(
+            s,
+            r#"
+[gateways.gw{i}]
+region = "europe-west1"
+zone = "europe-west1-b"
+network = "vpc-network"
+subnetwork = "runners"
+internal_ip = "10.0.1.{}"
+destinations = ["34.120.{i}.0/24"]
+source_ranges = ["10.0.0.0/20", "10.4.0.0/14"]
+node_tag = "runner-gw{i}"
+
+[gateways.gw{i}.node_pool]
+cluster = "gke-gitlab-runner"
+location = "europe-west1"
+name = "runners"
+"#,
+            i + 10
+        );
+    }
+    s
+}
+
+/// "METHOD /path/with/*/for/names" of a logged request.
+fn kind(r: &serde_json::Value) -> String {
+    let method = r.get("method").and_then(|m| m.as_str()).unwrap_or("?");
+    let path = r.get("path").and_then(|m| m.as_str()).unwrap_or("?");
+    let parts: Vec<&str> = path.split('/').collect();
+    let shaped: Vec<&str> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let named = i > 0
+                && matches!(
+                    parts[i - 1],
+                    "projects"
+                        | "regions"
+                        | "zones"
+                        | "addresses"
+                        | "instances"
+                        | "firewalls"
+                        | "routes"
+                        | "operations"
+                        | "locations"
+                        | "clusters"
+                        | "nodePools"
+                );
+            if named { "*" } else { p }
+        })
+        .collect();
+    format!("{method} {}", shaped.join("/"))
+}
+
+fn count_kinds(requests: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for r in requests {
+        *out.entry(kind(r)).or_insert(0) += 1;
+    }
+    out
+}
+
+/// The requests natgw sends for `args`, run after everything before it.
+fn requests_of(p: &Project, args: &[&str], code: i32) -> Vec<serde_json::Value> {
+    let before = p.emu.requests().len();
+    p.natgw(args).code(code);
+    p.emu.requests().split_off(before)
+}
+
+fn is_gke(kind: &str) -> bool {
+    kind.split(' ')
+        .nth(1)
+        .is_some_and(|p| p.starts_with("/v1/"))
+}
+
+#[test]
+fn a_noop_plan_is_one_round_of_filtered_reads_whatever_the_number_of_gateways() {
+    let mut seen = Vec::new();
+    for gateways in [1usize, 50] {
+        let p = Project::with_config(&config(gateways), &[]);
+        p.natgw(&["apply", "--auto-approve"]).ok();
+        let plan = requests_of(&p, &["plan", "--detailed-exitcode"], 0);
+        for r in &plan {
+            let path = r.get("path").and_then(|x| x.as_str()).unwrap_or_default();
+            if !path.contains("/nodePools/") {
+                let query = r.get("query").and_then(|x| x.as_str()).unwrap_or_default();
+                assert!(
+                    query.contains("filter="),
+                    "a list without a name filter reads the whole project: {r}"
+                );
+            }
+        }
+        seen.push((gateways, count_kinds(&plan)));
+    }
+    let expected: BTreeMap<String, usize> = [
+        "GET /compute/v1/projects/*/aggregated/addresses",
+        "GET /compute/v1/projects/*/aggregated/instances",
+        "GET /compute/v1/projects/*/global/firewalls",
+        "GET /compute/v1/projects/*/global/routes",
+        "GET /v1/projects/*/locations/*/clusters/*/nodePools/*",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), 1))
+    .collect();
+    for (gateways, kinds) in seen {
+        assert_eq!(
+            kinds, expected,
+            "the requests of a no-op plan for {gateways} gateways"
+        );
+    }
+}
+
+#[test]
+fn waiting_on_an_operation_costs_a_bounded_number_of_requests() {
+    // The same apply with operations that take 0.2 s and 1.5 s: Compute operations are awaited with the
+    // `wait` endpoint (one call each), GKE's are polled with backoff.
+    let mut runs = Vec::new();
+    for op_ms in ["200", "1500"] {
+        let p = Project::new(&["--op-latency-ms", op_ms]);
+        let apply = requests_of(&p, &["apply", "--auto-approve"], 0);
+        runs.push(count_kinds(&apply));
+    }
+    let compute = |k: &BTreeMap<String, usize>| -> BTreeMap<String, usize> {
+        k.iter()
+            .filter(|(kind, _)| !is_gke(kind))
+            .map(|(kind, n)| (kind.clone(), *n))
+            .collect()
+    };
+    assert_eq!(
+        compute(&runs[0]),
+        compute(&runs[1]),
+        "Compute requests grew with the length of the operations"
+    );
+    let slow = &runs[1];
+    let changes: usize = slow
+        .iter()
+        .filter(|(k, _)| k.starts_with("POST /compute/") && !k.ends_with("/wait"))
+        .map(|(_, n)| n)
+        .sum();
+    let waits: usize = slow
+        .iter()
+        .filter(|(k, _)| k.ends_with("/wait"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(changes >= 4, "the apply changed too little: {slow:#?}");
+    assert_eq!(waits, changes, "one wait per Compute change: {slow:#?}");
+    let gke_polls = slow
+        .get("GET /v1/projects/*/locations/*/operations/*")
+        .copied()
+        .unwrap_or(0);
+    // A poll every 100 ms would take 15; backoff from 50 ms by 1.5 takes 7.
+    assert!(
+        (1..=8).contains(&gke_polls),
+        "GKE operation polls for a 1.5 s operation: {gke_polls}"
+    );
+}
+
+#[test]
+fn readiness_reads_the_guest_attribute_once_the_vm_runs() {
+    // Guest attributes may be read 10 times a minute: while the VM boots natgw asks instances.get (not
+    // rate limited) and reads the attribute only once the VM runs.
+    let p = Project::new(&["--boot-ms", "2000"]);
+    let apply = count_kinds(&requests_of(&p, &["apply", "--auto-approve"], 0));
+    assert_eq!(
+        apply.get("GET /compute/v1/projects/*/zones/*/instances/*/getGuestAttributes"),
+        Some(&1),
+        "{apply:#?}"
+    );
+    let status_reads = apply
+        .get("GET /compute/v1/projects/*/zones/*/instances/*")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        (2..=12).contains(&status_reads),
+        "instances.get while a VM boots for 2 s: {status_reads}"
+    );
+}
+
+#[test]
+fn a_destroy_deletes_without_reading_each_resource_again() {
+    // Apply's own observation, a moment old, already saw every resource with this stack's marker; reading
+    // each one again before its delete would add a round trip to every link of the chain.
+    let p = Project::with_config(&config(1), &[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let destroy = count_kinds(&requests_of(&p, &["destroy", "--auto-approve"], 0));
+    let rereads: Vec<(&String, &usize)> = destroy
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("GET /compute/")
+                && !k.contains("/aggregated/")
+                && !k.ends_with("/global/firewalls")
+                && !k.ends_with("/global/routes")
+        })
+        .collect();
+    assert!(rereads.is_empty(), "reads before deletes: {rereads:?}");
+    let deletes: usize = destroy
+        .iter()
+        .filter(|(k, _)| k.starts_with("DELETE "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        deletes, 5,
+        "two addresses, the VM, the rule, the route: {destroy:#?}"
+    );
+    // The node pool's tag goes with the etag of the observation: one read (the observation's) in all.
+    assert_eq!(
+        destroy.get("GET /v1/projects/*/locations/*/clusters/*/nodePools/*"),
+        Some(&1),
+        "{destroy:#?}"
+    );
+}
