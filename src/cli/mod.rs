@@ -120,9 +120,6 @@ pub(crate) enum CliError {
     Script(#[from] crate::startup_script::ScriptError),
     #[error("{0}")]
     Message(String),
-    /// Already reported in full.
-    #[error("")]
-    Reported,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -150,7 +147,6 @@ pub(crate) fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(CliError::Reported) => ExitCode::FAILURE,
         Err(e) => {
             shell.error(&chain(&e));
             ExitCode::FAILURE

@@ -117,10 +117,6 @@ impl Cloud {
             op_deadline: conn.retry.op_deadline,
         })
     }
-
-    pub(crate) fn project(&self) -> &str {
-        &self.project
-    }
 }
 
 /// Maps a client error to natgw's, with what natgw was doing.

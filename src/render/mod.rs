@@ -55,6 +55,9 @@ fn headline(action: Action) -> &'static str {
     }
 }
 
+/// Fields whose value Google decides when they are not set: `null` means known after apply.
+const COMPUTED: &[&str] = &["address", "network_ip", "nat_ip", "next_hop_ip"];
+
 /// A value as Terraform shows it.
 fn show(field: &str, v: &Value) -> String {
     if field == "startup_script" {
@@ -116,13 +119,16 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
         Action::Create => {
             if let Some(after) = &c.after {
                 for (k, v) in fields(after) {
+                    if v.is_null() && !COMPUTED.contains(&k.as_str()) {
+                        continue;
+                    }
                     rows.push((style.green("+"), k.clone(), show(&k, &v)));
                 }
             }
         }
         Action::Delete => {
             if let Some(before) = &c.before {
-                for (k, v) in fields(before) {
+                for (k, v) in fields(before).into_iter().filter(|(_, v)| !v.is_null()) {
                     rows.push((
                         style.red("-"),
                         k.clone(),
@@ -194,7 +200,7 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
             let mut after_unknown = Map::new();
             if let Some(after) = &c.after {
                 for (k, v) in fields(after) {
-                    if v.is_null() {
+                    if v.is_null() && COMPUTED.contains(&k.as_str()) {
                         after_unknown.insert(k, Value::Bool(true));
                     }
                 }
