@@ -270,10 +270,10 @@ pub(crate) async fn apply(
 fn known_ips(changes: &[Change]) -> HashMap<(String, Kind), Ipv4Addr> {
     let mut ips = HashMap::new();
     for c in changes {
-        if let (Action::NoOp | Action::Update, Some(Resource::Address(a))) = (c.action, &c.before) {
-            if let Some(ip) = a.address {
-                ips.insert((c.gateway.clone(), c.kind), ip);
-            }
+        if let (Action::NoOp | Action::Update, Some(Resource::Address(a))) = (c.action, &c.before)
+            && let Some(ip) = a.address
+        {
+            ips.insert((c.gateway.clone(), c.kind), ip);
         }
     }
     ips

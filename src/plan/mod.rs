@@ -174,15 +174,16 @@ pub(crate) fn diff(
     // therefore about to be added by natgw).
     let mut natgw_added: BTreeSet<(NodePoolId, String)> = BTreeSet::new();
     for f in world.firewalls.iter().filter(|f| f.owned_by(stack)) {
-        if f.facts.get(KEY_TAG_ADDED).map(String::as_str) == Some("true") {
-            if let (Some(pool), Some(tag)) = (
-                f.facts
-                    .get(KEY_NODE_POOL)
-                    .and_then(|p| world::parse_pool(p)),
-                f.facts.get(KEY_NODE_TAG),
-            ) {
-                natgw_added.insert((pool, tag.clone()));
-            }
+        let pool = f
+            .facts
+            .get(KEY_NODE_POOL)
+            .and_then(|p| world::parse_pool(p));
+        if let (true, Some(pool), Some(tag)) = (
+            f.facts.get(KEY_TAG_ADDED).map(String::as_str) == Some("true"),
+            pool,
+            f.facts.get(KEY_NODE_TAG),
+        ) {
+            natgw_added.insert((pool, tag.clone()));
         }
     }
     for gw in desired {

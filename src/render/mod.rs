@@ -60,10 +60,8 @@ const COMPUTED: &[&str] = &["address", "network_ip", "nat_ip", "next_hop_ip"];
 
 /// A value as Terraform shows it.
 fn show(field: &str, v: &Value) -> String {
-    if field == "startup_script" {
-        if let Some(s) = v.as_str() {
-            return format!("(startup script, {} lines)", s.lines().count());
-        }
+    if let (true, Some(s)) = (field == "startup_script", v.as_str()) {
+        return format!("(startup script, {} lines)", s.lines().count());
     }
     match v {
         Value::Null => "(known after apply)".into(),
