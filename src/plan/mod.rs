@@ -418,6 +418,15 @@ fn delete(gateway: String, kind: Kind, before: Resource, meta: &Meta) -> Change 
 /// A field whose new value is only known after apply (its producer is being replaced): the resource must be
 /// replaced too.
 fn force_unknown(change: &mut Change, field: &str) {
+    let known_after = change
+        .after
+        .as_ref()
+        .map(|a| field_value(a, field))
+        .unwrap_or(Value::Null);
+    if !known_after.is_null() {
+        // The new value is known (a configured IP): the ordinary comparison already covers it.
+        return;
+    }
     change.diffs.retain(|d| d.field != field);
     let before = change
         .before
@@ -611,4 +620,4 @@ fn is_running_or_booting(v: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -234,3 +234,6 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
         "summary": {"add": s.add, "change": s.change, "destroy": s.destroy},
     })
 }
+
+#[cfg(test)]
+mod tests;
