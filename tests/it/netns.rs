@@ -165,6 +165,7 @@ struct Lab {
 
 impl Lab {
     fn new(backend: &Backend) -> Lab {
+        remove_stale_namespaces();
         let n = NEXT_LAB.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("natgw-it-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
@@ -307,6 +308,25 @@ impl Drop for Lab {
                 .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Namespaces left by an earlier test run that was killed before its guards could run.
+fn remove_stale_namespaces() {
+    let list = run(Command::new("ip").args(["netns", "list"]));
+    for line in text(&list.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("natgw-it-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = run(Command::new("ip").args(["netns", "del", name]));
+        }
     }
 }
 
@@ -634,6 +654,36 @@ fn rendered_script_passes_shellcheck() {
         "shellcheck found problems:\n{}{}",
         text(&out.stdout),
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn startup_script_command_selects_the_gateway() {
+    let dir = std::env::temp_dir().join(format!("natgw-it-select-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    let config = dir.join("natgw.toml");
+    std::fs::write(&config, CONFIG).expect("write the test config");
+    let natgw = |args: &[&str]| {
+        run(Command::new(env!("CARGO_BIN_EXE_natgw"))
+            .arg("startup-script")
+            .arg("--config")
+            .arg(&config)
+            .args(args))
+    };
+    let named = natgw(&["--gateway", GATEWAY_NAME]);
+    let only = natgw(&[]);
+    let unknown = natgw(&["--gateway", "nope"]);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(named.status.success(), "{}", text(&named.stderr));
+    assert!(text(&named.stdout).starts_with("#!/bin/bash\n"));
+    assert_eq!(only.stdout, named.stdout, "the only gateway is the default");
+    assert!(!unknown.status.success());
+    assert!(unknown.stdout.is_empty(), "nothing on stdout on error");
+    let err = text(&unknown.stderr);
+    assert!(
+        err.contains("no gateway \"nope\"") && err.contains(GATEWAY_NAME),
+        "{err}"
     );
 }
 
