@@ -599,7 +599,10 @@ fn netns_no_default_route_and_no_metadata_server() {
     let peer = lab.netns("peer");
     lab.veth(&gw, "eth0", &peer, "eth0");
     ip(&format!("-n {gw} addr add 192.0.2.1/24 dev eth0"));
-    lab.start_metadata(&gw, "token-no-route");
+    let token = "token-no-route";
+    lab.start_metadata(&gw, token);
+    // As if an earlier boot had reported ready: this run must withdraw it.
+    std::fs::write(lab.ready_file(), token).expect("write a stale report");
 
     let run = lab.run_script(&gw, &script, &metadata_url());
     assert!(!run.success, "{test}: must fail:\n{}", run.log);
@@ -610,7 +613,11 @@ fn netns_no_default_route_and_no_metadata_server() {
         run.log
     );
     assert!(run.log.contains("not reporting ready"), "{}", run.log);
-    assert_eq!(lab.read_ready(), None, "{test}: reported ready");
+    assert_eq!(
+        lab.read_ready().as_deref(),
+        Some("pending"),
+        "{test}: the earlier report must be withdrawn, and no new one made"
+    );
     let rules = ruleset(&backend, &gw);
     assert!(
         !rules.contains("NATGW"),
@@ -632,7 +639,7 @@ fn netns_no_default_route_and_no_metadata_server() {
         run.log
     );
     assert!(!run.log.contains("reported ready"), "{}", run.log);
-    assert_eq!(lab.read_ready(), None);
+    assert_eq!(lab.read_ready().as_deref(), Some("pending"));
     assert!(ruleset(&backend, &gw).contains("-A FORWARD -j NATGW-FORWARD"));
 }
 
