@@ -10,11 +10,13 @@
 //!
 //! Needs root, iproute2, iptables (both backends are exercised when both are installed),
 //! python3 (the small servers and the client), curl and util-linux; without them each test
-//! prints that it was skipped and passes.
+//! prints that it was skipped and passes, unless `NATGW_IT_REQUIRE_NETNS=1` (set it in CI),
+//! which turns every skip into a failure.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const GATEWAY_NAME: &str = "ci";
@@ -67,8 +69,13 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `Some(reason)` when this machine cannot run the namespace tests.
+/// `Some(reason)` when this machine cannot run the namespace tests (found out once).
 fn skip_reason() -> Option<String> {
+    static REASON: OnceLock<Option<String>> = OnceLock::new();
+    REASON.get_or_init(find_skip_reason).clone()
+}
+
+fn find_skip_reason() -> Option<String> {
     if !is_root() {
         return Some("not root".to_string());
     }
@@ -79,17 +86,36 @@ fn skip_reason() -> Option<String> {
             return Some(format!("`{tool}` is not installed"));
         }
     }
+    // Root in a container may still be refused namespaces.
+    let probe = format!("natgw-it-{}-probe", std::process::id());
+    let added = run(Command::new("ip").args(["netns", "add", &probe]));
+    let _ = run(Command::new("ip").args(["netns", "del", &probe]));
+    if !added.status.success() {
+        return Some(format!(
+            "cannot create a network namespace: {}",
+            text(&added.stderr).trim()
+        ));
+    }
     None
 }
 
+/// Set in CI, where these tests must run: a reason to skip is then a failure.
+const REQUIRE_ENV: &str = "NATGW_IT_REQUIRE_NETNS";
+
 fn skipped(test: &str) -> bool {
-    match skip_reason() {
-        Some(reason) => {
-            say(&format!("SKIPPED {test}: {reason}"));
-            true
-        }
-        None => false,
-    }
+    skip_because(test, skip_reason())
+}
+
+fn skip_because(test: &str, reason: Option<String>) -> bool {
+    let Some(reason) = reason else {
+        return false;
+    };
+    assert!(
+        std::env::var_os(REQUIRE_ENV).is_none_or(|v| v.is_empty() || v == "0"),
+        "{test} cannot run ({reason}) but {REQUIRE_ENV} is set"
+    );
+    say(&format!("SKIPPED {test}: {reason}"));
+    true
 }
 
 /// An iptables backend: the three programs the script and the test call.
@@ -438,9 +464,10 @@ fn prove(topology: Topology, backend_name: &'static str) {
         return;
     }
     let Some(backend) = backend(backend_name) else {
-        say(&format!(
-            "SKIPPED {test}: iptables-{backend_name} is not installed"
-        ));
+        skip_because(
+            &test,
+            Some(format!("iptables-{backend_name} is not installed")),
+        );
         return;
     };
     let host_sysctl = Path::new("/etc").join(SYSCTL_FILE);
@@ -588,9 +615,10 @@ fn netns_no_default_route_and_no_metadata_server() {
         return;
     }
     let Some(backend) = backend("nft").or_else(|| backend("legacy")) else {
-        say(&format!(
-            "SKIPPED {test}: neither iptables-nft nor iptables-legacy"
-        ));
+        skip_because(
+            test,
+            Some("neither iptables-nft nor iptables-legacy".into()),
+        );
         return;
     };
     let mut lab = Lab::new(&backend);
@@ -646,7 +674,10 @@ fn netns_no_default_route_and_no_metadata_server() {
 #[test]
 fn rendered_script_passes_shellcheck() {
     let Some(shellcheck) = find_program("shellcheck") else {
-        say("SKIPPED rendered_script_passes_shellcheck: shellcheck is not installed");
+        skip_because(
+            "rendered_script_passes_shellcheck",
+            Some("shellcheck is not installed".into()),
+        );
         return;
     };
     let dir = std::env::temp_dir().join(format!("natgw-it-shellcheck-{}", std::process::id()));
