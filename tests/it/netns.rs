@@ -277,7 +277,11 @@ rc=0
 PATH="$2:$PATH" NATGW_METADATA_URL="$3" bash "$4" >"$1/out" 2>&1 || rc=$?
 cat "$1/out"
 cd "$1/upper"
-find . -type f | sort | while read -r f; do printf '=== %s\n' "${f#./}"; cat "$f"; done
+# Everything but directories, so a deletion (an overlay whiteout) shows up too.
+find . -mindepth 1 ! -type d | sort | while read -r f; do
+    if [ -f "$f" ] && [ ! -L "$f" ]; then printf '=== %s\n' "${f#./}"; cat "$f"
+    else printf '=== %s (not a regular file)\n' "${f#./}"; fi
+done
 exit "$rc"
 "#;
         let out = run(Command::new("ip")
@@ -529,6 +533,27 @@ fn prove(topology: Topology, backend_name: &'static str) {
         host_sysctl.exists(),
         host_had_it,
         "{test}: the script wrote to the host's /etc"
+    );
+    // Redirects off on every interface; conntrack sized where a namespace allows it.
+    let sysctls = must(
+        Command::new("ip")
+            .args(["netns", "exec", &gw, "sh", "-c"])
+            .arg(
+                "cat /proc/sys/net/ipv4/conf/*/send_redirects \
+             /proc/sys/net/ipv4/ip_forward \
+             /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
+            ),
+    );
+    let values: Vec<&str> = sysctls.split_whitespace().collect();
+    let (redirects, rest) = values.split_at(values.len() - 2);
+    assert!(
+        redirects.len() >= 3 && redirects.iter().all(|v| *v == "0"),
+        "{test}: send_redirects: {redirects:?}"
+    );
+    assert_eq!(
+        rest,
+        ["1", "3600"],
+        "{test}: ip_forward, tcp_timeout_established"
     );
 
     assert_eq!(
