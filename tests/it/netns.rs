@@ -26,6 +26,8 @@ const ALLOWED_DST: &str = "198.51.100.10";
 const DISALLOWED_DST: &str = "198.51.100.20";
 const ALLOWED_PORT: u16 = 8443;
 const DISALLOWED_PORT: u16 = 9000;
+const ALLOWED_UDP_PORT: u16 = 53;
+const DISALLOWED_UDP_PORT: u16 = 5353;
 const METADATA_PORT: u16 = 8080;
 const SYSCTL_FILE: &str = "sysctl.d/99-zz-natgw.conf";
 
@@ -369,10 +371,23 @@ struct ScriptRun {
 
 /// Connects from `src` in `runner` to `dst:port`; `Ok(answer)` or `Err(why)`.
 fn connect(lab: &Lab, runner: &str, src: &str, dst: &str, port: u16) -> Result<String, String> {
+    exchange(lab, runner, "tcp", src, dst, port)
+}
+
+/// Sends from `src` in `runner` to `dst:port` over `proto` (tcp or udp); `Ok(answer)` or
+/// `Err(why)`.
+fn exchange(
+    lab: &Lab,
+    runner: &str,
+    proto: &str,
+    src: &str,
+    dst: &str,
+    port: u16,
+) -> Result<String, String> {
     let out = run(Command::new("ip")
         .args(["netns", "exec", runner, "python3"])
         .arg(lab.dir.join("helper.py"))
-        .args(["connect", src, dst, &port.to_string()]));
+        .args(["connect", proto, src, dst, &port.to_string()]));
     let answer = text(&out.stdout).trim().to_string();
     if out.status.success() {
         Ok(answer)
@@ -452,8 +467,17 @@ fn build(lab: &mut Lab, topology: Topology) -> (String, String, &'static str) {
             (runner, gw, "10.20.0.2")
         }
     };
-    let ports = [ALLOWED_PORT.to_string(), DISALLOWED_PORT.to_string()];
-    lab.spawn_helper(&dest, &["peer-server", &ports[0], &ports[1]]);
+    // TCP on every address; UDP bound to the destination address, so that replies leave from
+    // it (a wildcard UDP socket would answer from the interface's address, which NAT rejects).
+    let ports = [
+        format!("tcp:0.0.0.0:{ALLOWED_PORT}"),
+        format!("tcp:0.0.0.0:{DISALLOWED_PORT}"),
+        format!("udp:{ALLOWED_DST}:{ALLOWED_UDP_PORT}"),
+        format!("udp:{ALLOWED_DST}:{DISALLOWED_UDP_PORT}"),
+    ];
+    let mut args = vec!["peer-server"];
+    args.extend(ports.iter().map(String::as_str));
+    lab.spawn_helper(&dest, &args);
     (runner, gw, seen)
 }
 
@@ -582,6 +606,32 @@ fn prove(topology: Topology, backend_name: &'static str) {
             "{test}: {what} {src} -> {dst}:{port} got through: {got:?}"
         );
     }
+
+    // UDP follows its own `allow` entry.
+    assert_eq!(
+        exchange(
+            &lab,
+            &runner,
+            "udp",
+            ALLOWED_SRC,
+            ALLOWED_DST,
+            ALLOWED_UDP_PORT
+        ),
+        Ok(format!("peer {gateway_addr}")),
+        "{test}: allowed UDP"
+    );
+    let got = exchange(
+        &lab,
+        &runner,
+        "udp",
+        ALLOWED_SRC,
+        ALLOWED_DST,
+        DISALLOWED_UDP_PORT,
+    );
+    assert!(
+        got.is_err(),
+        "{test}: disallowed UDP port got through: {got:?}"
+    );
 
     // A second run (a reboot's rerun) converges to exactly the same rule set.
     let rules_once = ruleset(&backend, &gw);
@@ -752,10 +802,10 @@ fn startup_script_command_selects_the_gateway() {
 
 /// The small servers and the client, run with python3 inside the namespaces.
 const HELPER_PY: &str = r##"# Test helper for tests/it/netns.rs, run inside network namespaces.
-#   peer-server PORT...          accept on every PORT, answer "peer <client address>"
-#   connect SRC DST PORT         connect from SRC, print the answer; exit 1 if nothing came back
-#   metadata PORT TOKEN OUTFILE  a fake metadata server on 127.0.0.1: serves the ready token,
-#                                stores what is PUT to guest-attributes/natgw/ready in OUTFILE
+#   peer-server PROTO:ADDR:PORT...   answer "peer <client address>" on each TCP or UDP socket
+#   connect PROTO SRC DST PORT       send from SRC, print the answer; exit 1 if none came back
+#   metadata PORT TOKEN OUTFILE      a fake metadata server on 127.0.0.1: serves the ready token,
+#                                    stores what is PUT to guest-attributes/natgw/ready in OUTFILE
 import http.server
 import os
 import socket
@@ -770,32 +820,48 @@ def listening():
     print("listening", flush=True)
 
 
-def peer_server(ports):
-    def serve(sock):
-        while True:
-            conn, (host, _) = sock.accept()
-            with conn:
-                conn.sendall(f"peer {host}\n".encode())
+def serve_tcp(sock):
+    while True:
+        conn, (host, _) = sock.accept()
+        with conn:
+            conn.sendall(f"peer {host}\n".encode())
 
-    socks = []
-    for port in ports:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+def serve_udp(sock):
+    while True:
+        _, (host, port) = sock.recvfrom(100)
+        sock.sendto(f"peer {host}\n".encode(), (host, port))
+
+
+def peer_server(specs):
+    threads = []
+    for spec in specs:
+        proto, addr, port = spec.split(":")
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        s = socket.socket(socket.AF_INET, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", int(port)))
-        s.listen(16)
-        socks.append(s)
-    for s in socks[1:]:
-        threading.Thread(target=serve, args=(s,), daemon=True).start()
+        s.bind((addr, int(port)))
+        if proto == "tcp":
+            s.listen(16)
+        serve = serve_tcp if proto == "tcp" else serve_udp
+        threads.append(threading.Thread(target=serve, args=(s,), daemon=True))
+    for t in threads:
+        t.start()
     listening()
-    serve(socks[0])
+    for t in threads:
+        t.join()
 
 
-def connect(src, dst, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def connect(proto, src, dst, port):
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(socket.AF_INET, kind)
     s.settimeout(2)
     try:
         s.bind((src, 0))
-        s.connect((dst, int(port)))
+        if proto == "tcp":
+            s.connect((dst, int(port)))
+        else:
+            s.sendto(b"hello", (dst, int(port)))
         data = s.recv(100).decode().strip()
     except OSError as e:
         print(f"no connection: {e}")
