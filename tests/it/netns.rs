@@ -265,25 +265,26 @@ impl Lab {
     }
 
     /// Runs the script in `gw` with /etc behind an overlay. Returns the script's output and
-    /// the files it wrote under /etc (paths relative to /etc, with their contents).
+    /// what it wrote under /etc (paths relative to /etc, with their contents).
     fn run_script(&self, gw: &str, script: &Path, metadata_url: &str) -> ScriptRun {
-        let upper = self.dir.join("etc-writes");
-        let _ = std::fs::remove_dir_all(&upper);
-        std::fs::create_dir_all(&upper).expect("create the overlay directory");
-        // tmpfs for the overlay's upper and work dirs; the mount namespace dies with bash.
+        let scratch = self.dir.join("etc-overlay");
+        let report = self.dir.join("etc-writes");
+        let _ = std::fs::remove_file(&report);
+        std::fs::create_dir_all(&scratch).expect("create the overlay directory");
+        // The overlay's upper and work dirs live on a tmpfs; both mounts exist only in this
+        // private mount namespace and vanish with it. The report lists everything but
+        // directories in the upper dir, so a deletion (an overlay whiteout) shows up too.
         let wrapper = r#"set -eu
 mount -t tmpfs natgw-it "$1"
 mkdir "$1/upper" "$1/work"
 mount -t overlay natgw-it -o "lowerdir=/etc,upperdir=$1/upper,workdir=$1/work" /etc
 rc=0
-PATH="$2:$PATH" NATGW_METADATA_URL="$3" bash "$4" >"$1/out" 2>&1 || rc=$?
-cat "$1/out"
+PATH="$2:$PATH" NATGW_METADATA_URL="$3" bash "$4" 2>&1 || rc=$?
 cd "$1/upper"
-# Everything but directories, so a deletion (an overlay whiteout) shows up too.
 find . -mindepth 1 ! -type d | sort | while read -r f; do
     if [ -f "$f" ] && [ ! -L "$f" ]; then printf '=== %s\n' "${f#./}"; cat "$f"
     else printf '=== %s (not a regular file)\n' "${f#./}"; fi
-done
+done >"$5"
 exit "$rc"
 "#;
         let out = run(Command::new("ip")
@@ -292,17 +293,18 @@ exit "$rc"
             ])
             .arg(wrapper)
             .arg("natgw-it")
-            .arg(&upper)
+            .arg(&scratch)
             .arg(&self.bin)
             .arg(metadata_url)
-            .arg(script));
-        let all = text(&out.stdout);
-        let (log, files) = match all.find("=== ") {
-            Some(i) if i == 0 || all[..i].ends_with('\n') => (all[..i].to_string(), &all[i..]),
-            _ => (all.clone(), ""),
-        };
-        let etc_writes = files
-            .split("=== ")
+            .arg(script)
+            .arg(&report));
+        let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        let written = std::fs::read_to_string(&report)
+            .unwrap_or_else(|e| panic!("no report of the writes under /etc ({e}); log:\n{log}"));
+        let etc_writes = written
+            .strip_prefix("=== ")
+            .unwrap_or(&written)
+            .split("\n=== ")
             .filter(|s| !s.is_empty())
             .map(|s| {
                 let (name, body) = s.split_once('\n').unwrap_or((s, ""));
@@ -311,7 +313,7 @@ exit "$rc"
             .collect();
         ScriptRun {
             success: out.status.success(),
-            log: format!("{log}{}", text(&out.stderr)),
+            log,
             etc_writes,
         }
     }
