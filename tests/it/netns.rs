@@ -635,6 +635,25 @@ fn prove(topology: Topology, backend_name: &'static str) {
         "{test}: disallowed UDP port got through: {got:?}"
     );
 
+    // So does ICMP (allowed for the allowed source only).
+    let ping = |src: &str, dst: &str| {
+        run(Command::new("ip")
+            .args(["netns", "exec", &runner, "python3"])
+            .arg(lab.dir.join("helper.py"))
+            .args(["ping", src, dst]))
+        .status
+        .success()
+    };
+    assert!(ping(ALLOWED_SRC, ALLOWED_DST), "{test}: allowed ICMP");
+    assert!(
+        !ping(DISALLOWED_SRC, ALLOWED_DST),
+        "{test}: ICMP from a disallowed source"
+    );
+    assert!(
+        !ping(ALLOWED_SRC, DISALLOWED_DST),
+        "{test}: ICMP to a disallowed destination"
+    );
+
     // A second run (a reboot's rerun) converges to exactly the same rule set.
     let rules_once = ruleset(&backend, &gw);
     assert_eq!(rules_once.matches(foreign).count(), 1, "{rules_once}");
@@ -806,6 +825,7 @@ fn startup_script_command_selects_the_gateway() {
 const HELPER_PY: &str = r##"# Test helper for tests/it/netns.rs, run inside network namespaces.
 #   peer-server PROTO:ADDR:PORT...   answer "peer <client address>" on each TCP or UDP socket
 #   connect PROTO SRC DST PORT       send from SRC, print the answer; exit 1 if none came back
+#   ping SRC DST                     one ICMP echo from SRC; exit 1 if no reply came back
 #   metadata PORT TOKEN OUTFILE      a fake metadata server on 127.0.0.1: serves the ready token,
 #                                    stores what is PUT to guest-attributes/natgw/ready in OUTFILE
 import http.server
@@ -875,6 +895,35 @@ def connect(proto, src, dst, port):
     return 0
 
 
+def checksum(data):
+    total = sum((data[i] << 8) + data[i + 1] for i in range(0, len(data), 2))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(src, dst):
+    ident = os.getpid() & 0xFFFF
+    header = bytes([8, 0, 0, 0]) + ident.to_bytes(2, "big") + (1).to_bytes(2, "big")
+    payload = b"natgw-it"
+    body = header + payload
+    packet = body[:2] + checksum(body).to_bytes(2, "big") + body[4:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(2)
+    try:
+        s.bind((src, 0))
+        s.sendto(packet, (dst, 0))
+        while True:
+            data, (host, _) = s.recvfrom(1500)
+            icmp = data[(data[0] & 0x0F) * 4:]
+            if host == dst and icmp[0] == 0 and icmp[4:6] == ident.to_bytes(2, "big"):
+                print(f"reply from {host}")
+                return 0
+    except OSError as e:
+        print(f"no reply: {e}")
+        return 1
+
+
 def metadata(port, token, outfile):
     class Handler(http.server.BaseHTTPRequestHandler):
         def reply(self, code, body=b""):
@@ -914,6 +963,8 @@ def main():
         peer_server(args)
     elif mode == "connect":
         sys.exit(connect(*args))
+    elif mode == "ping":
+        sys.exit(ping(*args))
     elif mode == "metadata":
         metadata(*args)
     else:
