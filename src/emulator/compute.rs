@@ -141,6 +141,15 @@ pub(crate) fn handle(
     body: Option<Value>,
 ) -> Answer {
     let p = project;
+    if method != "GET" && rest.last() != Some(&"wait") {
+        if let Some(op) = ctx
+            .q("requestId")
+            .and_then(|rid| world.request_ids.get(&format!("{p}/{rid}")))
+            .and_then(|op_path| world.operations.get(op_path))
+        {
+            return Ok(Reply::read(op.render(ctx.now)));
+        }
+    }
     match (method, rest) {
         ("GET", ["regions"]) => list_of(
             ctx,
@@ -453,8 +462,8 @@ fn wait_op(world: &World, path: &str) -> Answer {
     })
 }
 
-/// A change: the same requestId answers the recorded operation and does nothing; a synchronous error answers
-/// at once and records nothing; otherwise the change (or its failure) is recorded in a new operation.
+/// A change: a synchronous error answers at once and records nothing; otherwise the change (or its failure)
+/// is recorded in a new operation, under the request's requestId (which `handle` checks before anything).
 fn mutate(
     world: &mut World,
     ctx: &Ctx<'_>,
@@ -465,15 +474,6 @@ fn mutate(
     change: impl FnOnce(&mut World) -> Result<Result<(), OpError>, ApiError>,
 ) -> Answer {
     let request_id = ctx.q("requestId").filter(|r| !r.is_empty());
-    if let Some(rid) = request_id {
-        if let Some(op) = world
-            .request_ids
-            .get(&format!("{project}/{rid}"))
-            .and_then(|p| world.operations.get(p))
-        {
-            return Ok(Reply::read(op.render(ctx.now)));
-        }
-    }
     let target_id_before = world
         .resources
         .get(target)
