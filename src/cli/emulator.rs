@@ -107,11 +107,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(project) = &args.seed_project {
-            if let Err(e) = emulator.seed(&demo_seed(project)) {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+        if let Some(project) = &args.seed_project
+            && let Err(e) = emulator.seed(&demo_seed(project))
+        {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", emulator.url()).and_then(|()| out.flush());

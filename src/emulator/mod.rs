@@ -264,7 +264,7 @@ impl Emulator {
     pub(crate) fn seed(&self, seed: &Seed) -> Result<(), EmulatorError> {
         let p = seed.project.as_str();
         compute::check_name("project", p)
-            .or_else(|_| if p.is_empty() { Err(()) } else { Ok(()) })
+            .or(if p.is_empty() { Err(()) } else { Ok(()) })
             .map_err(|()| EmulatorError::Seed("the project ID is empty".into()))?;
         let query = BTreeMap::new();
         let ctx = Ctx {
