@@ -53,30 +53,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The demo world `--seed-project` creates; tests and the try-out rely on these names.
-pub(crate) fn demo_seed(project: &str) -> Seed {
-    Seed {
-        project: project.to_string(),
-        networks: vec![SeedNetwork {
-            name: "vpc-network".into(),
-            subnetworks: vec![SeedSubnetwork {
-                name: "runners".into(),
-                region: "europe-west1".into(),
-                ip_cidr_range: "10.0.0.0/20".into(),
-            }],
-        }],
-        clusters: vec![SeedCluster {
-            location: "europe-west1".into(),
-            name: "gke-gitlab-runner".into(),
-            network: "vpc-network".into(),
-            node_pools: vec![SeedNodePool {
-                name: "runners".into(),
-                tags: vec!["existing-tag".into()],
-            }],
-        }],
-    }
-}
-
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub(crate) fn run(args: Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -108,7 +84,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             }
         };
         if let Some(project) = &args.seed_project
-            && let Err(e) = emulator.seed(&demo_seed(project))
+            && let Err(e) = emulator.seed(&Seed::demo(project))
         {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;

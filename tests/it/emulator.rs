@@ -1709,3 +1709,70 @@ fn cli_bad_flags_exit_non_zero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("fault-rate"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_requests_stay_consistent() {
+    let emu = EmulatorProcess::seeded(&["--api-latency-ms", "10"]);
+    let client = compute_addresses(&emu.url).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            client
+                .insert()
+                .set_project(PROJECT)
+                .set_region(REGION)
+                .set_body(model::<Address>(json!({"name": format!("p{i}"), "addressType": "INTERNAL", "subnetwork": SUBNET})))
+                .send()
+                .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        op_ok(&r.expect("task").expect("insert"));
+    }
+    let all: Vec<Address> = client
+        .list()
+        .set_project(PROJECT)
+        .set_region(REGION)
+        .by_item()
+        .all()
+        .await
+        .expect("list");
+    let ips: std::collections::BTreeSet<String> =
+        all.iter().filter_map(|a| a.address.clone()).collect();
+    assert_eq!(all.len(), 40);
+    assert_eq!(ips.len(), 40, "every parallel insert got its own IP");
+}
+
+#[tokio::test]
+async fn wait_does_not_block_other_requests() {
+    let emu = EmulatorProcess::spawn(&["--op-latency-ms", "3000"]);
+    let nets = compute_networks(&emu.url).await;
+    let op = nets
+        .insert()
+        .set_project("p")
+        .set_body(
+            Network::new()
+                .set_name("n")
+                .set_auto_create_subnetworks(false),
+        )
+        .send()
+        .await
+        .expect("insert");
+    let ops = compute_global_operations(&emu.url).await;
+    let name = op.name.clone().unwrap_or_default();
+    let waiting =
+        tokio::spawn(async move { ops.wait().set_project("p").set_operation(name).send().await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    nets.get()
+        .set_project("p")
+        .set_network("n")
+        .send()
+        .await
+        .expect("served while another request waits");
+    assert!(
+        !waiting.is_finished(),
+        "wait returns only when the operation is DONE"
+    );
+    op_ok(&waiting.await.expect("task").expect("wait"));
+}
