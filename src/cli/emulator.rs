@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::emulator::{
-    Emulator, Options, Seed, SeedCluster, SeedNetwork, SeedNodePool, SeedSubnetwork,
-};
+use crate::emulator::{Emulator, Options, Seed};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
