@@ -1776,3 +1776,48 @@ async fn wait_does_not_block_other_requests() {
     );
     op_ok(&waiting.await.expect("task").expect("wait"));
 }
+
+/// Throughput numbers for the README (run with `--ignored --nocapture`); asserts nothing about time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark"]
+async fn throughput() {
+    let emu = EmulatorProcess::seeded(&[]);
+    let client = compute_addresses(&emu.url).await;
+    let started = std::time::Instant::now();
+    for i in 0..500 {
+        client
+            .insert()
+            .set_project(PROJECT)
+            .set_region(REGION)
+            .set_body(model::<Address>(
+                json!({"name": format!("s{i}"), "addressType": "INTERNAL", "subnetwork": SUBNET}),
+            ))
+            .send()
+            .await
+            .expect("insert");
+    }
+    let sequential = started.elapsed();
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..2000 {
+        let client = client.clone();
+        tasks.spawn(async move {
+            client
+                .get()
+                .set_project(PROJECT)
+                .set_region(REGION)
+                .set_address(format!("s{}", i % 500))
+                .send()
+                .await
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("task").expect("get");
+    }
+    let parallel = started.elapsed();
+    eprintln!(
+        "500 sequential inserts: {sequential:?} ({:.0}/s); 2000 parallel gets: {parallel:?} ({:.0}/s)",
+        500.0 / sequential.as_secs_f64(),
+        2000.0 / parallel.as_secs_f64()
+    );
+}
