@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::emulator::{
-    Emulator, Options, Seed, SeedCluster, SeedNetwork, SeedNodePool, SeedSubnetwork,
-};
+use crate::emulator::{Emulator, Options, Seed};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -53,30 +51,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The demo world `--seed-project` creates; tests and the try-out rely on these names.
-pub(crate) fn demo_seed(project: &str) -> Seed {
-    Seed {
-        project: project.to_string(),
-        networks: vec![SeedNetwork {
-            name: "vpc-network".into(),
-            subnetworks: vec![SeedSubnetwork {
-                name: "runners".into(),
-                region: "europe-west1".into(),
-                ip_cidr_range: "10.0.0.0/20".into(),
-            }],
-        }],
-        clusters: vec![SeedCluster {
-            location: "europe-west1".into(),
-            name: "gke-gitlab-runner".into(),
-            network: "vpc-network".into(),
-            node_pools: vec![SeedNodePool {
-                name: "runners".into(),
-                tags: vec!["existing-tag".into()],
-            }],
-        }],
-    }
-}
-
 #[allow(clippy::print_stdout, clippy::print_stderr)]
 pub(crate) fn run(args: Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -107,11 +81,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(project) = &args.seed_project {
-            if let Err(e) = emulator.seed(&demo_seed(project)) {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+        if let Some(project) = &args.seed_project
+            && let Err(e) = emulator.seed(&Seed::demo(project))
+        {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", emulator.url()).and_then(|()| out.flush());

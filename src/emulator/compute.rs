@@ -141,6 +141,15 @@ pub(crate) fn handle(
     body: Option<Value>,
 ) -> Answer {
     let p = project;
+    if method != "GET"
+        && rest.last() != Some(&"wait")
+        && let Some(op) = ctx
+            .q("requestId")
+            .and_then(|rid| world.request_ids.get(&format!("{p}/{rid}")))
+            .and_then(|op_path| world.operations.get(op_path))
+    {
+        return Ok(Reply::read(op.render(ctx.now)));
+    }
     match (method, rest) {
         ("GET", ["regions"]) => list_of(
             ctx,
@@ -453,8 +462,8 @@ fn wait_op(world: &World, path: &str) -> Answer {
     })
 }
 
-/// A change: the same requestId answers the recorded operation and does nothing; a synchronous error answers
-/// at once and records nothing; otherwise the change (or its failure) is recorded in a new operation.
+/// A change: a synchronous error answers at once and records nothing; otherwise the change (or its failure)
+/// is recorded in a new operation, under the request's requestId (which `handle` checks before anything).
 fn mutate(
     world: &mut World,
     ctx: &Ctx<'_>,
@@ -465,15 +474,6 @@ fn mutate(
     change: impl FnOnce(&mut World) -> Result<Result<(), OpError>, ApiError>,
 ) -> Answer {
     let request_id = ctx.q("requestId").filter(|r| !r.is_empty());
-    if let Some(rid) = request_id {
-        if let Some(op) = world
-            .request_ids
-            .get(&format!("{project}/{rid}"))
-            .and_then(|p| world.operations.get(p))
-        {
-            return Ok(Reply::read(op.render(ctx.now)));
-        }
-    }
     let target_id_before = world
         .resources
         .get(target)
@@ -697,10 +697,10 @@ pub(crate) fn create_subnetwork(
     o.entry("stackType").or_insert(json!("IPV4_ONLY"));
     o.entry("purpose").or_insert(json!("PRIVATE"));
     world.resources.insert(path.to_string(), body);
-    if let Some(net) = world.resources.get_mut(&network_path) {
-        if let Some(Value::Array(subs)) = obj(net).get_mut("subnetworks") {
-            subs.push(json!(url(path)));
-        }
+    if let Some(net) = world.resources.get_mut(&network_path)
+        && let Some(Value::Array(subs)) = obj(net).get_mut("subnetworks")
+    {
+        subs.push(json!(url(path)));
     }
     let route = system_route_name(&network_path, path);
     let route_path = format!("projects/{project}/global/routes/{route}");
@@ -800,10 +800,10 @@ fn delete_subnetwork(world: &mut World, ctx: &Ctx<'_>, p: &str, r: &str, s: &str
             let route = system_route_name(&network_path, &path);
             w.resources
                 .remove(&format!("projects/{p}/global/routes/{route}"));
-            if let Some(net) = w.resources.get_mut(&network_path) {
-                if let Some(Value::Array(subs)) = obj(net).get_mut("subnetworks") {
-                    subs.retain(|u| u.as_str() != Some(sub_url.as_str()));
-                }
+            if let Some(net) = w.resources.get_mut(&network_path)
+                && let Some(Value::Array(subs)) = obj(net).get_mut("subnetworks")
+            {
+                subs.retain(|u| u.as_str() != Some(sub_url.as_str()));
             }
             w.resources.remove(&path);
             Ok(Ok(()))
@@ -824,17 +824,18 @@ fn nics(v: &Value) -> Vec<&Value> {
 fn taken_ips(world: &World, network_url: &str) -> BTreeSet<Ipv4Addr> {
     let mut out = BTreeSet::new();
     for (k, v) in &world.resources {
-        if k.contains("/addresses/") && str_field(v, "network") == Some(network_url) {
-            if let Some(ip) = str_field(v, "address").and_then(|s| s.parse().ok()) {
-                out.insert(ip);
-            }
+        if k.contains("/addresses/")
+            && str_field(v, "network") == Some(network_url)
+            && let Some(ip) = str_field(v, "address").and_then(|s| s.parse().ok())
+        {
+            out.insert(ip);
         }
         if k.contains("/instances/") {
             for n in nics(v) {
-                if str_field(n, "network") == Some(network_url) {
-                    if let Some(ip) = str_field(n, "networkIP").and_then(|s| s.parse().ok()) {
-                        out.insert(ip);
-                    }
+                if str_field(n, "network") == Some(network_url)
+                    && let Some(ip) = str_field(n, "networkIP").and_then(|s| s.parse().ok())
+                {
+                    out.insert(ip);
                 }
             }
         }
@@ -1161,14 +1162,14 @@ fn insert_instance(
                 subnet(world, &found, p, region, &format!("{field}.subnetwork"))?
             }
         };
-        if let Some(n) = str_field(nic, "network") {
-            if url(&resolve_ref(n, p, "global", "networks")) != sub.network_url {
-                return Err(ApiError::invalid_field(
-                    &format!("{field}.network"),
-                    n,
-                    "The subnetwork does not belong to this network.",
-                ));
-            }
+        if let Some(n) = str_field(nic, "network")
+            && url(&resolve_ref(n, p, "global", "networks")) != sub.network_url
+        {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.network"),
+                n,
+                "The subnetwork does not belong to this network.",
+            ));
         }
         let ip = match str_field(nic, "networkIP") {
             Some(s) => {
@@ -1551,10 +1552,11 @@ fn power(world: &mut World, ctx: &Ctx<'_>, p: &str, z: &str, i: &str, verb: &str
                 if let Some(inst) = w.resources.get_mut(&path) {
                     obj(inst).insert("lastStartTimestamp".into(), json!(rfc3339(at)));
                 }
-            } else if verb == "stop" && running {
-                if let Some(inst) = w.resources.get_mut(&path) {
-                    obj(inst).insert("lastStopTimestamp".into(), json!(rfc3339(at)));
-                }
+            } else if verb == "stop"
+                && running
+                && let Some(inst) = w.resources.get_mut(&path)
+            {
+                obj(inst).insert("lastStopTimestamp".into(), json!(rfc3339(at)));
             }
             Ok(Ok(()))
         },
@@ -1844,14 +1846,14 @@ fn patch_firewall(
     let mut body = body_of(body);
     schema::validate(Api::Compute, "Firewall", None, "resource", &mut body)?;
     let current = world.get(&path)?.clone();
-    if let Some(n) = str_field(&body, "name") {
-        if n != f {
-            return Err(ApiError::invalid_field(
-                "resource.name",
-                n,
-                "The name of a firewall cannot be changed.",
-            ));
-        }
+    if let Some(n) = str_field(&body, "name")
+        && n != f
+    {
+        return Err(ApiError::invalid_field(
+            "resource.name",
+            n,
+            "The name of a firewall cannot be changed.",
+        ));
     }
     let mut merged = current.clone();
     for (k, v) in body.as_object().cloned().unwrap_or_default() {

@@ -278,10 +278,10 @@ pub(crate) fn ensure_pool(world: &mut World, cluster_path: &str, mut np: Value) 
         .cloned()
         .unwrap_or_else(|| json!([]));
     complete_pool(world, &mut np, cluster_path, &zones);
-    if let Some(c) = world.clusters.get_mut(cluster_path) {
-        if let Value::Array(pools) = obj(c).entry("nodePools").or_insert_with(|| json!([])) {
-            pools.push(np);
-        }
+    if let Some(c) = world.clusters.get_mut(cluster_path)
+        && let Value::Array(pools) = obj(c).entry("nodePools").or_insert_with(|| json!([]))
+    {
+        pools.push(np);
     }
 }
 
@@ -366,12 +366,12 @@ fn update_pool(
     let pool_path = format!("{path}/nodePools/{n}");
     let cluster = world.clusters.get(&path).ok_or_else(|| not_found(&path))?;
     let pool = find_pool(cluster, n).ok_or_else(|| not_found(&pool_path))?;
-    if let Some(etag) = str_field(&body, "etag").filter(|e| !e.is_empty()) {
-        if Some(etag) != str_field(pool, "etag") {
-            return Err(ApiError::aborted(format!(
-                "Precondition failed: the etag \"{etag}\" of node pool \"{n}\" is stale; get the node pool again and retry."
-            )));
-        }
+    if let Some(etag) = str_field(&body, "etag").filter(|e| !e.is_empty())
+        && Some(etag) != str_field(pool, "etag")
+    {
+        return Err(ApiError::aborted(format!(
+            "Precondition failed: the etag \"{etag}\" of node pool \"{n}\" is stale; get the node pool again and retry."
+        )));
     }
     let mut pool = pool.clone();
     let po = obj(&mut pool);

@@ -3,6 +3,7 @@
 
 mod core;
 mod emulator;
+mod emulator_gke;
 mod harness;
 mod netns;
 mod support;
