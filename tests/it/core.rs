@@ -233,6 +233,56 @@ fn out_of_band_changes_are_planned_and_repaired() {
             .send()
             .await
             .expect("wait");
+        // The VM is stopped, and someone adds a label to the external address.
+        let vms = compute_instances(&p.emu.url).await;
+        let op = vms
+            .stop()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_instance("natgw-gitlab")
+            .send()
+            .await
+            .expect("stop vm");
+        let zops = crate::support::compute_zone_operations(&p.emu.url).await;
+        zops.wait()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_operation(op.name.expect("op name"))
+            .send()
+            .await
+            .expect("wait");
+        let addrs = compute_addresses(&p.emu.url).await;
+        let ext = addrs
+            .get()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_address("natgw-gitlab-ext")
+            .send()
+            .await
+            .expect("get address");
+        let mut labels = ext.labels.clone();
+        labels.insert("owner".into(), "someone".into());
+        let op = addrs
+            .set_labels()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_resource("natgw-gitlab-ext")
+            .set_body(
+                gce::RegionSetLabelsRequest::new()
+                    .set_labels(labels)
+                    .set_label_fingerprint(ext.label_fingerprint.expect("fingerprint")),
+            )
+            .send()
+            .await
+            .expect("set labels");
+        let rops = crate::support::compute_region_operations(&p.emu.url).await;
+        rops.wait()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_operation(op.name.expect("op name"))
+            .send()
+            .await
+            .expect("wait");
         // Someone drops the tag from the node pool.
         let gke = container(&p.emu.url).await;
         gke.update_node_pool()
@@ -261,6 +311,23 @@ fn out_of_band_changes_are_planned_and_repaired() {
         plan.stdout
     );
     assert!(plan.stdout.contains("\"0.0.0.0/0\""), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("# gitlab.instance will be updated in-place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("\"TERMINATED\" -> \"RUNNING\""),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("# gitlab.external_address will be updated in-place"),
+        "{}",
+        plan.stdout
+    );
     assert!(
         plan.stdout.contains("will be updated in-place"),
         "{}",
