@@ -9,7 +9,11 @@ use crate::support::{EmulatorProcess, PROJECT, temp_dir};
 /// The annotated example, pointed at the test project.
 pub fn example_config() -> String {
     let text = include_str!("../../examples/gitlab-runner.toml");
-    let out = text.replacen("project = \"acme-ci\"", &format!("project = \"{PROJECT}\""), 1);
+    let out = text.replacen(
+        "project = \"acme-ci\"",
+        &format!("project = \"{PROJECT}\""),
+        1,
+    );
     assert_ne!(out, text, "the example sets project = \"acme-ci\"");
     out
 }
@@ -24,13 +28,21 @@ pub struct Run {
 
 impl Run {
     pub fn ok(&self) -> &Self {
-        assert_eq!(self.code, 0, "natgw failed:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "natgw failed:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// Asserts an exit code and returns self.
     pub fn code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "unexpected exit code:\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code:\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
@@ -67,7 +79,11 @@ impl Project {
         let dir = temp_dir("project");
         let config_path = dir.join("natgw.toml");
         std::fs::write(&config_path, config).expect("write the config");
-        Project { emu, dir, config: config_path }
+        Project {
+            emu,
+            dir,
+            config: config_path,
+        }
     }
 
     pub fn write_config(&self, text: &str) {
@@ -99,7 +115,12 @@ impl Project {
             .requests()
             .into_iter()
             .filter(|r| r.get("method").and_then(|m| m.as_str()) != Some("GET"))
-            .filter(|r| !r.get("path").and_then(|p| p.as_str()).unwrap_or_default().ends_with("/wait"))
+            .filter(|r| {
+                !r.get("path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default()
+                    .ends_with("/wait")
+            })
             .collect()
     }
 }
