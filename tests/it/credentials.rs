@@ -307,7 +307,7 @@ fn a_revoked_login_says_to_log_in_again() {
 }
 
 /// STS for `external_account`: checks the form Google's STS receives and answers with `access_token`.
-fn sts_endpoint(audience: String, subject: String, access_token: String) -> Fake {
+pub fn sts_endpoint(audience: String, subject: String, access_token: String) -> Fake {
     Fake::start(move |req| {
         let ok = req.method == "POST"
             && req.path == "/v1/token"
@@ -326,6 +326,30 @@ fn sts_endpoint(audience: String, subject: String, access_token: String) -> Fake
             "token_type": "Bearer",
             "expires_in": 3600,
         }))
+    })
+}
+
+const SERVICE_ACCOUNT: &str = "natgw@acme-ci.iam.gserviceaccount.com";
+
+/// IAM Credentials' generateAccessToken for `email`: accepts only `Bearer source_token`, answers `token`.
+pub fn iam_endpoint(email: &str, source_token: String, token: String) -> Fake {
+    let path = format!("/v1/projects/-/serviceAccounts/{email}:generateAccessToken");
+    let expected = format!("Bearer {source_token}");
+    Fake::start(move |req| {
+        if req.method == "POST"
+            && req.path == path
+            && req.header("authorization") == Some(expected.as_str())
+        {
+            json_reply(
+                serde_json::json!({"accessToken": token, "expireTime": "2099-01-01T00:00:00Z"}),
+            )
+        } else {
+            (
+                403,
+                vec![],
+                format!("unexpected request: {} {}", req.method, req.path),
+            )
+        }
     })
 }
 
@@ -365,25 +389,7 @@ fn external_account_impersonating_a_service_account() {
     let federated = fresh_token("ya29.federated");
     let token = fresh_token("ya29.impersonated");
     let sts = sts_endpoint(AUDIENCE.into(), oidc.clone(), federated.clone());
-    let expected_auth = format!("Bearer {federated}");
-    let sa_token = token.clone();
-    let iam = Fake::start(move |req| {
-        if req.method == "POST"
-            && req.path
-                == "/v1/projects/-/serviceAccounts/natgw@acme-ci.iam.gserviceaccount.com:generateAccessToken"
-            && req.header("authorization") == Some(expected_auth.as_str())
-        {
-            json_reply(
-                serde_json::json!({"accessToken": sa_token, "expireTime": "2099-01-01T00:00:00Z"}),
-            )
-        } else {
-            (
-                403,
-                vec![],
-                format!("unexpected request: {} {}", req.method, req.path),
-            )
-        }
-    });
+    let iam = iam_endpoint(SERVICE_ACCOUNT, federated.clone(), token.clone());
     let oidc_file = project.dir.join("oidc-token");
     write(&oidc_file, &oidc);
     let config = serde_json::json!({
@@ -392,7 +398,7 @@ fn external_account_impersonating_a_service_account() {
         "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
         "token_url": format!("{}/v1/token", sts.url),
         "service_account_impersonation_url": format!(
-            "{}/v1/projects/-/serviceAccounts/natgw@acme-ci.iam.gserviceaccount.com:generateAccessToken",
+            "{}/v1/projects/-/serviceAccounts/{SERVICE_ACCOUNT}:generateAccessToken",
             iam.url
         ),
         "credential_source": {"file": oidc_file},

@@ -3,6 +3,7 @@
 
 mod credentials;
 mod emulator;
+mod gitlab_ci;
 mod harness;
 mod netns;
 mod support;
