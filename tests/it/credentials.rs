@@ -577,3 +577,65 @@ fn a_403_names_the_missing_permission() {
     );
     assert!(!google.seen().is_empty());
 }
+
+#[test]
+#[allow(clippy::print_stderr)]
+fn service_account_key_with_its_project() {
+    // A service-account key signs its own tokens (a self-signed JWT): no token endpoint to fake, but a real
+    // RSA key is needed.
+    let project = Project::with_config(&config_without_project(), &[]);
+    let key = project.dir.join("rsa.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .stdin(std::process::Stdio::null())
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIPPED: openssl cannot make an RSA key here ({made:?})");
+        return;
+    }
+    let pem = std::fs::read_to_string(&key).expect("the key");
+    let file = project.dir.join("sa.json");
+    let sa = serde_json::json!({
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem,
+        "client_email": SERVICE_ACCOUNT,
+        "client_id": "1234567890",
+        "token_uri": "http://127.0.0.1:1/token",
+    });
+    write(&file, &sa.to_string());
+    let run: Run = project
+        .credentialed_command(&["plan", "-v"])
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
+        .output()
+        .expect("run natgw")
+        .into();
+    run.ok();
+    assert!(
+        run.stderr
+            .contains("credentials: the service_account credentials in"),
+        "{}",
+        run.stderr
+    );
+    let seen = tokens_seen(&project);
+    assert_eq!(seen.len(), 1, "one token for every call: {seen:?}");
+    assert!(
+        seen.iter().all(Option::is_some),
+        "every call carries a bearer token"
+    );
+    let key_body: String = pem.lines().nth(1).unwrap_or_default().to_string();
+    assert!(
+        !key_body.is_empty() && !run.all().contains(&key_body),
+        "{}",
+        run.all()
+    );
+}
