@@ -639,3 +639,30 @@ fn service_account_key_with_its_project() {
         run.all()
     );
 }
+
+#[test]
+fn a_metadata_server_that_never_answers_is_given_up_on() {
+    // Accepts connections (the kernel does, into the backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = silent.local_addr().expect("address").to_string();
+    let project = Project::new(&[]);
+    let run: Run = project
+        .credentialed_command(&["plan"])
+        .env("GCE_METADATA_HOST", &host)
+        .output()
+        .expect("run natgw")
+        .into();
+    run.code(1);
+    assert!(
+        run.stderr.contains("no Google credentials found"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("the metadata server ({host}): no answer within")),
+        "{}",
+        run.stderr
+    );
+    drop(silent);
+}
