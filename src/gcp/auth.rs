@@ -70,6 +70,10 @@ pub(crate) enum AuthError {
         path: PathBuf,
         reason: String,
     },
+    #[error(
+        "GOOGLE_APPLICATION_CREDENTIALS is set but empty: point it at a credentials file, or unset it"
+    )]
+    EmptyPath,
     #[error("GOOGLE_OAUTH_ACCESS_TOKEN holds characters an access token cannot have")]
     BadAccessToken,
     #[error("cannot use {from}: {message}")]
@@ -234,6 +238,10 @@ fn locate(tried: &mut Tried) -> Result<Option<Source>, AuthError> {
     }
     tried.push(ACCESS_TOKEN_VAR, "not set");
     if let Some(path) = std::env::var_os(ADC_VAR) {
+        // google-cloud-auth would try to read "" too: say so plainly.
+        if path.is_empty() {
+            return Err(AuthError::EmptyPath);
+        }
         return read_file(PathBuf::from(path), ADC_VAR).map(Some);
     }
     tried.push(ADC_VAR, "not set");

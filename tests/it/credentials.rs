@@ -507,6 +507,20 @@ fn a_bad_credentials_file_is_named() {
     );
     assert!(run.stderr.contains("nowhere.json"), "{}", run.stderr);
 
+    let run: Run = project
+        .credentialed_command(&["plan"])
+        .env("GOOGLE_APPLICATION_CREDENTIALS", "")
+        .output()
+        .expect("run natgw")
+        .into();
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("GOOGLE_APPLICATION_CREDENTIALS is set but empty"),
+        "{}",
+        run.stderr
+    );
+
     let odd = project.dir.join("odd.json");
     write(&odd, r#"{"type": "api_key"}"#);
     let run: Run = project
@@ -665,4 +679,36 @@ fn a_metadata_server_that_never_answers_is_given_up_on() {
         run.stderr
     );
     drop(silent);
+}
+
+#[test]
+fn impersonated_service_account_file() {
+    // What `gcloud auth application-default login --impersonate-service-account` writes.
+    let project = Project::new(&[]);
+    let refresh = fresh_token("1//refresh");
+    let user_token = fresh_token("ya29.user");
+    let token = fresh_token("ya29.sa");
+    let oauth = oauth_endpoint(refresh.clone(), user_token.clone());
+    let iam = iam_endpoint(SERVICE_ACCOUNT, user_token.clone(), token.clone());
+    let file = project.dir.join("impersonated.json");
+    let config = serde_json::json!({
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": format!(
+            "{}/v1/projects/-/serviceAccounts/{SERVICE_ACCOUNT}:generateAccessToken",
+            iam.url
+        ),
+        "source_credentials": {
+            "type": "authorized_user", "client_id": "c", "client_secret": "s",
+            "refresh_token": refresh, "token_uri": format!("{}/token", oauth.url),
+        },
+    });
+    write(&file, &config.to_string());
+    let run: Run = project
+        .credentialed_command(&["plan", "-v"])
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
+        .output()
+        .expect("run natgw")
+        .into();
+    assert_used_token(&project, &run, &token, &[&refresh, &user_token]);
+    assert_eq!(iam.seen().len(), 1, "{:?}", iam.seen());
 }
