@@ -70,6 +70,8 @@ pub(crate) enum GcpError {
     Deadline { context: String, after: Duration },
     #[error("cannot set up the Google API clients: {0}")]
     Setup(String),
+    #[error(transparent)]
+    Credentials(#[from] auth::AuthError),
 }
 
 impl GcpError {
@@ -132,6 +134,10 @@ fn api_error(
                 None => s.message.clone(),
             },
             _ => e.to_string(),
+        };
+        let message = match auth::denied_hint(&e) {
+            Some(hint) => format!("{message}: {hint}"),
+            None => message,
         };
         GcpError::Api {
             context,

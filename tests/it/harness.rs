@@ -130,3 +130,49 @@ impl Drop for Project {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").port()
+}
+
+impl Project {
+    /// `natgw -c CONFIG --endpoint URL ARGS...` resolving credentials for real (no `--anonymous`), with none
+    /// to find: HOME is an empty directory, no credential variable is set, and the metadata server is a
+    /// closed port, so that no test ever reaches a real one. Tests add what they need with `.env(..)`.
+    pub fn credentialed_command(&self, args: &[&str]) -> Command {
+        let home = self.dir.join("home");
+        std::fs::create_dir_all(&home).expect("create the test HOME");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_natgw"));
+        c.current_dir(&self.dir)
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .args(["--endpoint", &self.emu.url])
+            .env("CI", "true")
+            .env("HOME", &home)
+            .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", closed_port()))
+            .stdin(Stdio::null());
+        for var in [
+            "NATGW_ENDPOINT",
+            "GOOGLE_CLOUD_PROJECT",
+            "CLOUDSDK_CORE_PROJECT",
+            "CLOUDSDK_CONFIG",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GOOGLE_OAUTH_ACCESS_TOKEN",
+            "GOOGLE_CLOUD_QUOTA_PROJECT",
+            "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+            "APPDATA",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            c.env_remove(var);
+        }
+        c
+    }
+}

@@ -2,8 +2,10 @@
 #![allow(unreachable_pub)]
 
 mod core;
+mod credentials;
 mod emulator;
 mod emulator_gke;
+mod gitlab_ci;
 mod harness;
 mod netns;
 mod support;
