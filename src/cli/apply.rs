@@ -331,6 +331,26 @@ fn report(shell: &Shell, e: &Event) {
 }
 
 fn summary(plan: &Plan, o: &Outcome, shell: &Shell) {
+    if shell.json {
+        let failed: Vec<serde_json::Value> = o
+            .failed
+            .iter()
+            .map(|(address, error)| serde_json::json!({"address": address, "error": error}))
+            .collect();
+        shell.out(&format!(
+            "{}\n",
+            serde_json::json!({
+                "success": o.success(),
+                "destroy": plan.destroy,
+                "added": o.added,
+                "changed": o.changed,
+                "destroyed": o.destroyed,
+                "failed": failed,
+                "skipped": o.skipped,
+                "not_started": o.not_started,
+            })
+        ));
+    }
     for (address, error) in &o.failed {
         shell.error(&format!("{address}: {error}"));
     }

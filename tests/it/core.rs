@@ -590,3 +590,14 @@ fn json_plan_uses_terraform_words() {
         serde_json::json!({"add": 5, "change": 1, "destroy": 0})
     );
 }
+
+#[test]
+fn apply_json_reports_the_outcome_on_stdout() {
+    let p = Project::new(&[]);
+    let run = p.natgw(&["apply", "--auto-approve", "--json"]);
+    run.ok();
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("stdout is one JSON document");
+    assert_eq!(v["success"], true);
+    assert_eq!((v["added"].as_u64(), v["changed"].as_u64(), v["destroyed"].as_u64()), (Some(5), Some(1), Some(0)));
+    assert!(run.stderr.contains("Creating..."), "progress goes to stderr with --json: {}", run.stderr);
+}
