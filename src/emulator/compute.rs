@@ -431,10 +431,34 @@ fn aggregated(world: &World, ctx: &Ctx<'_>, project: &str, kind: &str, list_kind
     for (scope, v) in items {
         scoped.entry(scope).or_default().push(v);
     }
-    let scoped: Map<String, Value> = scoped
-        .into_iter()
-        .map(|(s, vs)| (s, json!({ kind: vs })))
-        .collect();
+    // Like Google, every scope appears; those without items carry a NO_RESULTS_ON_PAGE warning.
+    let all_scopes: Vec<String> = if kind == "instances" {
+        catalog::zones(project)
+            .into_iter()
+            .map(|(z, _)| format!("zones/{z}"))
+            .collect()
+    } else {
+        catalog::REGIONS
+            .iter()
+            .map(|(r, _)| format!("regions/{r}"))
+            .collect()
+    };
+    let mut out_items = Map::new();
+    for scope in all_scopes {
+        let entry = match scoped.remove(&scope) {
+            Some(vs) => json!({ kind: vs }),
+            None => json!({"warning": {
+                "code": "NO_RESULTS_ON_PAGE",
+                "message": format!("There are no results for scope '{scope}' on this page."),
+                "data": [{"key": "scope", "value": scope}],
+            }}),
+        };
+        out_items.insert(scope, entry);
+    }
+    for (scope, vs) in scoped {
+        out_items.insert(scope, json!({ kind: vs }));
+    }
+    let scoped = out_items;
     let id = format!("projects/{project}/aggregated/{kind}");
     let mut out = json!({"kind": list_kind, "id": id, "selfLink": url(&id), "items": scoped});
     if let Some(t) = token {
@@ -1125,6 +1149,20 @@ fn insert_instance(
             .any(|(n, ..)| *n == last_segment(&mt_path));
     if !mt_ok {
         return Err(ApiError::not_found(&mt_path));
+    }
+    let has_boot_disk = body
+        .get("disks")
+        .and_then(Value::as_array)
+        .is_some_and(|d| {
+            d.iter()
+                .any(|d| d.get("boot").and_then(Value::as_bool) == Some(true))
+        });
+    if !has_boot_disk {
+        return Err(ApiError::invalid_field(
+            "resource.disks",
+            "",
+            "Boot disk must be specified.",
+        ));
     }
     let nic_values: Vec<Value> = body
         .get("networkInterfaces")

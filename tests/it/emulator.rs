@@ -493,6 +493,10 @@ async fn subnetworks_rules_and_aggregated_list() {
         v["items"]["regions/us-central1"]["subnetworks"][0]["name"],
         "us"
     );
+    assert_eq!(
+        v["items"]["regions/us-east1"]["warning"]["code"], "NO_RESULTS_ON_PAGE",
+        "empty scopes are listed with a warning"
+    );
     let listed: Vec<_> = subnets
         .list()
         .set_project(PROJECT)
@@ -866,6 +870,10 @@ async fn instances_use_and_free_reserved_addresses() {
     .await
     .expect_err("subnet");
     assert_eq!(failure(&e).0, 404);
+    let e = insert_instance(&emu.url, gateway("nodisk", json!({"disks": []})))
+        .await
+        .expect_err("boot disk");
+    assert_eq!(failure(&e).0, 400);
     let e = insert_instance(&emu.url, gateway("gw", json!({})))
         .await
         .expect_err("exists");
