@@ -349,7 +349,8 @@ fn delete_cluster(world: &mut World, ctx: &Ctx<'_>, p: &str, l: &str, c: &str) -
     })
 }
 
-/// Applies an update: `tags` replaces the node config's tags, `labels` its labels, `nodeVersion` and
+/// Applies an update: like GKE, refused with 400 FAILED_PRECONDITION while another operation on the same
+/// cluster is still running. `tags` replaces the node config's tags, `labels` its labels, `nodeVersion` and
 /// `imageType` are recorded; other fields are accepted and ignored. A tags-only update is accepted.
 fn update_pool(
     world: &mut World,
@@ -372,6 +373,22 @@ fn update_pool(
         return Err(ApiError::aborted(format!(
             "Precondition failed: the etag \"{etag}\" of node pool \"{n}\" is stale; get the node pool again and retry."
         )));
+    }
+    let cluster_url = format!("{CONTAINER_URL}{path}");
+    let busy = world.gke_operations.iter().find(|(_, op)| {
+        ctx.now < op.done_ms
+            && str_field(&op.body, "targetLink")
+                .is_some_and(|t| t == cluster_url || t.starts_with(&format!("{cluster_url}/")))
+    });
+    if let Some((op_path, _)) = busy {
+        let op_name = op_path.rsplit('/').next().unwrap_or(op_path);
+        return Err(ApiError::new(
+            400,
+            "failedPrecondition",
+            format!(
+                "Cluster is running incompatible operation {op_name}. Wait for it to finish and retry."
+            ),
+        ));
     }
     let mut pool = pool.clone();
     let po = obj(&mut pool);

@@ -116,23 +116,16 @@ async fn node_pool_tags_update_with_etags() {
     assert_eq!(failure(&e).0, 409);
     assert_eq!(failure(&e).2, "Aborted");
 
-    // Tags replace the whole list, also without an etag.
-    gke.update_node_pool()
+    // While that operation runs, GKE refuses another change to the cluster.
+    let e = gke
+        .update_node_pool()
         .set_name(POOL)
-        .set_tags(NetworkTags::new().set_tags(["only"]))
+        .set_tags(NetworkTags::new().set_tags(["busy"]))
         .send()
         .await
-        .expect("no etag");
-    let last = gke
-        .get_node_pool()
-        .set_name(POOL)
-        .send()
-        .await
-        .expect("node pool");
-    assert_eq!(
-        last.config.as_ref().map(|c| c.tags.clone()),
-        Some(vec!["only".to_string()])
-    );
+        .expect_err("incompatible operation");
+    assert_eq!(failure(&e).0, 400);
+    assert_eq!(failure(&e).2, "FailedPrecondition");
 
     // The operation goes PENDING -> ... -> DONE.
     let name = format!(
@@ -159,6 +152,25 @@ async fn node_pool_tags_update_with_etags() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(seen_done, "the operation finished");
+
+    // Tags replace the whole list, also without an etag.
+    gke.update_node_pool()
+        .set_name(POOL)
+        .set_tags(NetworkTags::new().set_tags(["only"]))
+        .send()
+        .await
+        .expect("no etag");
+    let last = gke
+        .get_node_pool()
+        .set_name(POOL)
+        .send()
+        .await
+        .expect("node pool");
+    assert_eq!(
+        last.config.as_ref().map(|c| c.tags.clone()),
+        Some(vec!["only".to_string()])
+    );
+
     let e = gke
         .get_operation()
         .set_name("projects/natgw-test/locations/europe-west1/operations/nope")
