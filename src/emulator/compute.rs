@@ -704,7 +704,7 @@ pub(crate) fn create_subnetwork(
         .to_string();
     let gateway = range
         .parse::<Ipv4Net>()
-        .map(|n| Ipv4Addr::from(u32::from(n.addr()) + 1).to_string())
+        .map(|n| Ipv4Addr::from(u32::from(n.addr()).wrapping_add(1)).to_string())
         .unwrap_or_default();
     let network = str_field(&body, "network").unwrap_or_default().to_string();
     let network_path = resolve_ref(&network, project, "global", "networks");
@@ -880,7 +880,7 @@ fn free_ip(world: &World, network_url: &str, range: Ipv4Net) -> Option<Ipv4Addr>
 fn next_external_ip(world: &mut World) -> String {
     world.next_external_ip += 1;
     let n = world.next_external_ip;
-    Ipv4Addr::from(u32::from(Ipv4Addr::new(34, 76, 0, 0)) + n).to_string()
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(34, 76, 0, 0)).wrapping_add(n)).to_string()
 }
 
 struct Subnet {

@@ -327,7 +327,11 @@ impl Emulator {
                             sub.region
                         )));
                     }
-                    if sub.ip_cidr_range.parse::<crate::net::Ipv4Net>().is_err() {
+                    if sub
+                        .ip_cidr_range
+                        .parse::<crate::net::Ipv4Net>()
+                        .map_or(true, |n| n.prefix() > 29)
+                    {
                         return Err(EmulatorError::Seed(format!(
                             "bad range {}",
                             sub.ip_cidr_range

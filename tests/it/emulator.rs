@@ -1788,6 +1788,7 @@ async fn wait_does_not_block_other_requests() {
 /// Throughput numbers for the README (run with `--ignored --nocapture`); asserts nothing about time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark"]
+#[allow(clippy::print_stderr)]
 async fn throughput() {
     let emu = EmulatorProcess::seeded(&[]);
     let client = compute_addresses(&emu.url).await;
