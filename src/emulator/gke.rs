@@ -16,6 +16,9 @@ type Answer = Result<Reply, ApiError>;
 
 const VERSION: &str = "1.33.5-gke.1080000";
 
+/// The operation type of `nodePools.update`.
+const UPDATE_POOL: &str = "UPGRADE_NODES";
+
 fn not_found(what: &str) -> ApiError {
     ApiError::new(404, "notFound", format!("Not found: {what}."))
 }
@@ -101,17 +104,39 @@ fn find_pool<'a>(cluster: &'a Value, name: &str) -> Option<&'a Value> {
 fn render(world: &World, ctx: &Ctx<'_>, path: &str) -> Option<Value> {
     let mut c = world.clusters.get(path)?.clone();
     let ready_at = c.get("readyAtMs").and_then(Value::as_i64).unwrap_or(0);
-    let status = if ctx.now >= ready_at {
+    // Pools with an update still running show RECONCILING, and so does their cluster.
+    let cluster_url = format!("{CONTAINER_URL}{path}");
+    let updating: Vec<String> = world
+        .gke_operations
+        .values()
+        .filter(|op| {
+            ctx.now < op.done_ms && str_field(&op.body, "operationType") == Some(UPDATE_POOL)
+        })
+        .filter_map(|op| str_field(&op.body, "targetLink"))
+        .filter_map(|t| {
+            t.strip_prefix(&format!("{cluster_url}/nodePools/"))
+                .map(str::to_string)
+        })
+        .collect();
+    let status = if ctx.now < ready_at {
+        "PROVISIONING"
+    } else if updating.is_empty() {
         "RUNNING"
     } else {
-        "PROVISIONING"
+        "RECONCILING"
     };
     let o = obj(&mut c);
     o.remove("readyAtMs");
     o.insert("status".into(), json!(status));
     if let Some(Value::Array(pools)) = o.get_mut("nodePools") {
         for np in pools {
-            obj(np).insert("status".into(), json!(status));
+            let name = str_field(np, "name").unwrap_or_default().to_string();
+            let pool_status = if status == "RECONCILING" && !updating.contains(&name) {
+                "RUNNING"
+            } else {
+                status
+            };
+            obj(np).insert("status".into(), json!(pool_status));
         }
     }
     Some(c)
@@ -424,7 +449,7 @@ fn update_pool(
             }
         }
     }
-    let op = record_op(world, ctx, p, l, "UPDATE_CLUSTER", &pool_path);
+    let op = record_op(world, ctx, p, l, UPDATE_POOL, &pool_path);
     Ok(Reply {
         body: op,
         mutated: true,

@@ -103,6 +103,18 @@ async fn node_pool_tags_update_with_etags() {
         Some(vec!["existing-tag".to_string(), "natgw-gitlab".to_string()])
     );
     assert_ne!(after.etag, np.etag, "every change gives a new etag");
+    assert_eq!(
+        format!("{:?}", after.status),
+        "Reconciling",
+        "the pool is being updated"
+    );
+    let c = gke
+        .get_cluster()
+        .set_name(CLUSTER)
+        .send()
+        .await
+        .expect("cluster");
+    assert_eq!(format!("{:?}", c.status), "Reconciling");
 
     // The old etag is stale now: refused at once.
     let e = gke
@@ -152,6 +164,13 @@ async fn node_pool_tags_update_with_etags() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(seen_done, "the operation finished");
+    let done = gke
+        .get_node_pool()
+        .set_name(POOL)
+        .send()
+        .await
+        .expect("node pool");
+    assert_eq!(format!("{:?}", done.status), "Running");
 
     // Tags replace the whole list, also without an etag.
     gke.update_node_pool()
