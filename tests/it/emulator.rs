@@ -712,6 +712,38 @@ async fn addresses_internal_external_labels_and_paging() {
             .map(Vec::len),
         Some(2)
     );
+    // aggregatedList pages too.
+    let first = client
+        .aggregated_list()
+        .set_project(PROJECT)
+        .set_filter(r#"name eq "(int|auto)""#)
+        .set_max_results(1_u32)
+        .send()
+        .await
+        .expect("page 1");
+    let token = first.next_page_token.clone().unwrap_or_default();
+    assert!(!token.is_empty());
+    let second = client
+        .aggregated_list()
+        .set_project(PROJECT)
+        .set_filter(r#"name eq "(int|auto)""#)
+        .set_max_results(1_u32)
+        .set_page_token(token)
+        .send()
+        .await
+        .expect("page 2");
+    let names: Vec<Value> = [&first, &second]
+        .iter()
+        .map(|page| j(*page)["items"]["regions/europe-west1"]["addresses"][0]["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("auto"), json!("int")]);
+    assert!(
+        second
+            .next_page_token
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    );
     let e = client
         .aggregated_list()
         .set_project(PROJECT)
