@@ -42,6 +42,21 @@ pub(crate) struct Args {
     /// tagged `existing-tag`. Idempotent.
     #[arg(long, value_name = "PROJECT")]
     seed_project: Option<String>,
+    /// Create the world described by this JSON file at start (project, networks with subnetworks, GKE
+    /// clusters with node pools; see `emulator::Seed`). Idempotent.
+    #[arg(long, value_name = "FILE")]
+    seed_file: Option<PathBuf>,
+}
+
+fn read_seed(path: &std::path::Path) -> Result<Seed, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the seed file {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the seed file {} is not a valid seed ({e}); see `natgw emulator --help`",
+            path.display()
+        )
+    })
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -73,6 +88,19 @@ pub(crate) fn run(args: Args) -> ExitCode {
         request_log: args.request_log,
         state: args.state,
     };
+    let mut seeds = Vec::new();
+    if let Some(project) = &args.seed_project {
+        seeds.push(Seed::demo(project));
+    }
+    if let Some(path) = &args.seed_file {
+        match read_seed(path) {
+            Ok(seed) => seeds.push(seed),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     runtime.block_on(async move {
         let emulator = match Emulator::start(args.listen, options).await {
             Ok(e) => e,
@@ -81,11 +109,11 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(project) = &args.seed_project
-            && let Err(e) = emulator.seed(&Seed::demo(project))
-        {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+        for seed in &seeds {
+            if let Err(e) = emulator.seed(seed) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", emulator.url()).and_then(|()| out.flush());

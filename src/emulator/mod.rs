@@ -81,8 +81,12 @@ pub(crate) enum EmulatorError {
     Serve(std::io::Error),
 }
 
-/// What `Emulator::seed` makes sure exists.
-#[derive(Debug, Clone, Default)]
+/// What `Emulator::seed` makes sure exists. Also read from `natgw emulator --seed-file FILE` (JSON with these
+/// field names, e.g. `{"project": "p", "networks": [{"name": "n", "subnetworks": [{"name": "s",
+/// "region": "europe-west1", "ip_cidr_range": "10.0.0.0/20"}]}], "clusters": [{"location": "europe-west1",
+/// "name": "c", "network": "n", "node_pools": [{"name": "np", "tags": ["t"]}]}]}`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Seed {
     pub(crate) project: String,
     pub(crate) networks: Vec<SeedNetwork>,
@@ -117,20 +121,23 @@ impl Seed {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedNetwork {
     pub(crate) name: String,
     pub(crate) subnetworks: Vec<SeedSubnetwork>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedSubnetwork {
     pub(crate) name: String,
     pub(crate) region: String,
     pub(crate) ip_cidr_range: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedCluster {
     pub(crate) location: String,
     pub(crate) name: String,
@@ -138,7 +145,8 @@ pub(crate) struct SeedCluster {
     pub(crate) node_pools: Vec<SeedNodePool>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedNodePool {
     pub(crate) name: String,
     pub(crate) tags: Vec<String>,
@@ -327,7 +335,11 @@ impl Emulator {
                             sub.region
                         )));
                     }
-                    if sub.ip_cidr_range.parse::<crate::net::Ipv4Net>().is_err() {
+                    if sub
+                        .ip_cidr_range
+                        .parse::<crate::net::Ipv4Net>()
+                        .map_or(true, |n| n.prefix() > 29)
+                    {
                         return Err(EmulatorError::Seed(format!(
                             "bad range {}",
                             sub.ip_cidr_range
@@ -352,6 +364,14 @@ impl Emulator {
             for c in &seed.clusters {
                 compute::check_name("cluster", &c.name)
                     .map_err(|e| EmulatorError::Seed(e.message))?;
+                if !catalog::region_exists(&c.location)
+                    && catalog::zone_region(&c.location).is_none()
+                {
+                    return Err(EmulatorError::Seed(format!(
+                        "unknown location {} of cluster {}",
+                        c.location, c.name
+                    )));
+                }
                 let path = format!("projects/{p}/locations/{}/clusters/{}", c.location, c.name);
                 let pools: Vec<Value> = c
                     .node_pools

@@ -493,6 +493,10 @@ async fn subnetworks_rules_and_aggregated_list() {
         v["items"]["regions/us-central1"]["subnetworks"][0]["name"],
         "us"
     );
+    assert_eq!(
+        v["items"]["regions/us-east1"]["warning"]["code"], "NO_RESULTS_ON_PAGE",
+        "empty scopes are listed with a warning"
+    );
     let listed: Vec<_> = subnets
         .list()
         .set_project(PROJECT)
@@ -708,6 +712,38 @@ async fn addresses_internal_external_labels_and_paging() {
             .map(Vec::len),
         Some(2)
     );
+    // aggregatedList pages too.
+    let first = client
+        .aggregated_list()
+        .set_project(PROJECT)
+        .set_filter(r#"name eq "(int|auto)""#)
+        .set_max_results(1_u32)
+        .send()
+        .await
+        .expect("page 1");
+    let token = first.next_page_token.clone().unwrap_or_default();
+    assert!(!token.is_empty());
+    let second = client
+        .aggregated_list()
+        .set_project(PROJECT)
+        .set_filter(r#"name eq "(int|auto)""#)
+        .set_max_results(1_u32)
+        .set_page_token(token)
+        .send()
+        .await
+        .expect("page 2");
+    let names: Vec<Value> = [&first, &second]
+        .iter()
+        .map(|page| j(*page)["items"]["regions/europe-west1"]["addresses"][0]["name"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("auto"), json!("int")]);
+    assert!(
+        second
+            .next_page_token
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty()
+    );
     let e = client
         .aggregated_list()
         .set_project(PROJECT)
@@ -866,6 +902,10 @@ async fn instances_use_and_free_reserved_addresses() {
     .await
     .expect_err("subnet");
     assert_eq!(failure(&e).0, 404);
+    let e = insert_instance(&emu.url, gateway("nodisk", json!({"disks": []})))
+        .await
+        .expect_err("boot disk");
+    assert_eq!(failure(&e).0, 400);
     let e = insert_instance(&emu.url, gateway("gw", json!({})))
         .await
         .expect_err("exists");
@@ -1780,6 +1820,7 @@ async fn wait_does_not_block_other_requests() {
 /// Throughput numbers for the README (run with `--ignored --nocapture`); asserts nothing about time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark"]
+#[allow(clippy::print_stderr)]
 async fn throughput() {
     let emu = EmulatorProcess::seeded(&[]);
     let client = compute_addresses(&emu.url).await;

@@ -103,6 +103,18 @@ async fn node_pool_tags_update_with_etags() {
         Some(vec!["existing-tag".to_string(), "natgw-gitlab".to_string()])
     );
     assert_ne!(after.etag, np.etag, "every change gives a new etag");
+    assert_eq!(
+        format!("{:?}", after.status),
+        "Reconciling",
+        "the pool is being updated"
+    );
+    let c = gke
+        .get_cluster()
+        .set_name(CLUSTER)
+        .send()
+        .await
+        .expect("cluster");
+    assert_eq!(format!("{:?}", c.status), "Reconciling");
 
     // The old etag is stale now: refused at once.
     let e = gke
@@ -116,23 +128,16 @@ async fn node_pool_tags_update_with_etags() {
     assert_eq!(failure(&e).0, 409);
     assert_eq!(failure(&e).2, "Aborted");
 
-    // Tags replace the whole list, also without an etag.
-    gke.update_node_pool()
+    // While that operation runs, GKE refuses another change to the cluster.
+    let e = gke
+        .update_node_pool()
         .set_name(POOL)
-        .set_tags(NetworkTags::new().set_tags(["only"]))
+        .set_tags(NetworkTags::new().set_tags(["busy"]))
         .send()
         .await
-        .expect("no etag");
-    let last = gke
-        .get_node_pool()
-        .set_name(POOL)
-        .send()
-        .await
-        .expect("node pool");
-    assert_eq!(
-        last.config.as_ref().map(|c| c.tags.clone()),
-        Some(vec!["only".to_string()])
-    );
+        .expect_err("incompatible operation");
+    assert_eq!(failure(&e).0, 400);
+    assert_eq!(failure(&e).2, "FailedPrecondition");
 
     // The operation goes PENDING -> ... -> DONE.
     let name = format!(
@@ -159,6 +164,32 @@ async fn node_pool_tags_update_with_etags() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(seen_done, "the operation finished");
+    let done = gke
+        .get_node_pool()
+        .set_name(POOL)
+        .send()
+        .await
+        .expect("node pool");
+    assert_eq!(format!("{:?}", done.status), "Running");
+
+    // Tags replace the whole list, also without an etag.
+    gke.update_node_pool()
+        .set_name(POOL)
+        .set_tags(NetworkTags::new().set_tags(["only"]))
+        .send()
+        .await
+        .expect("no etag");
+    let last = gke
+        .get_node_pool()
+        .set_name(POOL)
+        .send()
+        .await
+        .expect("node pool");
+    assert_eq!(
+        last.config.as_ref().map(|c| c.tags.clone()),
+        Some(vec!["only".to_string()])
+    );
+
     let e = gke
         .get_operation()
         .set_name("projects/natgw-test/locations/europe-west1/operations/nope")
@@ -247,4 +278,59 @@ async fn clusters_create_and_delete() {
         .expect_err("gone");
     assert_eq!(failure(&e).0, 404);
     let _ = PROJECT;
+}
+
+#[tokio::test]
+async fn custom_seed_file() {
+    let seed = json!({
+        "project": "other-project",
+        "networks": [{"name": "net", "subnetworks": [
+            {"name": "a", "region": "us-central1", "ip_cidr_range": "10.20.0.0/20"},
+            {"name": "b", "region": "europe-west4", "ip_cidr_range": "10.30.0.0/20"}]}],
+        "clusters": [
+            {"location": "us-central1", "name": "one", "network": "net", "node_pools": [{"name": "p1", "tags": ["t1"]}, {"name": "p2"}]},
+            {"location": "europe-west4-a", "name": "two", "network": "net", "node_pools": [{"name": "p3", "tags": []}]}],
+    });
+    let emu = EmulatorProcess::with_seed(&seed, &[]);
+    let gke = container(&emu.url).await;
+    let all = gke
+        .list_clusters()
+        .set_parent("projects/other-project/locations/-")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(all.clusters.len(), 2);
+    let np = gke
+        .get_node_pool()
+        .set_name("projects/other-project/locations/us-central1/clusters/one/nodePools/p1")
+        .send()
+        .await
+        .expect("pool");
+    assert_eq!(np.config.map(|c| c.tags), Some(vec!["t1".to_string()]));
+    let subnets = crate::support::compute_subnetworks(&emu.url).await;
+    let b = subnets
+        .get()
+        .set_project("other-project")
+        .set_region("europe-west4")
+        .set_subnetwork("b")
+        .send()
+        .await
+        .expect("subnetwork b");
+    assert_eq!(b.ip_cidr_range.as_deref(), Some("10.30.0.0/20"));
+}
+
+#[test]
+fn a_bad_seed_file_exits_1() {
+    let dir = crate::support::temp_dir("badseed");
+    let file = dir.join("seed.json");
+    std::fs::write(&file, r#"{"project": "p", "netwerks": []}"#).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
+        .args(["emulator", "--listen", "127.0.0.1:0", "--seed-file"])
+        .arg(&file)
+        .output()
+        .expect("run natgw");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("netwerks"));
+    assert!(out.stdout.is_empty(), "no listening line");
+    let _ = std::fs::remove_dir_all(&dir);
 }

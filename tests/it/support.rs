@@ -56,6 +56,19 @@ impl EmulatorProcess {
         Self::spawn(&args)
     }
 
+    /// Like `spawn`, with the world described by `seed` (the JSON form of `emulator::Seed`: `project`,
+    /// `networks[].{name, subnetworks[].{name, region, ip_cidr_range}}`,
+    /// `clusters[].{location, name, network, node_pools[].{name, tags}}`).
+    pub(crate) fn with_seed(seed: &serde_json::Value, extra_args: &[&str]) -> EmulatorProcess {
+        let dir = temp_dir("emulator");
+        let file = dir.join("seed.json");
+        std::fs::write(&file, seed.to_string()).expect("write the seed file");
+        let file = file.to_string_lossy().to_string();
+        let mut args = vec!["--seed-file", file.as_str()];
+        args.extend_from_slice(extra_args);
+        Self::spawn_in(dir, &args)
+    }
+
     /// Spawns in a given directory (e.g. to restart on the same `--state` file).
     pub(crate) fn spawn_in(dir: PathBuf, extra_args: &[&str]) -> EmulatorProcess {
         let log = dir.join("requests.jsonl");
