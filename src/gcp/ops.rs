@@ -546,7 +546,10 @@ impl Cloud {
     ) -> Result<(), GcpError> {
         let context = format!("updating the network tags of node pool {id}");
         let name = id.resource_name(&self.project);
-        for _attempt in 0..5 {
+        let start = Instant::now();
+        let mut busy_delay = Duration::from_millis(200);
+        let mut conflicts = 0;
+        while conflicts < 5 {
             let pool = self
                 .gke
                 .get_node_pool()
@@ -583,14 +586,24 @@ impl Cloud {
                 .await;
             let op = match sent {
                 Ok(op) => op,
-                Err(e) if matches!(e.http_status_code(), Some(409 | 412)) => continue,
+                // Someone changed the pool since natgw read it: read it again.
+                Err(e) if matches!(e.http_status_code(), Some(409 | 412)) => {
+                    conflicts += 1;
+                    continue;
+                }
+                // GKE runs one operation at a time per cluster: wait for the other one to finish.
+                Err(e) if cluster_busy(&e) && start.elapsed() < self.op_deadline => {
+                    sleep(busy_delay).await;
+                    busy_delay = (busy_delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
                 Err(e) => return Err(api_error(context)(e)),
             };
             match self.wait_gke(op, &context).await {
                 Err(GcpError::Operation {
                     status: Some(409 | 412),
                     ..
-                }) => continue,
+                }) => conflicts += 1,
                 other => return other,
             }
         }
@@ -641,6 +654,14 @@ impl Cloud {
                 .map_err(api_error(context))?;
         }
     }
+}
+
+/// GKE's answer while another operation runs on the cluster: 400 FAILED_PRECONDITION.
+fn cluster_busy(e: &google_cloud_gax::error::Error) -> bool {
+    use google_cloud_gax::error::rpc::Code;
+    e.http_status_code() == Some(400)
+        && e.status()
+            .is_some_and(|s| s.code == Code::FailedPrecondition)
 }
 
 /// gRPC codes in GKE operation errors, as the HTTP statuses natgw reasons about.

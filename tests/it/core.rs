@@ -596,8 +596,57 @@ fn apply_json_reports_the_outcome_on_stdout() {
     let p = Project::new(&[]);
     let run = p.natgw(&["apply", "--auto-approve", "--json"]);
     run.ok();
-    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("stdout is one JSON document");
+    let v: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("stdout is one JSON document");
     assert_eq!(v["success"], true);
-    assert_eq!((v["added"].as_u64(), v["changed"].as_u64(), v["destroyed"].as_u64()), (Some(5), Some(1), Some(0)));
-    assert!(run.stderr.contains("Creating..."), "progress goes to stderr with --json: {}", run.stderr);
+    assert_eq!(
+        (
+            v["added"].as_u64(),
+            v["changed"].as_u64(),
+            v["destroyed"].as_u64()
+        ),
+        (Some(5), Some(1), Some(0))
+    );
+    assert!(
+        run.stderr.contains("Creating..."),
+        "progress goes to stderr with --json: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn two_node_pools_of_one_cluster_are_updated_one_operation_at_a_time() {
+    // GKE runs one operation at a time per cluster; natgw waits for the other one instead of failing.
+    let seed = serde_json::json!({
+        "project": PROJECT,
+        "networks": [{"name": "vpc-network", "subnetworks": [{"name": "runners", "region": "europe-west1", "ip_cidr_range": "10.0.0.0/20"}]}],
+        "clusters": [{"location": "europe-west1", "name": "gke-gitlab-runner", "network": "vpc-network",
+                      "node_pools": [{"name": "runners", "tags": []}, {"name": "builders", "tags": ["x"]}]}]
+    });
+    let second = example_config()
+        .replace("[gateways.gitlab", "[gateways.builds")
+        .replace(
+            "internal_ip   = \"10.0.0.50\"",
+            "internal_ip   = \"10.0.0.51\"",
+        )
+        .replace(
+            "node_tag      = \"gitlab-runner\"",
+            "node_tag      = \"builder\"",
+        )
+        .replace("name     = \"runners\"", "name     = \"builders\"");
+    let gateways = second
+        .split_once("[gateways.builds]")
+        .map(|(_, g)| format!("[gateways.builds]{g}"))
+        .expect("gateway table");
+    let config = format!("{}\n{gateways}", example_config());
+    let p = Project::with_seed(&config, &seed, &["--op-latency-ms", "300"]);
+    let run = p.natgw(&["apply", "--auto-approve"]);
+    run.ok();
+    assert!(
+        run.stdout
+            .contains("Apply complete! Resources: 10 added, 2 changed, 0 destroyed."),
+        "{}",
+        run.stdout
+    );
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }

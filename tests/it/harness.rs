@@ -86,6 +86,19 @@ impl Project {
         }
     }
 
+    /// A config against an emulator seeded with the world `seed` describes (JSON of `emulator::Seed`).
+    pub fn with_seed(config: &str, seed: &serde_json::Value, emulator_args: &[&str]) -> Project {
+        let emu = EmulatorProcess::with_seed(seed, emulator_args);
+        let dir = temp_dir("project");
+        let config_path = dir.join("natgw.toml");
+        std::fs::write(&config_path, config).expect("write the config");
+        Project {
+            emu,
+            dir,
+            config: config_path,
+        }
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::write(&self.config, text).expect("write the config");
     }
