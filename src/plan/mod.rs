@@ -444,22 +444,7 @@ fn force_unknown(change: &mut Change, field: &str) {
 }
 
 fn field_value(r: &Resource, field: &str) -> Value {
-    resource_fields(r).remove(field).unwrap_or(Value::Null)
-}
-
-/// The comparable fields of a resource, by name.
-fn resource_fields(r: &Resource) -> BTreeMap<String, Value> {
-    let v = match r {
-        Resource::Address(a) => serde_json::to_value(a),
-        Resource::Firewall(f) => serde_json::to_value(f),
-        Resource::Instance(i) => serde_json::to_value(i),
-        Resource::Route(r) => serde_json::to_value(r),
-        Resource::NodePool(p) => serde_json::to_value(p),
-    };
-    match v {
-        Ok(Value::Object(m)) => m.into_iter().collect(),
-        _ => BTreeMap::new(),
-    }
+    r.fields().remove(field).unwrap_or(Value::Null)
 }
 
 /// How each field of each kind may change: ignored, updated in place, or only by replacement.
@@ -570,8 +555,8 @@ fn compare(
             });
         }
     }
-    let b = resource_fields(&before);
-    let a = resource_fields(&after);
+    let b = before.fields();
+    let a = after.fields();
     let mut diffs = Vec::new();
     for (field, after_v) in &a {
         let m = mutability(kind, field);

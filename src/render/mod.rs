@@ -83,20 +83,10 @@ fn show(field: &str, v: &Value) -> String {
 
 /// The fields of a resource worth showing, in a stable order.
 fn fields(r: &Resource) -> Vec<(String, Value)> {
-    let v = match r {
-        Resource::Address(a) => serde_json::to_value(a),
-        Resource::Firewall(f) => serde_json::to_value(f),
-        Resource::Instance(i) => serde_json::to_value(i),
-        Resource::Route(r) => serde_json::to_value(r),
-        Resource::NodePool(p) => serde_json::to_value(p),
-    };
-    match v {
-        Ok(Value::Object(m)) => m
-            .into_iter()
-            .filter(|(k, _)| k != "name" && k != "description")
-            .collect(),
-        _ => Vec::new(),
-    }
+    r.fields()
+        .into_iter()
+        .filter(|(k, _)| k != "name" && k != "description")
+        .collect()
 }
 
 fn change_text(c: &Change, style: Style, out: &mut String) {
