@@ -4,4 +4,5 @@
 mod emulator;
 mod harness;
 mod netns;
+mod reliability;
 mod support;
