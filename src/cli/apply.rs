@@ -164,6 +164,26 @@ fn read_plan(path: &Path, loaded: &Loaded) -> Result<Plan, CliError> {
             plan.project, plan.stack, loaded.project, loaded.config.stack
         )));
     }
+    // The changes must be exactly what this config and the world the plan saw give: an edited plan is
+    // refused here, before anything is contacted (an edited world is caught by the freshness check).
+    let desired = if plan.destroy {
+        &[][..]
+    } else {
+        &loaded.desired[..]
+    };
+    let context = crate::plan::Context {
+        stack: &loaded.config.stack,
+    };
+    let implied = crate::plan::diff(&context, desired, &plan.world).map_err(|e| {
+        bad(format!(
+            "the plan does not hold together ({e}); make a new plan"
+        ))
+    })?;
+    if implied != plan.changes {
+        return Err(bad(
+            "changes: the plan's changes are not what the config and the world the plan saw give; was it edited? Make a new one with natgw plan --out".into(),
+        ));
+    }
     Ok(plan)
 }
 
