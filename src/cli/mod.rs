@@ -83,7 +83,7 @@ pub(crate) struct Global {
         value_name = "SECONDS",
         default_value_t = 120,
         env = "NATGW_RETRY_TIMEOUT",
-        value_parser = clap::value_parser!(u64).range(1..),
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
         global = true
     )]
     pub(crate) retry_timeout: u64,
