@@ -611,3 +611,5 @@ fn is_running_or_booting(v: &Value) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod proptests;
