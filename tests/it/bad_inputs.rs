@@ -373,7 +373,9 @@ fn bad_plan_files_are_refused_before_any_request() {
             "a change duplicated",
             Box::new(move |p| {
                 let c = p["changes"][route].clone();
-                p["changes"].as_array_mut().map(|a| a.push(c));
+                if let Some(a) = p["changes"].as_array_mut() {
+                    a.push(c);
+                }
             }),
             edited,
         ),
@@ -518,7 +520,8 @@ fn a_plan_with_an_edited_world_changes_nothing() {
     let mut theirs = plan["changes"][ext]["after"].clone();
     theirs["name"] = json!("natgw-other-ext");
     theirs["address"] = json!("34.1.2.3");
-    let observed = json!({"resource": theirs, "owner": {"stack": "another", "gateway": "other"}, "meta": {}});
+    let observed =
+        json!({"resource": theirs, "owner": {"stack": "another", "gateway": "other"}, "meta": {}});
     plan["world"]["addresses"]
         .as_array_mut()
         .expect("world.addresses")

@@ -342,8 +342,9 @@ fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
     }
 }
 
-/// Interrupts a first apply after `after` requests, then checks that the next apply converges with no
+/// Interrupts a first apply after `after` requests (and says where it stopped: the measurement), then checks that the next apply converges with no
 /// duplicate and no orphan, that a plan then has no changes, and that destroy leaves nothing.
+#[allow(clippy::print_stderr)]
 fn interrupt_then_converge(after: usize, signal: Signal) {
     let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
     let ctx = format!("{signal:?} after {after} requests");
