@@ -282,6 +282,7 @@ fn exhausted_retries_fail_cleanly() {
         "{}",
         run.stderr
     );
+    assert!(run.stderr.contains("natgw stopped retrying"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 
