@@ -282,7 +282,11 @@ fn exhausted_retries_fail_cleanly() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("natgw stopped retrying"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("natgw stopped retrying"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 
@@ -433,6 +437,83 @@ fn sigterm_stops_like_ctrl_c() {
     for after in [8, 16] {
         interrupt_then_converge(after, Signal::Term);
     }
+}
+
+/// A second Ctrl-C quits at once (exit 130) even while a VM is booting; the next apply converges.
+#[test]
+fn a_second_sigint_quits_at_once() {
+    let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "3000"]);
+    let mut child = p
+        .command(&["apply", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn natgw apply");
+    // Wait until the VM insert was sent: apply is then waiting for a VM that boots for 3 s.
+    while !p.mutations().iter().any(|r| {
+        r["path"]
+            .as_str()
+            .is_some_and(|x| x.ends_with("/instances"))
+    }) {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "apply ended early"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    send(&child, Signal::Int);
+    std::thread::sleep(Duration::from_millis(100));
+    send(&child, Signal::Int);
+    let out = child.wait_with_output().expect("wait for natgw");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("second interrupt"), "{stderr}");
+    assert!(
+        inventory_of(&p).routes.is_empty(),
+        "no route before the VM is ready"
+    );
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::applied());
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
+
+/// A saved plan whose apply was killed halfway is stale: applying it again is refused without a change;
+/// a fresh apply converges.
+#[test]
+fn a_saved_plan_killed_halfway_is_refused_then_a_fresh_apply_converges() {
+    let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
+    p.natgw(&["plan", "--out", "saved.json"]).ok();
+    let before = p.mutations().len();
+    let mut child = p
+        .command(&["apply", "saved.json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn natgw apply");
+    while child.try_wait().expect("poll").is_none() {
+        if p.mutations().len() >= before + 3 {
+            send(&child, Signal::Kill);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    let sent = p.mutations().len();
+    let again = p.natgw(&["apply", "saved.json"]);
+    again.code(1);
+    assert!(
+        again
+            .stderr
+            .contains("the project changed since this plan was made"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(p.mutations().len(), sent, "a stale plan changed something");
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::applied());
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
 }
 
 /// A destroy killed halfway, then destroy again: nothing of the stack is left, the tag is removed.
