@@ -725,3 +725,69 @@ fn a_tag_the_pool_already_had_is_kept_by_destroy() {
     p.natgw(&["destroy", "--auto-approve"]).ok();
     assert_eq!(inventory_of(&p), Inventory::destroyed());
 }
+
+/// What an applied gateway exposes, read back through Google's clients: the firewall rule admits only
+/// the config's source ranges on the allowed ports, to the gateway VM alone; the VM has no service
+/// account (no token to steal) and no SSH key from natgw; routes apply only to the runners' tag.
+#[test]
+fn an_applied_gateway_exposes_only_what_the_config_allows() {
+    let p = Project::new(&[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    runtime().block_on(async {
+        let fw = compute_firewalls(&p.emu.url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_firewall("natgw-gitlab-allow")
+            .send()
+            .await
+            .expect("get the firewall rule");
+        assert_eq!(fw.source_ranges, vec!["10.0.0.0/20", "10.4.0.0/14"]);
+        assert_eq!(fw.target_tags, vec!["natgw-gitlab"]);
+        assert!(fw.source_tags.is_empty() && fw.source_service_accounts.is_empty());
+        assert!(fw.denied.is_empty());
+        let mut allowed: Vec<String> = fw
+            .allowed
+            .iter()
+            .flat_map(|a| {
+                let proto = a.ip_protocol.clone().unwrap_or_default();
+                a.ports.iter().map(move |port| format!("{proto}:{port}"))
+            })
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, vec!["tcp:22", "tcp:443"]);
+
+        let vm = compute_instances(&p.emu.url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_instance("natgw-gitlab")
+            .send()
+            .await
+            .expect("get the VM");
+        assert!(vm.service_accounts.is_empty(), "{:?}", vm.service_accounts);
+        assert_eq!(vm.can_ip_forward, Some(true));
+        let keys: Vec<String> = vm
+            .metadata
+            .iter()
+            .flat_map(|m| m.items.iter())
+            .filter_map(|i| i.key.clone())
+            .collect();
+        assert!(
+            keys.iter().all(|k| k != "ssh-keys" && k != "sshKeys"),
+            "{keys:?}"
+        );
+
+        let route = compute_routes(&p.emu.url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_route("natgw-gitlab-34-120-10-10-32")
+            .send()
+            .await
+            .expect("get the route");
+        assert_eq!(route.tags, vec!["gitlab-runner"]);
+        assert_eq!(route.dest_range.as_deref(), Some("34.120.10.10/32"));
+    });
+}
