@@ -791,3 +791,28 @@ fn an_applied_gateway_exposes_only_what_the_config_allows() {
         assert_eq!(route.dest_range.as_deref(), Some("34.120.10.10/32"));
     });
 }
+
+/// A VM left behind that never reported ready (its run failed, or was killed while it booted) gets no
+/// route on the next apply either: the route waits for the VM, which fails cleanly again.
+#[test]
+fn a_vm_that_never_became_ready_gets_no_route_on_the_next_apply() {
+    let p = Project::new(&["--boot-fail"]);
+    for attempt in ["first", "second"] {
+        let run = p.natgw(&["apply", "--auto-approve", "--ready-timeout", "1"]);
+        run.code(1);
+        assert!(
+            run.stderr.contains("did not report ready"),
+            "{attempt}: {}",
+            run.stderr
+        );
+        let got = inventory_of(&p);
+        assert_eq!(got.instances, strings(&EXPECTED_INSTANCES), "{attempt}");
+        assert_eq!(
+            got.routes,
+            Vec::<String>::new(),
+            "{attempt}: a route to a VM that is not ready"
+        );
+    }
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
