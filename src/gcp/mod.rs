@@ -125,26 +125,43 @@ impl Cloud {
 fn api_error(
     context: impl Into<String>,
 ) -> impl FnOnce(google_cloud_gax::error::Error) -> GcpError {
-    move |e| {
+    move |outer| {
         let context = context.into();
+        // When the retry policy gives up, the answer that counts is the last one, inside.
+        let e = last_answer(&outer);
         let status = e.http_status_code();
-        let message = match e.status() {
+        let mut message = match e.status() {
             Some(s) if !s.message.is_empty() => match status {
                 Some(code) => format!("{} (HTTP {code})", s.message),
                 None => s.message.clone(),
             },
             _ => e.to_string(),
         };
-        let message = match auth::denied_hint(&e) {
-            Some(hint) => format!("{message}: {hint}"),
-            None => message,
-        };
+        if let Some(hint) = auth::denied_hint(e) {
+            message = format!("{message}: {hint}");
+        }
+        if outer.is_exhausted() {
+            message.push_str("; natgw stopped retrying (--retry-timeout sets how long it tries)");
+        }
         GcpError::Api {
             context,
             status,
             message,
         }
     }
+}
+
+/// The innermost client error in `e`'s sources (`e` itself if there is none).
+fn last_answer(e: &google_cloud_gax::error::Error) -> &google_cloud_gax::error::Error {
+    let mut found = e;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(inner) = s.downcast_ref::<google_cloud_gax::error::Error>() {
+            found = inner;
+        }
+        source = s.source();
+    }
+    found
 }
 
 /// A fresh request ID (a UUID, as Compute requires): the same ID is sent again on every retry of one call,

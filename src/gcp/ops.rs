@@ -56,6 +56,7 @@ impl Cloud {
                 message: "the operation has no name".into(),
             })?;
             let p = &self.project;
+            // `wait` is a POST, which the clients do not retry unless told: waiting again is harmless.
             let next = match scope {
                 Scope::Zone(z) => {
                     self.zone_ops
@@ -63,6 +64,7 @@ impl Cloud {
                         .set_project(p)
                         .set_zone(z)
                         .set_operation(name)
+                        .with_idempotency(true)
                         .send()
                         .await
                 }
@@ -72,6 +74,7 @@ impl Cloud {
                         .set_project(p)
                         .set_region(r)
                         .set_operation(name)
+                        .with_idempotency(true)
                         .send()
                         .await
                 }
@@ -80,6 +83,7 @@ impl Cloud {
                         .wait()
                         .set_project(p)
                         .set_operation(name)
+                        .with_idempotency(true)
                         .send()
                         .await
                 }

@@ -606,3 +606,5 @@ fn is_running_or_booting(v: &Value) -> bool {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod proptests;

@@ -1,6 +1,7 @@
 //! natgw's integration tests: one binary, driving the real `natgw` binary and the emulator over HTTP.
 #![allow(unreachable_pub)]
 
+mod bad_inputs;
 mod core;
 mod credentials;
 mod emulator;
@@ -8,4 +9,5 @@ mod emulator_gke;
 mod gitlab_ci;
 mod harness;
 mod netns;
+mod reliability;
 mod support;
