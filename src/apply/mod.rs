@@ -7,7 +7,7 @@
 mod graph;
 mod ready;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,10 +154,16 @@ struct Shared {
     /// The plan's observation, and when apply started.
     world: World,
     observed: Instant,
+    /// The VMs this plan keeps (no-op or in-place update), by gateway: a route created for one of them
+    /// first checks that it reports ready, since an earlier run may have left a VM that never did.
+    kept_vms: HashMap<String, crate::model::Instance>,
+    /// Gateways whose kept VM was seen ready in this run.
+    seen_ready: tokio::sync::Mutex<HashSet<String>>,
 }
 
 /// Applies `plan`, whose world was observed just before (plan-and-apply observes first; a saved plan is
-/// applied only if a new observation finds the same world). `stop` asks apply to start nothing new (Ctrl-C); what is in flight finishes.
+/// applied only if a new observation finds the same world). `stop` asks apply to start nothing new
+/// (Ctrl-C); what is in flight finishes.
 pub(crate) async fn apply(
     cloud: &Cloud,
     plan: &Plan,
@@ -179,6 +185,8 @@ pub(crate) async fn apply(
         ips,
         world: plan.world.clone(),
         observed: Instant::now(),
+        kept_vms: kept_vms(&plan.changes),
+        seen_ready: tokio::sync::Mutex::new(HashSet::new()),
     });
 
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -283,14 +291,25 @@ pub(crate) async fn apply(
     outcome
 }
 
+fn kept_vms(changes: &[Change]) -> HashMap<String, crate::model::Instance> {
+    changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::NoOp | Action::Update))
+        .filter_map(|c| match &c.after {
+            Some(Resource::Instance(i)) => Some((c.gateway.clone(), i.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// IPs of addresses the plan keeps.
 fn known_ips(changes: &[Change]) -> HashMap<(String, Kind), Ipv4Addr> {
     let mut ips = HashMap::new();
     for c in changes {
-        if let (Action::NoOp | Action::Update, Some(Resource::Address(a))) = (c.action, &c.before) {
-            if let Some(ip) = a.address {
-                ips.insert((c.gateway.clone(), c.kind), ip);
-            }
+        if let (Action::NoOp | Action::Update, Some(Resource::Address(a))) = (c.action, &c.before)
+            && let Some(ip) = a.address
+        {
+            ips.insert((c.gateway.clone(), c.kind), ip);
         }
     }
     ips
@@ -422,6 +441,13 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                 }
                 Some(Resource::Route(r)) => {
                     let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
+                    if let Some(vm) = shared.kept_vms.get(&change.gateway) {
+                        let mut seen = shared.seen_ready.lock().await;
+                        if !seen.contains(&change.gateway) {
+                            ready::wait(cloud, vm, shared.options.ready_timeout).await?;
+                            seen.insert(change.gateway.clone());
+                        }
+                    }
                     Ok(cloud.insert_route(r, next_hop).await?)
                 }
                 Some(Resource::NodePool(after)) => {

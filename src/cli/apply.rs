@@ -164,6 +164,26 @@ fn read_plan(path: &Path, loaded: &Loaded) -> Result<Plan, CliError> {
             plan.project, plan.stack, loaded.project, loaded.config.stack
         )));
     }
+    // The changes must be exactly what this config and the world the plan saw give: an edited plan is
+    // refused here, before anything is contacted (an edited world is caught by the freshness check).
+    let desired = if plan.destroy {
+        &[][..]
+    } else {
+        &loaded.desired[..]
+    };
+    let context = crate::plan::Context {
+        stack: &loaded.config.stack,
+    };
+    let implied = crate::plan::diff(&context, desired, &plan.world).map_err(|e| {
+        bad(format!(
+            "the plan does not hold together ({e}); make a new plan"
+        ))
+    })?;
+    if implied != plan.changes {
+        return Err(bad(
+            "changes: the plan's changes are not what the config and the world the plan saw give; was it edited? Make a new one with natgw plan --out".into(),
+        ));
+    }
     Ok(plan)
 }
 
@@ -253,36 +273,50 @@ async fn execute(
 
 /// First Ctrl-C (or SIGTERM, as a cancelled CI job sends): start nothing new, let changes in flight finish.
 /// Second: exit at once.
-async fn watch_signals(stop: Arc<AtomicBool>, shell: Shell) {
+///
+/// The handlers are registered here, before the future is spawned, so that no signal sent once apply has
+/// started a change can still kill natgw with the default action.
+fn watch_signals(
+    stop: Arc<AtomicBool>,
+    shell: Shell,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     static SEEN: AtomicUsize = AtomicUsize::new(0);
     #[cfg(unix)]
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    loop {
-        #[cfg(unix)]
-        {
-            let term_fut = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        loop {
+            #[cfg(unix)]
+            {
+                async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                    match s.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
                     }
-                    None => std::future::pending::<()>().await,
                 }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = term_fut => {}
+                tokio::select! {
+                    () = recv(&mut int) => {}
+                    () = recv(&mut term) => {}
+                }
             }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-        if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
-            stop.store(true, Ordering::SeqCst);
-            shell.warn("interrupt received: starting no new changes and waiting for those in flight (interrupt again to quit at once)");
-        } else {
-            shell.error("second interrupt: quitting now; run natgw plan to see what is left");
-            std::process::exit(130);
+            #[cfg(not(unix))]
+            {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+            if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
+                stop.store(true, Ordering::SeqCst);
+                shell.warn("interrupt received: starting no new changes and waiting for those in flight (interrupt again to quit at once)");
+            } else {
+                shell.error("second interrupt: quitting now; run natgw plan to see what is left");
+                std::process::exit(130);
+            }
         }
     }
 }
@@ -331,6 +365,26 @@ fn report(shell: &Shell, e: &Event) {
 }
 
 fn summary(plan: &Plan, o: &Outcome, shell: &Shell) {
+    if shell.json {
+        let failed: Vec<serde_json::Value> = o
+            .failed
+            .iter()
+            .map(|(address, error)| serde_json::json!({"address": address, "error": error}))
+            .collect();
+        shell.out(&format!(
+            "{}\n",
+            serde_json::json!({
+                "success": o.success(),
+                "destroy": plan.destroy,
+                "added": o.added,
+                "changed": o.changed,
+                "destroyed": o.destroyed,
+                "failed": failed,
+                "skipped": o.skipped,
+                "not_started": o.not_started,
+            })
+        ));
+    }
     for (address, error) in &o.failed {
         shell.error(&format!("{address}: {error}"));
     }

@@ -59,7 +59,8 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The config's `project`, else `GOOGLE_CLOUD_PROJECT`, else `CLOUDSDK_CORE_PROJECT`.
+/// The config's `project`, else `GOOGLE_CLOUD_PROJECT`, else `CLOUDSDK_CORE_PROJECT`, else the credentials'
+/// quota project (read from their file; nothing is contacted).
 fn resolve_project(config: &Config) -> Result<String, CliError> {
     if let Some(p) = &config.project {
         return Ok(p.clone());
@@ -75,8 +76,14 @@ fn resolve_project(config: &Config) -> Result<String, CliError> {
             return Ok(v);
         }
     }
+    if let Some((p, from)) = auth::credentials_project() {
+        config::validate_project_id(&p).map_err(|m| {
+            CliError::Message(format!("the credentials' project (from {from}): {m}"))
+        })?;
+        return Ok(p);
+    }
     Err(CliError::Message(format!(
-        "no project: set `project` in {}, or the environment variable GOOGLE_CLOUD_PROJECT",
+        "no project: set `project` in {}, or the environment variable GOOGLE_CLOUD_PROJECT (natgw also looks at CLOUDSDK_CORE_PROJECT and at the credentials' quota project, and found neither)",
         config.path.display()
     )))
 }
@@ -104,7 +111,9 @@ impl Session {
         } else if global.anonymous {
             (global.endpoint.clone(), auth::anonymous(), None)
         } else {
-            let creds = auth::resolve(global.impersonate_service_account.as_deref(), shell).await?;
+            let creds = auth::resolve(global.impersonate_service_account.as_deref(), shell)
+                .await
+                .map_err(crate::gcp::GcpError::from)?;
             (global.endpoint.clone(), creds, None)
         };
         if let Some(url) = &endpoint {

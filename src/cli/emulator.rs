@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::emulator::{
-    Emulator, Options, Seed, SeedCluster, SeedNetwork, SeedNodePool, SeedSubnetwork,
-};
+use crate::emulator::{Emulator, Options, Seed};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -44,36 +42,27 @@ pub(crate) struct Args {
     /// tagged `existing-tag`. Idempotent.
     #[arg(long, value_name = "PROJECT")]
     seed_project: Option<String>,
+    /// Create the world described by this JSON file at start (project, networks with subnetworks, GKE
+    /// clusters with node pools; see `emulator::Seed`). Idempotent.
+    #[arg(long, value_name = "FILE")]
+    seed_file: Option<PathBuf>,
+}
+
+fn read_seed(path: &std::path::Path) -> Result<Seed, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the seed file {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the seed file {} is not a valid seed ({e}); see `natgw emulator --help`",
+            path.display()
+        )
+    })
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!("{s:?} is not a share between 0 and 1")),
-    }
-}
-
-/// The demo world `--seed-project` creates; tests and the try-out rely on these names.
-pub(crate) fn demo_seed(project: &str) -> Seed {
-    Seed {
-        project: project.to_string(),
-        networks: vec![SeedNetwork {
-            name: "vpc-network".into(),
-            subnetworks: vec![SeedSubnetwork {
-                name: "runners".into(),
-                region: "europe-west1".into(),
-                ip_cidr_range: "10.0.0.0/20".into(),
-            }],
-        }],
-        clusters: vec![SeedCluster {
-            location: "europe-west1".into(),
-            name: "gke-gitlab-runner".into(),
-            network: "vpc-network".into(),
-            node_pools: vec![SeedNodePool {
-                name: "runners".into(),
-                tags: vec!["existing-tag".into()],
-            }],
-        }],
     }
 }
 
@@ -99,6 +88,19 @@ pub(crate) fn run(args: Args) -> ExitCode {
         request_log: args.request_log,
         state: args.state,
     };
+    let mut seeds = Vec::new();
+    if let Some(project) = &args.seed_project {
+        seeds.push(Seed::demo(project));
+    }
+    if let Some(path) = &args.seed_file {
+        match read_seed(path) {
+            Ok(seed) => seeds.push(seed),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     runtime.block_on(async move {
         let emulator = match Emulator::start(args.listen, options).await {
             Ok(e) => e,
@@ -107,8 +109,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(project) = &args.seed_project {
-            if let Err(e) = emulator.seed(&demo_seed(project)) {
+        for seed in &seeds {
+            if let Err(e) = emulator.seed(seed) {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }

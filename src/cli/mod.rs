@@ -41,7 +41,7 @@ pub(crate) struct Global {
     )]
     pub(crate) config: PathBuf,
     /// Send every Google API call to this URL instead of Google (an emulator).
-    #[arg(long, value_name = "URL", env = "NATGW_ENDPOINT", global = true)]
+    #[arg(long, value_name = "URL", env = "NATGW_ENDPOINT", global = true, value_parser = parse_endpoint)]
     pub(crate) endpoint: Option<String>,
     /// Send no credentials (for emulators).
     #[arg(long, global = true)]
@@ -83,12 +83,52 @@ pub(crate) struct Global {
         value_name = "SECONDS",
         default_value_t = 120,
         env = "NATGW_RETRY_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
         global = true
     )]
     pub(crate) retry_timeout: u64,
     /// Changes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
     pub(crate) parallelism: u16,
+}
+
+/// An `http://` or `https://` URL with a host and an optional port, nothing else (natgw appends the API
+/// paths).
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    let example = "e.g. http://127.0.0.1:8085";
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
+        .ok_or_else(|| format!("not an http:// or https:// URL ({example})"))?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    let bad =
+        || format!("expected a scheme and a host with an optional port, nothing else ({example})");
+    if authority.contains(['/', '?', '#', '@']) || authority.chars().any(char::is_whitespace) {
+        return Err(bad());
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 literal: [::1]:8085
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or_else(bad)?;
+            (
+                host,
+                after
+                    .strip_prefix(':')
+                    .or(Some(after).filter(|a| a.is_empty()))
+                    .ok_or_else(bad)?,
+            )
+        }
+        None => authority.split_once(':').unwrap_or((authority, "")),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    if !port.is_empty() && port.parse::<u16>().is_err() {
+        return Err(format!(
+            "the port {port:?} is not a number from 0 to 65535 ({example})"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,9 +160,6 @@ pub(crate) enum CliError {
     Script(#[from] crate::startup_script::ScriptError),
     #[error("{0}")]
     Message(String),
-    /// Already reported in full.
-    #[error("")]
-    Reported,
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -150,7 +187,6 @@ pub(crate) fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(CliError::Reported) => ExitCode::FAILURE,
         Err(e) => {
             shell.error(&chain(&e));
             ExitCode::FAILURE

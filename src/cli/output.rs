@@ -11,8 +11,6 @@ pub(crate) struct Shell {
     pub(crate) style: Style,
     pub(crate) json: bool,
     pub(crate) verbose: bool,
-    /// Plain output for CI logs: no colours, progress as lines.
-    pub(crate) plain: bool,
 }
 
 impl Shell {
@@ -20,13 +18,13 @@ impl Shell {
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
         let no_color_env = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let terminal = std::io::stdout().is_terminal();
+        // CI logs and pipes get plain output: no colours (progress is always printed as lines).
         let plain = ci || !terminal;
         let color = !no_color && !no_color_env && !plain && !json;
         Shell {
             style: Style { color },
             json,
             verbose,
-            plain,
         }
     }
 

@@ -26,6 +26,9 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(global: &Global, args: &Args, shell: &Shell) -> Result<ExitCode, CliError> {
     let loaded = context::load(global)?;
+    for path in args.out.iter().chain(&args.gitlab_report) {
+        check_output_path(path)?;
+    }
     let session = Session::open(global, &loaded, shell).await?;
     let result = make(&session, &loaded, args.destroy, shell).await;
     session.finish().await?;
@@ -97,6 +100,28 @@ pub(crate) async fn make(
         changes,
         world,
     })
+}
+
+/// A file natgw will write must be writable where it is named: refused before contacting anything.
+fn check_output_path(path: &Path) -> Result<(), CliError> {
+    if path.is_dir() {
+        return Err(CliError::Message(format!(
+            "{}: is a directory; name a file to write",
+            path.display()
+        )));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(CliError::Message(format!(
+            "{}: the directory {} does not exist; create it or write elsewhere",
+            path.display(),
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 fn save(plan: &Plan, path: &Path) -> Result<(), CliError> {

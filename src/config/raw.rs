@@ -46,6 +46,14 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut cx = Cx {
         path,
         text,
+        line_starts: std::iter::once(0)
+            .chain(
+                text.bytes()
+                    .enumerate()
+                    .filter(|(_, b)| *b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect(),
         problems: Vec::new(),
     };
     let config = match DeTable::parse(text) {
@@ -79,6 +87,8 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 struct Cx<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Byte offsets where lines start, for turning spans into lines and columns.
+    line_starts: Vec<usize>,
     problems: Vec<Problem>,
 }
 
@@ -86,14 +96,12 @@ impl Cx<'_> {
     /// 1-based line and column (in characters) of a byte offset.
     fn locate(&self, offset: usize) -> (usize, usize) {
         let bytes = self.text.as_bytes();
-        let before = bytes.get(..offset).unwrap_or(bytes);
-        let line_start = before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |i| i + 1);
-        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = before
-            .get(line_start..)
+        let offset = offset.min(bytes.len());
+        // Index of the last line start at or before the offset; line_starts begins with 0.
+        let line = self.line_starts.partition_point(|&s| s <= offset).max(1);
+        let line_start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let column = bytes
+            .get(line_start..offset)
             .unwrap_or_default()
             .iter()
             .filter(|&&b| b & 0xC0 != 0x80)

@@ -99,6 +99,7 @@ impl ApiError {
     pub(crate) fn status(&self) -> &'static str {
         match (self.code, self.reason) {
             (409, "aborted") => "ABORTED",
+            (400, "failedPrecondition") => "FAILED_PRECONDITION",
             (400, _) => "INVALID_ARGUMENT",
             (401, _) => "UNAUTHENTICATED",
             (403, _) => "PERMISSION_DENIED",

@@ -186,7 +186,7 @@ impl Filter {
     }
 
     fn parse_regex(s: &str, ws: &[(String, bool)]) -> Result<Filter, ApiError> {
-        if ws.len() % 3 != 0 {
+        if !ws.len().is_multiple_of(3) {
             return Err(invalid(
                 s,
                 "expected FIELD eq|ne REGEX; comparison operators (=, !=, :) cannot be mixed with eq/ne",
@@ -204,13 +204,13 @@ impl Filter {
                     "expected FIELD eq|ne REGEX; comparison operators (=, !=, :) cannot be mixed with eq/ne",
                 ));
             }
-            if let Some(first) = out.first() {
-                if first.field != *field {
-                    return Err(invalid(
-                        s,
-                        "regular expressions can constrain only one field per filter",
-                    ));
-                }
+            if let Some(first) = out.first()
+                && first.field != *field
+            {
+                return Err(invalid(
+                    s,
+                    "regular expressions can constrain only one field per filter",
+                ));
             }
             let regex = Regex::new(&format!("^(?:{value})$"))
                 .map_err(|e| invalid(s, &format!("bad regular expression: {e}")))?;
@@ -266,13 +266,13 @@ impl Cmp {
             _ => Some(v.as_str().cmp(self.value.as_str())),
         };
         match self.op {
-            Op::Eq => values.iter().any(|v| *v == self.value),
-            Op::Ne => !values.iter().any(|v| *v == self.value),
+            Op::Eq => values.contains(&self.value),
+            Op::Ne => !values.contains(&self.value),
             Op::Has => {
                 if self.value == "*" {
                     !values.is_empty()
                 } else {
-                    values.iter().any(|v| *v == self.value)
+                    values.contains(&self.value)
                 }
             }
             Op::Lt => values.iter().any(|v| cmp(v).is_some_and(|o| o.is_lt())),

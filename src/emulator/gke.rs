@@ -16,6 +16,9 @@ type Answer = Result<Reply, ApiError>;
 
 const VERSION: &str = "1.33.5-gke.1080000";
 
+/// The operation type of `nodePools.update`.
+const UPDATE_POOL: &str = "UPGRADE_NODES";
+
 fn not_found(what: &str) -> ApiError {
     ApiError::new(404, "notFound", format!("Not found: {what}."))
 }
@@ -101,17 +104,39 @@ fn find_pool<'a>(cluster: &'a Value, name: &str) -> Option<&'a Value> {
 fn render(world: &World, ctx: &Ctx<'_>, path: &str) -> Option<Value> {
     let mut c = world.clusters.get(path)?.clone();
     let ready_at = c.get("readyAtMs").and_then(Value::as_i64).unwrap_or(0);
-    let status = if ctx.now >= ready_at {
+    // Pools with an update still running show RECONCILING, and so does their cluster.
+    let cluster_url = format!("{CONTAINER_URL}{path}");
+    let updating: Vec<String> = world
+        .gke_operations
+        .values()
+        .filter(|op| {
+            ctx.now < op.done_ms && str_field(&op.body, "operationType") == Some(UPDATE_POOL)
+        })
+        .filter_map(|op| str_field(&op.body, "targetLink"))
+        .filter_map(|t| {
+            t.strip_prefix(&format!("{cluster_url}/nodePools/"))
+                .map(str::to_string)
+        })
+        .collect();
+    let status = if ctx.now < ready_at {
+        "PROVISIONING"
+    } else if updating.is_empty() {
         "RUNNING"
     } else {
-        "PROVISIONING"
+        "RECONCILING"
     };
     let o = obj(&mut c);
     o.remove("readyAtMs");
     o.insert("status".into(), json!(status));
     if let Some(Value::Array(pools)) = o.get_mut("nodePools") {
         for np in pools {
-            obj(np).insert("status".into(), json!(status));
+            let name = str_field(np, "name").unwrap_or_default().to_string();
+            let pool_status = if status == "RECONCILING" && !updating.contains(&name) {
+                "RUNNING"
+            } else {
+                status
+            };
+            obj(np).insert("status".into(), json!(pool_status));
         }
     }
     Some(c)
@@ -278,10 +303,10 @@ pub(crate) fn ensure_pool(world: &mut World, cluster_path: &str, mut np: Value) 
         .cloned()
         .unwrap_or_else(|| json!([]));
     complete_pool(world, &mut np, cluster_path, &zones);
-    if let Some(c) = world.clusters.get_mut(cluster_path) {
-        if let Value::Array(pools) = obj(c).entry("nodePools").or_insert_with(|| json!([])) {
-            pools.push(np);
-        }
+    if let Some(c) = world.clusters.get_mut(cluster_path)
+        && let Value::Array(pools) = obj(c).entry("nodePools").or_insert_with(|| json!([]))
+    {
+        pools.push(np);
     }
 }
 
@@ -349,7 +374,8 @@ fn delete_cluster(world: &mut World, ctx: &Ctx<'_>, p: &str, l: &str, c: &str) -
     })
 }
 
-/// Applies an update: `tags` replaces the node config's tags, `labels` its labels, `nodeVersion` and
+/// Applies an update: like GKE, refused with 400 FAILED_PRECONDITION while another operation on the same
+/// cluster is still running. `tags` replaces the node config's tags, `labels` its labels, `nodeVersion` and
 /// `imageType` are recorded; other fields are accepted and ignored. A tags-only update is accepted.
 fn update_pool(
     world: &mut World,
@@ -366,12 +392,28 @@ fn update_pool(
     let pool_path = format!("{path}/nodePools/{n}");
     let cluster = world.clusters.get(&path).ok_or_else(|| not_found(&path))?;
     let pool = find_pool(cluster, n).ok_or_else(|| not_found(&pool_path))?;
-    if let Some(etag) = str_field(&body, "etag").filter(|e| !e.is_empty()) {
-        if Some(etag) != str_field(pool, "etag") {
-            return Err(ApiError::aborted(format!(
-                "Precondition failed: the etag \"{etag}\" of node pool \"{n}\" is stale; get the node pool again and retry."
-            )));
-        }
+    if let Some(etag) = str_field(&body, "etag").filter(|e| !e.is_empty())
+        && Some(etag) != str_field(pool, "etag")
+    {
+        return Err(ApiError::aborted(format!(
+            "Precondition failed: the etag \"{etag}\" of node pool \"{n}\" is stale; get the node pool again and retry."
+        )));
+    }
+    let cluster_url = format!("{CONTAINER_URL}{path}");
+    let busy = world.gke_operations.iter().find(|(_, op)| {
+        ctx.now < op.done_ms
+            && str_field(&op.body, "targetLink")
+                .is_some_and(|t| t == cluster_url || t.starts_with(&format!("{cluster_url}/")))
+    });
+    if let Some((op_path, _)) = busy {
+        let op_name = op_path.rsplit('/').next().unwrap_or(op_path);
+        return Err(ApiError::new(
+            400,
+            "failedPrecondition",
+            format!(
+                "Cluster is running incompatible operation {op_name}. Wait for it to finish and retry."
+            ),
+        ));
     }
     let mut pool = pool.clone();
     let po = obj(&mut pool);
@@ -407,7 +449,7 @@ fn update_pool(
             }
         }
     }
-    let op = record_op(world, ctx, p, l, "UPDATE_CLUSTER", &pool_path);
+    let op = record_op(world, ctx, p, l, UPDATE_POOL, &pool_path);
     Ok(Reply {
         body: op,
         mutated: true,

@@ -81,28 +81,63 @@ pub(crate) enum EmulatorError {
     Serve(std::io::Error),
 }
 
-/// What `Emulator::seed` makes sure exists.
-#[derive(Debug, Clone, Default)]
+/// What `Emulator::seed` makes sure exists. Also read from `natgw emulator --seed-file FILE` (JSON with these
+/// field names, e.g. `{"project": "p", "networks": [{"name": "n", "subnetworks": [{"name": "s",
+/// "region": "europe-west1", "ip_cidr_range": "10.0.0.0/20"}]}], "clusters": [{"location": "europe-west1",
+/// "name": "c", "network": "n", "node_pools": [{"name": "np", "tags": ["t"]}]}]}`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct Seed {
     pub(crate) project: String,
     pub(crate) networks: Vec<SeedNetwork>,
     pub(crate) clusters: Vec<SeedCluster>,
 }
 
-#[derive(Debug, Clone, Default)]
+impl Seed {
+    /// The demo world `natgw emulator --seed-project` creates, which tests and the try-out rely on:
+    /// network `vpc-network`, subnetwork `runners` (europe-west1, 10.0.0.0/20), GKE cluster
+    /// `gke-gitlab-runner` in europe-west1 with node pool `runners` tagged `existing-tag`.
+    pub(crate) fn demo(project: &str) -> Seed {
+        Seed {
+            project: project.to_string(),
+            networks: vec![SeedNetwork {
+                name: "vpc-network".into(),
+                subnetworks: vec![SeedSubnetwork {
+                    name: "runners".into(),
+                    region: "europe-west1".into(),
+                    ip_cidr_range: "10.0.0.0/20".into(),
+                }],
+            }],
+            clusters: vec![SeedCluster {
+                location: "europe-west1".into(),
+                name: "gke-gitlab-runner".into(),
+                network: "vpc-network".into(),
+                node_pools: vec![SeedNodePool {
+                    name: "runners".into(),
+                    tags: vec!["existing-tag".into()],
+                }],
+            }],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedNetwork {
     pub(crate) name: String,
     pub(crate) subnetworks: Vec<SeedSubnetwork>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedSubnetwork {
     pub(crate) name: String,
     pub(crate) region: String,
     pub(crate) ip_cidr_range: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedCluster {
     pub(crate) location: String,
     pub(crate) name: String,
@@ -110,7 +145,8 @@ pub(crate) struct SeedCluster {
     pub(crate) node_pools: Vec<SeedNodePool>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct SeedNodePool {
     pub(crate) name: String,
     pub(crate) tags: Vec<String>,
@@ -264,7 +300,7 @@ impl Emulator {
     pub(crate) fn seed(&self, seed: &Seed) -> Result<(), EmulatorError> {
         let p = seed.project.as_str();
         compute::check_name("project", p)
-            .or_else(|_| if p.is_empty() { Err(()) } else { Ok(()) })
+            .or(if p.is_empty() { Err(()) } else { Ok(()) })
             .map_err(|()| EmulatorError::Seed("the project ID is empty".into()))?;
         let query = BTreeMap::new();
         let ctx = Ctx {
@@ -299,7 +335,11 @@ impl Emulator {
                             sub.region
                         )));
                     }
-                    if sub.ip_cidr_range.parse::<crate::net::Ipv4Net>().is_err() {
+                    if sub
+                        .ip_cidr_range
+                        .parse::<crate::net::Ipv4Net>()
+                        .map_or(true, |n| n.prefix() > 29)
+                    {
                         return Err(EmulatorError::Seed(format!(
                             "bad range {}",
                             sub.ip_cidr_range
@@ -324,6 +364,14 @@ impl Emulator {
             for c in &seed.clusters {
                 compute::check_name("cluster", &c.name)
                     .map_err(|e| EmulatorError::Seed(e.message))?;
+                if !catalog::region_exists(&c.location)
+                    && catalog::zone_region(&c.location).is_none()
+                {
+                    return Err(EmulatorError::Seed(format!(
+                        "unknown location {} of cluster {}",
+                        c.location, c.name
+                    )));
+                }
                 let path = format!("projects/{p}/locations/{}/clusters/{}", c.location, c.name);
                 let pools: Vec<Value> = c
                     .node_pools
@@ -362,5 +410,85 @@ impl Emulator {
             self.shared.snapshot(&w)
         };
         self.shared.save(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Seed {
+        Seed::demo("p1")
+    }
+
+    #[tokio::test]
+    async fn start_seed_shutdown_and_restart_from_state() {
+        let dir = std::env::temp_dir().join(format!(
+            "natgw-emu-unit-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let state = dir.join("state.json");
+        let options = Options {
+            state: Some(state.clone()),
+            ..Options::default()
+        };
+        let listen: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let emu = Emulator::start(listen, options.clone())
+            .await
+            .expect("start");
+        assert!(emu.url().starts_with("http://127.0.0.1:"));
+        emu.seed(&seed()).expect("seed");
+        emu.seed(&seed()).expect("seeding again is a no-op");
+        let count = |e: &Emulator| {
+            let w = lock(&e.shared.world);
+            (w.resources.len(), w.clusters.len())
+        };
+        let first = count(&emu);
+        assert_eq!(
+            first,
+            (4, 1),
+            "network, subnetwork, two routes; one cluster"
+        );
+        let networks = google_cloud_compute_v1::client::Networks::builder()
+            .with_endpoint(emu.url())
+            .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+            .build()
+            .await
+            .expect("client");
+        let n = networks
+            .get()
+            .set_project("p1")
+            .set_network("vpc-network")
+            .send()
+            .await
+            .expect("served");
+        assert_eq!(n.subnetworks.len(), 1);
+        emu.shutdown().await.expect("shutdown");
+        assert!(state.exists());
+        let emu = Emulator::start(listen, options).await.expect("restart");
+        assert_eq!(count(&emu), first);
+        emu.shutdown().await.expect("shutdown");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_broken_state_file_is_reported() {
+        let dir =
+            std::env::temp_dir().join(format!("natgw-emu-bad-{}-{}", std::process::id(), now_ms()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let state = dir.join("state.json");
+        std::fs::write(&state, "not json").expect("write");
+        let options = Options {
+            state: Some(state),
+            ..Options::default()
+        };
+        let err = Emulator::start("127.0.0.1:0".parse().expect("addr"), options)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(err, EmulatorError::ParseState { .. }), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -116,10 +116,10 @@ fn check_value(api: Api, spec: &Value, at: &str, v: &mut Value) -> Result<(), Ap
                     if numeric_ok && s.parse::<i128>().is_err() {
                         return Err(wrong(at, "TYPE_INT64", v));
                     }
-                    if let Some(values) = spec.get("enum").and_then(Value::as_array) {
-                        if !values.iter().any(|e| e.as_str() == Some(s.as_str())) {
-                            return Err(wrong(at, "TYPE_ENUM", v));
-                        }
+                    if let Some(values) = spec.get("enum").and_then(Value::as_array)
+                        && !values.iter().any(|e| e.as_str() == Some(s.as_str()))
+                    {
+                        return Err(wrong(at, "TYPE_ENUM", v));
                     }
                     Ok(())
                 }

@@ -80,6 +80,8 @@ pub(crate) enum GcpError {
     Deadline { context: String, after: Duration },
     #[error("cannot set up the Google API clients: {0}")]
     Setup(String),
+    #[error(transparent)]
+    Credentials(#[from] auth::AuthError),
 }
 
 impl GcpError {
@@ -172,32 +174,49 @@ impl Cloud {
             })
             .await
     }
-
-    pub(crate) fn project(&self) -> &str {
-        &self.project
-    }
 }
 
 /// Maps a client error to natgw's, with what natgw was doing.
 fn api_error(
     context: impl Into<String>,
 ) -> impl FnOnce(google_cloud_gax::error::Error) -> GcpError {
-    move |e| {
+    move |outer| {
         let context = context.into();
+        // When the retry policy gives up, the answer that counts is the last one, inside.
+        let e = last_answer(&outer);
         let status = e.http_status_code();
-        let message = match e.status() {
+        let mut message = match e.status() {
             Some(s) if !s.message.is_empty() => match status {
                 Some(code) => format!("{} (HTTP {code})", s.message),
                 None => s.message.clone(),
             },
             _ => e.to_string(),
         };
+        if let Some(hint) = auth::denied_hint(e) {
+            message = format!("{message}: {hint}");
+        }
+        if outer.is_exhausted() {
+            message.push_str("; natgw stopped retrying (--retry-timeout sets how long it tries)");
+        }
         GcpError::Api {
             context,
             status,
             message,
         }
     }
+}
+
+/// The innermost client error in `e`'s sources (`e` itself if there is none).
+fn last_answer(e: &google_cloud_gax::error::Error) -> &google_cloud_gax::error::Error {
+    let mut found = e;
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(inner) = s.downcast_ref::<google_cloud_gax::error::Error>() {
+            found = inner;
+        }
+        source = s.source();
+    }
+    found
 }
 
 /// A fresh request ID (a UUID, as Compute requires): the same ID is sent again on every retry of one call,

@@ -59,95 +59,83 @@ impl Cloud {
     }
 
     async fn list_addresses(&self) -> Result<Vec<Observed<crate::model::Address>>, GcpError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
+        all_pages(|token| async move {
             let page = self
                 .addresses
                 .aggregated_list()
                 .set_project(&self.project)
                 .set_filter(NAME_FILTER)
-                .set_page_token(token.clone())
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(api_error("listing addresses"))?;
-            for scoped in page.items.values() {
-                out.extend(scoped.addresses.iter().map(address_from_wire));
-            }
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = t,
-                _ => break,
-            }
-        }
-        Ok(out)
+            let items = page
+                .items
+                .values()
+                .flat_map(|s| s.addresses.iter().map(address_from_wire))
+                .collect();
+            Ok((items, page.next_page_token))
+        })
+        .await
     }
 
     async fn list_instances(&self) -> Result<Vec<Observed<crate::model::Instance>>, GcpError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
+        all_pages(|token| async move {
             let page = self
                 .instances
                 .aggregated_list()
                 .set_project(&self.project)
                 .set_filter(NAME_FILTER)
-                .set_page_token(token.clone())
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(api_error("listing instances"))?;
-            for scoped in page.items.values() {
-                out.extend(scoped.instances.iter().map(instance_from_wire));
-            }
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = t,
-                _ => break,
-            }
-        }
-        Ok(out)
+            let items = page
+                .items
+                .values()
+                .flat_map(|s| s.instances.iter().map(instance_from_wire))
+                .collect();
+            Ok((items, page.next_page_token))
+        })
+        .await
     }
 
     async fn list_firewalls(&self) -> Result<Vec<Observed<crate::model::Firewall>>, GcpError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
+        all_pages(|token| async move {
             let page = self
                 .firewalls
                 .list()
                 .set_project(&self.project)
                 .set_filter(NAME_FILTER)
-                .set_page_token(token.clone())
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(api_error("listing firewall rules"))?;
-            out.extend(page.items.iter().map(firewall_from_wire));
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = t,
-                _ => break,
-            }
-        }
-        Ok(out)
+            Ok((
+                page.items.iter().map(firewall_from_wire).collect(),
+                page.next_page_token,
+            ))
+        })
+        .await
     }
 
     async fn list_routes(&self) -> Result<Vec<Observed<crate::model::Route>>, GcpError> {
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
+        all_pages(|token| async move {
             let page = self
                 .routes
                 .list()
                 .set_project(&self.project)
                 .set_filter(NAME_FILTER)
-                .set_page_token(token.clone())
+                .set_page_token(token)
                 .send()
                 .await
                 .map_err(api_error("listing routes"))?;
-            out.extend(page.items.iter().filter_map(route_from_wire));
-            match page.next_page_token {
-                Some(t) if !t.is_empty() => token = t,
-                _ => break,
-            }
-        }
-        Ok(out)
+            Ok((
+                page.items.iter().filter_map(route_from_wire).collect(),
+                page.next_page_token,
+            ))
+        })
+        .await
     }
 
     async fn read_node_pools(
@@ -176,6 +164,24 @@ impl Cloud {
             Ok(p) => Ok(Some(node_pool_from_wire(id, &p))),
             Err(e) if e.http_status_code() == Some(404) => Ok(None),
             Err(e) => Err(api_error(format!("reading node pool {id}"))(e)),
+        }
+    }
+}
+
+/// Follows `nextPageToken` until the last page.
+async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, GcpError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), GcpError>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = fetch(token).await?;
+        out.extend(items);
+        match next {
+            Some(t) if !t.is_empty() => token = t,
+            _ => return Ok(out),
         }
     }
 }

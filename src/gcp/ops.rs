@@ -66,6 +66,7 @@ impl Cloud {
             })?;
             let p = &self.project;
             let ops = self.ops().await?;
+            // `wait` is a POST, which the clients do not retry unless told: waiting again is harmless.
             let next = match scope {
                 Scope::Zone(z) => {
                     ops.zone
@@ -73,6 +74,7 @@ impl Cloud {
                         .set_project(p)
                         .set_zone(z)
                         .set_operation(name)
+                        .with_idempotency(true)
                         .send()
                         .await
                 }
@@ -82,6 +84,7 @@ impl Cloud {
                         .set_project(p)
                         .set_region(r)
                         .set_operation(name)
+                        .with_idempotency(true)
                         .send()
                         .await
                 }
@@ -90,6 +93,7 @@ impl Cloud {
                         .wait()
                         .set_project(p)
                         .set_operation(name)
+                        .with_idempotency(true)
                         .send()
                         .await
                 }
@@ -98,10 +102,47 @@ impl Cloud {
         }
     }
 
+    /// Sends one Compute change and waits for its operation.
+    async fn change(
+        &self,
+        scope: Scope<'_>,
+        context: &str,
+        send: impl Future<Output = google_cloud_gax::Result<gce::Operation>>,
+    ) -> Result<(), GcpError> {
+        let op = send.await.map_err(api_error(context))?;
+        self.wait(scope, op, context).await
+    }
+
+    /// Every delete has one shape: read the resource (gone already: done) and prove it carries this stack's
+    /// marker, unless the caller has just observed it with the marker (`check`); delete it, wait. A 404
+    /// anywhere means someone else finished the job.
+    async fn delete_owned<R>(
+        &self,
+        check: OwnerCheck<'_>,
+        scope: Scope<'_>,
+        context: &str,
+        get: impl Future<Output = google_cloud_gax::Result<R>>,
+        owner: impl FnOnce(R) -> Option<Owner>,
+        delete: impl Future<Output = google_cloud_gax::Result<gce::Operation>>,
+    ) -> Result<(), GcpError> {
+        if let OwnerCheck::Read(stack) = check {
+            match get.await {
+                Ok(r) => ensure_owned(stack, owner(r), context)?,
+                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
+                Err(e) => return Err(api_error(context)(e)),
+            }
+        }
+        match delete.await {
+            Ok(op) => ignore_not_found(self.wait(scope, op, context).await),
+            Err(e) if e.http_status_code() == Some(404) => Ok(()),
+            Err(e) => Err(api_error(context)(e)),
+        }
+    }
+
     /// Reserves an address and returns the IP Google gave it.
     pub(crate) async fn insert_address(&self, a: &Address) -> Result<Ipv4Addr, GcpError> {
         let context = format!("creating address {}", a.name);
-        let op = self
+        let send = self
             .addresses
             .insert()
             .set_project(&self.project)
@@ -109,13 +150,14 @@ impl Cloud {
             .set_body(wire::address_to_wire(&self.project, a))
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await;
-        match op {
-            Ok(op) => self.wait(Scope::Region(&a.region), op, &context).await?,
-            // An earlier run may have made it; it is ours only if its labels say so, checked below.
-            Err(e) if e.http_status_code() == Some(409) => {}
-            Err(e) => return Err(api_error(context)(e)),
+            .send();
+        match self.change(Scope::Region(&a.region), &context, send).await {
+            // An earlier, interrupted run may have made it: it is ours only if its labels say so (below).
+            Err(GcpError::Api {
+                status: Some(409), ..
+            })
+            | Ok(()) => {}
+            Err(e) => return Err(e),
         }
         let got = self
             .addresses
@@ -127,10 +169,10 @@ impl Cloud {
             .await
             .map_err(api_error(&context))?;
         let observed = wire::address_from_wire(&got);
-        if observed.owner.as_ref().map(|o| o.labels()) != Some(ownership_labels(&a.labels)) {
+        if observed.owner.map(|o| o.labels()) != Owner::from_labels(&a.labels).map(|o| o.labels()) {
             return Err(GcpError::Unexpected {
                 context,
-                message: "an address with this name exists and natgw does not own it".into(),
+                message: "an address with this name exists and this stack does not own it".into(),
             });
         }
         observed
@@ -147,12 +189,11 @@ impl Cloud {
         a: &Address,
         fingerprint: Option<&str>,
     ) -> Result<(), GcpError> {
-        let context = format!("updating the labels of address {}", a.name);
         let mut body = gce::RegionSetLabelsRequest::new().set_labels(a.labels.clone());
         if let Some(fp) = fingerprint {
             body = body.set_label_fingerprint(unhex(fp));
         }
-        let op = self
+        let send = self
             .addresses
             .set_labels()
             .set_project(&self.project)
@@ -161,69 +202,65 @@ impl Cloud {
             .set_body(body)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Region(&a.region), op, &context).await
+            .send();
+        self.change(
+            Scope::Region(&a.region),
+            &format!("updating the labels of address {}", a.name),
+            send,
+        )
+        .await
     }
 
-    /// Deletes an address that this stack owns (checked as `check` says).
     pub(crate) async fn delete_address(
         &self,
         check: OwnerCheck<'_>,
         region: &str,
         name: &str,
     ) -> Result<(), GcpError> {
-        let context = format!("deleting address {name}");
-        if let OwnerCheck::Read(stack) = check {
-            let got = self
-                .addresses
-                .get()
-                .set_project(&self.project)
-                .set_region(region)
-                .set_address(name)
-                .send()
-                .await;
-            match got {
-                Ok(a) => ensure_owned(
-                    stack,
-                    Owner::from_labels(&a.labels.into_iter().collect()),
-                    &context,
-                )?,
-                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-                Err(e) => return Err(api_error(context)(e)),
-            }
-        }
-        let op = self
+        let p = &self.project;
+        let get = self
+            .addresses
+            .get()
+            .set_project(p)
+            .set_region(region)
+            .set_address(name)
+            .send();
+        let delete = self
             .addresses
             .delete()
-            .set_project(&self.project)
+            .set_project(p)
             .set_region(region)
             .set_address(name)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await;
-        match op {
-            Ok(op) => ignore_not_found(self.wait(Scope::Region(region), op, &context).await),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(api_error(context)(e)),
-        }
+            .send();
+        let owner = |a: gce::Address| Owner::from_labels(&a.labels.into_iter().collect());
+        self.delete_owned(
+            check,
+            Scope::Region(region),
+            &format!("deleting address {name}"),
+            get,
+            owner,
+            delete,
+        )
+        .await
     }
 
     pub(crate) async fn insert_firewall(&self, f: &Firewall) -> Result<(), GcpError> {
-        let context = format!("creating firewall rule {}", f.name);
-        let op = self
+        let send = self
             .firewalls
             .insert()
             .set_project(&self.project)
             .set_body(wire::firewall_to_wire(&self.project, f))
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Global, op, &context).await
+            .send();
+        self.change(
+            Scope::Global,
+            &format!("creating firewall rule {}", f.name),
+            send,
+        )
+        .await
     }
 
     pub(crate) async fn patch_firewall(&self, stack: &str, f: &Firewall) -> Result<(), GcpError> {
@@ -241,7 +278,7 @@ impl Cloud {
             description_owner(got.description.as_deref()),
             &context,
         )?;
-        let op = self
+        let send = self
             .firewalls
             .patch()
             .set_project(&self.project)
@@ -249,10 +286,8 @@ impl Cloud {
             .set_body(wire::firewall_to_wire(&self.project, f))
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Global, op, &context).await
+            .send();
+        self.change(Scope::Global, &context, send).await
     }
 
     pub(crate) async fn delete_firewall(
@@ -260,37 +295,31 @@ impl Cloud {
         check: OwnerCheck<'_>,
         name: &str,
     ) -> Result<(), GcpError> {
-        let context = format!("deleting firewall rule {name}");
-        if let OwnerCheck::Read(stack) = check {
-            match self
-                .firewalls
-                .get()
-                .set_project(&self.project)
-                .set_firewall(name)
-                .send()
-                .await
-            {
-                Ok(f) => {
-                    ensure_owned(stack, description_owner(f.description.as_deref()), &context)?
-                }
-                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-                Err(e) => return Err(api_error(context)(e)),
-            }
-        }
-        let op = self
+        let p = &self.project;
+        let get = self
+            .firewalls
+            .get()
+            .set_project(p)
+            .set_firewall(name)
+            .send();
+        let delete = self
             .firewalls
             .delete()
-            .set_project(&self.project)
+            .set_project(p)
             .set_firewall(name)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await;
-        match op {
-            Ok(op) => ignore_not_found(self.wait(Scope::Global, op, &context).await),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(api_error(context)(e)),
-        }
+            .send();
+        let owner = |f: gce::Firewall| description_owner(f.description.as_deref());
+        self.delete_owned(
+            check,
+            Scope::Global,
+            &format!("deleting firewall rule {name}"),
+            get,
+            owner,
+            delete,
+        )
+        .await
     }
 
     pub(crate) async fn insert_instance(
@@ -299,8 +328,7 @@ impl Cloud {
         network_ip: Ipv4Addr,
         nat_ip: Ipv4Addr,
     ) -> Result<(), GcpError> {
-        let context = format!("creating instance {}", i.name);
-        let op = self
+        let send = self
             .instances
             .insert()
             .set_project(&self.project)
@@ -308,10 +336,13 @@ impl Cloud {
             .set_body(wire::instance_to_wire(&self.project, i, network_ip, nat_ip))
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Zone(&i.zone), op, &context).await
+            .send();
+        self.change(
+            Scope::Zone(&i.zone),
+            &format!("creating instance {}", i.name),
+            send,
+        )
+        .await
     }
 
     pub(crate) async fn delete_instance(
@@ -320,41 +351,33 @@ impl Cloud {
         zone: &str,
         name: &str,
     ) -> Result<(), GcpError> {
-        let context = format!("deleting instance {name}");
-        if let OwnerCheck::Read(stack) = check {
-            match self
-                .instances
-                .get()
-                .set_project(&self.project)
-                .set_zone(zone)
-                .set_instance(name)
-                .send()
-                .await
-            {
-                Ok(i) => ensure_owned(
-                    stack,
-                    Owner::from_labels(&i.labels.into_iter().collect()),
-                    &context,
-                )?,
-                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-                Err(e) => return Err(api_error(context)(e)),
-            }
-        }
-        let op = self
+        let p = &self.project;
+        let get = self
+            .instances
+            .get()
+            .set_project(p)
+            .set_zone(zone)
+            .set_instance(name)
+            .send();
+        let delete = self
             .instances
             .delete()
-            .set_project(&self.project)
+            .set_project(p)
             .set_zone(zone)
             .set_instance(name)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await;
-        match op {
-            Ok(op) => ignore_not_found(self.wait(Scope::Zone(zone), op, &context).await),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(api_error(context)(e)),
-        }
+            .send();
+        let owner = |i: gce::Instance| Owner::from_labels(&i.labels.into_iter().collect());
+        self.delete_owned(
+            check,
+            Scope::Zone(zone),
+            &format!("deleting instance {name}"),
+            get,
+            owner,
+            delete,
+        )
+        .await
     }
 
     pub(crate) async fn set_instance_labels(
@@ -362,12 +385,11 @@ impl Cloud {
         i: &Instance,
         fingerprint: Option<&str>,
     ) -> Result<(), GcpError> {
-        let context = format!("updating the labels of instance {}", i.name);
         let mut body = gce::InstancesSetLabelsRequest::new().set_labels(i.labels.clone());
         if let Some(fp) = fingerprint {
             body = body.set_label_fingerprint(unhex(fp));
         }
-        let op = self
+        let send = self
             .instances
             .set_labels()
             .set_project(&self.project)
@@ -376,10 +398,13 @@ impl Cloud {
             .set_body(body)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Zone(&i.zone), op, &context).await
+            .send();
+        self.change(
+            Scope::Zone(&i.zone),
+            &format!("updating the labels of instance {}", i.name),
+            send,
+        )
+        .await
     }
 
     pub(crate) async fn set_instance_tags(
@@ -387,12 +412,11 @@ impl Cloud {
         i: &Instance,
         fingerprint: Option<&str>,
     ) -> Result<(), GcpError> {
-        let context = format!("updating the network tags of instance {}", i.name);
         let mut body = gce::Tags::new().set_items(i.tags.clone());
         if let Some(fp) = fingerprint {
             body = body.set_fingerprint(unhex(fp));
         }
-        let op = self
+        let send = self
             .instances
             .set_tags()
             .set_project(&self.project)
@@ -401,20 +425,22 @@ impl Cloud {
             .set_body(body)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Zone(&i.zone), op, &context).await
+            .send();
+        self.change(
+            Scope::Zone(&i.zone),
+            &format!("updating the network tags of instance {}", i.name),
+            send,
+        )
+        .await
     }
 
-    /// Sets the startup script and its ready token. The script runs at boot: the caller resets the VM.
+    /// Sets the startup script and its ready token. The script runs at boot: the caller restarts the VM.
     pub(crate) async fn set_instance_metadata(
         &self,
         i: &Instance,
         fingerprint: Option<&str>,
     ) -> Result<(), GcpError> {
-        let context = format!("updating the metadata of instance {}", i.name);
-        let op = self
+        let send = self
             .instances
             .set_metadata()
             .set_project(&self.project)
@@ -423,15 +449,17 @@ impl Cloud {
             .set_body(wire::metadata_to_wire(i, fingerprint))
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Zone(&i.zone), op, &context).await
+            .send();
+        self.change(
+            Scope::Zone(&i.zone),
+            &format!("updating the metadata of instance {}", i.name),
+            send,
+        )
+        .await
     }
 
     pub(crate) async fn reset_instance(&self, zone: &str, name: &str) -> Result<(), GcpError> {
-        let context = format!("restarting instance {name}");
-        let op = self
+        let send = self
             .instances
             .reset()
             .set_project(&self.project)
@@ -439,15 +467,17 @@ impl Cloud {
             .set_instance(name)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Zone(zone), op, &context).await
+            .send();
+        self.change(
+            Scope::Zone(zone),
+            &format!("restarting instance {name}"),
+            send,
+        )
+        .await
     }
 
     pub(crate) async fn start_instance(&self, zone: &str, name: &str) -> Result<(), GcpError> {
-        let context = format!("starting instance {name}");
-        let op = self
+        let send = self
             .instances
             .start()
             .set_project(&self.project)
@@ -455,10 +485,13 @@ impl Cloud {
             .set_instance(name)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Zone(zone), op, &context).await
+            .send();
+        self.change(
+            Scope::Zone(zone),
+            &format!("starting instance {name}"),
+            send,
+        )
+        .await
     }
 
     /// The VM's status (`RUNNING`, `STAGING`, ...).
@@ -514,18 +547,16 @@ impl Cloud {
     }
 
     pub(crate) async fn insert_route(&self, r: &Route, next_hop: Ipv4Addr) -> Result<(), GcpError> {
-        let context = format!("creating route {}", r.name);
-        let op = self
+        let send = self
             .routes
             .insert()
             .set_project(&self.project)
             .set_body(wire::route_to_wire(&self.project, r, next_hop))
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
+            .send();
+        self.change(Scope::Global, &format!("creating route {}", r.name), send)
             .await
-            .map_err(api_error(&context))?;
-        self.wait(Scope::Global, op, &context).await
     }
 
     pub(crate) async fn delete_route(
@@ -533,42 +564,31 @@ impl Cloud {
         check: OwnerCheck<'_>,
         name: &str,
     ) -> Result<(), GcpError> {
-        let context = format!("deleting route {name}");
-        if let OwnerCheck::Read(stack) = check {
-            match self
-                .routes
-                .get()
-                .set_project(&self.project)
-                .set_route(name)
-                .send()
-                .await
-            {
-                Ok(r) => {
-                    ensure_owned(stack, description_owner(r.description.as_deref()), &context)?
-                }
-                Err(e) if e.http_status_code() == Some(404) => return Ok(()),
-                Err(e) => return Err(api_error(context)(e)),
-            }
-        }
-        let op = self
+        let p = &self.project;
+        let get = self.routes.get().set_project(p).set_route(name).send();
+        let delete = self
             .routes
             .delete()
-            .set_project(&self.project)
+            .set_project(p)
             .set_route(name)
             .set_request_id(request_id())
             .with_idempotency(true)
-            .send()
-            .await;
-        match op {
-            Ok(op) => ignore_not_found(self.wait(Scope::Global, op, &context).await),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(api_error(context)(e)),
-        }
+            .send();
+        let owner = |r: gce::Route| description_owner(r.description.as_deref());
+        self.delete_owned(
+            check,
+            Scope::Global,
+            &format!("deleting route {name}"),
+            get,
+            owner,
+            delete,
+        )
+        .await
     }
 
     /// Adds and removes network tags on a node pool, keeping its other tags. GKE has no requestId: the update
     /// carries the pool's etag, and a conflict (someone else changed the pool) re-reads it and tries again.
-    /// `known`: the pool's tags and etag as just observed, which spares the first read.
+    /// `known`: the pool's tags and etag as just observed, which spare the first read.
     pub(crate) async fn update_node_pool_tags(
         &self,
         id: &NodePoolId,
@@ -578,8 +598,11 @@ impl Cloud {
     ) -> Result<(), GcpError> {
         let context = format!("updating the network tags of node pool {id}");
         let name = id.resource_name(&self.project);
+        let start = Instant::now();
+        let mut busy_delay = Duration::from_millis(200);
+        let mut conflicts = 0;
         let mut known = known;
-        for _attempt in 0..5 {
+        while conflicts < 5 {
             let (current, etag) = match known.take() {
                 Some((tags, etag)) => (tags.to_vec(), etag.to_string()),
                 None => {
@@ -616,20 +639,30 @@ impl Cloud {
                 .update_node_pool()
                 .set_name(&name)
                 .set_tags(gke::NetworkTags::new().set_tags(tags))
-                .set_etag(etag)
+                .set_etag(etag.clone())
                 .with_idempotency(true)
                 .send()
                 .await;
             let op = match sent {
                 Ok(op) => op,
-                Err(e) if matches!(e.http_status_code(), Some(409 | 412)) => continue,
+                // Someone changed the pool since natgw read it: read it again.
+                Err(e) if matches!(e.http_status_code(), Some(409 | 412)) => {
+                    conflicts += 1;
+                    continue;
+                }
+                // GKE runs one operation at a time per cluster: wait for the other one to finish.
+                Err(e) if cluster_busy(&e) && start.elapsed() < self.op_deadline => {
+                    sleep(busy_delay).await;
+                    busy_delay = (busy_delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
                 Err(e) => return Err(api_error(context)(e)),
             };
             match self.wait_gke(op, &context).await {
                 Err(GcpError::Operation {
                     status: Some(409 | 412),
                     ..
-                }) => continue,
+                }) => conflicts += 1,
                 other => return other,
             }
         }
@@ -682,6 +715,14 @@ impl Cloud {
                 .map_err(api_error(context))?;
         }
     }
+}
+
+/// GKE's answer while another operation runs on the cluster: 400 FAILED_PRECONDITION.
+fn cluster_busy(e: &google_cloud_gax::error::Error) -> bool {
+    use google_cloud_gax::error::rpc::Code;
+    e.http_status_code() == Some(400)
+        && e.status()
+            .is_some_and(|s| s.code == Code::FailedPrecondition)
 }
 
 /// gRPC codes in GKE operation errors, as the HTTP statuses natgw reasons about.
@@ -743,14 +784,6 @@ fn ignore_not_found(r: Result<(), GcpError>) -> Result<(), GcpError> {
 
 fn description_owner(description: Option<&str>) -> Option<Owner> {
     ownership::parse_description(description.unwrap_or_default()).map(|(o, _)| o)
-}
-
-fn ownership_labels(
-    labels: &std::collections::BTreeMap<String, String>,
-) -> std::collections::BTreeMap<String, String> {
-    Owner::from_labels(labels)
-        .map(|o| o.labels())
-        .unwrap_or_default()
 }
 
 /// natgw never changes or deletes what its stack does not own, even if a plan said so.

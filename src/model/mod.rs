@@ -168,6 +168,21 @@ pub(crate) enum Resource {
 }
 
 impl Resource {
+    /// The resource's fields by name, as JSON values: what plans compare and show.
+    pub(crate) fn fields(&self) -> BTreeMap<String, serde_json::Value> {
+        let v = match self {
+            Resource::Address(a) => serde_json::to_value(a),
+            Resource::Firewall(f) => serde_json::to_value(f),
+            Resource::Instance(i) => serde_json::to_value(i),
+            Resource::Route(r) => serde_json::to_value(r),
+            Resource::NodePool(p) => serde_json::to_value(p),
+        };
+        match v {
+            Ok(serde_json::Value::Object(m)) => m.into_iter().collect(),
+            _ => BTreeMap::new(),
+        }
+    }
+
     pub(crate) fn name(&self) -> String {
         match self {
             Resource::Address(a) => a.name.clone(),

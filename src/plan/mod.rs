@@ -174,15 +174,16 @@ pub(crate) fn diff(
     // therefore about to be added by natgw).
     let mut natgw_added: BTreeSet<(NodePoolId, String)> = BTreeSet::new();
     for f in world.firewalls.iter().filter(|f| f.owned_by(stack)) {
-        if f.facts.get(KEY_TAG_ADDED).map(String::as_str) == Some("true") {
-            if let (Some(pool), Some(tag)) = (
-                f.facts
-                    .get(KEY_NODE_POOL)
-                    .and_then(|p| world::parse_pool(p)),
-                f.facts.get(KEY_NODE_TAG),
-            ) {
-                natgw_added.insert((pool, tag.clone()));
-            }
+        let pool = f
+            .facts
+            .get(KEY_NODE_POOL)
+            .and_then(|p| world::parse_pool(p));
+        if let (true, Some(pool), Some(tag)) = (
+            f.facts.get(KEY_TAG_ADDED).map(String::as_str) == Some("true"),
+            pool,
+            f.facts.get(KEY_NODE_TAG),
+        ) {
+            natgw_added.insert((pool, tag.clone()));
         }
     }
     for gw in desired {
@@ -417,6 +418,15 @@ fn delete(gateway: String, kind: Kind, before: Resource, meta: &Meta) -> Change 
 /// A field whose new value is only known after apply (its producer is being replaced): the resource must be
 /// replaced too.
 fn force_unknown(change: &mut Change, field: &str) {
+    let known_after = change
+        .after
+        .as_ref()
+        .map(|a| field_value(a, field))
+        .unwrap_or(Value::Null);
+    if !known_after.is_null() {
+        // The new value is known (a configured IP): the ordinary comparison already covers it.
+        return;
+    }
     change.diffs.retain(|d| d.field != field);
     let before = change
         .before
@@ -434,22 +444,7 @@ fn force_unknown(change: &mut Change, field: &str) {
 }
 
 fn field_value(r: &Resource, field: &str) -> Value {
-    resource_fields(r).remove(field).unwrap_or(Value::Null)
-}
-
-/// The comparable fields of a resource, by name.
-fn resource_fields(r: &Resource) -> BTreeMap<String, Value> {
-    let v = match r {
-        Resource::Address(a) => serde_json::to_value(a),
-        Resource::Firewall(f) => serde_json::to_value(f),
-        Resource::Instance(i) => serde_json::to_value(i),
-        Resource::Route(r) => serde_json::to_value(r),
-        Resource::NodePool(p) => serde_json::to_value(p),
-    };
-    match v {
-        Ok(Value::Object(m)) => m.into_iter().collect(),
-        _ => BTreeMap::new(),
-    }
+    r.fields().remove(field).unwrap_or(Value::Null)
 }
 
 /// How each field of each kind may change: ignored, updated in place, or only by replacement.
@@ -560,8 +555,8 @@ fn compare(
             });
         }
     }
-    let b = resource_fields(&before);
-    let a = resource_fields(&after);
+    let b = before.fields();
+    let a = after.fields();
     let mut diffs = Vec::new();
     for (field, after_v) in &a {
         let m = mutability(kind, field);
@@ -610,4 +605,6 @@ fn is_running_or_booting(v: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+#[cfg(test)]
+mod proptests;

@@ -55,12 +55,13 @@ fn headline(action: Action) -> &'static str {
     }
 }
 
+/// Fields whose value Google decides when they are not set: `null` means known after apply.
+const COMPUTED: &[&str] = &["address", "network_ip", "nat_ip", "next_hop_ip"];
+
 /// A value as Terraform shows it.
 fn show(field: &str, v: &Value) -> String {
-    if field == "startup_script" {
-        if let Some(s) = v.as_str() {
-            return format!("(startup script, {} lines)", s.lines().count());
-        }
+    if let (true, Some(s)) = (field == "startup_script", v.as_str()) {
+        return format!("(startup script, {} lines)", s.lines().count());
     }
     match v {
         Value::Null => "(known after apply)".into(),
@@ -82,20 +83,10 @@ fn show(field: &str, v: &Value) -> String {
 
 /// The fields of a resource worth showing, in a stable order.
 fn fields(r: &Resource) -> Vec<(String, Value)> {
-    let v = match r {
-        Resource::Address(a) => serde_json::to_value(a),
-        Resource::Firewall(f) => serde_json::to_value(f),
-        Resource::Instance(i) => serde_json::to_value(i),
-        Resource::Route(r) => serde_json::to_value(r),
-        Resource::NodePool(p) => serde_json::to_value(p),
-    };
-    match v {
-        Ok(Value::Object(m)) => m
-            .into_iter()
-            .filter(|(k, _)| k != "name" && k != "description")
-            .collect(),
-        _ => Vec::new(),
-    }
+    r.fields()
+        .into_iter()
+        .filter(|(k, _)| k != "name" && k != "description")
+        .collect()
 }
 
 fn change_text(c: &Change, style: Style, out: &mut String) {
@@ -116,13 +107,16 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
         Action::Create => {
             if let Some(after) = &c.after {
                 for (k, v) in fields(after) {
+                    if v.is_null() && !COMPUTED.contains(&k.as_str()) {
+                        continue;
+                    }
                     rows.push((style.green("+"), k.clone(), show(&k, &v)));
                 }
             }
         }
         Action::Delete => {
             if let Some(before) = &c.before {
-                for (k, v) in fields(before) {
+                for (k, v) in fields(before).into_iter().filter(|(_, v)| !v.is_null()) {
                     rows.push((
                         style.red("-"),
                         k.clone(),
@@ -194,7 +188,7 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
             let mut after_unknown = Map::new();
             if let Some(after) = &c.after {
                 for (k, v) in fields(after) {
-                    if v.is_null() {
+                    if v.is_null() && COMPUTED.contains(&k.as_str()) {
                         after_unknown.insert(k, Value::Bool(true));
                     }
                 }
@@ -230,3 +224,6 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
         "summary": {"add": s.add, "change": s.change, "destroy": s.destroy},
     })
 }
+
+#[cfg(test)]
+mod tests;

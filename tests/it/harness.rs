@@ -86,6 +86,19 @@ impl Project {
         }
     }
 
+    /// A config against an emulator seeded with the world `seed` describes (JSON of `emulator::Seed`).
+    pub fn with_seed(config: &str, seed: &serde_json::Value, emulator_args: &[&str]) -> Project {
+        let emu = EmulatorProcess::with_seed(seed, emulator_args);
+        let dir = temp_dir("project");
+        let config_path = dir.join("natgw.toml");
+        std::fs::write(&config_path, config).expect("write the config");
+        Project {
+            emu,
+            dir,
+            config: config_path,
+        }
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::write(&self.config, text).expect("write the config");
     }
@@ -128,5 +141,51 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").port()
+}
+
+impl Project {
+    /// `natgw -c CONFIG --endpoint URL ARGS...` resolving credentials for real (no `--anonymous`), with none
+    /// to find: HOME is an empty directory, no credential variable is set, and the metadata server is a
+    /// closed port, so that no test ever reaches a real one. Tests add what they need with `.env(..)`.
+    pub fn credentialed_command(&self, args: &[&str]) -> Command {
+        let home = self.dir.join("home");
+        std::fs::create_dir_all(&home).expect("create the test HOME");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_natgw"));
+        c.current_dir(&self.dir)
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .args(["--endpoint", &self.emu.url])
+            .env("CI", "true")
+            .env("HOME", &home)
+            .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", closed_port()))
+            .stdin(Stdio::null());
+        for var in [
+            "NATGW_ENDPOINT",
+            "GOOGLE_CLOUD_PROJECT",
+            "CLOUDSDK_CORE_PROJECT",
+            "CLOUDSDK_CONFIG",
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            "GOOGLE_OAUTH_ACCESS_TOKEN",
+            "GOOGLE_CLOUD_QUOTA_PROJECT",
+            "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+            "APPDATA",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            c.env_remove(var);
+        }
+        c
     }
 }

@@ -1,8 +1,14 @@
 //! natgw's integration tests: one binary, driving the real `natgw` binary and the emulator over HTTP.
 #![allow(unreachable_pub)]
 
+mod bad_inputs;
+mod core;
+mod credentials;
 mod emulator;
+mod emulator_gke;
+mod gitlab_ci;
 mod harness;
 mod netns;
 mod performance;
+mod reliability;
 mod support;

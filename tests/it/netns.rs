@@ -10,11 +10,13 @@
 //!
 //! Needs root, iproute2, iptables (both backends are exercised when both are installed),
 //! python3 (the small servers and the client), curl and util-linux; without them each test
-//! prints that it was skipped and passes.
+//! prints that it was skipped and passes, unless `NATGW_IT_REQUIRE_NETNS=1` (set it in CI),
+//! which turns every skip into a failure.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const GATEWAY_NAME: &str = "ci";
@@ -24,6 +26,8 @@ const ALLOWED_DST: &str = "198.51.100.10";
 const DISALLOWED_DST: &str = "198.51.100.20";
 const ALLOWED_PORT: u16 = 8443;
 const DISALLOWED_PORT: u16 = 9000;
+const ALLOWED_UDP_PORT: u16 = 53;
+const DISALLOWED_UDP_PORT: u16 = 5353;
 const METADATA_PORT: u16 = 8080;
 const SYSCTL_FILE: &str = "sysctl.d/99-zz-natgw.conf";
 
@@ -67,8 +71,13 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `Some(reason)` when this machine cannot run the namespace tests.
+/// `Some(reason)` when this machine cannot run the namespace tests (found out once).
 fn skip_reason() -> Option<String> {
+    static REASON: OnceLock<Option<String>> = OnceLock::new();
+    REASON.get_or_init(find_skip_reason).clone()
+}
+
+fn find_skip_reason() -> Option<String> {
     if !is_root() {
         return Some("not root".to_string());
     }
@@ -79,17 +88,36 @@ fn skip_reason() -> Option<String> {
             return Some(format!("`{tool}` is not installed"));
         }
     }
+    // Root in a container may still be refused namespaces.
+    let probe = format!("natgw-it-{}-probe", std::process::id());
+    let added = run(Command::new("ip").args(["netns", "add", &probe]));
+    let _ = run(Command::new("ip").args(["netns", "del", &probe]));
+    if !added.status.success() {
+        return Some(format!(
+            "cannot create a network namespace: {}",
+            text(&added.stderr).trim()
+        ));
+    }
     None
 }
 
+/// Set in CI, where these tests must run: a reason to skip is then a failure.
+const REQUIRE_ENV: &str = "NATGW_IT_REQUIRE_NETNS";
+
 fn skipped(test: &str) -> bool {
-    match skip_reason() {
-        Some(reason) => {
-            say(&format!("SKIPPED {test}: {reason}"));
-            true
-        }
-        None => false,
-    }
+    skip_because(test, skip_reason())
+}
+
+fn skip_because(test: &str, reason: Option<String>) -> bool {
+    let Some(reason) = reason else {
+        return false;
+    };
+    assert!(
+        std::env::var_os(REQUIRE_ENV).is_none_or(|v| v.is_empty() || v == "0"),
+        "{test} cannot run ({reason}) but {REQUIRE_ENV} is set"
+    );
+    say(&format!("SKIPPED {test}: {reason}"));
+    true
 }
 
 /// An iptables backend: the three programs the script and the test call.
@@ -165,6 +193,7 @@ struct Lab {
 
 impl Lab {
     fn new(backend: &Backend) -> Lab {
+        remove_stale_namespaces();
         let n = NEXT_LAB.fetch_add(1, Ordering::SeqCst);
         let prefix = format!("natgw-it-{}-{n}", std::process::id());
         let dir = std::env::temp_dir().join(&prefix);
@@ -236,21 +265,26 @@ impl Lab {
     }
 
     /// Runs the script in `gw` with /etc behind an overlay. Returns the script's output and
-    /// the files it wrote under /etc (paths relative to /etc, with their contents).
+    /// what it wrote under /etc (paths relative to /etc, with their contents).
     fn run_script(&self, gw: &str, script: &Path, metadata_url: &str) -> ScriptRun {
-        let upper = self.dir.join("etc-writes");
-        let _ = std::fs::remove_dir_all(&upper);
-        std::fs::create_dir_all(&upper).expect("create the overlay directory");
-        // tmpfs for the overlay's upper and work dirs; the mount namespace dies with bash.
+        let scratch = self.dir.join("etc-overlay");
+        let report = self.dir.join("etc-writes");
+        let _ = std::fs::remove_file(&report);
+        std::fs::create_dir_all(&scratch).expect("create the overlay directory");
+        // The overlay's upper and work dirs live on a tmpfs; both mounts exist only in this
+        // private mount namespace and vanish with it. The report lists everything but
+        // directories in the upper dir, so a deletion (an overlay whiteout) shows up too.
         let wrapper = r#"set -eu
 mount -t tmpfs natgw-it "$1"
 mkdir "$1/upper" "$1/work"
 mount -t overlay natgw-it -o "lowerdir=/etc,upperdir=$1/upper,workdir=$1/work" /etc
 rc=0
-PATH="$2:$PATH" NATGW_METADATA_URL="$3" bash "$4" >"$1/out" 2>&1 || rc=$?
-cat "$1/out"
+PATH="$2:$PATH" NATGW_METADATA_URL="$3" bash "$4" 2>&1 || rc=$?
 cd "$1/upper"
-find . -type f | sort | while read -r f; do printf '=== %s\n' "${f#./}"; cat "$f"; done
+find . -mindepth 1 ! -type d | sort | while read -r f; do
+    if [ -f "$f" ] && [ ! -L "$f" ]; then printf '=== %s\n' "${f#./}"; cat "$f"
+    else printf '=== %s (not a regular file)\n' "${f#./}"; fi
+done >"$5"
 exit "$rc"
 "#;
         let out = run(Command::new("ip")
@@ -259,17 +293,18 @@ exit "$rc"
             ])
             .arg(wrapper)
             .arg("natgw-it")
-            .arg(&upper)
+            .arg(&scratch)
             .arg(&self.bin)
             .arg(metadata_url)
-            .arg(script));
-        let all = text(&out.stdout);
-        let (log, files) = match all.find("=== ") {
-            Some(i) if i == 0 || all[..i].ends_with('\n') => (all[..i].to_string(), &all[i..]),
-            _ => (all.clone(), ""),
-        };
-        let etc_writes = files
-            .split("=== ")
+            .arg(script)
+            .arg(&report));
+        let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        let written = std::fs::read_to_string(&report)
+            .unwrap_or_else(|e| panic!("no report of the writes under /etc ({e}); log:\n{log}"));
+        let etc_writes = written
+            .strip_prefix("=== ")
+            .unwrap_or(&written)
+            .split("\n=== ")
             .filter(|s| !s.is_empty())
             .map(|s| {
                 let (name, body) = s.split_once('\n').unwrap_or((s, ""));
@@ -278,7 +313,7 @@ exit "$rc"
             .collect();
         ScriptRun {
             success: out.status.success(),
-            log: format!("{log}{}", text(&out.stderr)),
+            log,
             etc_writes,
         }
     }
@@ -310,6 +345,25 @@ impl Drop for Lab {
     }
 }
 
+/// Namespaces left by an earlier test run that was killed before its guards could run.
+fn remove_stale_namespaces() {
+    let list = run(Command::new("ip").args(["netns", "list"]));
+    for line in text(&list.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix("natgw-it-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = run(Command::new("ip").args(["netns", "del", name]));
+        }
+    }
+}
+
 struct ScriptRun {
     success: bool,
     log: String,
@@ -319,10 +373,23 @@ struct ScriptRun {
 
 /// Connects from `src` in `runner` to `dst:port`; `Ok(answer)` or `Err(why)`.
 fn connect(lab: &Lab, runner: &str, src: &str, dst: &str, port: u16) -> Result<String, String> {
+    exchange(lab, runner, "tcp", src, dst, port)
+}
+
+/// Sends from `src` in `runner` to `dst:port` over `proto` (tcp or udp); `Ok(answer)` or
+/// `Err(why)`.
+fn exchange(
+    lab: &Lab,
+    runner: &str,
+    proto: &str,
+    src: &str,
+    dst: &str,
+    port: u16,
+) -> Result<String, String> {
     let out = run(Command::new("ip")
         .args(["netns", "exec", runner, "python3"])
         .arg(lab.dir.join("helper.py"))
-        .args(["connect", src, dst, &port.to_string()]));
+        .args(["connect", proto, src, dst, &port.to_string()]));
     let answer = text(&out.stdout).trim().to_string();
     if out.status.success() {
         Ok(answer)
@@ -402,8 +469,17 @@ fn build(lab: &mut Lab, topology: Topology) -> (String, String, &'static str) {
             (runner, gw, "10.20.0.2")
         }
     };
-    let ports = [ALLOWED_PORT.to_string(), DISALLOWED_PORT.to_string()];
-    lab.spawn_helper(&dest, &["peer-server", &ports[0], &ports[1]]);
+    // TCP on every address; UDP bound to the destination address, so that replies leave from
+    // it (a wildcard UDP socket would answer from the interface's address, which NAT rejects).
+    let ports = [
+        format!("tcp:0.0.0.0:{ALLOWED_PORT}"),
+        format!("tcp:0.0.0.0:{DISALLOWED_PORT}"),
+        format!("udp:{ALLOWED_DST}:{ALLOWED_UDP_PORT}"),
+        format!("udp:{ALLOWED_DST}:{DISALLOWED_UDP_PORT}"),
+    ];
+    let mut args = vec!["peer-server"];
+    args.extend(ports.iter().map(String::as_str));
+    lab.spawn_helper(&dest, &args);
     (runner, gw, seen)
 }
 
@@ -418,9 +494,10 @@ fn prove(topology: Topology, backend_name: &'static str) {
         return;
     }
     let Some(backend) = backend(backend_name) else {
-        say(&format!(
-            "SKIPPED {test}: iptables-{backend_name} is not installed"
-        ));
+        skip_because(
+            &test,
+            Some(format!("iptables-{backend_name} is not installed")),
+        );
         return;
     };
     let host_sysctl = Path::new("/etc").join(SYSCTL_FILE);
@@ -483,6 +560,27 @@ fn prove(topology: Topology, backend_name: &'static str) {
         host_had_it,
         "{test}: the script wrote to the host's /etc"
     );
+    // Redirects off on every interface; conntrack sized where a namespace allows it.
+    let sysctls = must(
+        Command::new("ip")
+            .args(["netns", "exec", &gw, "sh", "-c"])
+            .arg(
+                "cat /proc/sys/net/ipv4/conf/*/send_redirects \
+             /proc/sys/net/ipv4/ip_forward \
+             /proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
+            ),
+    );
+    let values: Vec<&str> = sysctls.split_whitespace().collect();
+    let (redirects, rest) = values.split_at(values.len() - 2);
+    assert!(
+        redirects.len() >= 3 && redirects.iter().all(|v| *v == "0"),
+        "{test}: send_redirects: {redirects:?}"
+    );
+    assert_eq!(
+        rest,
+        ["1", "3600"],
+        "{test}: ip_forward, tcp_timeout_established"
+    );
 
     assert_eq!(
         connect(&lab, &runner, ALLOWED_SRC, ALLOWED_DST, ALLOWED_PORT),
@@ -510,6 +608,51 @@ fn prove(topology: Topology, backend_name: &'static str) {
             "{test}: {what} {src} -> {dst}:{port} got through: {got:?}"
         );
     }
+
+    // UDP follows its own `allow` entry.
+    assert_eq!(
+        exchange(
+            &lab,
+            &runner,
+            "udp",
+            ALLOWED_SRC,
+            ALLOWED_DST,
+            ALLOWED_UDP_PORT
+        ),
+        Ok(format!("peer {gateway_addr}")),
+        "{test}: allowed UDP"
+    );
+    let got = exchange(
+        &lab,
+        &runner,
+        "udp",
+        ALLOWED_SRC,
+        ALLOWED_DST,
+        DISALLOWED_UDP_PORT,
+    );
+    assert!(
+        got.is_err(),
+        "{test}: disallowed UDP port got through: {got:?}"
+    );
+
+    // So does ICMP (allowed for the allowed source only).
+    let ping = |src: &str, dst: &str| {
+        run(Command::new("ip")
+            .args(["netns", "exec", &runner, "python3"])
+            .arg(lab.dir.join("helper.py"))
+            .args(["ping", src, dst]))
+        .status
+        .success()
+    };
+    assert!(ping(ALLOWED_SRC, ALLOWED_DST), "{test}: allowed ICMP");
+    assert!(
+        !ping(DISALLOWED_SRC, ALLOWED_DST),
+        "{test}: ICMP from a disallowed source"
+    );
+    assert!(
+        !ping(ALLOWED_SRC, DISALLOWED_DST),
+        "{test}: ICMP to a disallowed destination"
+    );
 
     // A second run (a reboot's rerun) converges to exactly the same rule set.
     let rules_once = ruleset(&backend, &gw);
@@ -568,9 +711,10 @@ fn netns_no_default_route_and_no_metadata_server() {
         return;
     }
     let Some(backend) = backend("nft").or_else(|| backend("legacy")) else {
-        say(&format!(
-            "SKIPPED {test}: neither iptables-nft nor iptables-legacy"
-        ));
+        skip_because(
+            test,
+            Some("neither iptables-nft nor iptables-legacy".into()),
+        );
         return;
     };
     let mut lab = Lab::new(&backend);
@@ -579,7 +723,10 @@ fn netns_no_default_route_and_no_metadata_server() {
     let peer = lab.netns("peer");
     lab.veth(&gw, "eth0", &peer, "eth0");
     ip(&format!("-n {gw} addr add 192.0.2.1/24 dev eth0"));
-    lab.start_metadata(&gw, "token-no-route");
+    let token = "token-no-route";
+    lab.start_metadata(&gw, token);
+    // As if an earlier boot had reported ready: this run must withdraw it.
+    std::fs::write(lab.ready_file(), token).expect("write a stale report");
 
     let run = lab.run_script(&gw, &script, &metadata_url());
     assert!(!run.success, "{test}: must fail:\n{}", run.log);
@@ -590,7 +737,11 @@ fn netns_no_default_route_and_no_metadata_server() {
         run.log
     );
     assert!(run.log.contains("not reporting ready"), "{}", run.log);
-    assert_eq!(lab.read_ready(), None, "{test}: reported ready");
+    assert_eq!(
+        lab.read_ready().as_deref(),
+        Some("pending"),
+        "{test}: the earlier report must be withdrawn, and no new one made"
+    );
     let rules = ruleset(&backend, &gw);
     assert!(
         !rules.contains("NATGW"),
@@ -612,14 +763,17 @@ fn netns_no_default_route_and_no_metadata_server() {
         run.log
     );
     assert!(!run.log.contains("reported ready"), "{}", run.log);
-    assert_eq!(lab.read_ready(), None);
+    assert_eq!(lab.read_ready().as_deref(), Some("pending"));
     assert!(ruleset(&backend, &gw).contains("-A FORWARD -j NATGW-FORWARD"));
 }
 
 #[test]
 fn rendered_script_passes_shellcheck() {
     let Some(shellcheck) = find_program("shellcheck") else {
-        say("SKIPPED rendered_script_passes_shellcheck: shellcheck is not installed");
+        skip_because(
+            "rendered_script_passes_shellcheck",
+            Some("shellcheck is not installed".into()),
+        );
         return;
     };
     let dir = std::env::temp_dir().join(format!("natgw-it-shellcheck-{}", std::process::id()));
@@ -637,12 +791,43 @@ fn rendered_script_passes_shellcheck() {
     );
 }
 
+#[test]
+fn startup_script_command_selects_the_gateway() {
+    let dir = std::env::temp_dir().join(format!("natgw-it-select-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    let config = dir.join("natgw.toml");
+    std::fs::write(&config, CONFIG).expect("write the test config");
+    let natgw = |args: &[&str]| {
+        run(Command::new(env!("CARGO_BIN_EXE_natgw"))
+            .arg("startup-script")
+            .arg("--config")
+            .arg(&config)
+            .args(args))
+    };
+    let named = natgw(&["--gateway", GATEWAY_NAME]);
+    let only = natgw(&[]);
+    let unknown = natgw(&["--gateway", "nope"]);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    assert!(named.status.success(), "{}", text(&named.stderr));
+    assert!(text(&named.stdout).starts_with("#!/bin/bash\n"));
+    assert_eq!(only.stdout, named.stdout, "the only gateway is the default");
+    assert!(!unknown.status.success());
+    assert!(unknown.stdout.is_empty(), "nothing on stdout on error");
+    let err = text(&unknown.stderr);
+    assert!(
+        err.contains("no gateway \"nope\"") && err.contains(GATEWAY_NAME),
+        "{err}"
+    );
+}
+
 /// The small servers and the client, run with python3 inside the namespaces.
 const HELPER_PY: &str = r##"# Test helper for tests/it/netns.rs, run inside network namespaces.
-#   peer-server PORT...          accept on every PORT, answer "peer <client address>"
-#   connect SRC DST PORT         connect from SRC, print the answer; exit 1 if nothing came back
-#   metadata PORT TOKEN OUTFILE  a fake metadata server on 127.0.0.1: serves the ready token,
-#                                stores what is PUT to guest-attributes/natgw/ready in OUTFILE
+#   peer-server PROTO:ADDR:PORT...   answer "peer <client address>" on each TCP or UDP socket
+#   connect PROTO SRC DST PORT       send from SRC, print the answer; exit 1 if none came back
+#   ping SRC DST                     one ICMP echo from SRC; exit 1 if no reply came back
+#   metadata PORT TOKEN OUTFILE      a fake metadata server on 127.0.0.1: serves the ready token,
+#                                    stores what is PUT to guest-attributes/natgw/ready in OUTFILE
 import http.server
 import os
 import socket
@@ -657,32 +842,48 @@ def listening():
     print("listening", flush=True)
 
 
-def peer_server(ports):
-    def serve(sock):
-        while True:
-            conn, (host, _) = sock.accept()
-            with conn:
-                conn.sendall(f"peer {host}\n".encode())
+def serve_tcp(sock):
+    while True:
+        conn, (host, _) = sock.accept()
+        with conn:
+            conn.sendall(f"peer {host}\n".encode())
 
-    socks = []
-    for port in ports:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+
+def serve_udp(sock):
+    while True:
+        _, (host, port) = sock.recvfrom(100)
+        sock.sendto(f"peer {host}\n".encode(), (host, port))
+
+
+def peer_server(specs):
+    threads = []
+    for spec in specs:
+        proto, addr, port = spec.split(":")
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        s = socket.socket(socket.AF_INET, kind)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", int(port)))
-        s.listen(16)
-        socks.append(s)
-    for s in socks[1:]:
-        threading.Thread(target=serve, args=(s,), daemon=True).start()
+        s.bind((addr, int(port)))
+        if proto == "tcp":
+            s.listen(16)
+        serve = serve_tcp if proto == "tcp" else serve_udp
+        threads.append(threading.Thread(target=serve, args=(s,), daemon=True))
+    for t in threads:
+        t.start()
     listening()
-    serve(socks[0])
+    for t in threads:
+        t.join()
 
 
-def connect(src, dst, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def connect(proto, src, dst, port):
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(socket.AF_INET, kind)
     s.settimeout(2)
     try:
         s.bind((src, 0))
-        s.connect((dst, int(port)))
+        if proto == "tcp":
+            s.connect((dst, int(port)))
+        else:
+            s.sendto(b"hello", (dst, int(port)))
         data = s.recv(100).decode().strip()
     except OSError as e:
         print(f"no connection: {e}")
@@ -692,6 +893,35 @@ def connect(src, dst, port):
         return 1
     print(data)
     return 0
+
+
+def checksum(data):
+    total = sum((data[i] << 8) + data[i + 1] for i in range(0, len(data), 2))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping(src, dst):
+    ident = os.getpid() & 0xFFFF
+    header = bytes([8, 0, 0, 0]) + ident.to_bytes(2, "big") + (1).to_bytes(2, "big")
+    payload = b"natgw-it"
+    body = header + payload
+    packet = body[:2] + checksum(body).to_bytes(2, "big") + body[4:]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(2)
+    try:
+        s.bind((src, 0))
+        s.sendto(packet, (dst, 0))
+        while True:
+            data, (host, _) = s.recvfrom(1500)
+            icmp = data[(data[0] & 0x0F) * 4:]
+            if host == dst and icmp[0] == 0 and icmp[4:6] == ident.to_bytes(2, "big"):
+                print(f"reply from {host}")
+                return 0
+    except OSError as e:
+        print(f"no reply: {e}")
+        return 1
 
 
 def metadata(port, token, outfile):
@@ -733,6 +963,8 @@ def main():
         peer_server(args)
     elif mode == "connect":
         sys.exit(connect(*args))
+    elif mode == "ping":
+        sys.exit(ping(*args))
     elif mode == "metadata":
         metadata(*args)
     else:

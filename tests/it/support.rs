@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use google_cloud_auth::credentials::Credentials;
 
 /// The project the demo world (`--seed-project`) is created in by `EmulatorProcess::seeded`.
-pub const PROJECT: &str = "natgw-test";
+pub(crate) const PROJECT: &str = "natgw-test";
 
 /// A fresh directory under the system temp dir, removed by whoever owns it.
-pub fn temp_dir(label: &str) -> PathBuf {
+pub(crate) fn temp_dir(label: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let nanos = std::time::SystemTime::now()
@@ -28,13 +28,13 @@ pub fn temp_dir(label: &str) -> PathBuf {
 }
 
 /// A running `natgw emulator` (killed on drop).
-pub struct EmulatorProcess {
-    pub url: String,
+pub(crate) struct EmulatorProcess {
+    pub(crate) url: String,
     /// The request log (one JSON line per request).
-    pub log: PathBuf,
+    pub(crate) log: PathBuf,
     /// A temp dir owned by this emulator (removed on drop unless `keep_dir` is set).
-    pub dir: PathBuf,
-    pub keep_dir: bool,
+    pub(crate) dir: PathBuf,
+    pub(crate) keep_dir: bool,
     child: Child,
     _stdout: BufReader<ChildStdout>,
 }
@@ -42,7 +42,7 @@ pub struct EmulatorProcess {
 impl EmulatorProcess {
     /// Runs `natgw emulator --listen 127.0.0.1:0 --request-log DIR/requests.jsonl EXTRA...` and waits for its
     /// `listening on URL` line.
-    pub fn spawn(extra_args: &[&str]) -> EmulatorProcess {
+    pub(crate) fn spawn(extra_args: &[&str]) -> EmulatorProcess {
         let dir = temp_dir("emulator");
         Self::spawn_in(dir, extra_args)
     }
@@ -50,14 +50,27 @@ impl EmulatorProcess {
     /// Like `spawn`, with the demo world of `PROJECT`: network `vpc-network`, subnetwork `runners`
     /// (europe-west1, 10.0.0.0/20), cluster `gke-gitlab-runner` (europe-west1) with node pool `runners`
     /// tagged `existing-tag`.
-    pub fn seeded(extra_args: &[&str]) -> EmulatorProcess {
+    pub(crate) fn seeded(extra_args: &[&str]) -> EmulatorProcess {
         let mut args = vec!["--seed-project", PROJECT];
         args.extend_from_slice(extra_args);
         Self::spawn(&args)
     }
 
+    /// Like `spawn`, with the world described by `seed` (the JSON form of `emulator::Seed`: `project`,
+    /// `networks[].{name, subnetworks[].{name, region, ip_cidr_range}}`,
+    /// `clusters[].{location, name, network, node_pools[].{name, tags}}`).
+    pub(crate) fn with_seed(seed: &serde_json::Value, extra_args: &[&str]) -> EmulatorProcess {
+        let dir = temp_dir("emulator");
+        let file = dir.join("seed.json");
+        std::fs::write(&file, seed.to_string()).expect("write the seed file");
+        let file = file.to_string_lossy().to_string();
+        let mut args = vec!["--seed-file", file.as_str()];
+        args.extend_from_slice(extra_args);
+        Self::spawn_in(dir, &args)
+    }
+
     /// Spawns in a given directory (e.g. to restart on the same `--state` file).
-    pub fn spawn_in(dir: PathBuf, extra_args: &[&str]) -> EmulatorProcess {
+    pub(crate) fn spawn_in(dir: PathBuf, extra_args: &[&str]) -> EmulatorProcess {
         let log = dir.join("requests.jsonl");
         let mut child = Command::new(env!("CARGO_BIN_EXE_natgw"))
             .arg("emulator")
@@ -89,12 +102,12 @@ impl EmulatorProcess {
     }
 
     /// Every request logged so far.
-    pub fn requests(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn requests(&self) -> Vec<serde_json::Value> {
         read_log(&self.log)
     }
 
     /// Sends SIGTERM (via `kill`) and waits; returns the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         self.keep_dir = true;
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -113,7 +126,7 @@ impl Drop for EmulatorProcess {
     }
 }
 
-pub fn read_log(path: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn read_log(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -121,13 +134,13 @@ pub fn read_log(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-pub fn anonymous() -> Credentials {
+pub(crate) fn anonymous() -> Credentials {
     google_cloud_auth::credentials::anonymous::Builder::new().build()
 }
 
 macro_rules! client {
     ($fn:ident, $ty:path) => {
-        pub async fn $fn(url: &str) -> $ty {
+        pub(crate) async fn $fn(url: &str) -> $ty {
             <$ty>::builder()
                 .with_endpoint(url)
                 .with_credentials(anonymous())

@@ -1,0 +1,107 @@
+//! Golden files for the plan's text and JSON. Refresh them with `NATGW_BLESS=1 cargo test golden`.
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
+use crate::plan::{Context, FORMAT_VERSION, diff};
+
+fn plan_for(config: &str, world: &crate::plan::world::World, destroy: bool) -> Plan {
+    let cfg = config_from(config);
+    let desired = if destroy {
+        Vec::new()
+    } else {
+        desired_from(&cfg)
+    };
+    let changes = diff(&Context { stack: &cfg.stack }, &desired, world).expect("plan");
+    Plan {
+        format_version: FORMAT_VERSION,
+        natgw_version: "0.0.0-test".into(),
+        project: "acme-ci".into(),
+        stack: cfg.stack.clone(),
+        config_digest: String::new(),
+        destroy,
+        changes,
+        world: world.clone(),
+    }
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("NATGW_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create tests/golden");
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run NATGW_BLESS=1 cargo test golden",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "{} differs; if the change is intended, run NATGW_BLESS=1 cargo test golden",
+        path.display()
+    );
+}
+
+fn applied() -> crate::plan::world::World {
+    let cfg = config_from(EXAMPLE);
+    applied_world(&desired_from(&cfg), &empty_world())
+}
+
+#[test]
+fn golden_create() {
+    let plan = plan_for(EXAMPLE, &empty_world(), false);
+    golden("plan-create.txt", &plan_text(&plan, Style { color: false }));
+    let json = serde_json::to_string_pretty(&plan_json(&plan)).expect("json");
+    golden("plan-create.json", &format!("{json}\n"));
+}
+
+#[test]
+fn golden_update_and_replace() {
+    let edited = EXAMPLE
+        .replacen(
+            "internal_ip   = \"10.0.0.50\"",
+            "internal_ip   = \"10.0.0.60\"",
+            1,
+        )
+        .replacen(
+            "allow         = [\"tcp:443\", \"tcp:22\"]",
+            "allow         = [\"tcp:443\"]",
+            1,
+        );
+    assert_ne!(edited, EXAMPLE);
+    let plan = plan_for(&edited, &applied(), false);
+    golden(
+        "plan-replace.txt",
+        &plan_text(&plan, Style { color: false }),
+    );
+    let json = serde_json::to_string_pretty(&plan_json(&plan)).expect("json");
+    golden("plan-replace.json", &format!("{json}\n"));
+}
+
+#[test]
+fn golden_destroy_and_no_changes() {
+    let plan = plan_for(EXAMPLE, &applied(), true);
+    golden(
+        "plan-destroy.txt",
+        &plan_text(&plan, Style { color: false }),
+    );
+    let none = plan_for(EXAMPLE, &applied(), false);
+    assert_eq!(
+        plan_text(&none, Style { color: false }),
+        "No changes. Your infrastructure matches the configuration.\n"
+    );
+}
+
+#[test]
+fn colours_only_when_asked() {
+    let plan = plan_for(EXAMPLE, &empty_world(), false);
+    assert!(!plan_text(&plan, Style { color: false }).contains('\x1b'));
+    assert!(plan_text(&plan, Style { color: true }).contains("\x1b[32m+\x1b[0m"));
+}

@@ -1,0 +1,652 @@
+//! plan / apply / destroy against the emulator: the scenarios of the core issue.
+
+use std::path::PathBuf;
+
+use google_cloud_compute_v1::model as gce;
+
+use crate::harness::{Project, example_config};
+use crate::support::{
+    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, container,
+};
+
+const ROUTE: &str = "natgw-gitlab-34-120-10-10-32";
+const POOL: &str =
+    "projects/natgw-test/locations/europe-west1/clusters/gke-gitlab-runner/nodePools/runners";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn route_names(url: &str) -> Vec<String> {
+    let routes = compute_routes(url).await;
+    let list = routes
+        .list()
+        .set_project(PROJECT)
+        .send()
+        .await
+        .expect("list routes");
+    list.items
+        .into_iter()
+        .filter_map(|r| r.name)
+        .filter(|n| n.starts_with("natgw-"))
+        .collect()
+}
+
+async fn pool_tags(url: &str) -> Vec<String> {
+    let gke = container(url).await;
+    let pool = gke
+        .get_node_pool()
+        .set_name(POOL)
+        .send()
+        .await
+        .expect("get node pool");
+    pool.config.map(|c| c.tags).unwrap_or_default()
+}
+
+/// Names of every natgw-named resource the emulator holds, by kind.
+async fn inventory(url: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let addrs = compute_addresses(url).await;
+    let agg = addrs
+        .aggregated_list()
+        .set_project(PROJECT)
+        .send()
+        .await
+        .expect("addresses");
+    for scoped in agg.items.values() {
+        names.extend(
+            scoped
+                .addresses
+                .iter()
+                .filter_map(|a| a.name.clone())
+                .map(|n| format!("address/{n}")),
+        );
+    }
+    let vms = compute_instances(url).await;
+    let agg = vms
+        .aggregated_list()
+        .set_project(PROJECT)
+        .send()
+        .await
+        .expect("instances");
+    for scoped in agg.items.values() {
+        names.extend(
+            scoped
+                .instances
+                .iter()
+                .filter_map(|i| i.name.clone())
+                .map(|n| format!("instance/{n}")),
+        );
+    }
+    let fws = compute_firewalls(url).await;
+    let list = fws
+        .list()
+        .set_project(PROJECT)
+        .send()
+        .await
+        .expect("firewalls");
+    names.extend(
+        list.items
+            .iter()
+            .filter_map(|f| f.name.clone())
+            .map(|n| format!("firewall/{n}")),
+    );
+    names.extend(
+        route_names(url)
+            .await
+            .into_iter()
+            .map(|n| format!("route/{n}")),
+    );
+    names.retain(|n| n.contains("natgw-"));
+    names.sort();
+    names
+}
+
+fn expected_inventory() -> Vec<String> {
+    let mut v = vec![
+        "address/natgw-gitlab-ext".to_string(),
+        "address/natgw-gitlab-int".into(),
+        "firewall/natgw-gitlab-allow".into(),
+        "instance/natgw-gitlab".into(),
+        format!("route/{ROUTE}"),
+    ];
+    v.sort();
+    v
+}
+
+#[test]
+fn fresh_apply_then_no_changes_then_destroy_restores_the_pool() {
+    let p = Project::new(&[]);
+    let rt = rt();
+    assert_eq!(rt.block_on(pool_tags(&p.emu.url)), vec!["existing-tag"]);
+
+    let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(
+        plan.stdout
+            .contains("Plan: 5 to add, 1 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+
+    let apply = p.natgw(&["apply", "--auto-approve"]);
+    apply.ok();
+    assert!(
+        apply
+            .stdout
+            .contains("Apply complete! Resources: 5 added, 1 changed, 0 destroyed."),
+        "{}",
+        apply.stdout
+    );
+    assert_eq!(rt.block_on(inventory(&p.emu.url)), expected_inventory());
+    assert_eq!(
+        rt.block_on(pool_tags(&p.emu.url)),
+        vec!["existing-tag", "gitlab-runner"]
+    );
+
+    // The VM as the issue describes it.
+    let vm = rt.block_on(async {
+        let c = compute_instances(&p.emu.url).await;
+        c.get()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_instance("natgw-gitlab")
+            .send()
+            .await
+            .expect("vm")
+    });
+    assert_eq!(vm.can_ip_forward, Some(true));
+    assert!(vm.service_accounts.is_empty());
+    let shielded = vm.shielded_instance_config.expect("shielded config");
+    assert_eq!(shielded.enable_secure_boot, Some(true));
+    let nic = &vm.network_interfaces[0];
+    assert_eq!(nic.network_ip.as_deref(), Some("10.0.0.50"));
+    assert!(nic.access_configs[0].nat_ip.is_some());
+    let items: Vec<String> = vm
+        .metadata
+        .expect("metadata")
+        .items
+        .into_iter()
+        .filter_map(|i| i.key)
+        .collect();
+    assert!(
+        items.contains(&"startup-script".to_string())
+            && items.contains(&"enable-guest-attributes".to_string())
+    );
+
+    let again = p.natgw(&["plan", "--detailed-exitcode"]);
+    again.code(0);
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+
+    let destroy = p.natgw(&["destroy", "--auto-approve"]);
+    destroy.ok();
+    assert!(
+        destroy
+            .stdout
+            .contains("Destroy complete! Resources: 5 destroyed."),
+        "{}",
+        destroy.stdout
+    );
+    assert_eq!(rt.block_on(inventory(&p.emu.url)), Vec::<String>::new());
+    assert_eq!(rt.block_on(pool_tags(&p.emu.url)), vec!["existing-tag"]);
+    p.natgw(&["plan", "--destroy", "--detailed-exitcode"])
+        .code(0);
+}
+
+#[test]
+fn out_of_band_changes_are_planned_and_repaired() {
+    let p = Project::new(&[]);
+    let rt = rt();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    rt.block_on(async {
+        let routes = compute_routes(&p.emu.url).await;
+        let op = routes
+            .delete()
+            .set_project(PROJECT)
+            .set_route(ROUTE)
+            .send()
+            .await
+            .expect("delete route");
+        let ops = crate::support::compute_global_operations(&p.emu.url).await;
+        ops.wait()
+            .set_project(PROJECT)
+            .set_operation(op.name.expect("op name"))
+            .send()
+            .await
+            .expect("wait");
+        // Open the firewall rule to the world, out of band.
+        let fws = compute_firewalls(&p.emu.url).await;
+        let op = fws
+            .patch()
+            .set_project(PROJECT)
+            .set_firewall("natgw-gitlab-allow")
+            .set_body(gce::Firewall::new().set_source_ranges(["0.0.0.0/0"]))
+            .send()
+            .await
+            .expect("patch firewall");
+        ops.wait()
+            .set_project(PROJECT)
+            .set_operation(op.name.expect("op name"))
+            .send()
+            .await
+            .expect("wait");
+        // The VM is stopped, and someone adds a label to the external address.
+        let vms = compute_instances(&p.emu.url).await;
+        let op = vms
+            .stop()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_instance("natgw-gitlab")
+            .send()
+            .await
+            .expect("stop vm");
+        let zops = crate::support::compute_zone_operations(&p.emu.url).await;
+        zops.wait()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_operation(op.name.expect("op name"))
+            .send()
+            .await
+            .expect("wait");
+        let addrs = compute_addresses(&p.emu.url).await;
+        let ext = addrs
+            .get()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_address("natgw-gitlab-ext")
+            .send()
+            .await
+            .expect("get address");
+        let mut labels = ext.labels.clone();
+        labels.insert("owner".into(), "someone".into());
+        let op = addrs
+            .set_labels()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_resource("natgw-gitlab-ext")
+            .set_body(
+                gce::RegionSetLabelsRequest::new()
+                    .set_labels(labels)
+                    .set_label_fingerprint(ext.label_fingerprint.expect("fingerprint")),
+            )
+            .send()
+            .await
+            .expect("set labels");
+        let rops = crate::support::compute_region_operations(&p.emu.url).await;
+        rops.wait()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_operation(op.name.expect("op name"))
+            .send()
+            .await
+            .expect("wait");
+        // Someone drops the tag from the node pool.
+        let gke = container(&p.emu.url).await;
+        gke.update_node_pool()
+            .set_name(POOL)
+            .set_tags(
+                google_cloud_container_v1::model::NetworkTags::new().set_tags(["existing-tag"]),
+            )
+            .send()
+            .await
+            .expect("update pool");
+    });
+    // Let the pool update finish.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(
+        plan.stdout
+            .contains("# gitlab.route[\"34.120.10.10/32\"] will be created"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("# gitlab.firewall will be updated in-place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("\"0.0.0.0/0\""), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("# gitlab.instance will be updated in-place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("\"TERMINATED\" -> \"RUNNING\""),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("# gitlab.external_address will be updated in-place"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("will be updated in-place"),
+        "{}",
+        plan.stdout
+    );
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    assert_eq!(
+        rt.block_on(pool_tags(&p.emu.url)),
+        vec!["existing-tag", "gitlab-runner"]
+    );
+}
+
+#[test]
+fn config_changes_give_the_right_actions_and_converge() {
+    let p = Project::new(&[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    // Each change is made on top of the previous ones.
+    let cases: Vec<(&str, &str, &str, Vec<&str>)> = vec![
+        (
+            "new destination",
+            "destinations  = [\"34.120.10.10/32\"]",
+            "destinations  = [\"34.120.10.10/32\", \"35.1.2.0/24\"]",
+            vec![
+                "# gitlab.route[\"35.1.2.0/24\"] will be created",
+                "# gitlab.instance will be updated in-place",
+            ],
+        ),
+        (
+            "priority",
+            "node_tag      = \"gitlab-runner\"",
+            "node_tag      = \"gitlab-runner\"\nroute_priority = 800",
+            vec![
+                "# gitlab.route[\"34.120.10.10/32\"] must be replaced",
+                "priority",
+                "# forces replacement",
+            ],
+        ),
+        (
+            "allowed ports",
+            "allow         = [\"tcp:443\", \"tcp:22\"]",
+            "allow         = [\"tcp:443\"]",
+            vec![
+                "# gitlab.firewall will be updated in-place",
+                "# gitlab.instance will be updated in-place",
+            ],
+        ),
+        (
+            "source ranges",
+            "\"10.4.0.0/14\"]",
+            "\"10.8.0.0/14\"]",
+            vec!["# gitlab.firewall will be updated in-place"],
+        ),
+        (
+            "machine type",
+            "node_tag      = \"gitlab-runner\"",
+            "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
+            vec![
+                "# gitlab.instance must be replaced",
+                "machine_type",
+                "Plan: 1 to add, 0 to change, 1 to destroy.",
+            ],
+        ),
+        (
+            "internal IP",
+            "internal_ip   = \"10.0.0.50\"",
+            "internal_ip   = \"10.0.0.60\"",
+            vec![
+                "# gitlab.internal_address must be replaced",
+                "# gitlab.instance must be replaced",
+            ],
+        ),
+    ];
+    let mut current = example_config();
+    for (what, from, to, expected) in cases {
+        let config = current.replacen(from, to, 1);
+        assert_ne!(config, current, "{what}: the edit must apply");
+        current = config;
+        p.write_config(&current);
+        let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.code, 2, "{what}: {}", plan.all());
+        for e in expected {
+            assert!(
+                plan.stdout.contains(e),
+                "{what}: expected {e:?} in:\n{}",
+                plan.stdout
+            );
+        }
+        p.natgw(&["apply", "--auto-approve"]).ok();
+        let after = p.natgw(&["plan", "--detailed-exitcode"]);
+        assert_eq!(after.code, 0, "{what}: not converged:\n{}", after.all());
+    }
+}
+
+#[test]
+fn renamed_gateway_replaces_the_old_one() {
+    let p = Project::new(&[]);
+    let rt = rt();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    p.write_config(&example_config().replace("[gateways.gitlab", "[gateways.gitlab2"));
+    let plan = p.natgw(&["plan"]);
+    plan.ok();
+    assert!(
+        plan.stdout
+            .contains("Plan: 5 to add, 0 to change, 5 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let names = rt.block_on(inventory(&p.emu.url));
+    assert!(
+        names.iter().all(|n| n.contains("natgw-gitlab2")),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 5);
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn unmarked_and_foreign_resources_are_never_touched() {
+    let p = Project::new(&[]);
+    let rt = rt();
+    // An unmarked route with the name natgw wants, and another stack's route.
+    rt.block_on(async {
+        let routes = compute_routes(&p.emu.url).await;
+        let ops = crate::support::compute_global_operations(&p.emu.url).await;
+        for (name, description) in [
+            (ROUTE, "made by hand".to_string()),
+            (
+                "natgw-other-1-2-3-4-32",
+                "Managed by natgw, do not edit: natgw-managed=true natgw-stack=other natgw-gateway=other".to_string(),
+            ),
+        ] {
+            let body = gce::Route::new()
+                .set_name(name)
+                .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
+                .set_dest_range("1.2.3.4/32")
+                .set_next_hop_ip("10.0.0.9")
+                .set_priority(1000u32)
+                .set_description(description);
+            let op = routes.insert().set_project(PROJECT).set_body(body).send().await.expect("insert route");
+            ops.wait().set_project(PROJECT).set_operation(op.name.expect("op name")).send().await.expect("wait");
+        }
+    });
+    let plan = p.natgw(&["plan"]);
+    plan.code(1);
+    assert!(
+        plan.stderr.contains(ROUTE) && plan.stderr.contains("no natgw ownership marker"),
+        "{}",
+        plan.stderr
+    );
+    let before = p.mutations().len();
+    p.natgw(&["apply", "--auto-approve"]).code(1);
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(
+        p.mutations().len(),
+        before,
+        "natgw changed something: {:?}",
+        p.mutations()
+    );
+    let names = rt.block_on(route_names(&p.emu.url));
+    assert!(
+        names.contains(&ROUTE.to_string()) && names.contains(&"natgw-other-1-2-3-4-32".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_stale_saved_plan_is_refused_and_a_fresh_one_applied_without_asking() {
+    let p = Project::new(&[]);
+    let plan_file: PathBuf = p.dir.join("plan.natgw");
+    let plan_arg = plan_file.to_str().expect("utf-8 path");
+    p.natgw(&["plan", "--out", plan_arg]).ok();
+    // Someone else adds a tag to the node pool in between.
+    rt().block_on(async {
+        let gke = container(&p.emu.url).await;
+        gke.update_node_pool()
+            .set_name(POOL)
+            .set_tags(
+                google_cloud_container_v1::model::NetworkTags::new()
+                    .set_tags(["existing-tag", "new-tag"]),
+            )
+            .send()
+            .await
+            .expect("update pool");
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = p.mutations().len();
+    let stale = p.natgw(&["apply", plan_arg]);
+    stale.code(1);
+    assert!(
+        stale.stderr.contains("changed since this plan was made"),
+        "{}",
+        stale.stderr
+    );
+    assert_eq!(
+        p.mutations().len(),
+        before,
+        "a stale plan changed something"
+    );
+
+    p.natgw(&["plan", "--out", plan_arg]).ok();
+    // No --auto-approve and no terminal: a saved plan needs no prompt.
+    let fresh = p.natgw(&["apply", plan_arg]);
+    fresh.ok();
+    assert!(
+        fresh
+            .stdout
+            .contains("Apply complete! Resources: 5 added, 1 changed, 0 destroyed."),
+        "{}",
+        fresh.stdout
+    );
+    assert_eq!(
+        rt().block_on(pool_tags(&p.emu.url)),
+        vec!["existing-tag", "new-tag", "gitlab-runner"]
+    );
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve_and_sends_nothing() {
+    let p = Project::new(&[]);
+    let run = p.natgw(&["apply"]);
+    run.code(1);
+    assert!(run.stderr.contains("--auto-approve"), "{}", run.stderr);
+    assert!(p.emu.requests().is_empty(), "{:?}", p.emu.requests());
+}
+
+#[test]
+fn a_vm_that_never_becomes_ready_fails_the_apply_and_gets_no_route() {
+    let p = Project::new(&["--boot-fail"]);
+    let run = p.natgw(&["apply", "--auto-approve", "--ready-timeout", "2"]);
+    run.code(1);
+    assert!(run.stderr.contains("did not report ready"), "{}", run.all());
+    assert!(run.stdout.contains("skipped"), "{}", run.stdout);
+    assert!(rt().block_on(route_names(&p.emu.url)).is_empty());
+    // What failed shows up in the next plan.
+    let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    assert!(
+        plan.stdout
+            .contains("# gitlab.route[\"34.120.10.10/32\"] will be created"),
+        "{}",
+        plan.stdout
+    );
+}
+
+#[test]
+fn json_plan_uses_terraform_words() {
+    let p = Project::new(&[]);
+    let run = p.natgw(&["plan", "--json"]);
+    run.ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
+    let changes = v["resource_changes"].as_array().expect("resource_changes");
+    assert_eq!(changes.len(), 6);
+    assert!(changes.iter().any(|c| c["address"] == "gitlab.instance"
+        && c["change"]["actions"] == serde_json::json!(["create"])));
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"add": 5, "change": 1, "destroy": 0})
+    );
+}
+
+#[test]
+fn apply_json_reports_the_outcome_on_stdout() {
+    let p = Project::new(&[]);
+    let run = p.natgw(&["apply", "--auto-approve", "--json"]);
+    run.ok();
+    let v: serde_json::Value =
+        serde_json::from_str(run.stdout.trim()).expect("stdout is one JSON document");
+    assert_eq!(v["success"], true);
+    assert_eq!(
+        (
+            v["added"].as_u64(),
+            v["changed"].as_u64(),
+            v["destroyed"].as_u64()
+        ),
+        (Some(5), Some(1), Some(0))
+    );
+    assert!(
+        run.stderr.contains("Creating..."),
+        "progress goes to stderr with --json: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn two_node_pools_of_one_cluster_are_updated_one_operation_at_a_time() {
+    // GKE runs one operation at a time per cluster; natgw waits for the other one instead of failing.
+    let seed = serde_json::json!({
+        "project": PROJECT,
+        "networks": [{"name": "vpc-network", "subnetworks": [{"name": "runners", "region": "europe-west1", "ip_cidr_range": "10.0.0.0/20"}]}],
+        "clusters": [{"location": "europe-west1", "name": "gke-gitlab-runner", "network": "vpc-network",
+                      "node_pools": [{"name": "runners", "tags": []}, {"name": "builders", "tags": ["x"]}]}]
+    });
+    let second = example_config()
+        .replace("[gateways.gitlab", "[gateways.builds")
+        .replace(
+            "internal_ip   = \"10.0.0.50\"",
+            "internal_ip   = \"10.0.0.51\"",
+        )
+        .replace(
+            "node_tag      = \"gitlab-runner\"",
+            "node_tag      = \"builder\"",
+        )
+        .replace("name     = \"runners\"", "name     = \"builders\"");
+    let gateways = second
+        .split_once("[gateways.builds]")
+        .map(|(_, g)| format!("[gateways.builds]{g}"))
+        .expect("gateway table");
+    let config = format!("{}\n{gateways}", example_config());
+    let p = Project::with_seed(&config, &seed, &["--op-latency-ms", "300"]);
+    let run = p.natgw(&["apply", "--auto-approve"]);
+    run.ok();
+    assert!(
+        run.stdout
+            .contains("Apply complete! Resources: 10 added, 2 changed, 0 destroyed."),
+        "{}",
+        run.stdout
+    );
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+}

@@ -1,0 +1,818 @@
+//! Reliability: a flaky API, interrupted runs and resources natgw does not own.
+//!
+//! Every check counts what the emulator holds through Google's own clients (list calls), not through natgw.
+
+use std::future::Future;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use google_cloud_compute_v1::model::{Address, Route};
+
+use crate::harness::{Project, Run, example_config};
+use crate::support::{
+    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, container,
+};
+
+const REGION: &str = "europe-west1";
+const POOL: &str =
+    "projects/natgw-test/locations/europe-west1/clusters/gke-gitlab-runner/nodePools/runners";
+
+/// What the example config creates, by name.
+const EXPECTED_ADDRESSES: [&str; 2] = ["natgw-gitlab-ext", "natgw-gitlab-int"];
+const EXPECTED_INSTANCES: [&str; 1] = ["natgw-gitlab"];
+const EXPECTED_FIREWALLS: [&str; 1] = ["natgw-gitlab-allow"];
+const EXPECTED_ROUTES: [&str; 1] = ["natgw-gitlab-34-120-10-10-32"];
+
+/// Every resource whose name starts with `natgw-`, one entry per resource (duplicates would show twice),
+/// and the node pool's tags.
+#[derive(Debug, PartialEq, Eq)]
+struct Inventory {
+    addresses: Vec<String>,
+    instances: Vec<String>,
+    firewalls: Vec<String>,
+    routes: Vec<String>,
+    pool_tags: Vec<String>,
+}
+
+impl Inventory {
+    fn applied() -> Inventory {
+        Inventory {
+            addresses: strings(&EXPECTED_ADDRESSES),
+            instances: strings(&EXPECTED_INSTANCES),
+            firewalls: strings(&EXPECTED_FIREWALLS),
+            routes: strings(&EXPECTED_ROUTES),
+            pool_tags: strings(&["existing-tag", "gitlab-runner"]),
+        }
+    }
+
+    fn destroyed() -> Inventory {
+        Inventory {
+            addresses: vec![],
+            instances: vec![],
+            firewalls: vec![],
+            routes: vec![],
+            pool_tags: strings(&["existing-tag"]),
+        }
+    }
+}
+
+fn strings(s: &[&str]) -> Vec<String> {
+    s.iter().map(ToString::to_string).collect()
+}
+
+/// Calls `f` until it does not fail with 429 or 5xx (the emulator may be injecting faults).
+async fn patiently<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, google_cloud_gax::error::Error>>,
+{
+    let mut last = None;
+    for _ in 0..100 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e)
+                if e.http_status_code()
+                    .is_some_and(|c| c == 429 || (500..600).contains(&c)) =>
+            {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+    panic!("{what}: still failing after 100 attempts: {last:?}")
+}
+
+fn natgw_names(mut names: Vec<String>) -> Vec<String> {
+    names.retain(|n| n.starts_with("natgw-"));
+    names.sort();
+    names
+}
+
+/// Lists every address, instance, firewall rule and route of the project, and reads the node pool.
+async fn inventory(url: &str) -> Inventory {
+    let addresses_client = compute_addresses(url).await;
+    let instances_client = compute_instances(url).await;
+    let firewalls_client = compute_firewalls(url).await;
+    let routes_client = compute_routes(url).await;
+    let gke = container(url).await;
+
+    let pages = patiently("list addresses", || {
+        addresses_client
+            .aggregated_list()
+            .set_project(PROJECT)
+            .send()
+    })
+    .await;
+    assert!(pages.next_page_token.is_none_or(|t| t.is_empty()));
+    let addresses = pages
+        .items
+        .values()
+        .flat_map(|s| s.addresses.iter())
+        .filter_map(|a| a.name.clone())
+        .collect();
+
+    let pages = patiently("list instances", || {
+        instances_client
+            .aggregated_list()
+            .set_project(PROJECT)
+            .send()
+    })
+    .await;
+    assert!(pages.next_page_token.is_none_or(|t| t.is_empty()));
+    let instances = pages
+        .items
+        .values()
+        .flat_map(|s| s.instances.iter())
+        .filter_map(|i| i.name.clone())
+        .collect();
+
+    let page = patiently("list firewalls", || {
+        firewalls_client.list().set_project(PROJECT).send()
+    })
+    .await;
+    assert!(page.next_page_token.is_none_or(|t| t.is_empty()));
+    let firewalls = page.items.iter().filter_map(|f| f.name.clone()).collect();
+
+    let page = patiently("list routes", || {
+        routes_client.list().set_project(PROJECT).send()
+    })
+    .await;
+    assert!(page.next_page_token.is_none_or(|t| t.is_empty()));
+    let routes = page.items.iter().filter_map(|r| r.name.clone()).collect();
+
+    let pool = patiently("get node pool", || {
+        gke.get_node_pool().set_name(POOL).send()
+    })
+    .await;
+    let pool_tags = pool.config.map(|c| c.tags).unwrap_or_default();
+
+    Inventory {
+        addresses: natgw_names(addresses),
+        instances: natgw_names(instances),
+        firewalls: natgw_names(firewalls),
+        routes: natgw_names(routes),
+        pool_tags,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn inventory_of(project: &Project) -> Inventory {
+    runtime().block_on(inventory(&project.emu.url))
+}
+
+/// A run that did not crash: exit 0 or 1, never a panic (101) or a signal.
+fn no_crash(run: &Run, what: &str) {
+    assert!(
+        run.code == 0 || run.code == 1,
+        "{what}: exit {}\nstdout:\n{}\nstderr:\n{}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{what}: {}", run.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Fault injection
+// ---------------------------------------------------------------------------------------------------------
+
+/// With 30% of all requests answering 429 or 503, apply, plan and destroy each succeed in one run: natgw
+/// retries reads, changes (same requestId) and operation waits.
+fn converges_under_faults(seed: u64) {
+    let seed_arg = seed.to_string();
+    let p = Project::new(&[
+        "--fault-rate",
+        "0.3",
+        "--seed",
+        &seed_arg,
+        "--op-latency-ms",
+        "20",
+        "--boot-ms",
+        "30",
+    ]);
+    let ctx = format!("seed {seed}");
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::applied(), "{ctx}: after apply");
+    let faults = p
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| matches!(r["status"].as_u64(), Some(429 | 503)))
+        .count();
+    assert!(faults > 0, "{ctx}: the emulator injected no fault");
+
+    let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+    plan.code(0);
+    assert!(plan.stdout.contains("No changes"), "{ctx}: {}", plan.stdout);
+
+    // Every mutating Compute call kept one requestId across its retries, and no requestId was used by two
+    // different calls: Google then does each change exactly once.
+    let mut by_id: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for r in p.mutations() {
+        let path = r["path"].as_str().unwrap_or_default().to_string();
+        if path.starts_with("/compute/") {
+            let id = r["request_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{ctx}: a Compute change without requestId: {r}"))
+                .to_string();
+            by_id
+                .entry(id)
+                .or_default()
+                .insert(format!("{} {path}", r["method"]));
+        }
+    }
+    for (id, calls) in &by_id {
+        assert_eq!(calls.len(), 1, "{ctx}: requestId {id} used for {calls:?}");
+    }
+
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(
+        inventory_of(&p),
+        Inventory::destroyed(),
+        "{ctx}: after destroy"
+    );
+    p.natgw(&["plan", "--destroy", "--detailed-exitcode"])
+        .code(0);
+}
+
+#[test]
+fn faults_seed_1() {
+    converges_under_faults(1);
+}
+
+#[test]
+fn faults_seed_7() {
+    converges_under_faults(7);
+}
+
+#[test]
+fn faults_seed_42() {
+    converges_under_faults(42);
+}
+
+#[test]
+fn faults_seed_1234() {
+    converges_under_faults(1234);
+}
+
+/// When the retry budget runs out (a 90% fault rate, one second), the run fails cleanly: exit 1 and
+/// Google's message with the HTTP status, never a panic.
+#[test]
+fn exhausted_retries_fail_cleanly() {
+    let p = Project::new(&[
+        "--fault-rate",
+        "0.9",
+        "--seed",
+        "3",
+        "--op-latency-ms",
+        "10",
+    ]);
+    let run = p.natgw(&["apply", "--auto-approve", "--retry-timeout", "1"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("HTTP 429") || run.stderr.contains("HTTP 503"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("natgw stopped retrying"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Interruption
+// ---------------------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Signal {
+    Kill,
+    Int,
+    Term,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Kill => "-KILL",
+            Signal::Int => "-INT",
+            Signal::Term => "-TERM",
+        }
+    }
+}
+
+fn send(child: &Child, signal: Signal) {
+    let status = std::process::Command::new("kill")
+        .args([signal.name(), &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    // The child may have finished just before: that is fine.
+    let _ = status;
+}
+
+/// Starts `natgw apply --auto-approve`, sends `signal` once the emulator has logged `after` requests (or
+/// never, if apply finishes first), and returns how the run ended.
+fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
+    let mut child = p
+        .command(&["apply", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn natgw apply");
+    loop {
+        if child.try_wait().expect("poll natgw").is_some() {
+            break;
+        }
+        if p.emu.requests().len() >= after {
+            send(&child, signal);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().expect("wait for natgw");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Interrupts a first apply after `after` requests (and says where it stopped: the measurement), then checks that the next apply converges with no
+/// duplicate and no orphan, that a plan then has no changes, and that destroy leaves nothing.
+#[allow(clippy::print_stderr)]
+fn interrupt_then_converge(after: usize, signal: Signal) {
+    let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
+    let ctx = format!("{signal:?} after {after} requests");
+    let first = interrupted_apply(&p, after, signal);
+    match signal {
+        Signal::Kill => {}
+        Signal::Int | Signal::Term if first.code == -1 => {
+            // The default action of the signal: only before apply has started any change.
+            assert_eq!(
+                p.mutations(),
+                Vec::<serde_json::Value>::new(),
+                "{ctx}: killed mid-apply"
+            );
+        }
+        Signal::Int | Signal::Term => {
+            // A graceful stop: a report, exit 0 (finished anyway) or 1, never a crash.
+            no_crash(&first, &ctx);
+            if first.code == 1 {
+                assert!(
+                    first.stdout.contains("Apply incomplete!")
+                        || first.stderr.contains("Apply incomplete!"),
+                    "{ctx}: no report\n{}\n{}",
+                    first.stdout,
+                    first.stderr
+                );
+            }
+        }
+    }
+    let got = inventory_of(&p);
+    eprintln!(
+        "{ctx}: first run exit {}, {} changes sent, left {got:?}",
+        first.code,
+        p.mutations().len()
+    );
+    // Whatever exists is what the example config names: never a duplicate, never a stray.
+    for (list, allowed) in [
+        (&got.addresses, &EXPECTED_ADDRESSES[..]),
+        (&got.instances, &EXPECTED_INSTANCES[..]),
+        (&got.firewalls, &EXPECTED_FIREWALLS[..]),
+        (&got.routes, &EXPECTED_ROUTES[..]),
+    ] {
+        for name in list {
+            assert!(allowed.contains(&name.as_str()), "{ctx}: unexpected {name}");
+        }
+    }
+    // A route never exists without its ready gateway VM.
+    if !got.routes.is_empty() {
+        assert_eq!(got.instances, strings(&EXPECTED_INSTANCES), "{ctx}");
+    }
+
+    let second = p.natgw(&["apply", "--auto-approve"]);
+    second.ok();
+    assert_eq!(
+        inventory_of(&p),
+        Inventory::applied(),
+        "{ctx}: after the second apply"
+    );
+    let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{ctx}: changes left:\n{}", plan.stdout);
+
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(
+        inventory_of(&p),
+        Inventory::destroyed(),
+        "{ctx}: after destroy"
+    );
+}
+
+#[test]
+fn sigkill_at_many_points_then_apply_converges() {
+    for after in [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 24] {
+        interrupt_then_converge(after, Signal::Kill);
+    }
+}
+
+#[test]
+fn sigint_at_many_points_then_apply_converges() {
+    for after in [2, 6, 10, 14, 18, 22] {
+        interrupt_then_converge(after, Signal::Int);
+    }
+}
+
+#[test]
+fn sigterm_stops_like_ctrl_c() {
+    for after in [8, 16] {
+        interrupt_then_converge(after, Signal::Term);
+    }
+}
+
+/// A second Ctrl-C quits at once (exit 130) even while a VM is booting; the next apply converges.
+#[test]
+fn a_second_sigint_quits_at_once() {
+    let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "3000"]);
+    let mut child = p
+        .command(&["apply", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn natgw apply");
+    // Wait until the VM insert was sent: apply is then waiting for a VM that boots for 3 s.
+    while !p.mutations().iter().any(|r| {
+        r["path"]
+            .as_str()
+            .is_some_and(|x| x.ends_with("/instances"))
+    }) {
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "apply ended early"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    send(&child, Signal::Int);
+    std::thread::sleep(Duration::from_millis(100));
+    send(&child, Signal::Int);
+    let out = child.wait_with_output().expect("wait for natgw");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("second interrupt"), "{stderr}");
+    assert!(
+        inventory_of(&p).routes.is_empty(),
+        "no route before the VM is ready"
+    );
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::applied());
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
+
+/// A saved plan whose apply was killed halfway is stale: applying it again is refused without a change;
+/// a fresh apply converges.
+#[test]
+fn a_saved_plan_killed_halfway_is_refused_then_a_fresh_apply_converges() {
+    let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
+    p.natgw(&["plan", "--out", "saved.json"]).ok();
+    let before = p.mutations().len();
+    let mut child = p
+        .command(&["apply", "saved.json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn natgw apply");
+    while child.try_wait().expect("poll").is_none() {
+        if p.mutations().len() >= before + 3 {
+            send(&child, Signal::Kill);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    let sent = p.mutations().len();
+    let again = p.natgw(&["apply", "saved.json"]);
+    again.code(1);
+    assert!(
+        again
+            .stderr
+            .contains("the project changed since this plan was made"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(p.mutations().len(), sent, "a stale plan changed something");
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::applied());
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
+
+/// A destroy killed halfway, then destroy again: nothing of the stack is left, the tag is removed.
+#[test]
+fn sigkill_during_destroy_then_destroy_finishes() {
+    for after_extra in [2, 5, 8, 11] {
+        let p = Project::new(&["--op-latency-ms", "40"]);
+        p.natgw(&["apply", "--auto-approve"]).ok();
+        let before = p.emu.requests().len();
+        let mut child = p
+            .command(&["destroy", "--auto-approve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn natgw destroy");
+        while child.try_wait().expect("poll").is_none() {
+            if p.emu.requests().len() >= before + after_extra {
+                send(&child, Signal::Kill);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.wait();
+        p.natgw(&["destroy", "--auto-approve"]).ok();
+        assert_eq!(
+            inventory_of(&p),
+            Inventory::destroyed(),
+            "killed after {after_extra}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Ownership: what natgw does not own, it never changes
+// ---------------------------------------------------------------------------------------------------------
+
+fn create_address(url: &str, name: &str, labels: &[(&str, &str)]) {
+    runtime().block_on(async {
+        let c = compute_addresses(url).await;
+        let body = Address::new()
+            .set_name(name)
+            .set_address_type(google_cloud_compute_v1::model::address::AddressType::External)
+            .set_labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        c.insert()
+            .set_project(PROJECT)
+            .set_region(REGION)
+            .set_body(body)
+            .send()
+            .await
+            .expect("insert an address");
+    });
+}
+
+fn create_route(url: &str, name: &str, description: &str) {
+    runtime().block_on(async {
+        let c = compute_routes(url).await;
+        let body = Route::new()
+            .set_name(name)
+            .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
+            .set_dest_range("198.51.100.0/24")
+            .set_next_hop_ip("10.0.0.77")
+            .set_priority(1000u32)
+            .set_description(description);
+        c.insert()
+            .set_project(PROJECT)
+            .set_body(body)
+            .send()
+            .await
+            .expect("insert a route");
+    });
+}
+
+/// A resource that has one of natgw's names but no natgw marker, or another stack's: plan, apply and
+/// destroy refuse to touch it, with a clear error, and send no change at all.
+#[test]
+fn name_clash_with_an_unowned_or_foreign_resource_is_refused() {
+    let cases: [(&str, &[(&str, &str)]); 3] = [
+        ("no labels", &[]),
+        (
+            "another stack",
+            &[
+                ("natgw-managed", "true"),
+                ("natgw-stack", "someone-else"),
+                ("natgw-gateway", "gitlab"),
+            ],
+        ),
+        (
+            "managed=false",
+            &[
+                ("natgw-managed", "false"),
+                ("natgw-stack", "gitlab-runners"),
+                ("natgw-gateway", "gitlab"),
+            ],
+        ),
+    ];
+    for (what, labels) in cases {
+        let p = Project::new(&[]);
+        create_address(&p.emu.url, "natgw-gitlab-ext", labels);
+        let before = p.mutations().len();
+        for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+            let run = p.natgw(args);
+            assert_eq!(
+                run.code,
+                1,
+                "{what}: {args:?} should refuse:\n{}",
+                run.all()
+            );
+            assert!(
+                run.all().contains("natgw-gitlab-ext"),
+                "{what}: {args:?} should name the resource:\n{}",
+                run.all()
+            );
+        }
+        // Destroy has nothing of this stack to remove, and leaves the address alone.
+        p.natgw(&["destroy", "--auto-approve"]).ok();
+        assert_eq!(
+            p.mutations().len(),
+            before,
+            "{what}: natgw changed something"
+        );
+        assert_eq!(
+            inventory_of(&p).addresses,
+            strings(&["natgw-gitlab-ext"]),
+            "{what}"
+        );
+    }
+}
+
+/// Another stack's gateway and an unmarked route in the same project survive apply and destroy.
+#[test]
+fn other_stacks_and_unmarked_resources_survive_apply_and_destroy() {
+    let p = Project::new(&["--op-latency-ms", "5"]);
+    create_address(
+        &p.emu.url,
+        "natgw-other-ext",
+        &[
+            ("natgw-managed", "true"),
+            ("natgw-stack", "someone-else"),
+            ("natgw-gateway", "other"),
+        ],
+    );
+    create_address(&p.emu.url, "natgw-stray-ext", &[]);
+    create_route(
+        &p.emu.url,
+        "natgw-other-198-51-100-0-24",
+        "Managed by natgw, do not edit: natgw-managed=true natgw-stack=someone-else natgw-gateway=other",
+    );
+    create_route(&p.emu.url, "natgw-unmarked", "made by hand");
+    let theirs = |inv: &Inventory| {
+        (
+            inv.addresses
+                .iter()
+                .filter(|a| a.contains("other") || a.contains("stray"))
+                .cloned()
+                .collect::<Vec<_>>(),
+            inv.routes
+                .iter()
+                .filter(|r| r.contains("other") || r.contains("unmarked"))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+    let before = theirs(&inventory_of(&p));
+    assert_eq!(before.0.len(), 2);
+    assert_eq!(before.1.len(), 2);
+
+    let plan = p.natgw(&["plan"]);
+    plan.ok();
+    assert!(!plan.stdout.contains("natgw-other"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("natgw-stray"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("natgw-unmarked"), "{}", plan.stdout);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(theirs(&inventory_of(&p)), before);
+    let destroy_plan = p.natgw(&["plan", "--destroy"]);
+    destroy_plan.ok();
+    assert!(
+        !destroy_plan.stdout.contains("natgw-other"),
+        "{}",
+        destroy_plan.stdout
+    );
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    let after = inventory_of(&p);
+    assert_eq!(theirs(&after), before);
+    assert_eq!(after.instances, Vec::<String>::new());
+    assert_eq!(after.firewalls, Vec::<String>::new());
+    assert_eq!(after.pool_tags, strings(&["existing-tag"]));
+    // Nothing was ever sent for their resources.
+    for r in p.mutations() {
+        let path = r["path"].as_str().unwrap_or_default();
+        assert!(
+            !path.contains("natgw-other")
+                && !path.contains("natgw-stray")
+                && !path.contains("natgw-unmarked"),
+            "natgw touched {path}"
+        );
+    }
+}
+
+/// A tag the node pool already had before natgw is not natgw's: destroy keeps it.
+#[test]
+fn a_tag_the_pool_already_had_is_kept_by_destroy() {
+    let config = example_config().replace(
+        "node_tag      = \"gitlab-runner\"",
+        "node_tag      = \"existing-tag\"",
+    );
+    assert_ne!(config, example_config(), "the example sets node_tag");
+    let p = Project::with_config(&config, &["--op-latency-ms", "5"]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
+
+/// What an applied gateway exposes, read back through Google's clients: the firewall rule admits only
+/// the config's source ranges on the allowed ports, to the gateway VM alone; the VM has no service
+/// account (no token to steal) and no SSH key from natgw; routes apply only to the runners' tag.
+#[test]
+fn an_applied_gateway_exposes_only_what_the_config_allows() {
+    let p = Project::new(&[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    runtime().block_on(async {
+        let fw = compute_firewalls(&p.emu.url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_firewall("natgw-gitlab-allow")
+            .send()
+            .await
+            .expect("get the firewall rule");
+        assert_eq!(fw.source_ranges, vec!["10.0.0.0/20", "10.4.0.0/14"]);
+        assert_eq!(fw.target_tags, vec!["natgw-gitlab"]);
+        assert!(fw.source_tags.is_empty() && fw.source_service_accounts.is_empty());
+        assert!(fw.denied.is_empty());
+        let mut allowed: Vec<String> = fw
+            .allowed
+            .iter()
+            .flat_map(|a| {
+                let proto = a.ip_protocol.clone().unwrap_or_default();
+                a.ports.iter().map(move |port| format!("{proto}:{port}"))
+            })
+            .collect();
+        allowed.sort();
+        assert_eq!(allowed, vec!["tcp:22", "tcp:443"]);
+
+        let vm = compute_instances(&p.emu.url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_instance("natgw-gitlab")
+            .send()
+            .await
+            .expect("get the VM");
+        assert!(vm.service_accounts.is_empty(), "{:?}", vm.service_accounts);
+        assert_eq!(vm.can_ip_forward, Some(true));
+        let keys: Vec<String> = vm
+            .metadata
+            .iter()
+            .flat_map(|m| m.items.iter())
+            .filter_map(|i| i.key.clone())
+            .collect();
+        assert!(
+            keys.iter().all(|k| k != "ssh-keys" && k != "sshKeys"),
+            "{keys:?}"
+        );
+
+        let route = compute_routes(&p.emu.url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_route("natgw-gitlab-34-120-10-10-32")
+            .send()
+            .await
+            .expect("get the route");
+        assert_eq!(route.tags, vec!["gitlab-runner"]);
+        assert_eq!(route.dest_range.as_deref(), Some("34.120.10.10/32"));
+    });
+}
+
+/// A VM left behind that never reported ready (its run failed, or was killed while it booted) gets no
+/// route on the next apply either: the route waits for the VM, which fails cleanly again.
+#[test]
+fn a_vm_that_never_became_ready_gets_no_route_on_the_next_apply() {
+    let p = Project::new(&["--boot-fail"]);
+    for attempt in ["first", "second"] {
+        let run = p.natgw(&["apply", "--auto-approve", "--ready-timeout", "1"]);
+        run.code(1);
+        assert!(
+            run.stderr.contains("did not report ready"),
+            "{attempt}: {}",
+            run.stderr
+        );
+        let got = inventory_of(&p);
+        assert_eq!(got.instances, strings(&EXPECTED_INSTANCES), "{attempt}");
+        assert_eq!(
+            got.routes,
+            Vec::<String>::new(),
+            "{attempt}: a route to a VM that is not ready"
+        );
+    }
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
