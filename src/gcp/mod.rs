@@ -104,7 +104,8 @@ macro_rules! client {
         let mut b = <$ty>::builder()
             .with_credentials(conn.credentials.clone())
             .with_retry_policy(conn.retry.policy())
-            .with_backoff_policy(conn.retry.backoff());
+            .with_backoff_policy(conn.retry.backoff())
+            .with_retry_throttler(conn.retry.throttler());
         if let Some(url) = &conn.endpoint {
             b = b.with_endpoint(url.clone());
         }

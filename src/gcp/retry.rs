@@ -11,6 +11,7 @@ use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBacko
 use google_cloud_gax::retry_policy::{RetryPolicy, RetryPolicyExt};
 use google_cloud_gax::retry_result::RetryResult;
 use google_cloud_gax::retry_state::RetryState;
+use google_cloud_gax::retry_throttler::CircuitBreaker;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -41,6 +42,14 @@ impl Settings {
         Transient
             .with_attempt_limit(self.max_attempts)
             .with_time_limit(self.max_elapsed)
+    }
+
+    /// natgw bounds retries with `policy()` (attempts and time). gax's default throttler also refuses a retry
+    /// with a probability of about 1/2 on a client whose first request failed, and natgw's clients are young
+    /// (a handful of requests each): one 503 could fail an apply. This one stops retrying only on a client
+    /// that failed a thousand more times than it succeeded.
+    pub(crate) fn throttler(&self) -> CircuitBreaker {
+        CircuitBreaker::clamp(1000, 0, 1)
     }
 
     /// Truncated exponential backoff with full jitter.
