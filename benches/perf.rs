@@ -37,6 +37,12 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("--measure") {
         return measure(&args[1..]);
     }
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, in debug mode,
+    // where timings would mean nothing.
+    if !args.iter().any(|a| a == "--bench") {
+        println!("perf: run with `cargo bench` (or pass --bench)");
+        return ExitCode::SUCCESS;
+    }
     let mut options = Options {
         runs: 5,
         show_requests: false,
@@ -206,6 +212,7 @@ fn run_all(o: &Options) -> Vec<Row> {
 
 /// A no-op plan with `--api-latency-ms 100`, after an apply against a quick emulator on the same state.
 fn noop_plan(gateways: usize, runs: usize, o: &Options) -> Series {
+    eprintln!("no-op plan, {gateways} gateway(s): {runs} runs");
     let ws = Workspace::new(&format!("plan-{gateways}"), gateways);
     let state = ws.dir.join("world.json");
     let state_arg = state.display().to_string();
@@ -241,6 +248,10 @@ fn noop_plan(gateways: usize, runs: usize, o: &Options) -> Series {
 
 /// Applies from nothing and destroys again, `runs` times, with the latencies of the issue.
 fn apply_destroy(gateways: usize, o: &Options) -> (Series, Series) {
+    eprintln!(
+        "apply and destroy, {gateways} gateway(s): {} runs each",
+        o.runs
+    );
     let ws = Workspace::new(&format!("apply-{gateways}"), gateways);
     let emu = Emulator::start(
         &ws.dir,
@@ -635,7 +646,7 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// Stops the benchmark; a panic (not `exit`) so that the emulators and directories are dropped, and cleaned up.
 fn fail(msg: &str) -> ! {
-    eprintln!("benchmark failed: {msg}");
-    std::process::exit(1)
+    panic!("benchmark failed: {msg}")
 }
