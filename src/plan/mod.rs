@@ -605,6 +605,6 @@ fn is_running_or_booting(v: &Value) -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+pub(crate) mod tests;
