@@ -816,3 +816,62 @@ fn a_vm_that_never_became_ready_gets_no_route_on_the_next_apply() {
     p.natgw(&["destroy", "--auto-approve"]).ok();
     assert_eq!(inventory_of(&p), Inventory::destroyed());
 }
+
+/// Resources that vanish between natgw's plan and its calls (deleted by someone else while a destroy
+/// runs) are handled: a delete that finds nothing has succeeded.
+#[test]
+fn resources_deleted_by_someone_else_during_destroy_are_fine() {
+    let p = Project::new(&["--op-latency-ms", "300"]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let before = p.emu.requests().len();
+    let child = p
+        .command(&["destroy", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn natgw destroy");
+    // Once the route's delete is sent, the VM and the addresses are deleted behind natgw's back.
+    while !p.emu.requests()[before..].iter().any(|r| {
+        r["method"] == "DELETE" && r["path"].as_str().is_some_and(|x| x.contains("/routes/"))
+    }) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    runtime().block_on(async {
+        let vms = compute_instances(&p.emu.url).await;
+        vms.delete()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_instance("natgw-gitlab")
+            .send()
+            .await
+            .expect("delete the VM");
+        let addresses = compute_addresses(&p.emu.url).await;
+        for name in EXPECTED_ADDRESSES {
+            addresses
+                .delete()
+                .set_project(PROJECT)
+                .set_region(REGION)
+                .set_address(name)
+                .send()
+                .await
+                .expect("delete an address");
+        }
+    });
+    let out = child.wait_with_output().expect("wait for natgw");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    // natgw found them gone (404) and carried on.
+    assert!(
+        p.emu.requests()[before..].iter().any(|r| r["status"] == 404
+            && r["path"]
+                .as_str()
+                .is_some_and(|x| x.ends_with("/instances/natgw-gitlab"))),
+        "the VM was not found gone"
+    );
+    run.ok();
+    assert!(run.stdout.contains("Destroy complete!"), "{}", run.stdout);
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
