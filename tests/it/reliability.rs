@@ -875,3 +875,16 @@ fn resources_deleted_by_someone_else_during_destroy_are_fine() {
     assert!(run.stdout.contains("Destroy complete!"), "{}", run.stdout);
     assert_eq!(inventory_of(&p), Inventory::destroyed());
 }
+
+/// An operation that takes longer than the retry budget is waited for, not cut short: the budget bounds
+/// retries, while `operations.wait` may block (for up to 2 minutes at Google) by design.
+#[test]
+fn operations_longer_than_the_retry_budget_are_waited_for() {
+    let p = Project::new(&["--op-latency-ms", "1200"]);
+    p.natgw(&["apply", "--auto-approve", "--retry-timeout", "1"])
+        .ok();
+    assert_eq!(inventory_of(&p), Inventory::applied());
+    p.natgw(&["destroy", "--auto-approve", "--retry-timeout", "1"])
+        .ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
