@@ -46,8 +46,6 @@ pub(crate) struct Cloud {
     region_ops: RegionOperations,
     global_ops: GlobalOperations,
     gke: ClusterManager,
-    /// The retry policy of `operations.wait` calls.
-    wait_policy: google_cloud_gax::retry_policy::RetryPolicyArg,
     /// Longest wait for one operation.
     op_deadline: Duration,
 }
@@ -116,7 +114,6 @@ impl Cloud {
             region_ops: client!(RegionOperations, conn),
             global_ops: client!(GlobalOperations, conn),
             gke: client!(ClusterManager, conn),
-            wait_policy: conn.retry.wait_policy().into(),
             op_deadline: conn.retry.op_deadline,
         })
     }

@@ -56,8 +56,7 @@ impl Cloud {
                 message: "the operation has no name".into(),
             })?;
             let p = &self.project;
-            // `wait` is a POST, which the clients do not retry unless told: waiting again is harmless. It
-            // blocks for up to 2 minutes, which its retry policy allows for.
+            // `wait` is a POST, which the clients do not retry unless told: waiting again is harmless.
             let next = match scope {
                 Scope::Zone(z) => {
                     self.zone_ops
@@ -66,7 +65,6 @@ impl Cloud {
                         .set_zone(z)
                         .set_operation(name)
                         .with_idempotency(true)
-                        .with_retry_policy(self.wait_policy.clone())
                         .send()
                         .await
                 }
@@ -77,7 +75,6 @@ impl Cloud {
                         .set_region(r)
                         .set_operation(name)
                         .with_idempotency(true)
-                        .with_retry_policy(self.wait_policy.clone())
                         .send()
                         .await
                 }
@@ -87,7 +84,6 @@ impl Cloud {
                         .set_project(p)
                         .set_operation(name)
                         .with_idempotency(true)
-                        .with_retry_policy(self.wait_policy.clone())
                         .send()
                         .await
                 }

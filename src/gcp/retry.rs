@@ -12,9 +12,6 @@ use google_cloud_gax::retry_policy::{RetryPolicy, RetryPolicyExt};
 use google_cloud_gax::retry_result::RetryResult;
 use google_cloud_gax::retry_state::RetryState;
 
-/// The longest Google's `operations.wait` blocks (2 minutes), with a margin.
-const WAIT_BLOCKS: Duration = Duration::from_secs(150);
-
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     /// Attempts per call, the first included.
@@ -44,15 +41,6 @@ impl Settings {
         Transient
             .with_attempt_limit(self.max_attempts)
             .with_time_limit(self.max_elapsed)
-    }
-
-    /// For `operations.wait`, which Google lets block for up to 2 minutes by design: the budget is extended
-    /// by that long, since the time limit also bounds each attempt and would otherwise cut a healthy wait
-    /// short (a VM delete often takes longer than 2 minutes).
-    pub(crate) fn wait_policy(&self) -> impl RetryPolicy + use<> {
-        Transient
-            .with_attempt_limit(self.max_attempts)
-            .with_time_limit(self.max_elapsed + WAIT_BLOCKS)
     }
 
     /// Truncated exponential backoff with full jitter.
