@@ -888,3 +888,225 @@ fn operations_longer_than_the_retry_budget_are_waited_for() {
         .ok();
     assert_eq!(inventory_of(&p), Inventory::destroyed());
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Answers natgw does not expect
+// ---------------------------------------------------------------------------------------------------------
+
+/// What the fake API answers: `(status, body)` for a method and a path.
+type Answers = std::sync::Arc<dyn Fn(&str, &str) -> (u16, String) + Send + Sync>;
+
+/// A stand-in for Google that answers every request with `answers`; stops when dropped.
+struct FakeGoogle {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeGoogle {
+    fn start(answers: Answers) -> FakeGoogle {
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let addr = listener.local_addr().expect("local addr");
+                url_tx.send(format!("http://{addr}")).expect("send the URL");
+                let app = axum::Router::new().fallback(
+                    move |method: axum::http::Method, uri: axum::http::Uri| {
+                        let answers = answers.clone();
+                        async move {
+                            let (status, body) = answers(method.as_str(), uri.path());
+                            (
+                                axum::http::StatusCode::from_u16(status).expect("a valid status"),
+                                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                                body,
+                            )
+                        }
+                    },
+                );
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+        });
+        let url = url_rx.recv().expect("the fake's URL");
+        FakeGoogle {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeGoogle {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn natgw_against(url: &str, config: &std::path::Path, args: &[&str]) -> Run {
+    std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .args(["--endpoint", url, "--anonymous", "--retry-timeout", "1"])
+        .env("CI", "true")
+        .env_remove("NATGW_ENDPOINT")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run natgw")
+        .into()
+}
+
+/// A pool as GKE would answer it, with the example's tag.
+const POOL_JSON: &str =
+    r#"{"name": "runners", "config": {"tags": ["existing-tag"]}, "etag": "e1"}"#;
+
+/// Answers for a plan: `list` for the four Compute lists (aggregated ones wrapped), `pool` for the pool;
+/// any change answers `change`.
+fn plan_answers(list: &'static str, pool: &'static str, change: &'static str) -> Answers {
+    std::sync::Arc::new(move |method, path| {
+        if method != "GET" {
+            return (200, change.to_string());
+        }
+        if path.contains("/nodePools/") {
+            return (200, pool.to_string());
+        }
+        if path.contains("/aggregated/") {
+            let key = if path.ends_with("/instances") {
+                "instances"
+            } else {
+                "addresses"
+            };
+            let scope = if key == "instances" {
+                "zones/europe-west1-b"
+            } else {
+                "regions/europe-west1"
+            };
+            return (
+                200,
+                format!(r#"{{"items": {{"{scope}": {{"{key}": {list}}}}}}}"#),
+            );
+        }
+        (200, format!(r#"{{"items": {list}}}"#))
+    })
+}
+
+/// Odd answers (missing fields, unknown enum values, wrong types, not JSON, an operation without a
+/// name) give exit 0 or a clear error (1), never a panic; and plan with a name clash never changes anything.
+#[test]
+fn odd_api_answers_never_crash_natgw() {
+    let dir = crate::support::temp_dir("odd");
+    let config = dir.join("natgw.toml");
+    std::fs::write(&config, example_config()).expect("write the config");
+    let owned =
+        r#"{"natgw-managed": "true", "natgw-stack": "gitlab-runners", "natgw-gateway": "gitlab"}"#;
+    let cases: Vec<(&str, Answers)> = vec![
+        ("empty objects", plan_answers("[]", "{}", "{}")),
+        ("lists of empty items", plan_answers("[{}, {}]", POOL_JSON, "{}")),
+        (
+            "our name without labels or IP",
+            plan_answers(r#"[{"name": "natgw-gitlab-ext"}]"#, POOL_JSON, "{}"),
+        ),
+        (
+            "ours, with unknown enum values and no fields",
+            plan_answers(
+                Box::leak(
+                    format!(
+                        r#"[{{"name": "natgw-gitlab", "labels": {owned}, "status": "HIBERNATING", "addressType": "SIDEWAYS"}}]"#
+                    )
+                    .into_boxed_str(),
+                ),
+                POOL_JSON,
+                "{}",
+            ),
+        ),
+        (
+            "ours, wrong types",
+            plan_answers(
+                r#"[{"name": 7, "labels": [], "priority": "high", "destRange": "not a range", "allowed": "all"}]"#,
+                POOL_JSON,
+                "{}",
+            ),
+        ),
+        (
+            "a route of ours to a range that is not one",
+            plan_answers(
+                r#"[{"name": "natgw-gitlab-34-120-10-10-32", "destRange": "34.120.10.10/99", "nextHopIp": "nope", "description": "Managed by natgw, do not edit: natgw-managed=true natgw-stack=gitlab-runners natgw-gateway=gitlab"}]"#,
+                POOL_JSON,
+                "{}",
+            ),
+        ),
+        ("pool without tags", plan_answers("[]", r#"{"name": "runners"}"#, "{}")),
+        ("pool tags not a list", plan_answers("[]", r#"{"config": {"tags": "a,b"}}"#, "{}")),
+        (
+            "operations without a name",
+            plan_answers("[]", POOL_JSON, r#"{"status": "RUNNING"}"#),
+        ),
+        (
+            "operations DONE with only an HTTP error code",
+            plan_answers(
+                "[]",
+                POOL_JSON,
+                r#"{"name": "op-1", "status": "DONE", "httpErrorStatusCode": 500}"#,
+            ),
+        ),
+        (
+            "operations DONE with empty error items",
+            plan_answers(
+                "[]",
+                POOL_JSON,
+                r#"{"name": "op-1", "status": "DONE", "error": {"errors": [{}]}}"#,
+            ),
+        ),
+        (
+            "not JSON",
+            std::sync::Arc::new(|_: &str, _: &str| (200, "<html>hello</html>".to_string())),
+        ),
+        (
+            "an error without a body",
+            std::sync::Arc::new(|_: &str, _: &str| (418, String::new())),
+        ),
+        (
+            "an error body that is not Google's",
+            std::sync::Arc::new(|_: &str, _: &str| (400, r#"{"error": "nope"}"#.to_string())),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, answers) in cases {
+        let fake = FakeGoogle::start(answers);
+        for args in [
+            &["plan"][..],
+            &["apply", "--auto-approve"],
+            &["destroy", "--auto-approve"],
+        ] {
+            let run = natgw_against(&fake.url, &config, args);
+            if !(run.code == 0 || run.code == 1) || run.all().contains("panicked") {
+                failures.push(format!(
+                    "{what}: {args:?}: exit {}\n{}\n{}",
+                    run.code, run.stdout, run.stderr
+                ));
+            }
+            if run.code == 1 && !run.stderr.contains("error") {
+                failures.push(format!(
+                    "{what}: {args:?}: exit 1 without a message:\n{}",
+                    run.stderr
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
