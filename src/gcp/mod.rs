@@ -139,9 +139,7 @@ fn api_error(
             },
             _ => e.to_string(),
         };
-        // natgw retries every transient failure (all its calls are safe to repeat): one that ends up here
-        // ran out of retries.
-        if outer.is_exhausted() || retry::is_transient(e) {
+        if outer.is_exhausted() {
             message.push_str("; natgw stopped retrying (--retry-timeout sets how long it tries)");
         }
         GcpError::Api {
