@@ -11,7 +11,6 @@ use google_cloud_gax::exponential_backoff::{ExponentialBackoff, ExponentialBacko
 use google_cloud_gax::retry_policy::{RetryPolicy, RetryPolicyExt};
 use google_cloud_gax::retry_result::RetryResult;
 use google_cloud_gax::retry_state::RetryState;
-use google_cloud_gax::throttle_result::ThrottleResult;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -99,6 +98,9 @@ const ATTEMPT_MIN: Duration = Duration::from_secs(150);
 /// The retry budget: no retry once `max` has passed since the first attempt. Unlike gax's
 /// `with_time_limit`, it does not also cut each attempt to what is left of the budget: that cut an
 /// `operations.wait` short, and a slow operation (a VM delete can take minutes) failed the apply.
+///
+/// Whichever limit ends the retries, the error comes back marked exhausted (`Error::is_exhausted`), with
+/// the last answer inside, so that the message can say natgw stopped retrying.
 #[derive(Debug)]
 pub(crate) struct Budget<P> {
     inner: P,
@@ -122,14 +124,23 @@ impl<P: RetryPolicy> Budget<P> {
 impl<P: RetryPolicy + 'static> RetryPolicy for Budget<P> {
     fn on_error(&self, state: &RetryState, error: Error) -> RetryResult {
         match self.inner.on_error(state, error) {
-            RetryResult::Continue(e) if self.spent(state) => RetryResult::Exhausted(e),
+            RetryResult::Continue(e) if self.spent(state) => exhausted(e),
+            RetryResult::Exhausted(e) => exhausted(e),
             other => other,
         }
     }
 
-    fn on_throttle(&self, state: &RetryState, error: Error) -> ThrottleResult {
+    fn on_throttle(
+        &self,
+        state: &RetryState,
+        error: Error,
+    ) -> google_cloud_gax::throttle_result::ThrottleResult {
+        use google_cloud_gax::throttle_result::ThrottleResult;
         match self.inner.on_throttle(state, error) {
-            ThrottleResult::Continue(e) if self.spent(state) => ThrottleResult::Exhausted(e),
+            ThrottleResult::Continue(e) if self.spent(state) => {
+                ThrottleResult::Exhausted(wrap_exhausted(e))
+            }
+            ThrottleResult::Exhausted(e) => ThrottleResult::Exhausted(wrap_exhausted(e)),
             other => other,
         }
     }
@@ -139,6 +150,18 @@ impl<P: RetryPolicy + 'static> RetryPolicy for Budget<P> {
             .saturating_duration_since(tokio::time::Instant::now().into_std());
         Some(left.max(ATTEMPT_MIN))
     }
+}
+
+fn wrap_exhausted(e: Error) -> Error {
+    if e.is_exhausted() {
+        e
+    } else {
+        Error::exhausted(e)
+    }
+}
+
+fn exhausted(e: Error) -> RetryResult {
+    RetryResult::Exhausted(wrap_exhausted(e))
 }
 
 #[cfg(test)]
@@ -164,10 +187,20 @@ mod budget_tests {
             p.on_error(&state(Duration::from_secs(1)), unavailable()),
             RetryResult::Continue(_)
         ));
-        assert!(matches!(
-            p.on_error(&state(Duration::from_secs(11)), unavailable()),
-            RetryResult::Exhausted(_)
-        ));
+        match p.on_error(&state(Duration::from_secs(11)), unavailable()) {
+            RetryResult::Exhausted(e) => assert!(e.is_exhausted(), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+        let limited = Transient
+            .with_attempt_limit(2)
+            .with_budget(Duration::from_secs(10));
+        match limited.on_error(
+            &state(Duration::ZERO).set_attempt_count(2_u32),
+            unavailable(),
+        ) {
+            RetryResult::Exhausted(e) => assert!(e.is_exhausted(), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
