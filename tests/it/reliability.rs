@@ -349,9 +349,16 @@ fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
 
 /// Interrupts a first apply after `after` requests (and says where it stopped: the measurement), then checks that the next apply converges with no
 /// duplicate and no orphan, that a plan then has no changes, and that destroy leaves nothing.
-#[allow(clippy::print_stderr)]
 fn interrupt_then_converge(after: usize, signal: Signal) {
-    let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
+    interrupt_then_converge_with(after, signal, &[]);
+}
+
+/// Like `interrupt_then_converge`, with more emulator arguments (e.g. faults).
+#[allow(clippy::print_stderr)]
+fn interrupt_then_converge_with(after: usize, signal: Signal, emulator_args: &[&str]) {
+    let mut args = vec!["--op-latency-ms", "40", "--boot-ms", "60"];
+    args.extend_from_slice(emulator_args);
+    let p = Project::new(&args);
     let ctx = format!("{signal:?} after {after} requests");
     let first = interrupted_apply(&p, after, signal);
     match signal {
@@ -429,6 +436,19 @@ fn sigkill_at_many_points_then_apply_converges() {
 fn sigint_at_many_points_then_apply_converges() {
     for after in [2, 6, 10, 14, 18, 22] {
         interrupt_then_converge(after, Signal::Int);
+    }
+}
+
+/// A flaky API and a cancelled job at once: killed mid-apply with 30% of requests failing, the next apply
+/// (still flaky) converges.
+#[test]
+fn sigkill_under_faults_then_apply_converges() {
+    for (after, seed) in [(10, "11"), (18, "13")] {
+        interrupt_then_converge_with(
+            after,
+            Signal::Kill,
+            &["--fault-rate", "0.3", "--seed", seed],
+        );
     }
 }
 
