@@ -50,9 +50,17 @@ impl Cloud {
     ) -> Result<(), GcpError> {
         let start = Instant::now();
         let mut op = op;
+        let mut pause = Duration::from_millis(50);
+        let mut last_call: Option<Instant> = None;
         loop {
             if op.status == Some(gce::operation::Status::Done) {
                 return operation_result(&op, context);
+            }
+            // A wait that came back at once with the operation not done (Google's may) is not repeated at
+            // once: natgw never spins on the API.
+            if last_call.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
             if start.elapsed() > self.op_deadline {
                 return Err(GcpError::Deadline {
@@ -64,6 +72,7 @@ impl Cloud {
                 context: context.into(),
                 message: "the operation has no name".into(),
             })?;
+            last_call = Some(Instant::now());
             let p = &self.project;
             let ops = self.ops().await?;
             // `wait` is a POST, which the clients do not retry unless told: waiting again is harmless.

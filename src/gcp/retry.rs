@@ -41,7 +41,7 @@ impl Settings {
     pub(crate) fn policy(&self) -> impl RetryPolicy + use<> {
         Transient
             .with_attempt_limit(self.max_attempts)
-            .with_time_limit(self.max_elapsed)
+            .with_budget(self.max_elapsed)
     }
 
     /// natgw bounds retries with `policy()` (attempts and time). gax's default throttler also refuses a retry
@@ -97,5 +97,128 @@ pub(crate) fn is_transient(error: &Error) -> bool {
                 Code::Unavailable | Code::ResourceExhausted | Code::Internal
             )
         }),
+    }
+}
+
+/// The longest one attempt is allowed whatever is left of the budget: Compute's `operations.wait` blocks for
+/// up to 2 minutes by design.
+const ATTEMPT_MIN: Duration = Duration::from_secs(150);
+
+/// The retry budget: no retry once `max` has passed since the first attempt. Unlike gax's
+/// `with_time_limit`, it does not also cut each attempt to what is left of the budget: that cut an
+/// `operations.wait` short, and a slow operation (a VM delete can take minutes) failed the apply.
+///
+/// Whichever limit ends the retries, the error comes back marked exhausted (`Error::is_exhausted`), with
+/// the last answer inside, so that the message can say natgw stopped retrying.
+#[derive(Debug)]
+pub(crate) struct Budget<P> {
+    inner: P,
+    max: Duration,
+}
+
+pub(crate) trait WithBudget: Sized {
+    fn with_budget(self, max: Duration) -> Budget<Self> {
+        Budget { inner: self, max }
+    }
+}
+
+impl<P: RetryPolicy> WithBudget for P {}
+
+impl<P: RetryPolicy> Budget<P> {
+    fn spent(&self, state: &RetryState) -> bool {
+        tokio::time::Instant::now().into_std() >= state.start + self.max
+    }
+}
+
+impl<P: RetryPolicy + 'static> RetryPolicy for Budget<P> {
+    fn on_error(&self, state: &RetryState, error: Error) -> RetryResult {
+        match self.inner.on_error(state, error) {
+            RetryResult::Continue(e) if self.spent(state) => exhausted(e),
+            RetryResult::Exhausted(e) => exhausted(e),
+            other => other,
+        }
+    }
+
+    fn on_throttle(
+        &self,
+        state: &RetryState,
+        error: Error,
+    ) -> google_cloud_gax::throttle_result::ThrottleResult {
+        use google_cloud_gax::throttle_result::ThrottleResult;
+        match self.inner.on_throttle(state, error) {
+            ThrottleResult::Continue(e) if self.spent(state) => {
+                ThrottleResult::Exhausted(wrap_exhausted(e))
+            }
+            ThrottleResult::Exhausted(e) => ThrottleResult::Exhausted(wrap_exhausted(e)),
+            other => other,
+        }
+    }
+
+    fn remaining_time(&self, state: &RetryState) -> Option<Duration> {
+        let left = (state.start + self.max)
+            .saturating_duration_since(tokio::time::Instant::now().into_std());
+        Some(left.max(ATTEMPT_MIN))
+    }
+}
+
+fn wrap_exhausted(e: Error) -> Error {
+    if e.is_exhausted() {
+        e
+    } else {
+        Error::exhausted(e)
+    }
+}
+
+fn exhausted(e: Error) -> RetryResult {
+    RetryResult::Exhausted(wrap_exhausted(e))
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    fn state(started_ago: Duration) -> RetryState {
+        RetryState::new(true).set_start(std::time::Instant::now() - started_ago)
+    }
+
+    fn unavailable() -> Error {
+        Error::service(
+            google_cloud_gax::error::rpc::Status::default()
+                .set_code(google_cloud_gax::error::rpc::Code::Unavailable)
+                .set_message("try again"),
+        )
+    }
+
+    #[test]
+    fn retries_until_the_budget_is_spent() {
+        let p = Transient.with_budget(Duration::from_secs(10));
+        assert!(matches!(
+            p.on_error(&state(Duration::from_secs(1)), unavailable()),
+            RetryResult::Continue(_)
+        ));
+        match p.on_error(&state(Duration::from_secs(11)), unavailable()) {
+            RetryResult::Exhausted(e) => assert!(e.is_exhausted(), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+        let limited = Transient
+            .with_attempt_limit(2)
+            .with_budget(Duration::from_secs(10));
+        match limited.on_error(
+            &state(Duration::ZERO).set_attempt_count(2_u32),
+            unavailable(),
+        ) {
+            RetryResult::Exhausted(e) => assert!(e.is_exhausted(), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_attempt_may_outlast_the_budget() {
+        let p = Transient.with_budget(Duration::from_secs(1));
+        let left = p.remaining_time(&state(Duration::from_secs(5)));
+        assert_eq!(left, Some(ATTEMPT_MIN));
+        let p = Transient.with_budget(Duration::from_secs(600));
+        let left = p.remaining_time(&state(Duration::ZERO)).expect("a time");
+        assert!(left > ATTEMPT_MIN && left <= Duration::from_secs(600));
     }
 }

@@ -1,6 +1,7 @@
 //! Convergence, as a property: for any config and any observed world (part of what an earlier config
-//! applied, with drift), applying the plan gives a world whose next plan has no changes; and a destroy then
-//! leaves nothing of the stack.
+//! applied, with drift, next to resources of another stack and unmarked ones), applying the plan gives a
+//! world whose next plan has no changes; a destroy then leaves nothing of the stack; and what the stack
+//! does not own is never in a plan.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,8 +12,11 @@ use proptest::sample::{select, subsequence};
 use super::tests::{applied_world, config_from, desired_from};
 use super::world::{Meta, Observed, World};
 use super::{Action, Change, Context, diff};
+use std::net::Ipv4Addr;
+
 use crate::model::desired::Gateway;
-use crate::model::{NodePool, NodePoolId};
+use crate::model::ownership::Owner;
+use crate::model::{Address, AddressType, NodePool, NodePoolId, Route};
 
 const STACK: &str = "gitlab-runners";
 
@@ -266,6 +270,86 @@ fn drifted(mut w: World, drifts: &[Drift]) -> World {
     w
 }
 
+/// Resources natgw must never touch: names it could derive (gateway `zz`, not in any generated config),
+/// owned by another stack or by nobody.
+fn with_strangers(mut w: World) -> World {
+    let theirs = Owner {
+        stack: "another-stack".into(),
+        gateway: "zz".into(),
+    };
+    let labels = theirs.labels();
+    let address = |name: &str, owner: Option<Owner>| Observed {
+        resource: Address {
+            name: name.into(),
+            region: "europe-west1".into(),
+            address_type: AddressType::External,
+            subnetwork: None,
+            address: Some(Ipv4Addr::new(34, 9, 9, 9)),
+            description: String::new(),
+            labels: if owner.is_some() {
+                labels.clone()
+            } else {
+                BTreeMap::new()
+            },
+        },
+        owner,
+        facts: BTreeMap::new(),
+        meta: Meta::default(),
+    };
+    w.addresses
+        .push(address("natgw-zz-ext", Some(theirs.clone())));
+    w.addresses.push(address("natgw-zz-int", None));
+    let route = |name: &str, description: String, owner: Option<Owner>| Observed {
+        resource: Route {
+            name: name.into(),
+            network: "vpc-network".into(),
+            dest_range: "198.51.100.0/24".parse().expect("a range"),
+            next_hop_ip: Some(Ipv4Addr::new(10, 0, 0, 99)),
+            priority: 900,
+            tags: vec!["theirs".into()],
+            description,
+        },
+        owner,
+        facts: BTreeMap::new(),
+        meta: Meta::default(),
+    };
+    w.routes.push(route(
+        "natgw-zz-198-51-100-0-24",
+        theirs.description(&[]),
+        Some(theirs.clone()),
+    ));
+    w.routes
+        .push(route("natgw-zz-by-hand", "made by hand".into(), None));
+    w
+}
+
+/// What the stack does not own, as text. A route's next hop is left out: the simulation of apply fills in
+/// every route's next hop (what Google decides) from the addresses, whoever owns the route; a change natgw
+/// would make to a stranger shows up in the plan, which `touches_strangers` checks.
+fn strangers(w: &World) -> Vec<String> {
+    let mut out: Vec<String> = w
+        .addresses
+        .iter()
+        .filter(|a| !a.owned_by(STACK))
+        .map(|a| format!("{a:?}"))
+        .chain(w.routes.iter().filter(|r| !r.owned_by(STACK)).map(|r| {
+            let mut r = r.clone();
+            r.resource.next_hop_ip = None;
+            format!("{r:?}")
+        }))
+        .collect();
+    out.sort();
+    out
+}
+
+fn touches_strangers(changes: &[Change]) -> Vec<String> {
+    changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp && c.name.starts_with("natgw-zz-"))
+        .map(Change::address)
+        .collect()
+}
+
 fn plan(desired: &[Gateway], world: &World) -> Vec<Change> {
     diff(&Context { stack: STACK }, desired, world).expect("a plan")
 }
@@ -298,11 +382,14 @@ proptest! {
     ) {
         let now = if same { earlier.clone() } else { now };
         let earlier_world = applied_world(&desired(&earlier), &base_world());
-        let observed = drifted(earlier_world, &drifts);
+        let observed = with_strangers(drifted(earlier_world, &drifts));
         let wanted = desired(&now);
+        let touched = touches_strangers(&plan(&wanted, &observed));
+        prop_assert!(touched.is_empty(), "plan touches what the stack does not own: {touched:?}");
         let after = applied_world(&wanted, &observed);
         let left = pending(&plan(&wanted, &after));
         prop_assert!(left.is_empty(), "changes left after apply: {left:?}\nconfig:\n{now}");
+        prop_assert_eq!(strangers(&after), strangers(&observed));
     }
 
     /// Destroy from any applied and drifted world: nothing of the stack is left and nothing more to
@@ -315,8 +402,11 @@ proptest! {
         drifts in prop::collection::vec(drift(), 1..40),
     ) {
         let applied = applied_world(&desired(&text), &base_world());
-        let observed = drifted(applied.clone(), &drifts);
+        let observed = with_strangers(drifted(applied.clone(), &drifts));
+        let touched = touches_strangers(&plan(&[], &observed));
+        prop_assert!(touched.is_empty(), "destroy touches what the stack does not own: {touched:?}");
         let destroyed = applied_world(&[], &observed);
+        prop_assert_eq!(strangers(&destroyed), strangers(&observed));
         prop_assert_eq!(owned_count(&destroyed), 0);
         let left = pending(&plan(&[], &destroyed));
         prop_assert!(left.is_empty(), "changes left after destroy: {left:?}");

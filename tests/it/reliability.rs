@@ -349,9 +349,16 @@ fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
 
 /// Interrupts a first apply after `after` requests (and says where it stopped: the measurement), then checks that the next apply converges with no
 /// duplicate and no orphan, that a plan then has no changes, and that destroy leaves nothing.
-#[allow(clippy::print_stderr)]
 fn interrupt_then_converge(after: usize, signal: Signal) {
-    let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
+    interrupt_then_converge_with(after, signal, &[]);
+}
+
+/// Like `interrupt_then_converge`, with more emulator arguments (e.g. faults).
+#[allow(clippy::print_stderr)]
+fn interrupt_then_converge_with(after: usize, signal: Signal, emulator_args: &[&str]) {
+    let mut args = vec!["--op-latency-ms", "40", "--boot-ms", "60"];
+    args.extend_from_slice(emulator_args);
+    let p = Project::new(&args);
     let ctx = format!("{signal:?} after {after} requests");
     let first = interrupted_apply(&p, after, signal);
     match signal {
@@ -429,6 +436,19 @@ fn sigkill_at_many_points_then_apply_converges() {
 fn sigint_at_many_points_then_apply_converges() {
     for after in [2, 6, 10, 14, 18, 22] {
         interrupt_then_converge(after, Signal::Int);
+    }
+}
+
+/// A flaky API and a cancelled job at once: killed mid-apply with 30% of requests failing, the next apply
+/// (still flaky) converges.
+#[test]
+fn sigkill_under_faults_then_apply_converges() {
+    for (after, seed) in [(10, "11"), (18, "13")] {
+        interrupt_then_converge_with(
+            after,
+            Signal::Kill,
+            &["--fault-rate", "0.3", "--seed", seed],
+        );
     }
 }
 
@@ -815,4 +835,298 @@ fn a_vm_that_never_became_ready_gets_no_route_on_the_next_apply() {
     }
     p.natgw(&["destroy", "--auto-approve"]).ok();
     assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
+
+/// Resources that vanish between natgw's plan and its calls (deleted by someone else while a destroy
+/// runs) are handled: a delete that finds nothing has succeeded.
+#[test]
+fn resources_deleted_by_someone_else_during_destroy_are_fine() {
+    let p = Project::new(&["--op-latency-ms", "300"]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let before = p.emu.requests().len();
+    let child = p
+        .command(&["destroy", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn natgw destroy");
+    // Once the route's delete is sent, the VM and the addresses are deleted behind natgw's back.
+    while !p.emu.requests()[before..].iter().any(|r| {
+        r["method"] == "DELETE" && r["path"].as_str().is_some_and(|x| x.contains("/routes/"))
+    }) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    runtime().block_on(async {
+        let vms = compute_instances(&p.emu.url).await;
+        vms.delete()
+            .set_project(PROJECT)
+            .set_zone("europe-west1-b")
+            .set_instance("natgw-gitlab")
+            .send()
+            .await
+            .expect("delete the VM");
+        let addresses = compute_addresses(&p.emu.url).await;
+        for name in EXPECTED_ADDRESSES {
+            addresses
+                .delete()
+                .set_project(PROJECT)
+                .set_region(REGION)
+                .set_address(name)
+                .send()
+                .await
+                .expect("delete an address");
+        }
+    });
+    let out = child.wait_with_output().expect("wait for natgw");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    // natgw found them gone (404) and carried on.
+    assert!(
+        p.emu.requests()[before..].iter().any(|r| r["status"] == 404
+            && r["path"]
+                .as_str()
+                .is_some_and(|x| x.ends_with("/instances/natgw-gitlab"))),
+        "the VM was not found gone"
+    );
+    run.ok();
+    assert!(run.stdout.contains("Destroy complete!"), "{}", run.stdout);
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
+
+/// An operation that takes longer than the retry budget is waited for, not cut short: the budget bounds
+/// retries, while `operations.wait` may block (for up to 2 minutes at Google) by design.
+#[test]
+fn operations_longer_than_the_retry_budget_are_waited_for() {
+    let p = Project::new(&["--op-latency-ms", "1200"]);
+    p.natgw(&["apply", "--auto-approve", "--retry-timeout", "1"])
+        .ok();
+    assert_eq!(inventory_of(&p), Inventory::applied());
+    p.natgw(&["destroy", "--auto-approve", "--retry-timeout", "1"])
+        .ok();
+    assert_eq!(inventory_of(&p), Inventory::destroyed());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Answers natgw does not expect
+// ---------------------------------------------------------------------------------------------------------
+
+/// What the fake API answers: `(status, body)` for a method and a path.
+type Answers = std::sync::Arc<dyn Fn(&str, &str) -> (u16, String) + Send + Sync>;
+
+/// A stand-in for Google that answers every request with `answers`; stops when dropped.
+struct FakeGoogle {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeGoogle {
+    fn start(answers: Answers) -> FakeGoogle {
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let addr = listener.local_addr().expect("local addr");
+                url_tx.send(format!("http://{addr}")).expect("send the URL");
+                let app = axum::Router::new().fallback(
+                    move |method: axum::http::Method, uri: axum::http::Uri| {
+                        let answers = answers.clone();
+                        async move {
+                            let (status, body) = answers(method.as_str(), uri.path());
+                            (
+                                axum::http::StatusCode::from_u16(status).expect("a valid status"),
+                                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                                body,
+                            )
+                        }
+                    },
+                );
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .expect("serve");
+            });
+        });
+        let url = url_rx.recv().expect("the fake's URL");
+        FakeGoogle {
+            url,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FakeGoogle {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn natgw_against(url: &str, config: &std::path::Path, args: &[&str]) -> Run {
+    std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .args(["--endpoint", url, "--anonymous", "--retry-timeout", "1"])
+        .env("CI", "true")
+        .env_remove("NATGW_ENDPOINT")
+        .env_remove("GOOGLE_CLOUD_PROJECT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run natgw")
+        .into()
+}
+
+/// A pool as GKE would answer it, with the example's tag.
+const POOL_JSON: &str =
+    r#"{"name": "runners", "config": {"tags": ["existing-tag"]}, "etag": "e1"}"#;
+
+/// Answers for a plan: `list` for the four Compute lists (aggregated ones wrapped), `pool` for the pool;
+/// any change answers `change`.
+fn plan_answers(list: &'static str, pool: &'static str, change: &'static str) -> Answers {
+    std::sync::Arc::new(move |method, path| {
+        if method != "GET" {
+            return (200, change.to_string());
+        }
+        if path.contains("/nodePools/") {
+            return (200, pool.to_string());
+        }
+        if path.contains("/aggregated/") {
+            let key = if path.ends_with("/instances") {
+                "instances"
+            } else {
+                "addresses"
+            };
+            let scope = if key == "instances" {
+                "zones/europe-west1-b"
+            } else {
+                "regions/europe-west1"
+            };
+            return (
+                200,
+                format!(r#"{{"items": {{"{scope}": {{"{key}": {list}}}}}}}"#),
+            );
+        }
+        (200, format!(r#"{{"items": {list}}}"#))
+    })
+}
+
+/// Odd answers (missing fields, unknown enum values, wrong types, not JSON, an operation without a
+/// name) give exit 0 or a clear error (1), never a panic; and plan with a name clash never changes anything.
+#[test]
+fn odd_api_answers_never_crash_natgw() {
+    let dir = crate::support::temp_dir("odd");
+    let config = dir.join("natgw.toml");
+    std::fs::write(&config, example_config()).expect("write the config");
+    let owned =
+        r#"{"natgw-managed": "true", "natgw-stack": "gitlab-runners", "natgw-gateway": "gitlab"}"#;
+    let cases: Vec<(&str, Answers)> = vec![
+        ("empty objects", plan_answers("[]", "{}", "{}")),
+        ("lists of empty items", plan_answers("[{}, {}]", POOL_JSON, "{}")),
+        (
+            "our name without labels or IP",
+            plan_answers(r#"[{"name": "natgw-gitlab-ext"}]"#, POOL_JSON, "{}"),
+        ),
+        (
+            "ours, with unknown enum values and no fields",
+            plan_answers(
+                Box::leak(
+                    format!(
+                        r#"[{{"name": "natgw-gitlab", "labels": {owned}, "status": "HIBERNATING", "addressType": "SIDEWAYS"}}]"#
+                    )
+                    .into_boxed_str(),
+                ),
+                POOL_JSON,
+                "{}",
+            ),
+        ),
+        (
+            "ours, wrong types",
+            plan_answers(
+                r#"[{"name": 7, "labels": [], "priority": "high", "destRange": "not a range", "allowed": "all"}]"#,
+                POOL_JSON,
+                "{}",
+            ),
+        ),
+        (
+            "a route of ours to a range that is not one",
+            plan_answers(
+                r#"[{"name": "natgw-gitlab-34-120-10-10-32", "destRange": "34.120.10.10/99", "nextHopIp": "nope", "description": "Managed by natgw, do not edit: natgw-managed=true natgw-stack=gitlab-runners natgw-gateway=gitlab"}]"#,
+                POOL_JSON,
+                "{}",
+            ),
+        ),
+        ("pool without tags", plan_answers("[]", r#"{"name": "runners"}"#, "{}")),
+        ("pool tags not a list", plan_answers("[]", r#"{"config": {"tags": "a,b"}}"#, "{}")),
+        (
+            "operations without a name",
+            plan_answers("[]", POOL_JSON, r#"{"status": "RUNNING"}"#),
+        ),
+        (
+            "operations DONE with only an HTTP error code",
+            plan_answers(
+                "[]",
+                POOL_JSON,
+                r#"{"name": "op-1", "status": "DONE", "httpErrorStatusCode": 500}"#,
+            ),
+        ),
+        (
+            "operations DONE with empty error items",
+            plan_answers(
+                "[]",
+                POOL_JSON,
+                r#"{"name": "op-1", "status": "DONE", "error": {"errors": [{}]}}"#,
+            ),
+        ),
+        (
+            "not JSON",
+            std::sync::Arc::new(|_: &str, _: &str| (200, "<html>hello</html>".to_string())),
+        ),
+        (
+            "an error without a body",
+            std::sync::Arc::new(|_: &str, _: &str| (418, String::new())),
+        ),
+        (
+            "an error body that is not Google's",
+            std::sync::Arc::new(|_: &str, _: &str| (400, r#"{"error": "nope"}"#.to_string())),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, answers) in cases {
+        let fake = FakeGoogle::start(answers);
+        for args in [
+            &["plan"][..],
+            &["apply", "--auto-approve"],
+            &["destroy", "--auto-approve"],
+        ] {
+            let run = natgw_against(&fake.url, &config, args);
+            if !(run.code == 0 || run.code == 1) || run.all().contains("panicked") {
+                failures.push(format!(
+                    "{what}: {args:?}: exit {}\n{}\n{}",
+                    run.code, run.stdout, run.stderr
+                ));
+            }
+            if run.code == 1 && !run.stderr.contains("error") {
+                failures.push(format!(
+                    "{what}: {args:?}: exit 1 without a message:\n{}",
+                    run.stderr
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
