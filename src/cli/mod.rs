@@ -53,6 +53,7 @@ pub(crate) struct Global {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = ".natgw/emulator.json",
+        conflicts_with_all = ["endpoint", "anonymous"],
         global = true
     )]
     pub(crate) emulator: Option<PathBuf>,
