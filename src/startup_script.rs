@@ -232,6 +232,8 @@ mod tests {
             "--ctstate RELATED,ESTABLISHED -j ACCEPT",
             "-A NATGW-FORWARD -j DROP",
             "ensure_jump filter FORWARD NATGW-FORWARD",
+            "ensure_jump filter INPUT NATGW-INPUT",
+            "-m addrtype --dst-type LOCAL -j DROP",
             "ensure_jump nat POSTROUTING NATGW-POSTROUTING",
             "natgw-ready-token",
             "guest-attributes/natgw/ready",

@@ -29,6 +29,8 @@ const DISALLOWED_PORT: u16 = 9000;
 const ALLOWED_UDP_PORT: u16 = 53;
 const DISALLOWED_UDP_PORT: u16 = 5353;
 const METADATA_PORT: u16 = 8080;
+/// A port of the gateway's own, as sshd would be.
+const OWN_PORT: u16 = 2200;
 const SYSCTL_FILE: &str = "sysctl.d/99-zz-natgw.conf";
 
 const CONFIG: &str = r#"
@@ -523,6 +525,18 @@ fn prove(topology: Topology, backend_name: &'static str) {
         connect(&lab, &runner, ALLOWED_SRC, ALLOWED_DST, ALLOWED_PORT).is_err(),
         "{test}: traffic got through before the script ran"
     );
+    // A service of the gateway's own (think sshd, on a port `allow` opens in the firewall):
+    // reachable from the runners before the script, not after.
+    let inside = match topology {
+        Topology::TwoInterfaces => "10.10.0.1",
+        Topology::OneInterface => "10.20.0.2",
+    };
+    lab.spawn_helper(&gw, &["peer-server", &format!("tcp:{inside}:{OWN_PORT}")]);
+    assert_eq!(
+        connect(&lab, &runner, ALLOWED_SRC, inside, OWN_PORT),
+        Ok(format!("peer {ALLOWED_SRC}")),
+        "{test}: the gateway's own service is not reachable before the script; the test cannot tell"
+    );
 
     let first = lab.run_script(&gw, &script, &metadata_url());
     assert!(first.success, "{test}: the script failed:\n{}", first.log);
@@ -654,11 +668,20 @@ fn prove(topology: Topology, backend_name: &'static str) {
         "{test}: ICMP to a disallowed destination"
     );
 
+    assert!(
+        connect(&lab, &runner, ALLOWED_SRC, inside, OWN_PORT).is_err(),
+        "{test}: a runner reached a service of the gateway itself"
+    );
+
     // A second run (a reboot's rerun) converges to exactly the same rule set.
     let rules_once = ruleset(&backend, &gw);
     assert_eq!(rules_once.matches(foreign).count(), 1, "{rules_once}");
     assert!(
         rules_once.contains("-A FORWARD -j NATGW-FORWARD"),
+        "{rules_once}"
+    );
+    assert!(
+        rules_once.contains("-A INPUT -j NATGW-INPUT"),
         "{rules_once}"
     );
     assert!(
