@@ -16,6 +16,7 @@ use super::wire::{self, unhex};
 use super::{Cloud, GcpError, api_error, request_id};
 use crate::model::ownership::{self, Owner};
 use crate::model::{Address, Firewall, Instance, NodePoolId, Route};
+use crate::plan::world::Meta;
 
 /// Where a Compute operation lives.
 enum Scope<'a> {
@@ -193,13 +194,13 @@ impl Cloud {
             })
     }
 
-    pub(crate) async fn set_address_labels(
+    async fn set_address_labels_once(
         &self,
         a: &Address,
-        fingerprint: Option<&str>,
+        fingerprint: Option<String>,
     ) -> Result<(), GcpError> {
         let mut body = gce::RegionSetLabelsRequest::new().set_labels(a.labels.clone());
-        if let Some(fp) = fingerprint {
+        if let Some(fp) = &fingerprint {
             body = body.set_label_fingerprint(unhex(fp));
         }
         let send = self
@@ -389,13 +390,13 @@ impl Cloud {
         .await
     }
 
-    pub(crate) async fn set_instance_labels(
+    async fn set_instance_labels_once(
         &self,
         i: &Instance,
-        fingerprint: Option<&str>,
+        fingerprint: Option<String>,
     ) -> Result<(), GcpError> {
         let mut body = gce::InstancesSetLabelsRequest::new().set_labels(i.labels.clone());
-        if let Some(fp) = fingerprint {
+        if let Some(fp) = &fingerprint {
             body = body.set_label_fingerprint(unhex(fp));
         }
         let send = self
@@ -416,13 +417,13 @@ impl Cloud {
         .await
     }
 
-    pub(crate) async fn set_instance_tags(
+    async fn set_instance_tags_once(
         &self,
         i: &Instance,
-        fingerprint: Option<&str>,
+        fingerprint: Option<String>,
     ) -> Result<(), GcpError> {
         let mut body = gce::Tags::new().set_items(i.tags.clone());
-        if let Some(fp) = fingerprint {
+        if let Some(fp) = &fingerprint {
             body = body.set_fingerprint(unhex(fp));
         }
         let send = self
@@ -443,11 +444,10 @@ impl Cloud {
         .await
     }
 
-    /// Sets the startup script and its ready token. The script runs at boot: the caller restarts the VM.
-    pub(crate) async fn set_instance_metadata(
+    async fn set_instance_metadata_once(
         &self,
         i: &Instance,
-        fingerprint: Option<&str>,
+        fingerprint: Option<String>,
     ) -> Result<(), GcpError> {
         let send = self
             .instances
@@ -455,7 +455,7 @@ impl Cloud {
             .set_project(&self.project)
             .set_zone(&i.zone)
             .set_instance(&i.name)
-            .set_body(wire::metadata_to_wire(i, fingerprint))
+            .set_body(wire::metadata_to_wire(i, fingerprint.as_deref()))
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
@@ -463,6 +463,108 @@ impl Cloud {
             Scope::Zone(&i.zone),
             &format!("updating the metadata of instance {}", i.name),
             send,
+        )
+        .await
+    }
+
+    /// Compute refuses a label, tag or metadata change made with a stale fingerprint (412 `conditionNotMet`,
+    /// at once or in the operation): someone changed the resource since natgw read it. natgw's values are
+    /// whole (every label, every tag, every item), so it reads the fresh fingerprint and sends them again.
+    async fn with_fresh_fingerprint<A, AF, R, RF>(
+        &self,
+        first: Option<&str>,
+        attempt: A,
+        reread: R,
+    ) -> Result<(), GcpError>
+    where
+        A: Fn(Option<String>) -> AF,
+        AF: Future<Output = Result<(), GcpError>>,
+        R: Fn() -> RF,
+        RF: Future<Output = Result<Option<String>, GcpError>>,
+    {
+        let mut fingerprint = first.map(str::to_string);
+        for _ in 0..3 {
+            match attempt(fingerprint.clone()).await {
+                Err(e) if e.status() == Some(412) => fingerprint = reread().await?,
+                other => return other,
+            }
+        }
+        attempt(fingerprint).await
+    }
+
+    async fn read_instance(&self, i: &Instance) -> Result<Meta, GcpError> {
+        let got = self
+            .instances
+            .get()
+            .set_project(&self.project)
+            .set_zone(&i.zone)
+            .set_instance(&i.name)
+            .send()
+            .await
+            .map_err(api_error(format!("reading instance {}", i.name)))?;
+        Ok(wire::instance_from_wire(&got).meta)
+    }
+
+    pub(crate) async fn set_address_labels(
+        &self,
+        a: &Address,
+        fingerprint: Option<&str>,
+    ) -> Result<(), GcpError> {
+        let reread = || async {
+            let got = self
+                .addresses
+                .get()
+                .set_project(&self.project)
+                .set_region(&a.region)
+                .set_address(&a.name)
+                .send()
+                .await
+                .map_err(api_error(format!("reading address {}", a.name)))?;
+            Ok(wire::address_from_wire(&got).meta.label_fingerprint)
+        };
+        self.with_fresh_fingerprint(
+            fingerprint,
+            |fp| self.set_address_labels_once(a, fp),
+            reread,
+        )
+        .await
+    }
+
+    pub(crate) async fn set_instance_labels(
+        &self,
+        i: &Instance,
+        fingerprint: Option<&str>,
+    ) -> Result<(), GcpError> {
+        let reread = || async { Ok(self.read_instance(i).await?.label_fingerprint) };
+        self.with_fresh_fingerprint(
+            fingerprint,
+            |fp| self.set_instance_labels_once(i, fp),
+            reread,
+        )
+        .await
+    }
+
+    pub(crate) async fn set_instance_tags(
+        &self,
+        i: &Instance,
+        fingerprint: Option<&str>,
+    ) -> Result<(), GcpError> {
+        let reread = || async { Ok(self.read_instance(i).await?.tags_fingerprint) };
+        self.with_fresh_fingerprint(fingerprint, |fp| self.set_instance_tags_once(i, fp), reread)
+            .await
+    }
+
+    /// Sets the startup script and its ready token. The script runs at boot: the caller restarts the VM.
+    pub(crate) async fn set_instance_metadata(
+        &self,
+        i: &Instance,
+        fingerprint: Option<&str>,
+    ) -> Result<(), GcpError> {
+        let reread = || async { Ok(self.read_instance(i).await?.metadata_fingerprint) };
+        self.with_fresh_fingerprint(
+            fingerprint,
+            |fp| self.set_instance_metadata_once(i, fp),
+            reread,
         )
         .await
     }
@@ -805,5 +907,76 @@ fn ensure_owned(stack: &str, owner: Option<Owner>, context: &str) -> Result<(), 
                 "the resource does not carry stack \"{stack}\"'s ownership marker; natgw leaves it alone"
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::emulator::{Emulator, Options, Seed};
+    use crate::gcp::{Connection, auth};
+    use crate::model::desired;
+
+    /// A fingerprint that changed since natgw read it (someone else's change in between) is read again and
+    /// the change made, against the emulator over real HTTP.
+    #[tokio::test]
+    async fn stale_fingerprints_are_read_again() {
+        let emu = Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), Options::default())
+            .await
+            .expect("emulator");
+        emu.seed(&Seed::demo("natgw-test")).expect("seed");
+        let conn = Connection::new(Some(emu.url()), auth::anonymous());
+        let cloud = Cloud::connect("natgw-test", &conn).await.expect("clients");
+        let text = include_str!("../../examples/gitlab-runner.toml");
+        let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
+        let gw = desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
+        let ext = cloud
+            .insert_address(&gw.external_address)
+            .await
+            .expect("external address");
+        let int = cloud
+            .insert_address(&gw.internal_address)
+            .await
+            .expect("internal address");
+        cloud
+            .insert_instance(&gw.instance, int, ext)
+            .await
+            .expect("instance");
+
+        let stale = Some("00");
+        let mut vm = gw.instance.clone();
+        vm.startup_script = "#!/bin/bash\n# v2\n".into();
+        vm.labels.insert("team".into(), "ci".into());
+        vm.tags.push("extra".into());
+        cloud
+            .set_instance_metadata(&vm, stale)
+            .await
+            .expect("metadata");
+        cloud.set_instance_labels(&vm, stale).await.expect("labels");
+        cloud.set_instance_tags(&vm, stale).await.expect("tags");
+        let mut address = gw.external_address.clone();
+        address.labels.insert("team".into(), "ci".into());
+        cloud
+            .set_address_labels(&address, stale)
+            .await
+            .expect("address labels");
+
+        let world = cloud.observe(&[]).await.expect("observe");
+        let seen = &world.instances[0].resource;
+        assert_eq!(seen.startup_script, vm.startup_script);
+        assert_eq!(seen.labels.get("team").map(String::as_str), Some("ci"));
+        assert!(seen.tags.contains(&"extra".to_string()));
+        let a = world
+            .addresses
+            .iter()
+            .find(|a| a.resource.name == address.name)
+            .expect("address");
+        assert_eq!(
+            a.resource.labels.get("team").map(String::as_str),
+            Some("ci")
+        );
+        emu.shutdown().await.expect("shutdown");
     }
 }
