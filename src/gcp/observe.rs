@@ -35,14 +35,9 @@ impl Cloud {
             ..World::default()
         };
         let recorded: Vec<NodePoolId> = world
-            .firewalls
-            .iter()
-            .filter_map(|f| {
-                crate::plan::world::parse_pool(f.facts.get(crate::model::ownership::KEY_NODE_POOL)?)
-            })
-            .filter(|id| !asked.contains(id))
-            .collect::<BTreeSet<_>>()
+            .recorded_node_pools(None)
             .into_iter()
+            .filter(|id| !asked.contains(id))
             .collect();
         if !recorded.is_empty() {
             asked.extend(recorded.iter().cloned());

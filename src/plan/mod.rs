@@ -173,15 +173,12 @@ pub(crate) fn diff(
     // Which (pool, tag) pairs natgw added: recorded by any of this stack's firewalls, or missing now (and
     // therefore about to be added by natgw).
     let mut natgw_added: BTreeSet<(NodePoolId, String)> = BTreeSet::new();
-    for f in world.firewalls.iter().filter(|f| f.owned_by(stack)) {
-        let pool = f
-            .facts
-            .get(KEY_NODE_POOL)
-            .and_then(|p| world::parse_pool(p));
+    for facts in world.records(Some(stack)) {
+        let pool = facts.get(KEY_NODE_POOL).and_then(|p| world::parse_pool(p));
         if let (true, Some(pool), Some(tag)) = (
-            f.facts.get(KEY_TAG_ADDED).map(String::as_str) == Some("true"),
+            facts.get(KEY_TAG_ADDED).map(String::as_str) == Some("true"),
             pool,
-            f.facts.get(KEY_NODE_TAG),
+            facts.get(KEY_NODE_TAG),
         ) {
             natgw_added.insert((pool, tag.clone()));
         }
@@ -233,14 +230,15 @@ pub(crate) fn diff(
         changes.push(ext);
         changes.push(int);
 
-        // Firewall, with the node-pool tag record.
-        let mut fw = gw.firewall.clone();
+        // Firewall, with the node-pool tag record (routes carry it too).
         let added = natgw_added.contains(&(gw.node_pool.clone(), gw.node_tag.clone()));
-        fw.description = gw.owner.description(&[
+        let record = gw.owner.description(&[
             (KEY_NODE_POOL, gw.node_pool.to_string()),
             (KEY_NODE_TAG, gw.node_tag.clone()),
             (KEY_TAG_ADDED, added.to_string()),
         ]);
+        let mut fw = gw.firewall.clone();
+        fw.description = record.clone();
         let fw_change = simple_change(
             stack,
             gateway,
@@ -279,6 +277,8 @@ pub(crate) fn diff(
         for route in &gw.routes {
             let mut r = route.clone();
             r.next_hop_ip = int_ip;
+            // Set when the route is made; a route is never replaced for its description alone.
+            r.description = record.clone();
             let mut rc = simple_change(
                 stack,
                 gateway,
@@ -304,7 +304,7 @@ pub(crate) fn diff(
             .insert(gw.node_tag.clone());
     }
     let mut pools: BTreeSet<NodePoolId> = wanted.keys().cloned().collect();
-    pools.extend(world.recorded_node_pools(stack));
+    pools.extend(world.recorded_node_pools(Some(stack)));
     for id in pools {
         let Some(observed) = world.node_pool(&id) else {
             continue;

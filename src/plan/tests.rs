@@ -107,7 +107,8 @@ pub(crate) fn applied_world(desired: &[Gateway], base: &World) -> World {
                     }
                     Resource::Route(r) => {
                         w.routes.retain(|x| x.resource.name != r.name);
-                        w.routes.push(observed(r, &owner, None));
+                        let d = r.description.clone();
+                        w.routes.push(observed(r, &owner, Some(&d)));
                     }
                     Resource::NodePool(p) => {
                         w.node_pools.retain(|x| x.resource.id != p.id);
@@ -590,4 +591,41 @@ fn summary_counts_replacements_twice() {
             destroy: 3
         }
     );
+}
+
+#[test]
+fn the_tag_record_survives_the_loss_of_the_firewall_rule() {
+    let (_, d) = example();
+    let mut w = applied_world(&d, &empty_world());
+    // Someone deletes the rule that records that natgw added the tag; the route still records it.
+    w.firewalls.clear();
+    let route = &w.routes[0];
+    assert_eq!(
+        route.facts.get("natgw-tag-added").map(String::as_str),
+        Some("true")
+    );
+    // Apply recreates the rule with the record...
+    let changes = plan(&d, &w);
+    let fw = changes
+        .iter()
+        .find(|c| c.kind == Kind::Firewall)
+        .expect("firewall");
+    match &fw.after {
+        Some(Resource::Firewall(f)) => assert!(
+            f.description.contains("natgw-tag-added=true"),
+            "{}",
+            f.description
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    // ...and destroy, even without the rule, removes the tag natgw added.
+    let changes = plan(&[], &w);
+    let pool_change = changes
+        .iter()
+        .find(|c| c.kind == Kind::NodePool)
+        .expect("pool");
+    match &pool_change.after {
+        Some(Resource::NodePool(p)) => assert_eq!(p.tags, vec!["existing-tag"]),
+        other => panic!("unexpected {other:?}"),
+    }
 }

@@ -93,13 +93,36 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// The node pools natgw's own records (firewall descriptions of `stack`) mention.
-    pub(crate) fn recorded_node_pools(&self, stack: &str) -> Vec<NodePoolId> {
-        let mut ids: Vec<NodePoolId> = self
+    /// The `key=value` facts natgw recorded in descriptions: the firewall rule and every route of a gateway
+    /// record its node pool, its tag and whether natgw added the tag, so that losing one of them out of band
+    /// loses no record. `stack`: only that stack's; `None`: any stack's.
+    pub(crate) fn records<'a>(
+        &'a self,
+        stack: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a BTreeMap<String, String>> + 'a {
+        let mine = move |owner: &Option<Owner>| {
+            owner
+                .as_ref()
+                .is_some_and(|o| stack.is_none_or(|s| o.stack == s))
+        };
+        let firewalls = self
             .firewalls
             .iter()
-            .filter(|f| f.owned_by(stack))
-            .filter_map(|f| parse_pool(f.facts.get(ownership::KEY_NODE_POOL)?))
+            .filter(move |f| mine(&f.owner))
+            .map(|f| &f.facts);
+        let routes = self
+            .routes
+            .iter()
+            .filter(move |r| mine(&r.owner))
+            .map(|r| &r.facts);
+        firewalls.chain(routes)
+    }
+
+    /// The node pools natgw's records name.
+    pub(crate) fn recorded_node_pools(&self, stack: Option<&str>) -> Vec<NodePoolId> {
+        let mut ids: Vec<NodePoolId> = self
+            .records(stack)
+            .filter_map(|facts| parse_pool(facts.get(ownership::KEY_NODE_POOL)?))
             .collect();
         ids.sort();
         ids.dedup();
