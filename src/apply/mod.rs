@@ -7,7 +7,7 @@
 mod graph;
 mod ready;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,6 +118,41 @@ pub(crate) struct Outcome {
     pub(crate) skipped: Vec<String>,
     /// Not started because the run was interrupted.
     pub(crate) not_started: Vec<String>,
+    /// What to allow-list, per gateway the plan keeps or creates.
+    pub(crate) outputs: BTreeMap<String, Outputs>,
+}
+
+/// A gateway's addresses once applied: the egress IP is the one to put on the allow-list.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Outputs {
+    pub(crate) egress_ip: Option<Ipv4Addr>,
+    pub(crate) internal_ip: Option<Ipv4Addr>,
+}
+
+/// The outputs of the gateways a plan keeps or creates, from the IPs known so far.
+fn outputs(
+    changes: &[Change],
+    ips: &HashMap<(String, Kind), Ipv4Addr>,
+) -> BTreeMap<String, Outputs> {
+    changes
+        .iter()
+        .filter(|c| c.kind == Kind::ExternalAddress && c.after.is_some())
+        .map(|c| {
+            let ip = |kind| ips.get(&(c.gateway.clone(), kind)).copied();
+            (
+                c.gateway.clone(),
+                Outputs {
+                    egress_ip: ip(Kind::ExternalAddress),
+                    internal_ip: ip(Kind::InternalAddress),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The outputs of a plan with nothing to do: the addresses it observed.
+pub(crate) fn kept_outputs(changes: &[Change]) -> BTreeMap<String, Outputs> {
+    outputs(changes, &known_ips(changes))
 }
 
 impl Outcome {
@@ -287,6 +322,9 @@ pub(crate) async fn apply(
                 outcome.not_started.push(address);
             }
         }
+    }
+    if let Ok(ips) = shared.ips.lock() {
+        outcome.outputs = outputs(&plan.changes, &ips);
     }
     outcome
 }

@@ -89,7 +89,11 @@ async fn plan_and_apply(
         shell.out(&render::plan_text(&plan, shell.style));
     }
     if !plan.has_changes() {
-        summary(&plan, &Outcome::default(), shell);
+        let outcome = Outcome {
+            outputs: apply::kept_outputs(&plan.changes),
+            ..Outcome::default()
+        };
+        summary(&plan, &outcome, shell);
         return Ok(ExitCode::SUCCESS);
     }
     if !auto_approve && !confirm(destroy, shell)? {
@@ -205,7 +209,11 @@ async fn apply_saved(
         )));
     }
     if !saved.has_changes() {
-        summary(&saved, &Outcome::default(), shell);
+        let outcome = Outcome {
+            outputs: apply::kept_outputs(&saved.changes),
+            ..Outcome::default()
+        };
+        summary(&saved, &outcome, shell);
         return Ok(ExitCode::SUCCESS);
     }
     execute(session, &saved, global, shell).await
@@ -382,6 +390,7 @@ fn summary(plan: &Plan, o: &Outcome, shell: &Shell) {
                 "failed": failed,
                 "skipped": o.skipped,
                 "not_started": o.not_started,
+                "outputs": if plan.destroy { serde_json::json!({}) } else { serde_json::json!(o.outputs) },
             })
         ));
     }
@@ -401,6 +410,9 @@ fn summary(plan: &Plan, o: &Outcome, shell: &Shell) {
             "\n{}",
             shell.style.green(&shell.style.bold(&line))
         ));
+        if !plan.destroy {
+            print_outputs(o, shell);
+        }
         return;
     }
     let mut line = format!(
@@ -431,4 +443,28 @@ fn summary(plan: &Plan, o: &Outcome, shell: &Shell) {
     }
     line.push_str(". Run natgw plan to see what is left.");
     shell.line(&format!("\n{}", shell.style.red(&line)));
+    if !plan.destroy {
+        print_outputs(o, shell);
+    }
+}
+
+/// The addresses to know after an apply, Terraform's way: the egress IP goes on the allow-list.
+fn print_outputs(o: &Outcome, shell: &Shell) {
+    let mut rows = Vec::new();
+    for (gateway, out) in &o.outputs {
+        let show = |ip: Option<std::net::Ipv4Addr>| {
+            ip.map_or("(not known yet)".to_string(), |ip| format!("\"{ip}\""))
+        };
+        rows.push((format!("{gateway}.egress_ip"), show(out.egress_ip)));
+        rows.push((format!("{gateway}.internal_ip"), show(out.internal_ip)));
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut text = String::from("\nOutputs:\n");
+    for (k, v) in rows {
+        text.push_str(&format!("\n{k:width$} = {v}"));
+    }
+    shell.line(&text);
 }

@@ -177,6 +177,31 @@ fn fresh_apply_then_no_changes_then_destroy_restores_the_pool() {
             && items.contains(&"enable-guest-attributes".to_string())
     );
 
+    // The egress IP to allow-list is printed, and it is the external address's.
+    let ext = rt.block_on(async {
+        let c = compute_addresses(&p.emu.url).await;
+        c.get()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_address("natgw-gitlab-ext")
+            .send()
+            .await
+            .expect("external address")
+    });
+    let ip = ext.address.expect("an IP");
+    assert!(
+        apply
+            .stdout
+            .contains(&format!("gitlab.egress_ip   = \"{ip}\"")),
+        "{}",
+        apply.stdout
+    );
+    assert!(
+        apply.stdout.contains("gitlab.internal_ip = \"10.0.0.50\""),
+        "{}",
+        apply.stdout
+    );
+
     let again = p.natgw(&["plan", "--detailed-exitcode"]);
     again.code(0);
     assert!(again.stdout.contains("No changes."), "{}", again.stdout);
@@ -612,6 +637,8 @@ fn apply_json_reports_the_outcome_on_stdout() {
         "progress goes to stderr with --json: {}",
         run.stderr
     );
+    assert_eq!(v["outputs"]["gitlab"]["internal_ip"], "10.0.0.50");
+    assert!(v["outputs"]["gitlab"]["egress_ip"].is_string(), "{v}");
 }
 
 #[test]
