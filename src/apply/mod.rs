@@ -186,7 +186,7 @@ struct Shared {
     stack: String,
     options: Options,
     ips: Ips,
-    /// The plan's observation, and when apply started.
+    /// The plan's observation, and when it was made.
     world: World,
     observed: Instant,
     /// The VMs this plan keeps (no-op or in-place update), by gateway: a route created for one of them
@@ -196,12 +196,13 @@ struct Shared {
     seen_ready: tokio::sync::Mutex<HashSet<String>>,
 }
 
-/// Applies `plan`, whose world was observed just before (plan-and-apply observes first; a saved plan is
-/// applied only if a new observation finds the same world). `stop` asks apply to start nothing new
-/// (Ctrl-C); what is in flight finishes.
+/// Applies `plan`, whose world was observed at `observed_at` (plan-and-apply observes first; a saved plan is
+/// applied only if a new observation finds the same world, and `observed_at` is then that new one). `stop`
+/// asks apply to start nothing new (Ctrl-C); what is in flight finishes.
 pub(crate) async fn apply(
     cloud: &Cloud,
     plan: &Plan,
+    observed_at: Instant,
     options: &Options,
     stop: Arc<AtomicBool>,
     events: Reporter,
@@ -219,7 +220,7 @@ pub(crate) async fn apply(
         options: options.clone(),
         ips,
         world: plan.world.clone(),
-        observed: Instant::now(),
+        observed: observed_at,
         kept_vms: kept_vms(&plan.changes),
         seen_ready: tokio::sync::Mutex::new(HashSet::new()),
     });
@@ -425,7 +426,12 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
     let stack = shared.stack.as_str();
     match step.direction {
         Direction::Down => {
-            let check = owner_check(shared, change.before.as_ref());
+            let check = owner_check(
+                &shared.world,
+                &shared.stack,
+                shared.observed.elapsed(),
+                change.before.as_ref(),
+            );
             match &change.before {
                 Some(Resource::Address(a)) => {
                     Ok(cloud.delete_address(check, &a.region, &a.name).await?)
@@ -523,12 +529,15 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
 /// Whether a delete must read the resource again to check its marker: yes unless apply's observation is
 /// fresh and saw this very resource with this stack's marker (so a hand-edited saved plan cannot delete what
 /// the stack does not own).
-fn owner_check<'a>(shared: &'a Shared, resource: Option<&Resource>) -> OwnerCheck<'a> {
-    let stack = shared.stack.as_str();
-    if shared.observed.elapsed() >= OBSERVATION_FRESH {
+fn owner_check<'a>(
+    w: &World,
+    stack: &'a str,
+    age: Duration,
+    resource: Option<&Resource>,
+) -> OwnerCheck<'a> {
+    if age >= OBSERVATION_FRESH {
         return OwnerCheck::Read(stack);
     }
-    let w = &shared.world;
     let seen = match resource {
         Some(Resource::Address(a)) => w.addresses.iter().any(|o| {
             o.resource.name == a.name && o.resource.region == a.region && o.owned_by(stack)
@@ -602,4 +611,43 @@ async fn update_instance(
         ready::wait(cloud, i, shared.options.ready_timeout).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
+
+    #[test]
+    fn a_delete_trusts_only_a_fresh_observation_of_its_own_marker() {
+        let cfg = config_from(EXAMPLE);
+        let world = applied_world(&desired_from(&cfg), &empty_world());
+        let route = Resource::Route(world.routes[0].resource.clone());
+        let fresh = Duration::from_secs(1);
+        assert_eq!(
+            owner_check(&world, "gitlab-runners", fresh, Some(&route)),
+            OwnerCheck::Observed
+        );
+        // Old (a confirmation that took minutes): read again.
+        assert_eq!(
+            owner_check(&world, "gitlab-runners", OBSERVATION_FRESH, Some(&route)),
+            OwnerCheck::Read("gitlab-runners")
+        );
+        // Another stack, or a resource the observation did not hold (an edited plan): read again.
+        assert_eq!(
+            owner_check(&world, "other", fresh, Some(&route)),
+            OwnerCheck::Read("other")
+        );
+        let mut unseen = world.routes[0].resource.clone();
+        unseen.name = "natgw-gitlab-1-2-3-4-32".into();
+        assert_eq!(
+            owner_check(
+                &world,
+                "gitlab-runners",
+                fresh,
+                Some(&Resource::Route(unseen))
+            ),
+            OwnerCheck::Read("gitlab-runners")
+        );
+    }
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use super::context::{self, Loaded, Session};
 use super::plan::make;
 use super::{CliError, Global, Shell};
@@ -84,6 +86,9 @@ async fn plan_and_apply(
     global: &Global,
     shell: &Shell,
 ) -> Result<ExitCode, CliError> {
+    // Taken before reading the project: the confirmation below may take minutes, and apply trusts the
+    // observation's ownership markers only while it is fresh.
+    let observed_at = Instant::now();
     let plan = make(session, loaded, destroy, shell).await?;
     if !shell.json {
         shell.out(&render::plan_text(&plan, shell.style));
@@ -104,7 +109,7 @@ async fn plan_and_apply(
         });
         return Ok(ExitCode::FAILURE);
     }
-    execute(session, &plan, global, shell).await
+    execute(session, &plan, observed_at, global, shell).await
 }
 
 fn confirm(destroy: bool, shell: &Shell) -> Result<bool, CliError> {
@@ -199,6 +204,7 @@ async fn apply_saved(
     global: &Global,
     shell: &Shell,
 ) -> Result<ExitCode, CliError> {
+    let observed_at = Instant::now();
     let now = make(session, loaded, saved.destroy, shell).await?;
     let (then, current) = (saved.world.canonical(), now.world.canonical());
     if then != current {
@@ -216,7 +222,7 @@ async fn apply_saved(
         summary(&saved, &outcome, shell);
         return Ok(ExitCode::SUCCESS);
     }
-    execute(session, &saved, global, shell).await
+    execute(session, &saved, observed_at, global, shell).await
 }
 
 /// Names the resources that differ between two observations.
@@ -248,7 +254,7 @@ fn describe_drift(then: &crate::plan::world::World, now: &crate::plan::world::Wo
         }
     }
     if differ.is_empty() {
-        "node pools".into()
+        "node pools it could not find differ".into()
     } else {
         format!("{} differ", differ.join(", "))
     }
@@ -257,6 +263,7 @@ fn describe_drift(then: &crate::plan::world::World, now: &crate::plan::world::Wo
 async fn execute(
     session: &Session,
     plan: &Plan,
+    observed_at: Instant,
     global: &Global,
     shell: &Shell,
 ) -> Result<ExitCode, CliError> {
@@ -269,7 +276,15 @@ async fn execute(
     };
     let printer = *shell;
     let reporter: apply::Reporter = Arc::new(move |e| report(&printer, &e));
-    let outcome = apply::apply(&session.cloud, plan, &options, stop.clone(), reporter).await;
+    let outcome = apply::apply(
+        &session.cloud,
+        plan,
+        observed_at,
+        &options,
+        stop.clone(),
+        reporter,
+    )
+    .await;
     watcher.abort();
     summary(plan, &outcome, shell);
     Ok(if outcome.success() {

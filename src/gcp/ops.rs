@@ -38,7 +38,7 @@ pub(crate) enum OwnerCheck<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ready {
     Yes,
-    /// Not yet; the VM's status is given.
+    /// Not written yet, or an older token.
     NotYet,
 }
 
