@@ -13,6 +13,9 @@
 //! requests of the last run of each scenario), and words that select scenarios by name.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "../tests/it/fleet.rs"]
+mod fleet;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -362,30 +365,7 @@ impl Drop for Workspace {
 }
 
 fn config_text(gateways: usize) -> String {
-    let mut s = format!("project = \"{PROJECT}\"\nstack = \"bench\"\n");
-    for i in 0..gateways {
-        let _ = write!(
-            s,
-            r#"
-[gateways.gw{i}]
-region = "europe-west1"
-zone = "europe-west1-b"
-network = "vpc-network"
-subnetwork = "runners"
-internal_ip = "10.0.1.{}"
-destinations = ["34.120.{i}.0/24"]
-source_ranges = ["10.0.0.0/20", "10.4.0.0/14"]
-node_tag = "runner-gw{i}"
-
-[gateways.gw{i}.node_pool]
-cluster = "gke-gitlab-runner"
-location = "europe-west1"
-name = "runners"
-"#,
-            i + 10
-        );
-    }
-    s
+    fleet::fleet_config(PROJECT, "bench", gateways)
 }
 
 /// A `natgw emulator` process with the demo world of `PROJECT`, killed on drop.

@@ -6,6 +6,7 @@ mod core;
 mod credentials;
 mod emulator;
 mod emulator_gke;
+mod fleet;
 mod gitlab_ci;
 mod harness;
 mod netns;

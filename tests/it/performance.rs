@@ -1,37 +1,14 @@
 //! Request counts, which are deterministic (timings are measured by `cargo bench`, never asserted here).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
+use crate::fleet::fleet_config;
 use crate::harness::Project;
 use crate::support::PROJECT;
 
 /// `gateways` gateways that share the demo world's one node pool.
 fn config(gateways: usize) -> String {
-    let mut s = format!("project = \"{PROJECT}\"\nstack = \"perf\"\n");
-    for i in 0..gateways {
-        let _ = write!(
-            s,
-            r#"
-[gateways.gw{i}]
-region = "europe-west1"
-zone = "europe-west1-b"
-network = "vpc-network"
-subnetwork = "runners"
-internal_ip = "10.0.1.{}"
-destinations = ["34.120.{i}.0/24"]
-source_ranges = ["10.0.0.0/20", "10.4.0.0/14"]
-node_tag = "runner-gw{i}"
-
-[gateways.gw{i}.node_pool]
-cluster = "gke-gitlab-runner"
-location = "europe-west1"
-name = "runners"
-"#,
-            i + 10
-        );
-    }
-    s
+    fleet_config(PROJECT, "perf", gateways)
 }
 
 /// "METHOD /path/with/*/for/names" of a logged request.
