@@ -38,9 +38,10 @@ impl Loaded {
 /// Reads and validates the config, resolves the project, renders every startup script.
 pub(crate) fn load(global: &Global) -> Result<Loaded, CliError> {
     let path = &global.config;
-    let config = config::load(path)?;
-    let text = std::fs::read(path).unwrap_or_default();
-    let digest = hex(&Sha256::digest(&text));
+    // One read: the digest a saved plan records is of the very text that was parsed.
+    let text = config::read(path)?;
+    let config = config::parse(path, &text)?;
+    let digest = hex(&Sha256::digest(text.as_bytes()));
     let project = resolve_project(&config)?;
     let mut desired = Vec::new();
     for gw in config.gateways.values() {

@@ -156,7 +156,12 @@ impl fmt::Display for ConfigError {
 
 /// Reads and parses a config file.
 pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    parse(path, &read(path)?)
+}
+
+/// Reads a config file's text, with the same located errors as `load`.
+pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         problems: vec![Problem {
             path: path.to_path_buf(),
             line: 0,
@@ -168,8 +173,7 @@ pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
                 _ => format!("cannot read the file: {e}"),
             },
         }],
-    })?;
-    parse(path, &text)
+    })
 }
 
 /// Parses and validates config text. `path` is only used in messages.
