@@ -7,7 +7,7 @@
 mod graph;
 mod ready;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -190,10 +190,9 @@ struct Shared {
     world: World,
     observed: Instant,
     /// The VMs this plan keeps (no-op or in-place update), by gateway: a route created for one of them
-    /// first checks that it reports ready, since an earlier run may have left a VM that never did.
-    kept_vms: HashMap<String, crate::model::Instance>,
-    /// Gateways whose kept VM was seen ready in this run.
-    seen_ready: tokio::sync::Mutex<HashSet<String>>,
+    /// first checks that it reports ready, since an earlier run may have left a VM that never did. The
+    /// check runs once per VM; the routes of other gateways do not wait for it.
+    kept_vms: HashMap<String, (crate::model::Instance, tokio::sync::OnceCell<()>)>,
 }
 
 /// Applies `plan`, whose world was observed at `observed_at` (plan-and-apply observes first; a saved plan is
@@ -222,7 +221,6 @@ pub(crate) async fn apply(
         world: plan.world.clone(),
         observed: observed_at,
         kept_vms: kept_vms(&plan.changes),
-        seen_ready: tokio::sync::Mutex::new(HashSet::new()),
     });
 
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -330,12 +328,16 @@ pub(crate) async fn apply(
     outcome
 }
 
-fn kept_vms(changes: &[Change]) -> HashMap<String, crate::model::Instance> {
+fn kept_vms(
+    changes: &[Change],
+) -> HashMap<String, (crate::model::Instance, tokio::sync::OnceCell<()>)> {
     changes
         .iter()
         .filter(|c| matches!(c.action, Action::NoOp | Action::Update))
         .filter_map(|c| match &c.after {
-            Some(Resource::Instance(i)) => Some((c.gateway.clone(), i.clone())),
+            Some(Resource::Instance(i)) => {
+                Some((c.gateway.clone(), (i.clone(), tokio::sync::OnceCell::new())))
+            }
             _ => None,
         })
         .collect()
@@ -485,12 +487,12 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                 }
                 Some(Resource::Route(r)) => {
                     let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
-                    if let Some(vm) = shared.kept_vms.get(&change.gateway) {
-                        let mut seen = shared.seen_ready.lock().await;
-                        if !seen.contains(&change.gateway) {
-                            ready::wait(cloud, vm, shared.options.ready_timeout).await?;
-                            seen.insert(change.gateway.clone());
-                        }
+                    if let Some((vm, ready)) = shared.kept_vms.get(&change.gateway) {
+                        ready
+                            .get_or_try_init(|| {
+                                ready::wait(cloud, vm, shared.options.ready_timeout)
+                            })
+                            .await?;
                     }
                     Ok(cloud.insert_route(r, next_hop).await?)
                 }
