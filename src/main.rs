@@ -7,6 +7,7 @@ mod emulator;
 mod gcp;
 mod model;
 mod net;
+mod output;
 mod plan;
 mod render;
 mod startup_script;

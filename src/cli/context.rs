@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{CliError, Global, Shell};
+use super::{CliError, Global};
 use crate::config::{self, Config};
 use crate::emulator::{
     Emulator, Options as EmulatorOptions, Seed, SeedCluster, SeedNetwork, SeedNodePool,
@@ -18,6 +18,7 @@ use crate::gcp::{Cloud, Connection, auth};
 use crate::model::NodePoolId;
 use crate::model::desired::{self, Gateway};
 use crate::net::Ipv4Net;
+use crate::output::Shell;
 use crate::startup_script::{self, ScriptInput};
 
 /// A loaded config and everything derived from it without contacting anything.
@@ -112,10 +113,11 @@ impl Session {
         } else if global.anonymous {
             (global.endpoint.clone(), auth::anonymous(), None)
         } else {
-            let creds = auth::resolve(global.impersonate_service_account.as_deref(), shell)
+            let resolved = auth::resolve(global.impersonate_service_account.as_deref())
                 .await
                 .map_err(crate::gcp::GcpError::from)?;
-            (global.endpoint.clone(), creds, None)
+            shell.debug(&format!("credentials: {}", resolved.from));
+            (global.endpoint.clone(), resolved.credentials, None)
         };
         if let Some(url) = &endpoint {
             shell.debug(&format!("API endpoint: {url}"));
