@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod emulator;
 mod gcp;
+mod hex;
 mod model;
 mod net;
 mod output;

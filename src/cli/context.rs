@@ -42,7 +42,7 @@ pub(crate) fn load(global: &Global) -> Result<Loaded, CliError> {
     // One read: the digest a saved plan records is of the very text that was parsed.
     let text = config::read(path)?;
     let config = config::parse(path, &text)?;
-    let digest = hex(&Sha256::digest(text.as_bytes()));
+    let digest = crate::hex::encode(&Sha256::digest(text.as_bytes()));
     let project = resolve_project(&config)?;
     let mut desired = Vec::new();
     for gw in config.gateways.values() {
@@ -55,10 +55,6 @@ pub(crate) fn load(global: &Global) -> Result<Loaded, CliError> {
         digest,
         desired,
     })
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The config's `project`, else `GOOGLE_CLOUD_PROJECT`, else `CLOUDSDK_CORE_PROJECT`, else the credentials'

@@ -27,10 +27,6 @@ pub(super) fn region_of_zone(zone: &str) -> String {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Fingerprints travel as bytes; natgw keeps them as hex in plans.
 pub(super) fn unhex(s: &str) -> bytes::Bytes {
     let v: Vec<u8> = (0..s.len() / 2)
@@ -40,7 +36,7 @@ pub(super) fn unhex(s: &str) -> bytes::Bytes {
 }
 
 fn fingerprint(b: Option<&bytes::Bytes>) -> Option<String> {
-    b.map(|b| hex(b))
+    b.map(|b| crate::hex::encode(b))
 }
 
 fn sorted(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -374,7 +370,7 @@ mod tests {
     #[test]
     fn fingerprints_round_trip() {
         let b = bytes::Bytes::from_static(&[0, 1, 0xab, 0xff]);
-        assert_eq!(unhex(&hex(&b)), b);
+        assert_eq!(unhex(&crate::hex::encode(&b)), b);
     }
 
     #[test]
