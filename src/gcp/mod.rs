@@ -1,8 +1,8 @@
 //! The only code that knows Google's APIs: clients, operations, and the mapping between the wire and the model.
 
 pub(crate) mod auth;
+mod calls;
 mod observe;
-mod ops;
 mod retry;
 mod wire;
 
@@ -15,7 +15,7 @@ use google_cloud_compute_v1::client::{
 };
 use google_cloud_container_v1::client::ClusterManager;
 
-pub(crate) use ops::{OwnerCheck, Ready};
+pub(crate) use calls::{OwnerCheck, Ready};
 
 /// Where natgw sends its API calls and how it authenticates.
 #[derive(Clone, Debug)]
