@@ -1,12 +1,14 @@
 //! `natgw emulator`: run the local Compute Engine + GKE API emulator until SIGINT or SIGTERM.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::emulator::{Emulator, Options, Seed};
+use super::frontend::{ShowPlan, Terminal};
+use crate::emulator::Options;
+use crate::ops::{self, EmulatorOptions, OpsError};
+use crate::output::Shell;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -48,17 +50,6 @@ pub(crate) struct Args {
     seed_file: Option<PathBuf>,
 }
 
-fn read_seed(path: &std::path::Path) -> Result<Seed, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the seed file {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "the seed file {} is not a valid seed ({e}); see `natgw emulator --help`",
-            path.display()
-        )
-    })
-}
-
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -66,87 +57,26 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-pub(crate) fn run(args: Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+pub(crate) fn run(args: Args, shell: &Shell) -> Result<ExitCode, OpsError> {
+    let options = EmulatorOptions {
+        listen: args.listen,
+        options: Options {
+            api_latency: Duration::from_millis(args.api_latency_ms),
+            op_latency: Duration::from_millis(args.op_latency_ms),
+            boot: Duration::from_millis(args.boot_ms),
+            boot_fail: args.boot_fail,
+            fault_rate: args.fault_rate,
+            seed: args.seed,
+            request_log: args.request_log,
+            state: args.state,
+        },
+        seed_project: args.seed_project,
+        seed_file: args.seed_file,
     };
-    let options = Options {
-        api_latency: Duration::from_millis(args.api_latency_ms),
-        op_latency: Duration::from_millis(args.op_latency_ms),
-        boot: Duration::from_millis(args.boot_ms),
-        boot_fail: args.boot_fail,
-        fault_rate: args.fault_rate,
-        seed: args.seed,
-        request_log: args.request_log,
-        state: args.state,
+    let frontend = Terminal {
+        shell: shell.clone(),
+        show_plan: ShowPlan::Result,
     };
-    let mut seeds = Vec::new();
-    if let Some(project) = &args.seed_project {
-        seeds.push(Seed::demo(project));
-    }
-    if let Some(path) = &args.seed_file {
-        match read_seed(path) {
-            Ok(seed) => seeds.push(seed),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    runtime.block_on(async move {
-        let emulator = match Emulator::start(args.listen, options).await {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        for seed in &seeds {
-            if let Err(e) = emulator.seed(seed) {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {}", emulator.url()).and_then(|()| out.flush());
-        drop(out);
-        wait_for_signal().await;
-        match emulator.shutdown().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    ops::emulator(options, &frontend)?;
+    Ok(ExitCode::SUCCESS)
 }

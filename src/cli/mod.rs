@@ -1,18 +1,19 @@
 //! The command line: clap types and one thin function per command.
 
 mod apply;
-mod context;
 mod emulator;
-
+mod frontend;
 mod plan;
 mod startup_script;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::ops::ConnectOptions;
 use crate::output::Shell;
 
 #[derive(Debug, Parser)]
@@ -93,6 +94,18 @@ pub(crate) struct Global {
     pub(crate) parallelism: u16,
 }
 
+impl Global {
+    fn connect(&self) -> ConnectOptions {
+        ConnectOptions {
+            endpoint: self.endpoint.clone(),
+            anonymous: self.anonymous,
+            emulator: self.emulator.clone(),
+            impersonate_service_account: self.impersonate_service_account.clone(),
+            retry_timeout: Duration::from_secs(self.retry_timeout),
+        }
+    }
+}
+
 /// An `http://` or `https://` URL with a host and an optional port, nothing else (natgw appends the API
 /// paths).
 fn parse_endpoint(s: &str) -> Result<String, String> {
@@ -148,21 +161,6 @@ enum Command {
     Emulator(emulator::Args),
 }
 
-/// What a command failed with; printed once, at the top.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Gcp(#[from] crate::gcp::GcpError),
-    #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
-    #[error(transparent)]
-    Script(#[from] crate::startup_script::ScriptError),
-    #[error("{0}")]
-    Message(String),
-}
-
 pub(crate) fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -179,12 +177,12 @@ pub(crate) fn main() -> ExitCode {
     };
     let shell = Shell::new(cli.global.no_color, cli.global.json, cli.global.verbose);
     let result = match cli.command {
-        Command::Emulator(args) => return emulator::run(args),
-        Command::StartupScript(args) => startup_script::run(&cli.global, &args),
+        Command::Emulator(args) => emulator::run(args, &shell),
+        Command::StartupScript(args) => startup_script::run(&cli.global, &args, &shell),
         Command::Validate => validate::run(&cli.global, &shell),
-        Command::Plan(args) => block_on(plan::run(&cli.global, &args, &shell)),
-        Command::Apply(args) => block_on(apply::run_apply(&cli.global, &args, &shell)),
-        Command::Destroy(args) => block_on(apply::run_destroy(&cli.global, &args, &shell)),
+        Command::Plan(args) => plan::run(&cli.global, &args, &shell),
+        Command::Apply(args) => apply::run_apply(&cli.global, &args, &shell),
+        Command::Destroy(args) => apply::run_destroy(&cli.global, &args, &shell),
     };
     match result {
         Ok(code) => code,
@@ -193,17 +191,6 @@ pub(crate) fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(
-    f: F,
-) -> Result<ExitCode, CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-        .map_err(|e| CliError::Message(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(f)
 }
 
 /// An error and its sources, each once.

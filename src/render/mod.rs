@@ -1,4 +1,8 @@
 //! Human text and JSON from the same plan (pure). The text reads like Terraform's, so nobody has to learn it.
+//! Apply's and destroy's progress and outcome are in [`apply`], `validate`'s verdict in [`validate`].
+
+pub(crate) mod apply;
+pub(crate) mod validate;
 
 use std::fmt::Write as _;
 
