@@ -6,6 +6,8 @@ mod config;
 mod emulator;
 mod gcp;
 mod hex;
+#[cfg(test)]
+mod layers;
 mod model;
 mod net;
 mod ops;

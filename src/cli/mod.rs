@@ -207,3 +207,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     msg
 }
+
+#[cfg(test)]
+mod tests;

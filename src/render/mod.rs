@@ -203,4 +203,4 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
