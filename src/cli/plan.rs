@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::Global;
 use super::frontend::{ShowPlan, Terminal};
-use crate::ops::{self, OpsError, PlanOptions};
+use crate::ops::{self, Frontend, OpsError, PlanOptions};
 use crate::output::Shell;
 
 #[derive(Debug, clap::Args)]
@@ -32,10 +33,10 @@ pub(crate) fn run(global: &Global, args: &Args, shell: &Shell) -> Result<ExitCod
         out: args.out.clone(),
         gitlab_report: args.gitlab_report.clone(),
     };
-    let frontend = Terminal {
+    let frontend: Arc<dyn Frontend> = Arc::new(Terminal {
         shell: shell.clone(),
         show_plan: ShowPlan::Result,
-    };
+    });
     let planned = ops::plan(&options, &frontend)?;
     Ok(if args.detailed_exitcode && planned.has_changes {
         ExitCode::from(2)

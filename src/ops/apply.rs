@@ -54,7 +54,7 @@ pub(crate) fn apply(
     };
     let saved = read_plan(path, &loaded)?;
     runtime(Some(2))?.block_on(async {
-        let session = Session::open(&options.connect, &loaded, frontend.as_ref()).await?;
+        let session = Session::open(&options.connect, &loaded, frontend).await?;
         let result = apply_saved(&session, &loaded, saved, path, options, frontend).await;
         session.finish().await?;
         result
@@ -83,7 +83,7 @@ fn plan_and_apply(
         ));
     }
     runtime(Some(2))?.block_on(async {
-        let session = Session::open(&options.connect, loaded, frontend.as_ref()).await?;
+        let session = Session::open(&options.connect, loaded, frontend).await?;
         let result = plan_approve_apply(&session, loaded, destroy, options, frontend).await;
         session.finish().await?;
         result

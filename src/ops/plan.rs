@@ -1,6 +1,7 @@
 //! `plan`: observe the project, diff it with the config, and save the plan for `apply PLANFILE`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::context::{self, Loaded};
@@ -27,14 +28,17 @@ pub(crate) struct Planned {
 }
 
 /// Makes the plan and tells the frontend; then saves it and the GitLab report, if asked.
-pub(crate) fn plan(options: &PlanOptions, frontend: &dyn Frontend) -> Result<Planned, OpsError> {
+pub(crate) fn plan(
+    options: &PlanOptions,
+    frontend: &Arc<dyn Frontend>,
+) -> Result<Planned, OpsError> {
     let loaded = context::load(&options.config)?;
     for path in options.out.iter().chain(&options.gitlab_report) {
         check_output_path(path)?;
     }
     let plan = runtime(Some(2))?.block_on(async {
         let session = Session::open(&options.connect, &loaded, frontend).await?;
-        let result = make(&session, &loaded, options.destroy, frontend).await;
+        let result = make(&session, &loaded, options.destroy, frontend.as_ref()).await;
         session.finish().await?;
         result
     })?;

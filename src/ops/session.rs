@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::context::Loaded;
 use super::{ConnectOptions, Frontend, Notice, OpsError, seed};
@@ -18,7 +19,7 @@ impl Session {
     pub(super) async fn open(
         options: &ConnectOptions,
         loaded: &Loaded,
-        frontend: &dyn Frontend,
+        frontend: &Arc<dyn Frontend>,
     ) -> Result<Session, OpsError> {
         let debug = |text: String| frontend.notify(Notice::Debug(text));
         let (endpoint, credentials, emulator) = if let Some(state) = &options.emulator {
