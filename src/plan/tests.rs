@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::config;
 use crate::model::NodePool;
-use crate::model::desired::{self, Gateway};
+use crate::model::desired::{self, DesiredGateway};
 use crate::model::observed::{Observation, Observed, Preconditions};
 use crate::model::ownership::Owner;
 
@@ -16,7 +16,7 @@ pub(crate) fn config_from(text: &str) -> config::Config {
     config::parse(std::path::Path::new("natgw.toml"), text).expect("test config parses")
 }
 
-pub(crate) fn desired_from(cfg: &config::Config) -> Vec<Gateway> {
+pub(crate) fn desired_from(cfg: &config::Config) -> Vec<DesiredGateway> {
     cfg.gateways
         .values()
         .map(|gw| desired::gateway(&cfg.stack, gw, format!("#!/bin/bash\n# {}\n", gw.name)))
@@ -64,7 +64,7 @@ pub(crate) fn empty_world() -> Observation {
 }
 
 /// The world as apply leaves it for `desired`: what `diff` against it must call a no-op.
-pub(crate) fn applied_world(desired: &[Gateway], base: &Observation) -> Observation {
+pub(crate) fn applied_world(desired: &[DesiredGateway], base: &Observation) -> Observation {
     let ctx = Context {
         stack: "gitlab-runners",
     };
@@ -159,7 +159,7 @@ pub(crate) fn applied_world(desired: &[Gateway], base: &Observation) -> Observat
     w
 }
 
-fn plan(desired: &[Gateway], world: &Observation) -> Vec<Change> {
+fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
     diff(
         &Context {
             stack: "gitlab-runners",
@@ -178,7 +178,7 @@ fn actions(changes: &[Change]) -> Vec<(String, Action)> {
         .collect()
 }
 
-fn example() -> (config::Config, Vec<Gateway>) {
+fn example() -> (config::Config, Vec<DesiredGateway>) {
     let cfg = config_from(EXAMPLE);
     let d = desired_from(&cfg);
     (cfg, d)
@@ -310,11 +310,11 @@ fn out_of_band_changes_are_updated_in_place() {
         .iter()
         .find(|c| c.kind == Kind::Instance)
         .expect("vm");
-    let fields: Vec<&str> = vm.diffs.iter().map(|d| d.field.as_str()).collect();
+    let fields: Vec<&str> = vm.diffs.iter().map(|d| d.field.name()).collect();
     assert_eq!(fields, vec!["startup_script", "status"]);
 }
 
-fn with(edit: &str, replacement: &str) -> Vec<Gateway> {
+fn with(edit: &str, replacement: &str) -> Vec<DesiredGateway> {
     let text = EXAMPLE.replacen(edit, replacement, 1);
     assert_ne!(text, EXAMPLE, "the edit {edit:?} must apply");
     desired_from(&config_from(&text))
