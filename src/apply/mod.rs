@@ -575,4 +575,35 @@ mod tests {
             OwnerCheck::Read("gitlab-runners")
         );
     }
+
+    #[test]
+    fn an_instance_update_follows_the_typed_fields_the_plan_changes() {
+        let cfg = config_from(EXAMPLE);
+        let d = desired_from(&cfg);
+        let mut world = applied_world(&d, &empty_world());
+        world.instances[0].resource.status = "TERMINATED".into();
+        world.instances[0].resource.startup_script = "#!/bin/sh\n".into();
+        world.instances[0].resource.ready_token = "old".into();
+        let changes = crate::plan::diff(&crate::plan::Context { stack: &cfg.stack }, &d, &world)
+            .expect("plan");
+        let vm = changes
+            .iter()
+            .find(|c| c.kind == Kind::Instance)
+            .expect("the VM");
+        assert_eq!(vm.action, Action::Update);
+        let update = InstanceUpdate::of(vm).expect("in place");
+        assert_eq!(
+            update,
+            InstanceUpdate {
+                labels: false,
+                tags: false,
+                metadata: true,
+                start: true,
+            }
+        );
+        // A field that only a replacement changes is never done in place, even in an edited plan.
+        let mut edited = vm.clone();
+        edited.diffs[0].field = Field::Instance(InstanceField::Zone);
+        assert!(InstanceUpdate::of(&edited).is_err());
+    }
 }

@@ -629,3 +629,41 @@ fn the_tag_record_survives_the_loss_of_the_firewall_rule() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn a_saved_plan_reads_back_with_typed_fields_and_an_unknown_field_is_refused() {
+    let (_, d) = example();
+    let mut w = applied_world(&d, &empty_world());
+    w.instances[0].resource.status = "TERMINATED".into();
+    w.instances[0].resource.labels.clear();
+    let changes = plan(&d, &w);
+    let saved = serde_json::to_value(&changes).expect("serialise");
+    let vm = saved
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["kind"] == "instance"))
+        .expect("the VM's change");
+    let names: Vec<&str> = vm["diffs"]
+        .as_array()
+        .expect("diffs")
+        .iter()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    assert_eq!(names, vec!["labels", "status"]);
+    let read: Vec<Change> = serde_json::from_value(saved.clone()).expect("read back");
+    assert_eq!(read, changes);
+
+    let mut edited = saved;
+    if let Some(field) = edited
+        .as_array_mut()
+        .and_then(|cs| cs.iter_mut().find(|c| c["kind"] == "instance"))
+        .and_then(|vm| vm["diffs"][0].get_mut("field"))
+    {
+        *field = "dest_range".into();
+    }
+    let err = serde_json::from_value::<Vec<Change>>(edited).expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("compute_instance has no field \"dest_range\""),
+        "{err}"
+    );
+}
