@@ -1,6 +1,6 @@
-//! Walks a plan: each change becomes one or two steps (a replacement deletes, then creates), steps wait for
-//! the steps they depend on, independent steps run concurrently (bounded), and a failure skips only what
-//! depends on it.
+//! Applies a plan: each change becomes one or two steps (a replacement deletes, then creates; see `graph`),
+//! which `crate::walk` runs in dependency order, bounded, skipping only what depends on a failure. Here is
+//! what a step does, one function per kind going up (`up_*`) and one for going down (`down`).
 //!
 //! Apply follows the plan's changes alone; the reasons shown to the user never steer it.
 
