@@ -10,7 +10,7 @@ use super::OpsError;
 use crate::config::{self, Config};
 use crate::gcp::auth;
 use crate::model::NodePoolId;
-use crate::model::desired::{self, Gateway};
+use crate::model::desired::{self, DesiredGateway};
 use crate::startup_script::{self, ScriptInput};
 
 /// A loaded config and everything derived from it without contacting anything.
@@ -18,7 +18,7 @@ pub(super) struct Loaded {
     pub(super) config: Config,
     pub(super) project: String,
     pub(super) digest: String,
-    pub(super) desired: Vec<Gateway>,
+    pub(super) desired: Vec<DesiredGateway>,
 }
 
 impl Loaded {
@@ -28,7 +28,7 @@ impl Loaded {
     }
 
     /// What a plan aims at: the config's gateways, or nothing for a destroy.
-    pub(super) fn desired(&self, destroy: bool) -> &[Gateway] {
+    pub(super) fn desired(&self, destroy: bool) -> &[DesiredGateway] {
         if destroy { &[] } else { &self.desired }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::model::desired::Gateway;
+use crate::model::desired::DesiredGateway;
 use crate::model::observed::{Observation, Observed};
 use crate::plan::{self, Context, FORMAT_VERSION, Plan};
 
@@ -16,7 +16,7 @@ pub(super) struct Expected<'a> {
     pub(super) project: &'a str,
     pub(super) stack: &'a str,
     /// The config's gateways (a destroy plan wants none, whatever this says).
-    pub(super) desired: &'a [Gateway],
+    pub(super) desired: &'a [DesiredGateway],
 }
 
 /// The plan in `bytes`, or why it is refused (the first check that fails, naming the plan's field).
@@ -122,7 +122,7 @@ mod tests {
     const VERSION: &str = "1.2.3";
 
     struct Fixture {
-        desired: Vec<Gateway>,
+        desired: Vec<DesiredGateway>,
         stack: String,
         path: PathBuf,
     }
