@@ -387,34 +387,31 @@ exec sleep infinity
         self.holder = Some(pid);
     }
 
-    /// Runs `bash -c script args` as the gateway: in its network and mount namespaces.
-    fn in_gateway(&self, script: &str, args: &[&str]) -> Output {
+    /// `bash -c script args` as the gateway: in its network and mount namespaces.
+    fn gateway_command(&self, script: &str, args: &[&str]) -> Command {
         let pid = self.holder.expect("the gateway's mounts are held");
-        run(Command::new("nsenter")
-            .args([
-                "-t",
-                &pid.to_string(),
-                "-m",
-                "-n",
-                "--",
-                "bash",
-                "-c",
-                script,
-            ])
-            .arg("natgw-it")
-            .args(args))
+        let mut cmd = Command::new("nsenter");
+        cmd.args([
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "-n",
+            "--",
+            "bash",
+            "-c",
+            script,
+        ])
+        .arg("natgw-it")
+        .args(args);
+        cmd
+    }
+
+    fn in_gateway(&self, script: &str, args: &[&str]) -> Output {
+        run(&mut self.gateway_command(script, args))
     }
 
     fn must_in_gateway(&self, script: &str, args: &[&str]) -> String {
-        let out = self.in_gateway(script, args);
-        assert!(
-            out.status.success(),
-            "{script} failed ({}):\n{}{}",
-            out.status,
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        text(&out.stdout)
+        must(&mut self.gateway_command(script, args))
     }
 
     /// What the gateway's /etc (changes only) and /run hold: path -> content hash.
