@@ -300,6 +300,10 @@ mod tests {
             "# allow = [\"tcp:443\", \"tcp:8000-8080\", \"udp\", \"icmp\"], as nftables and as iptables matches:"
         );
         assert_eq!(
+            line_starting(&script, "# The gateway's own services that are reachable: "),
+            "# The gateway's own services that are reachable: none."
+        );
+        assert_eq!(
             line_starting(&script, "readonly INPUT_EXCEPTIONS_NFT="),
             "readonly INPUT_EXCEPTIONS_NFT=()"
         );
@@ -415,7 +419,7 @@ mod tests {
         );
         assert_eq!(
             line_starting(&script, "# The gateway's own services that are reachable: "),
-            "# The gateway's own services that are reachable: [tcp:22 from 35.235.240.0/20 (ssh = \"iap\")]."
+            "# The gateway's own services that are reachable: tcp:22 from 35.235.240.0/20 (ssh = \"iap\")."
         );
         assert_ne!(script, render(&input()).expect("renders"));
     }
