@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::harness::Natgw;
 use crate::support::{
     EmulatorProcess, PROJECT, compute_addresses, compute_firewalls, compute_global_operations,
     compute_instances, compute_machine_types, compute_networks, compute_region_operations,
@@ -1742,12 +1743,13 @@ async fn state_survives_a_restart() {
 
 #[test]
 fn cli_bad_flags_exit_non_zero() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
+    let dir = crate::support::temp_dir("emulator-flags");
+    let run = Natgw::new(&dir)
         .args(["emulator", "--fault-rate", "2"])
-        .output()
-        .expect("run natgw");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("fault-rate"));
+        .run();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(run.code, 0, "{run:?}");
+    run.stderr_has("fault-rate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

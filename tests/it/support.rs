@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use google_cloud_auth::credentials::Credentials;
 
+use crate::harness::Natgw;
+
 /// The project the demo world (`--seed-project`) is created in by `EmulatorProcess::seeded`.
 pub(crate) const PROJECT: &str = "natgw-test";
 
@@ -72,11 +74,11 @@ impl EmulatorProcess {
     /// Spawns in a given directory (e.g. to restart on the same `--state` file).
     pub(crate) fn spawn_in(dir: PathBuf, extra_args: &[&str]) -> EmulatorProcess {
         let log = dir.join("requests.jsonl");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_natgw"))
-            .arg("emulator")
-            .args(["--listen", "127.0.0.1:0", "--request-log"])
+        let mut child = Natgw::new(&dir)
+            .args(["emulator", "--listen", "127.0.0.1:0", "--request-log"])
             .arg(&log)
             .args(extra_args)
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
