@@ -408,8 +408,8 @@ fn a_403_names_the_missing_permission() {
         .env("NATGW_RETRY_TIMEOUT", "5")
         .run()
         .code(1)
-        .stderr_has("lack the IAM permission compute.instances.list")
-        .golden(GOLDEN, "a 403 from Compute");
+        // No golden file: which of the parallel reads is refused first varies.
+        .stderr_has("lack the IAM permission compute.instances.list");
     assert!(!google.seen().is_empty());
 }
 
