@@ -4,47 +4,17 @@ use std::collections::BTreeMap;
 
 use crate::fleet::fleet_config;
 use crate::harness::Project;
-use crate::support::PROJECT;
+use crate::support::{PROJECT, request_kind};
 
 /// `gateways` gateways that share the demo world's one node pool.
 fn config(gateways: usize) -> String {
     fleet_config(PROJECT, "perf", gateways)
 }
 
-/// "METHOD /path/with/*/for/names" of a logged request.
-fn kind(r: &serde_json::Value) -> String {
-    let method = r.get("method").and_then(|m| m.as_str()).unwrap_or("?");
-    let path = r.get("path").and_then(|m| m.as_str()).unwrap_or("?");
-    let parts: Vec<&str> = path.split('/').collect();
-    let shaped: Vec<&str> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let named = i > 0
-                && matches!(
-                    parts[i - 1],
-                    "projects"
-                        | "regions"
-                        | "zones"
-                        | "addresses"
-                        | "instances"
-                        | "firewalls"
-                        | "routes"
-                        | "operations"
-                        | "locations"
-                        | "clusters"
-                        | "nodePools"
-                );
-            if named { "*" } else { p }
-        })
-        .collect();
-    format!("{method} {}", shaped.join("/"))
-}
-
 fn count_kinds(requests: &[serde_json::Value]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for r in requests {
-        *out.entry(kind(r)).or_insert(0) += 1;
+        *out.entry(request_kind(r)).or_insert(0) += 1;
     }
     out
 }

@@ -136,6 +136,36 @@ pub(crate) fn read_log(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// "METHOD /path/with/*/for/names" of a logged request: what request counts are counted by.
+pub(crate) fn request_kind(r: &serde_json::Value) -> String {
+    let method = r.get("method").and_then(|m| m.as_str()).unwrap_or("?");
+    let path = r.get("path").and_then(|m| m.as_str()).unwrap_or("?");
+    let parts: Vec<&str> = path.split('/').collect();
+    let shaped: Vec<&str> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let named = i > 0
+                && matches!(
+                    parts[i - 1],
+                    "projects"
+                        | "regions"
+                        | "zones"
+                        | "addresses"
+                        | "instances"
+                        | "firewalls"
+                        | "routes"
+                        | "operations"
+                        | "locations"
+                        | "clusters"
+                        | "nodePools"
+                );
+            if named { "*" } else { p }
+        })
+        .collect();
+    format!("{method} {}", shaped.join("/"))
+}
+
 pub(crate) fn anonymous() -> Credentials {
     google_cloud_auth::credentials::anonymous::Builder::new().build()
 }
