@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::golden::Golden;
 use crate::harness::{Natgw, Run, example_config};
+use crate::inventory::strings;
 use crate::support::{EmulatorProcess, temp_dir};
 
 fn corpus() -> PathBuf {
@@ -139,10 +140,6 @@ impl Bench {
         self.golden.finish();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn strings(s: &[&str]) -> Vec<String> {
-    s.iter().map(ToString::to_string).collect()
 }
 
 /// Every file of the config corpus, through plan, apply and destroy.

@@ -5,19 +5,13 @@ use std::path::PathBuf;
 use google_cloud_compute_v1::model as gce;
 
 use crate::harness::{Project, example_config};
-use crate::inventory::{EXPECTED_ROUTES, Inventory, POOL};
+use crate::inventory::{EXPECTED_ROUTES, Inventory, POOL, create_route, route_marker};
 use crate::support::{
     PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, container,
+    runtime as rt,
 };
 
 const ROUTE: &str = EXPECTED_ROUTES[0];
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn pool_tags(url: &str) -> Vec<String> {
     Inventory::of(url).pool_tags
@@ -313,29 +307,14 @@ fn renamed_gateway_replaces_the_old_one() {
 #[test]
 fn unmarked_and_foreign_resources_are_never_touched() {
     let p = Project::new(&[]);
-    let rt = rt();
     // An unmarked route with the name natgw wants, and another stack's route.
-    rt.block_on(async {
-        let routes = compute_routes(&p.emu.url).await;
-        let ops = crate::support::compute_global_operations(&p.emu.url).await;
-        for (name, description) in [
-            (ROUTE, "made by hand".to_string()),
-            (
-                "natgw-other-1-2-3-4-32",
-                "Managed by natgw, do not edit: natgw-managed=true natgw-stack=other natgw-gateway=other".to_string(),
-            ),
-        ] {
-            let body = gce::Route::new()
-                .set_name(name)
-                .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
-                .set_dest_range("1.2.3.4/32")
-                .set_next_hop_ip("10.0.0.9")
-                .set_priority(1000u32)
-                .set_description(description);
-            let op = routes.insert().set_project(PROJECT).set_body(body).send().await.expect("insert route");
-            ops.wait().set_project(PROJECT).set_operation(op.name.expect("op name")).send().await.expect("wait");
-        }
-    });
+    create_route(&p.emu.url, ROUTE, "1.2.3.4/32", "made by hand");
+    create_route(
+        &p.emu.url,
+        "natgw-other-1-2-3-4-32",
+        "1.2.3.4/32",
+        &route_marker("other", "other"),
+    );
     p.natgw(&["plan"])
         .code(1)
         .stderr_has(ROUTE)

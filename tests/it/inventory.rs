@@ -1,10 +1,14 @@
-//! What the emulator holds, read through Google's own clients (list calls), never through natgw.
+//! What the emulator holds, read through Google's own clients (list calls), never through natgw; and
+//! resources made out of band, as someone else would.
 
 use std::future::Future;
 use std::time::Duration;
 
+use google_cloud_compute_v1::model::{Address, Route, address::AddressType};
+
 use crate::support::{
-    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, container,
+    PROJECT, compute_addresses, compute_firewalls, compute_global_operations, compute_instances,
+    compute_region_operations, compute_routes, container, runtime,
 };
 
 /// The demo world's node pool.
@@ -72,11 +76,7 @@ impl Inventory {
 
     /// Reads the emulator at `url` on a runtime of its own (call it outside any runtime).
     pub(crate) fn of(url: &str) -> Inventory {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime")
-            .block_on(Inventory::read(url))
+        runtime().block_on(Inventory::read(url))
     }
 
     /// Lists every address, instance, firewall rule and route of the project, and reads the node pool;
@@ -146,6 +146,70 @@ impl Inventory {
             pool_tags,
         }
     }
+}
+
+/// The description natgw gives a route of `stack`'s gateway `gateway` (routes have no labels).
+pub(crate) fn route_marker(stack: &str, gateway: &str) -> String {
+    format!(
+        "Managed by natgw, do not edit: natgw-managed=true natgw-stack={stack} natgw-gateway={gateway}"
+    )
+}
+
+/// Inserts a route to `dest_range` via 10.0.0.9 on the demo network, and waits for its operation.
+pub(crate) fn create_route(url: &str, name: &str, dest_range: &str, description: &str) {
+    runtime().block_on(async {
+        let body = Route::new()
+            .set_name(name)
+            .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
+            .set_dest_range(dest_range)
+            .set_next_hop_ip("10.0.0.9")
+            .set_priority(1000u32)
+            .set_description(description);
+        let op = compute_routes(url)
+            .await
+            .insert()
+            .set_project(PROJECT)
+            .set_body(body)
+            .send()
+            .await
+            .expect("insert a route");
+        compute_global_operations(url)
+            .await
+            .wait()
+            .set_project(PROJECT)
+            .set_operation(op.name.expect("an operation name"))
+            .send()
+            .await
+            .expect("wait for the route");
+    });
+}
+
+/// Inserts an external address in europe-west1 with `labels`, and waits for its operation.
+pub(crate) fn create_address(url: &str, name: &str, labels: &[(&str, &str)]) {
+    runtime().block_on(async {
+        let body = Address::new()
+            .set_name(name)
+            .set_address_type(AddressType::External)
+            .set_labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let op = compute_addresses(url)
+            .await
+            .insert()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_body(body)
+            .send()
+            .await
+            .expect("insert an address");
+        compute_region_operations(url)
+            .await
+            .wait()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_operation(op.name.expect("an operation name"))
+            .send()
+            .await
+            .expect("wait for the address");
+    });
 }
 
 fn natgw_names(mut names: Vec<String>) -> Vec<String> {

@@ -5,25 +5,17 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use google_cloud_compute_v1::model::{Address, Route};
-
 use crate::fake::{Fake, json_status};
 use crate::harness::{Natgw, Project, Run, example_config};
 use crate::inventory::{
-    EXPECTED_ADDRESSES, EXPECTED_FIREWALLS, EXPECTED_INSTANCES, EXPECTED_ROUTES, Inventory, strings,
+    EXPECTED_ADDRESSES, EXPECTED_FIREWALLS, EXPECTED_INSTANCES, EXPECTED_ROUTES, Inventory,
+    create_address, create_route, route_marker, strings,
 };
 use crate::support::{
-    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes,
+    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, runtime,
 };
 
 const REGION: &str = "europe-west1";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 fn inventory_of(project: &Project) -> Inventory {
     Inventory::of(&project.emu.url)
@@ -406,42 +398,6 @@ fn sigkill_during_destroy_then_destroy_finishes() {
 // Ownership: what natgw does not own, it never changes
 // ---------------------------------------------------------------------------------------------------------
 
-fn create_address(url: &str, name: &str, labels: &[(&str, &str)]) {
-    runtime().block_on(async {
-        let c = compute_addresses(url).await;
-        let body = Address::new()
-            .set_name(name)
-            .set_address_type(google_cloud_compute_v1::model::address::AddressType::External)
-            .set_labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        c.insert()
-            .set_project(PROJECT)
-            .set_region(REGION)
-            .set_body(body)
-            .send()
-            .await
-            .expect("insert an address");
-    });
-}
-
-fn create_route(url: &str, name: &str, description: &str) {
-    runtime().block_on(async {
-        let c = compute_routes(url).await;
-        let body = Route::new()
-            .set_name(name)
-            .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
-            .set_dest_range("198.51.100.0/24")
-            .set_next_hop_ip("10.0.0.77")
-            .set_priority(1000u32)
-            .set_description(description);
-        c.insert()
-            .set_project(PROJECT)
-            .set_body(body)
-            .send()
-            .await
-            .expect("insert a route");
-    });
-}
-
 /// A resource that has one of natgw's names but no natgw marker, or another stack's: plan, apply and
 /// destroy refuse to touch it, with a clear error, and send no change at all.
 #[test]
@@ -507,9 +463,15 @@ fn other_stacks_and_unmarked_resources_survive_apply_and_destroy() {
     create_route(
         &p.emu.url,
         "natgw-other-198-51-100-0-24",
-        "Managed by natgw, do not edit: natgw-managed=true natgw-stack=someone-else natgw-gateway=other",
+        "198.51.100.0/24",
+        &route_marker("someone-else", "other"),
     );
-    create_route(&p.emu.url, "natgw-unmarked", "made by hand");
+    create_route(
+        &p.emu.url,
+        "natgw-unmarked",
+        "198.51.100.0/24",
+        "made by hand",
+    );
     let theirs = |inv: &Inventory| {
         (
             inv.addresses

@@ -166,6 +166,14 @@ pub(crate) fn request_kind(r: &serde_json::Value) -> String {
     format!("{method} {}", shaped.join("/"))
 }
 
+/// A runtime for the Google clients of a synchronous test.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 pub(crate) fn anonymous() -> Credentials {
     google_cloud_auth::credentials::anonymous::Builder::new().build()
 }
