@@ -17,8 +17,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::gcp::{Cloud, GcpError, OwnerCheck};
+use crate::model::observed::Observation;
+use crate::model::progress::{Event, Outcome, Outputs, Verb};
 use crate::model::{Kind, Resource};
-use crate::plan::world::World;
 use crate::plan::{Action, Change, Plan};
 pub(crate) use graph::{Direction, Step};
 
@@ -40,93 +41,6 @@ impl Default for Options {
             progress_every: Duration::from_secs(10),
         }
     }
-}
-
-/// What apply reports as it goes; the CLI turns these into lines.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Event {
-    Started {
-        address: String,
-        name: String,
-        verb: Verb,
-    },
-    Still {
-        address: String,
-        name: String,
-        verb: Verb,
-        elapsed: Duration,
-    },
-    Done {
-        address: String,
-        name: String,
-        verb: Verb,
-        elapsed: Duration,
-    },
-    Failed {
-        address: String,
-        name: String,
-        verb: Verb,
-        error: String,
-    },
-    Skipped {
-        address: String,
-        reason: String,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Verb {
-    Create,
-    Modify,
-    Destroy,
-}
-
-impl Verb {
-    pub(crate) fn ing(self) -> &'static str {
-        match self {
-            Verb::Create => "Creating",
-            Verb::Modify => "Modifying",
-            Verb::Destroy => "Destroying",
-        }
-    }
-
-    pub(crate) fn progressive(self) -> &'static str {
-        match self {
-            Verb::Create => "creating",
-            Verb::Modify => "modifying",
-            Verb::Destroy => "destroying",
-        }
-    }
-
-    pub(crate) fn noun(self) -> &'static str {
-        match self {
-            Verb::Create => "Creation",
-            Verb::Modify => "Modifications",
-            Verb::Destroy => "Destruction",
-        }
-    }
-}
-
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct Outcome {
-    pub(crate) added: usize,
-    pub(crate) changed: usize,
-    pub(crate) destroyed: usize,
-    /// (resource address, error)
-    pub(crate) failed: Vec<(String, String)>,
-    /// Not attempted because something they depend on failed.
-    pub(crate) skipped: Vec<String>,
-    /// Not started because the run was interrupted.
-    pub(crate) not_started: Vec<String>,
-    /// What to allow-list, per gateway the plan keeps or creates.
-    pub(crate) outputs: BTreeMap<String, Outputs>,
-}
-
-/// A gateway's addresses once applied: the egress IP is the one to put on the allow-list.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct Outputs {
-    pub(crate) egress_ip: Option<Ipv4Addr>,
-    pub(crate) internal_ip: Option<Ipv4Addr>,
 }
 
 /// The outputs of the gateways a plan keeps or creates, from the IPs known so far.
@@ -155,12 +69,6 @@ pub(crate) fn kept_outputs(changes: &[Change]) -> BTreeMap<String, Outputs> {
     outputs(changes, &known_ips(changes))
 }
 
-impl Outcome {
-    pub(crate) fn success(&self) -> bool {
-        self.failed.is_empty() && self.skipped.is_empty() && self.not_started.is_empty()
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StepError {
     #[error(transparent)]
@@ -187,7 +95,7 @@ struct Shared {
     options: Options,
     ips: Ips,
     /// The plan's observation, and when it was made.
-    world: World,
+    world: Observation,
     observed: Instant,
     /// The VMs this plan keeps (no-op or in-place update), by gateway: a route created for one of them
     /// first checks that it reports ready, since an earlier run may have left a VM that never did. The
@@ -456,7 +364,10 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                         cloud.insert_address(a).await?
                     } else {
                         cloud
-                            .set_address_labels(a, change.meta.label_fingerprint.as_deref())
+                            .set_address_labels(
+                                a,
+                                change.preconditions.label_fingerprint.as_deref(),
+                            )
                             .await?;
                         before_address(change)?
                     };
@@ -513,7 +424,7 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
                         .cloned()
                         .collect();
                     let known = change
-                        .meta
+                        .preconditions
                         .etag
                         .as_deref()
                         .filter(|_| shared.observed.elapsed() < OBSERVATION_FRESH)
@@ -532,7 +443,7 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
 /// fresh and saw this very resource with this stack's marker (so a hand-edited saved plan cannot delete what
 /// the stack does not own).
 fn owner_check<'a>(
-    w: &World,
+    w: &Observation,
     stack: &'a str,
     age: Duration,
     resource: Option<&Resource>,
@@ -585,18 +496,18 @@ async fn update_instance(
     let changed = |f: &str| change.diffs.iter().any(|d| d.field == f);
     if changed("labels") {
         cloud
-            .set_instance_labels(i, change.meta.label_fingerprint.as_deref())
+            .set_instance_labels(i, change.preconditions.label_fingerprint.as_deref())
             .await?;
     }
     if changed("tags") {
         cloud
-            .set_instance_tags(i, change.meta.tags_fingerprint.as_deref())
+            .set_instance_tags(i, change.preconditions.tags_fingerprint.as_deref())
             .await?;
     }
     let mut reboot = false;
     if changed("startup_script") || changed("ready_token") {
         cloud
-            .set_instance_metadata(i, change.meta.metadata_fingerprint.as_deref())
+            .set_instance_metadata(i, change.preconditions.metadata_fingerprint.as_deref())
             .await?;
         reboot = true;
     }

@@ -224,7 +224,7 @@ fn last_answer(e: &google_cloud_gax::error::Error) -> &google_cloud_gax::error::
 /// so that Google does the change once.
 fn request_id() -> String {
     let b: [u8; 16] = rand::random();
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = crate::hex::encode(&b);
     format!(
         "{}-{}-4{}-{:x}{}-{}",
         &hex[0..8],

@@ -14,9 +14,9 @@ use tokio::time::{Instant, sleep};
 
 use super::wire::{self, unhex};
 use super::{Cloud, GcpError, api_error, request_id};
+use crate::model::observed::Preconditions;
 use crate::model::ownership::{self, Owner};
 use crate::model::{Address, Firewall, Instance, NodePoolId, Route};
-use crate::plan::world::Meta;
 
 /// Where a Compute operation lives.
 enum Scope<'a> {
@@ -492,7 +492,7 @@ impl Cloud {
         attempt(fingerprint).await
     }
 
-    async fn read_instance(&self, i: &Instance) -> Result<Meta, GcpError> {
+    async fn read_instance(&self, i: &Instance) -> Result<Preconditions, GcpError> {
         let got = self
             .instances
             .get()
@@ -502,7 +502,7 @@ impl Cloud {
             .send()
             .await
             .map_err(api_error(format!("reading instance {}", i.name)))?;
-        Ok(wire::instance_from_wire(&got).meta)
+        Ok(wire::instance_from_wire(&got).preconditions)
     }
 
     pub(crate) async fn set_address_labels(
@@ -520,7 +520,9 @@ impl Cloud {
                 .send()
                 .await
                 .map_err(api_error(format!("reading address {}", a.name)))?;
-            Ok(wire::address_from_wire(&got).meta.label_fingerprint)
+            Ok(wire::address_from_wire(&got)
+                .preconditions
+                .label_fingerprint)
         };
         self.with_fresh_fingerprint(
             fingerprint,

@@ -27,7 +27,7 @@ pub(crate) struct Gateway {
 /// derived from the script, so a new script means a new token and a reboot proves the new script runs.
 pub(crate) fn ready_token(startup_script: &str) -> String {
     let digest = Sha256::digest(startup_script.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&digest[..8])
 }
 
 pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String) -> Gateway {

@@ -4,7 +4,9 @@
 //! from the wire by `gcp`), so that `plan` can compare them field by field.
 
 pub(crate) mod desired;
+pub(crate) mod observed;
 pub(crate) mod ownership;
+pub(crate) mod progress;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,8 +4,6 @@
 //! the config no longer wants is deleted; a resource with a wanted name that this stack does not own is a
 //! conflict, never an adoption.
 
-pub(crate) mod world;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -13,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::desired::Gateway;
+use crate::model::observed::{Observation, Observed, Preconditions};
 use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_TAG_ADDED, Owner};
 use crate::model::{Address, Kind, NodePool, NodePoolId, Resource};
-use world::{Meta, Observed, World};
 
 /// The plan file format; a plan from another format is refused.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -67,7 +65,7 @@ pub(crate) struct Change {
     pub(crate) before: Option<Resource>,
     pub(crate) after: Option<Resource>,
     #[serde(default)]
-    pub(crate) meta: Meta,
+    pub(crate) preconditions: Preconditions,
     #[serde(default)]
     pub(crate) diffs: Vec<FieldDiff>,
 }
@@ -104,7 +102,7 @@ pub(crate) struct Plan {
     pub(crate) destroy: bool,
     pub(crate) changes: Vec<Change>,
     /// What the plan saw; `apply PLANFILE` refuses to run if the project no longer matches it.
-    pub(crate) world: World,
+    pub(crate) world: Observation,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -164,7 +162,7 @@ pub(crate) struct Context<'a> {
 pub(crate) fn diff(
     ctx: &Context<'_>,
     desired: &[Gateway],
-    world: &World,
+    world: &Observation,
 ) -> Result<Vec<Change>, PlanError> {
     let stack = ctx.stack;
     let mut changes = Vec::new();
@@ -174,7 +172,9 @@ pub(crate) fn diff(
     // therefore about to be added by natgw).
     let mut natgw_added: BTreeSet<(NodePoolId, String)> = BTreeSet::new();
     for facts in world.records(Some(stack)) {
-        let pool = facts.get(KEY_NODE_POOL).and_then(|p| world::parse_pool(p));
+        let pool = facts
+            .get(KEY_NODE_POOL)
+            .and_then(|p| crate::model::observed::parse_pool(p));
         if let (true, Some(pool), Some(tag)) = (
             facts.get(KEY_TAG_ADDED).map(String::as_str) == Some("true"),
             pool,
@@ -344,7 +344,7 @@ pub(crate) fn diff(
             action,
             before: Some(Resource::NodePool(observed.resource.clone())),
             after: Some(Resource::NodePool(after)),
-            meta: observed.meta.clone(),
+            preconditions: observed.preconditions.clone(),
             diffs,
         });
     }
@@ -362,7 +362,7 @@ pub(crate) fn diff(
                 gateway_of(&a.owner),
                 kind,
                 Resource::Address(a.resource.clone()),
-                &a.meta,
+                &a.preconditions,
             ));
         }
     }
@@ -372,7 +372,7 @@ pub(crate) fn diff(
                 gateway_of(&f.owner),
                 Kind::Firewall,
                 Resource::Firewall(f.resource.clone()),
-                &f.meta,
+                &f.preconditions,
             ));
         }
     }
@@ -382,7 +382,7 @@ pub(crate) fn diff(
                 gateway_of(&i.owner),
                 Kind::Instance,
                 Resource::Instance(i.resource.clone()),
-                &i.meta,
+                &i.preconditions,
             ));
         }
     }
@@ -392,7 +392,7 @@ pub(crate) fn diff(
                 gateway_of(&r.owner),
                 Kind::Route,
                 Resource::Route(r.resource.clone()),
-                &r.meta,
+                &r.preconditions,
             ));
         }
     }
@@ -402,7 +402,7 @@ pub(crate) fn diff(
     Ok(changes)
 }
 
-fn delete(gateway: String, kind: Kind, before: Resource, meta: &Meta) -> Change {
+fn delete(gateway: String, kind: Kind, before: Resource, preconditions: &Preconditions) -> Change {
     Change {
         gateway,
         kind,
@@ -410,7 +410,7 @@ fn delete(gateway: String, kind: Kind, before: Resource, meta: &Meta) -> Change 
         action: Action::Delete,
         before: Some(before),
         after: None,
-        meta: meta.clone(),
+        preconditions: preconditions.clone(),
         diffs: Vec::new(),
     }
 }
@@ -479,15 +479,30 @@ fn simple_change(
     kind: Kind,
     name: &str,
     after: Resource,
-    world: &World,
+    world: &Observation,
 ) -> Result<Change, PlanError> {
-    let found: Option<(Resource, &Option<Owner>, &Meta)> = match kind {
-        Kind::Firewall => find(&world.firewalls, |f| f.name == name)
-            .map(|o| (Resource::Firewall(o.resource.clone()), &o.owner, &o.meta)),
-        Kind::Instance => find(&world.instances, |i| i.name == name)
-            .map(|o| (Resource::Instance(o.resource.clone()), &o.owner, &o.meta)),
-        Kind::Route => find(&world.routes, |r| r.name == name)
-            .map(|o| (Resource::Route(o.resource.clone()), &o.owner, &o.meta)),
+    let found: Option<(Resource, &Option<Owner>, &Preconditions)> = match kind {
+        Kind::Firewall => find(&world.firewalls, |f| f.name == name).map(|o| {
+            (
+                Resource::Firewall(o.resource.clone()),
+                &o.owner,
+                &o.preconditions,
+            )
+        }),
+        Kind::Instance => find(&world.instances, |i| i.name == name).map(|o| {
+            (
+                Resource::Instance(o.resource.clone()),
+                &o.owner,
+                &o.preconditions,
+            )
+        }),
+        Kind::Route => find(&world.routes, |r| r.name == name).map(|o| {
+            (
+                Resource::Route(o.resource.clone()),
+                &o.owner,
+                &o.preconditions,
+            )
+        }),
         _ => None,
     };
     compare(stack, gateway, kind, name, after, found)
@@ -498,7 +513,7 @@ fn address_change(
     gateway: &str,
     kind: Kind,
     want: &Address,
-    world: &World,
+    world: &Observation,
 ) -> Result<Change, PlanError> {
     // Prefer the one in the wanted region; another region's is then a replacement.
     let found = world
@@ -506,7 +521,13 @@ fn address_change(
         .iter()
         .filter(|a| a.resource.name == want.name)
         .min_by_key(|a| a.resource.region != want.region)
-        .map(|o| (Resource::Address(o.resource.clone()), &o.owner, &o.meta));
+        .map(|o| {
+            (
+                Resource::Address(o.resource.clone()),
+                &o.owner,
+                &o.preconditions,
+            )
+        });
     compare(
         stack,
         gateway,
@@ -527,9 +548,9 @@ fn compare(
     kind: Kind,
     name: &str,
     after: Resource,
-    found: Option<(Resource, &Option<Owner>, &Meta)>,
+    found: Option<(Resource, &Option<Owner>, &Preconditions)>,
 ) -> Result<Change, PlanError> {
-    let Some((before, owner, meta)) = found else {
+    let Some((before, owner, preconditions)) = found else {
         return Ok(Change {
             gateway: gateway.into(),
             kind,
@@ -537,7 +558,7 @@ fn compare(
             action: Action::Create,
             before: None,
             after: Some(after),
-            meta: Meta::default(),
+            preconditions: Preconditions::default(),
             diffs: Vec::new(),
         });
     };
@@ -595,7 +616,7 @@ fn compare(
         action,
         before: Some(before),
         after: Some(after),
-        meta: meta.clone(),
+        preconditions: preconditions.clone(),
         diffs,
     })
 }

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::world::{Meta, Observed, World};
 use super::*;
 use crate::config;
 use crate::model::NodePool;
 use crate::model::desired::{self, Gateway};
+use crate::model::observed::{Observation, Observed, Preconditions};
 use crate::model::ownership::Owner;
 
 pub(crate) const EXAMPLE: &str = include_str!("../../examples/gitlab-runner.toml");
@@ -32,7 +32,7 @@ fn observed<T>(resource: T, owner: &Owner, facts_from: Option<&str>) -> Observed
         resource,
         owner: Some(owner.clone()),
         facts,
-        meta: Meta::default(),
+        preconditions: Preconditions::default(),
     }
 }
 
@@ -48,23 +48,23 @@ fn pool(tags: &[&str]) -> Observed<NodePool> {
         },
         owner: None,
         facts: BTreeMap::new(),
-        meta: Meta {
+        preconditions: Preconditions {
             etag: Some("e1".into()),
-            ..Meta::default()
+            ..Preconditions::default()
         },
     }
 }
 
 /// A project with only the node pool.
-pub(crate) fn empty_world() -> World {
-    World {
+pub(crate) fn empty_world() -> Observation {
+    Observation {
         node_pools: vec![pool(&["existing-tag"])],
-        ..World::default()
+        ..Observation::default()
     }
 }
 
 /// The world as apply leaves it for `desired`: what `diff` against it must call a no-op.
-pub(crate) fn applied_world(desired: &[Gateway], base: &World) -> World {
+pub(crate) fn applied_world(desired: &[Gateway], base: &Observation) -> Observation {
     let ctx = Context {
         stack: "gitlab-runners",
     };
@@ -116,7 +116,7 @@ pub(crate) fn applied_world(desired: &[Gateway], base: &World) -> World {
                             resource: p,
                             owner: None,
                             facts: BTreeMap::new(),
-                            meta: Meta::default(),
+                            preconditions: Preconditions::default(),
                         });
                     }
                 }
@@ -159,7 +159,7 @@ pub(crate) fn applied_world(desired: &[Gateway], base: &World) -> World {
     w
 }
 
-fn plan(desired: &[Gateway], world: &World) -> Vec<Change> {
+fn plan(desired: &[Gateway], world: &Observation) -> Vec<Change> {
     diff(
         &Context {
             stack: "gitlab-runners",
@@ -541,7 +541,7 @@ fn destroy_removes_everything_and_only_the_tag_natgw_added() {
 #[test]
 fn a_missing_node_pool_is_an_error() {
     let (_, d) = example();
-    let w = World::default();
+    let w = Observation::default();
     assert!(matches!(
         diff(
             &Context {

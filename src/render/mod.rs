@@ -5,35 +5,8 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value, json};
 
 use crate::model::Resource;
+use crate::output::Style;
 use crate::plan::{Action, Change, Plan};
-
-/// ANSI colours, or none.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Style {
-    pub(crate) color: bool,
-}
-
-impl Style {
-    fn paint(self, code: &str, s: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
-    pub(crate) fn green(self, s: &str) -> String {
-        self.paint("32", s)
-    }
-    pub(crate) fn yellow(self, s: &str) -> String {
-        self.paint("33", s)
-    }
-    pub(crate) fn red(self, s: &str) -> String {
-        self.paint("31", s)
-    }
-    pub(crate) fn bold(self, s: &str) -> String {
-        self.paint("1", s)
-    }
-}
 
 fn symbol(action: Action, style: Style) -> String {
     match action {
