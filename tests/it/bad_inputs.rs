@@ -490,12 +490,12 @@ fn bad_plan_files_are_refused_before_any_request() {
         let path = bench.scratch.join("truncated.json");
         std::fs::write(&path, &good_text.as_bytes()[..keep]).expect("write");
         let args = apply_args(&bench, &path, &bench.config.clone());
-        bench.check_golden(
-            &format!("plan truncated to {what}"),
-            &args,
-            &[],
-            "not a natgw plan file",
-        );
+        let label = format!("plan truncated to {what}");
+        let transcript = bench.check(&label, &args, &[], "not a natgw plan file");
+        // Where the cut falls, and so the parser's complaint, moves with the plan's content.
+        let parser = regex::Regex::new(r"\(line \d+, column \d+: [^)]*\)").expect("a regex");
+        let transcript = parser.replace_all(&transcript, "([the JSON parser's complaint])");
+        bench.golden.add(&label, &transcript);
     }
 
     // A plan of another config, and a config changed after its plan was made.
