@@ -482,6 +482,8 @@ fn bad_plan_files_are_refused_before_any_request() {
         let args = apply_args(&bench, &path, &bench.config.clone());
         bench.check_golden(&format!("edited plan: {what}"), &args, &[], expect);
     }
+    // Where the cut falls, and so the parser's complaint, moves with the plan's content.
+    let parser = regex::Regex::new(r"\(line \d+, column \d+: [^)]*\)").expect("a regex");
     for (what, keep) in [
         ("a third", good_text.len() / 3),
         ("two thirds", good_text.len() * 2 / 3),
@@ -492,8 +494,6 @@ fn bad_plan_files_are_refused_before_any_request() {
         let args = apply_args(&bench, &path, &bench.config.clone());
         let label = format!("plan truncated to {what}");
         let transcript = bench.check(&label, &args, &[], "not a natgw plan file");
-        // Where the cut falls, and so the parser's complaint, moves with the plan's content.
-        let parser = regex::Regex::new(r"\(line \d+, column \d+: [^)]*\)").expect("a regex");
         let transcript = parser.replace_all(&transcript, "([the JSON parser's complaint])");
         bench.golden.add(&label, &transcript);
     }
