@@ -53,7 +53,6 @@ pub(crate) fn closed_port() -> u16 {
 
 /// `natgw ARGS...` in a directory, without a terminal, with `CI=true`, the variables of `CLEARED_ENV`
 /// unset, HOME an empty `DIR/home` and the metadata server a closed port.
-#[derive(Clone)]
 pub(crate) struct Natgw {
     dir: PathBuf,
     args: Vec<OsString>,
@@ -155,7 +154,7 @@ impl Natgw {
 }
 
 /// What one natgw run did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Run {
     pub(crate) code: i32,
     pub(crate) stdout: String,
