@@ -2,7 +2,7 @@
 //!
 //! Every check counts what the emulator holds through Google's own clients (list calls), not through natgw.
 
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use crate::fake::{Fake, json_status};
@@ -170,21 +170,25 @@ fn send(child: &Child, signal: Signal) {
     let _ = status;
 }
 
-/// Starts `natgw apply --auto-approve`, sends `signal` once the emulator has logged `after` requests (or
-/// never, if apply finishes first), and returns how the run ended.
-fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
-    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
-    loop {
-        if child.try_wait().expect("poll natgw").is_some() {
-            break;
-        }
-        if p.emu.requests().len() >= after {
+/// Starts `natgw ARGS`, sends `signal` once `now()` says so (or never, if natgw finishes first), and
+/// returns how the run ended.
+fn signalled(p: &Project, args: &[&str], signal: Signal, now: impl Fn() -> bool) -> Run {
+    let mut child = p.cmd(args).spawn();
+    while child.try_wait().expect("poll natgw").is_none() {
+        if now() {
             send(&child, signal);
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
     Run::of(child)
+}
+
+/// `natgw apply --auto-approve`, sent `signal` once the emulator has logged `after` requests.
+fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
+    signalled(p, &["apply", "--auto-approve"], signal, || {
+        p.emu.requests().len() >= after
+    })
 }
 
 /// Interrupts a first apply after `after` requests (and says where it stopped: the measurement), then checks that the next apply converges with no
@@ -337,21 +341,9 @@ fn a_saved_plan_killed_halfway_is_refused_then_a_fresh_apply_converges() {
     let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
     p.natgw(&["plan", "--out", "saved.json"]).ok();
     let before = p.mutations().len();
-    let mut child = p
-        .cmd(&["apply", "saved.json"])
-        .command()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn natgw apply");
-    while child.try_wait().expect("poll").is_none() {
-        if p.mutations().len() >= before + 3 {
-            send(&child, Signal::Kill);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.wait();
+    signalled(&p, &["apply", "saved.json"], Signal::Kill, || {
+        p.mutations().len() >= before + 3
+    });
     let sent = p.mutations().len();
     let again = p.natgw(&["apply", "saved.json"]);
     again.code(1);
@@ -370,21 +362,9 @@ fn sigkill_during_destroy_then_destroy_finishes() {
         let p = Project::new(&["--op-latency-ms", "40"]);
         p.natgw(&["apply", "--auto-approve"]).ok();
         let before = p.emu.requests().len();
-        let mut child = p
-            .cmd(&["destroy", "--auto-approve"])
-            .command()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn natgw destroy");
-        while child.try_wait().expect("poll").is_none() {
-            if p.emu.requests().len() >= before + after_extra {
-                send(&child, Signal::Kill);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = child.wait();
+        signalled(&p, &["destroy", "--auto-approve"], Signal::Kill, || {
+            p.emu.requests().len() >= before + after_extra
+        });
         p.natgw(&["destroy", "--auto-approve"]).ok();
         assert_eq!(
             inventory_of(&p),
