@@ -78,6 +78,21 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write a file");
 }
 
+/// `natgw ARGS` resolving credentials from `credentials`, written to `DIR/NAME` and named by
+/// GOOGLE_APPLICATION_CREDENTIALS.
+fn with_credentials_file(
+    project: &Project,
+    name: &str,
+    credentials: &serde_json::Value,
+    args: &[&str],
+) -> Natgw {
+    let file = project.dir.join(name);
+    write(&file, &credentials.to_string());
+    project
+        .credentialed(args)
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
+}
+
 /// The example config without its `project` line: the project must come from elsewhere.
 fn config_without_project() -> String {
     let text = example_config();
@@ -147,15 +162,11 @@ fn authorized_user_from_gclouds_file_with_its_quota_project() {
 fn a_revoked_login_says_to_log_in_again() {
     let project = Project::new(&[]);
     let oauth = oauth_endpoint("the-valid-one".into(), "unused".into());
-    let file = project.dir.join("adc.json");
     let adc = serde_json::json!({
         "type": "authorized_user", "client_id": "c", "client_secret": "s",
         "refresh_token": "a-revoked-one", "token_uri": format!("{}/token", oauth.url),
     });
-    write(&file, &adc.to_string());
-    project
-        .credentialed(&["plan"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
+    with_credentials_file(&project, "adc.json", &adc, &["plan"])
         .mask(&oauth.url, "[OAUTH]")
         .run()
         .code(1)
@@ -233,12 +244,7 @@ fn external_account_exchanges_a_file_sourced_oidc_token_at_sts() {
         "token_url": format!("{}/v1/token", sts.url),
         "credential_source": {"file": oidc_file},
     });
-    let file = project.dir.join("wif.json");
-    write(&file, &config.to_string());
-    let run = project
-        .credentialed(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .run();
+    let run = with_credentials_file(&project, "wif.json", &config, &["plan", "-v"]).run();
     assert_used_token(&project, &run, &token, &[&oidc]);
     assert_eq!(sts.seen().len(), 1);
 }
@@ -264,12 +270,7 @@ fn external_account_impersonating_a_service_account() {
         ),
         "credential_source": {"file": oidc_file},
     });
-    let file = project.dir.join("wif.json");
-    write(&file, &config.to_string());
-    let run = project
-        .credentialed(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .run();
+    let run = with_credentials_file(&project, "wif.json", &config, &["plan", "-v"]).run();
     assert_used_token(&project, &run, &token, &[&oidc, &federated]);
     assert_eq!(iam.seen().len(), 1, "{:?}", iam.seen());
 }
@@ -437,7 +438,6 @@ fn service_account_key_with_its_project() {
         return;
     }
     let pem = std::fs::read_to_string(&key).expect("the key");
-    let file = project.dir.join("sa.json");
     let sa = serde_json::json!({
         "type": "service_account",
         "project_id": PROJECT,
@@ -447,11 +447,7 @@ fn service_account_key_with_its_project() {
         "client_id": "1234567890",
         "token_uri": "http://127.0.0.1:1/token",
     });
-    write(&file, &sa.to_string());
-    let run = project
-        .credentialed(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .run();
+    let run = with_credentials_file(&project, "sa.json", &sa, &["plan", "-v"]).run();
     run.ok()
         .stderr_has("credentials: the service_account credentials in");
     let seen = tokens_seen(&project);
@@ -494,7 +490,6 @@ fn impersonated_service_account_file() {
     let token = fresh_token("ya29.sa");
     let oauth = oauth_endpoint(refresh.clone(), user_token.clone());
     let iam = iam_endpoint(SERVICE_ACCOUNT, user_token.clone(), token.clone());
-    let file = project.dir.join("impersonated.json");
     let config = serde_json::json!({
         "type": "impersonated_service_account",
         "service_account_impersonation_url": format!(
@@ -506,11 +501,7 @@ fn impersonated_service_account_file() {
             "refresh_token": refresh, "token_uri": format!("{}/token", oauth.url),
         },
     });
-    write(&file, &config.to_string());
-    let run = project
-        .credentialed(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .run();
+    let run = with_credentials_file(&project, "impersonated.json", &config, &["plan", "-v"]).run();
     assert_used_token(&project, &run, &token, &[&refresh, &user_token]);
     assert_eq!(iam.seen().len(), 1, "{:?}", iam.seen());
 }
