@@ -381,9 +381,10 @@ fn a_stale_saved_plan_is_refused_and_a_fresh_one_applied_without_asking() {
 #[test]
 fn apply_without_a_terminal_needs_auto_approve_and_sends_nothing() {
     let p = Project::new(&[]);
-    let run = p.natgw(&["apply"]);
-    run.code(1);
-    run.stderr_has("--auto-approve");
+    p.natgw(&["apply"])
+        .code(1)
+        .stderr_has("--auto-approve")
+        .golden("errors-apply.txt", "apply without a terminal");
     assert!(p.emu.requests().is_empty(), "{:?}", p.emu.requests());
 }
 
@@ -391,9 +392,10 @@ fn apply_without_a_terminal_needs_auto_approve_and_sends_nothing() {
 fn a_vm_that_never_becomes_ready_fails_the_apply_and_gets_no_route() {
     let p = Project::new(&["--boot-fail"]);
     let run = p.natgw(&["apply", "--auto-approve", "--ready-timeout", "2"]);
-    run.code(1);
-    assert!(run.stderr.contains("did not report ready"), "{}", run.all());
-    run.stdout_has("skipped");
+    run.code(1)
+        .stderr_has("did not report ready")
+        .stdout_has("skipped")
+        .golden_stderr("errors-apply.txt", "a VM that never reports ready");
     assert!(Inventory::of(&p.emu.url).routes.is_empty());
     // What failed shows up in the next plan.
     let plan = p.natgw(&["plan", "--detailed-exitcode"]);
