@@ -12,6 +12,7 @@ mod output;
 mod plan;
 mod render;
 mod startup_script;
+mod walk;
 
 use std::process::ExitCode;
 
