@@ -630,16 +630,19 @@ fn resources_deleted_by_someone_else_during_destroy_are_fine() {
             .send()
             .await
             .expect("delete the VM");
+        // natgw, finding the VM gone, goes on to the addresses at once: whoever comes first deletes them.
         let addresses = compute_addresses(&p.emu.url).await;
         for name in EXPECTED_ADDRESSES {
-            addresses
+            let deleted = addresses
                 .delete()
                 .set_project(PROJECT)
                 .set_region(REGION)
                 .set_address(name)
                 .send()
-                .await
-                .expect("delete an address");
+                .await;
+            if let Err(e) = deleted {
+                assert_eq!(e.http_status_code(), Some(404), "delete {name}: {e:?}");
+            }
         }
     });
     let run = Run::of(child);
