@@ -149,7 +149,11 @@ impl Cloud {
         }
     }
 
-    /// Reserves an address and returns the IP Google gave it.
+    /// Reserves an address and returns the IP Google gave it. Compute stores an address's labels only through
+    /// `setLabels` (compute.v1.json, `Address.labels`: "These can only be added or modified by the setLabels
+    /// method"), so the insert carries the ownership marker in `description` and the labels follow, with the
+    /// fresh `labelFingerprint`. A run stopped between the two leaves an address that is still this stack's
+    /// (by its marker); the next plan sets its labels in place.
     pub(crate) async fn insert_address(&self, a: &Address) -> Result<Ipv4Addr, GcpError> {
         let context = format!("creating address {}", a.name);
         let send = self
@@ -162,7 +166,7 @@ impl Cloud {
             .with_idempotency(true)
             .send();
         match self.change(Scope::Region(&a.region), &context, send).await {
-            // An earlier, interrupted run may have made it: it is ours only if its labels say so (below).
+            // An earlier, interrupted run may have made it: it is ours only if it carries our marker (below).
             Err(GcpError::Api {
                 status: Some(409), ..
             })
@@ -179,11 +183,15 @@ impl Cloud {
             .await
             .map_err(api_error(&context))?;
         let observed = wire::address_from_wire(&got);
-        if observed.owner.map(|o| o.labels()) != Owner::from_labels(&a.labels).map(|o| o.labels()) {
+        if observed.owner.is_none() || observed.owner != Owner::from_labels(&a.labels) {
             return Err(GcpError::Unexpected {
                 context,
                 message: "an address with this name exists and this stack does not own it".into(),
             });
+        }
+        if observed.resource.labels != a.labels {
+            self.set_address_labels(a, observed.meta.label_fingerprint.as_deref())
+                .await?;
         }
         observed
             .resource
@@ -244,7 +252,7 @@ impl Cloud {
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
-        let owner = |a: gce::Address| Owner::from_labels(&a.labels.into_iter().collect());
+        let owner = |a: gce::Address| wire::address_owner(&a);
         self.delete_owned(
             check,
             Scope::Region(region),
@@ -919,10 +927,7 @@ mod tests {
     use crate::gcp::{Connection, auth};
     use crate::model::desired;
 
-    /// A fingerprint that changed since natgw read it (someone else's change in between) is read again and
-    /// the change made, against the emulator over real HTTP.
-    #[tokio::test]
-    async fn stale_fingerprints_are_read_again() {
+    async fn demo_cloud() -> (Emulator, Cloud, desired::Gateway) {
         let emu = Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), Options::default())
             .await
             .expect("emulator");
@@ -932,6 +937,109 @@ mod tests {
         let text = include_str!("../../examples/gitlab-runner.toml");
         let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
         let gw = desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
+        (emu, cloud, gw)
+    }
+
+    async fn observed_address(
+        cloud: &Cloud,
+        gw: &desired::Gateway,
+    ) -> (
+        crate::plan::world::World,
+        crate::plan::world::Observed<Address>,
+    ) {
+        let world = cloud
+            .observe(std::slice::from_ref(&gw.node_pool))
+            .await
+            .expect("observe");
+        let seen = world
+            .addresses
+            .iter()
+            .find(|o| o.resource.name == gw.external_address.name)
+            .expect("address")
+            .clone();
+        (world, seen)
+    }
+
+    /// An address is inserted with the marker in its description, then labelled with `setLabels`.
+    #[tokio::test]
+    async fn an_address_gets_its_labels_after_the_insert() {
+        let (emu, cloud, gw) = demo_cloud().await;
+        cloud
+            .insert_address(&gw.external_address)
+            .await
+            .expect("address");
+        let got = cloud
+            .addresses
+            .get()
+            .set_project("natgw-test")
+            .set_region("europe-west1")
+            .set_address(&gw.external_address.name)
+            .send()
+            .await
+            .expect("read");
+        let labels: std::collections::BTreeMap<String, String> = got.labels.into_iter().collect();
+        assert_eq!(labels, gw.external_address.labels);
+        assert_eq!(
+            got.description.as_deref(),
+            Some(gw.owner.description(&[]).as_str())
+        );
+        // Inserting it again (a retried apply) finds it, ours and labelled, and changes nothing.
+        cloud
+            .insert_address(&gw.external_address)
+            .await
+            .expect("again");
+        emu.shutdown().await.expect("shutdown");
+    }
+
+    /// natgw stopped between the insert and `setLabels`: the address carries only the marker. It is this
+    /// stack's, and the plan sets its labels in place; it is never a conflict.
+    #[tokio::test]
+    async fn an_address_without_its_labels_is_ours_and_labelled_in_place() {
+        let (emu, cloud, gw) = demo_cloud().await;
+        let a = &gw.external_address;
+        let send = cloud
+            .addresses
+            .insert()
+            .set_project("natgw-test")
+            .set_region(&a.region)
+            .set_body(wire::address_to_wire("natgw-test", a))
+            .set_request_id(request_id())
+            .send();
+        cloud
+            .change(Scope::Region(&a.region), "insert", send)
+            .await
+            .expect("insert only");
+        let (world, seen) = observed_address(&cloud, &gw).await;
+        assert!(seen.resource.labels.is_empty(), "{seen:?}");
+        assert!(seen.owned_by(&gw.owner.stack), "{seen:?}");
+
+        let ctx = crate::plan::Context {
+            stack: &gw.owner.stack,
+        };
+        let changes =
+            crate::plan::diff(&ctx, std::slice::from_ref(&gw), &world).expect("no conflict");
+        let change = changes
+            .iter()
+            .find(|c| c.name == a.name)
+            .expect("a change for the address");
+        assert_eq!(change.action, crate::plan::Action::Update, "{change:?}");
+        let fields: Vec<&str> = change.diffs.iter().map(|d| d.field.as_str()).collect();
+        assert_eq!(fields, ["labels"]);
+
+        cloud
+            .set_address_labels(a, change.meta.label_fingerprint.as_deref())
+            .await
+            .expect("labels");
+        let (_, seen) = observed_address(&cloud, &gw).await;
+        assert_eq!(seen.resource.labels, a.labels);
+        emu.shutdown().await.expect("shutdown");
+    }
+
+    /// A fingerprint that changed since natgw read it (someone else's change in between) is read again and
+    /// the change made, against the emulator over real HTTP.
+    #[tokio::test]
+    async fn stale_fingerprints_are_read_again() {
+        let (emu, cloud, gw) = demo_cloud().await;
         let ext = cloud
             .insert_address(&gw.external_address)
             .await
