@@ -10,6 +10,10 @@ pub(crate) struct ApiError {
     pub(crate) code: u16,
     pub(crate) reason: &'static str,
     pub(crate) message: String,
+    /// `errors[].domain`: `global` for most, `usageLimits` for quotas.
+    pub(crate) domain: &'static str,
+    /// `error.details`: `google.rpc` messages (ErrorInfo, Help, ...) as JSON.
+    pub(crate) details: Vec<Value>,
 }
 
 impl ApiError {
@@ -18,7 +22,17 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
+            domain: "global",
+            details: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_domain(self, domain: &'static str) -> Self {
+        Self { domain, ..self }
+    }
+
+    pub(crate) fn with_details(self, details: Vec<Value>) -> Self {
+        Self { details, ..self }
     }
 
     pub(crate) fn not_found(resource: &str) -> Self {
@@ -113,18 +127,24 @@ impl ApiError {
     }
 
     pub(crate) fn body(&self) -> Value {
-        json!({
+        let mut body = json!({
             "error": {
                 "code": self.code,
                 "message": self.message,
                 "status": self.status(),
                 "errors": [{
-                    "domain": "global",
+                    "domain": self.domain,
                     "reason": self.reason,
                     "message": self.message,
                 }],
             }
-        })
+        });
+        if !self.details.is_empty()
+            && let Some(e) = body.get_mut("error").and_then(Value::as_object_mut)
+        {
+            e.insert("details".into(), Value::Array(self.details.clone()));
+        }
+        body
     }
 }
 

@@ -7,6 +7,7 @@
 mod api_error;
 mod catalog;
 mod compute;
+mod fault;
 mod filter;
 mod gke;
 mod schema;
@@ -25,6 +26,7 @@ use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use compute::Ctx;
+pub(crate) use fault::FaultKind;
 use world::{Timing, World, millis, now_ms};
 
 /// The knobs of `natgw emulator`.
@@ -38,8 +40,10 @@ pub(crate) struct Options {
     pub(crate) boot: Duration,
     /// The "startup script" never reports ready (the guest attribute never appears).
     pub(crate) boot_fail: bool,
-    /// The share of requests that answer 429 or 503 before doing anything.
+    /// The share of requests that answer with an injected fault before doing anything.
     pub(crate) fault_rate: f64,
+    /// The faults to inject, one chosen at random among those that apply to a request; empty: 429 and 503.
+    pub(crate) fault_kinds: Vec<FaultKind>,
     /// Seed of the fault choice.
     pub(crate) seed: u64,
     pub(crate) request_log: Option<PathBuf>,

@@ -1,6 +1,8 @@
 //! The only code that knows Google's APIs: clients, operations, and the mapping between the wire and the model.
 
 pub(crate) mod auth;
+#[cfg(test)]
+mod load_tests;
 mod observe;
 mod ops;
 mod retry;
@@ -17,13 +19,15 @@ use google_cloud_container_v1::client::ClusterManager;
 
 pub(crate) use ops::{OwnerCheck, Ready};
 
-/// Where natgw sends its API calls and how it authenticates.
+/// Where natgw sends its API calls, how it authenticates, how long it retries and waits, and who hears what it
+/// waits for.
 #[derive(Clone, Debug)]
 pub(crate) struct Connection {
     /// `None`: Google's own endpoints.
     pub(crate) endpoint: Option<String>,
     pub(crate) credentials: Credentials,
     pub(crate) retry: retry::Settings,
+    pub(crate) notices: Notices,
 }
 
 impl Connection {
@@ -32,7 +36,65 @@ impl Connection {
             endpoint,
             credentials,
             retry: retry::Settings::default(),
+            notices: Notices::default(),
         }
+    }
+}
+
+/// What natgw says while it waits on Google, for the output layer to show (this layer prints nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// GKE refused a node-pool change because another operation runs on the cluster; natgw waits for it.
+    ClusterBusy {
+        node_pool: String,
+        /// The operation GKE named, when it did.
+        operation: Option<String>,
+        limit: Duration,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::ClusterBusy {
+                node_pool,
+                operation,
+                limit,
+            } => write!(
+                f,
+                "node pool {node_pool}: waiting for GKE operation {} on its cluster to finish (up to {}s; --cluster-busy-timeout)",
+                operation.as_deref().unwrap_or("(unnamed)"),
+                limit.as_secs()
+            ),
+        }
+    }
+}
+
+type Listener = dyn Fn(&Notice) + Send + Sync;
+
+/// Where notices go: nowhere unless the caller says.
+#[derive(Clone, Default)]
+pub(crate) struct Notices(Option<Arc<Listener>>);
+
+impl Notices {
+    pub(crate) fn new(f: impl Fn(&Notice) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    pub(super) fn send(&self, notice: &Notice) {
+        if let Some(f) = &self.0 {
+            f(notice);
+        }
+    }
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Notices(on)"
+        } else {
+            "Notices(off)"
+        })
     }
 }
 
@@ -50,6 +112,8 @@ pub(crate) struct Cloud {
     conn: Arc<Connection>,
     /// Longest wait for one operation.
     op_deadline: Duration,
+    /// Longest wait for another GKE operation on a cluster.
+    cluster_busy_timeout: Duration,
 }
 
 /// The clients of Compute's operations.
@@ -78,6 +142,16 @@ pub(crate) enum GcpError {
     Unexpected { context: String, message: String },
     #[error("{context}: gave up after {}s", .after.as_secs())]
     Deadline { context: String, after: Duration },
+    #[error(
+        "{context}: GKE operation {} kept the cluster busy for {}s; natgw stopped waiting (--cluster-busy-timeout sets how long it waits)",
+        .operation.as_deref().unwrap_or("(unnamed)"),
+        .after.as_secs()
+    )]
+    ClusterBusy {
+        context: String,
+        operation: Option<String>,
+        after: Duration,
+    },
     #[error("cannot set up the Google API clients: {0}")]
     Setup(String),
     #[error(transparent)]
@@ -147,6 +221,7 @@ impl Cloud {
             ops: Arc::new(tokio::sync::OnceCell::new()),
             conn: Arc::new(conn.clone()),
             op_deadline: conn.retry.op_deadline,
+            cluster_busy_timeout: conn.retry.cluster_busy_timeout,
         })
     }
 
@@ -193,7 +268,11 @@ fn api_error(
             },
             _ => e.to_string(),
         };
-        if let Some(hint) = auth::denied_hint(e) {
+        if retry::is_quota(e) {
+            message.push_str(
+                ": a quota, not a permission (the README's \"Prerequisites\" lists the quotas natgw needs)",
+            );
+        } else if let Some(hint) = auth::denied_hint(e) {
             message = format!("{message}: {hint}");
         }
         if outer.is_exhausted() {

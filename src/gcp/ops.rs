@@ -717,8 +717,10 @@ impl Cloud {
     ) -> Result<(), GcpError> {
         let context = format!("updating the network tags of node pool {id}");
         let name = id.resource_name(&self.project);
-        let start = Instant::now();
-        let mut busy_delay = Duration::from_millis(200);
+        let mut busy = ClusterBusy::new(
+            self.cluster_busy_timeout,
+            (self.conn.retry.initial_delay * 10).min(Duration::from_secs(1)),
+        );
         let mut conflicts = 0;
         let mut known = known;
         while conflicts < 5 {
@@ -769,15 +771,13 @@ impl Cloud {
                     conflicts += 1;
                     continue;
                 }
-                // GKE runs one operation at a time per cluster: wait for the other one to finish.
-                Err(e) if cluster_busy(&e) && start.elapsed() < self.op_deadline => {
-                    sleep(busy_delay).await;
-                    busy_delay = (busy_delay * 2).min(Duration::from_secs(5));
+                Err(e) if cluster_busy(&e) => {
+                    busy.wait(&e, id, &self.conn.notices, &context).await?;
                     continue;
                 }
                 Err(e) => return Err(api_error(context)(e)),
             };
-            match self.wait_gke(op, &context).await {
+            match self.wait_gke(op, &id.location, &context).await {
                 Err(GcpError::Operation {
                     status: Some(409 | 412),
                     ..
@@ -792,7 +792,14 @@ impl Cloud {
         })
     }
 
-    async fn wait_gke(&self, op: gke::Operation, context: &str) -> Result<(), GcpError> {
+    /// `location`: where the request went. GKE operations live there; the operation's own `location` is
+    /// output only and not relied on.
+    pub(super) async fn wait_gke(
+        &self,
+        op: gke::Operation,
+        location: &str,
+        context: &str,
+    ) -> Result<(), GcpError> {
         let start = Instant::now();
         let mut op = op;
         // GKE has no `wait`: polls 50 ms, 75 ms, 112 ms... after the last, up to every 2 s. Each poll comes at
@@ -821,8 +828,8 @@ impl Cloud {
                 op.name.clone()
             } else {
                 format!(
-                    "projects/{}/locations/{}/operations/{}",
-                    self.project, op.location, op.name
+                    "projects/{}/locations/{location}/operations/{}",
+                    self.project, op.name
                 )
             };
             op = self
@@ -836,12 +843,80 @@ impl Cloud {
     }
 }
 
-/// GKE's answer while another operation runs on the cluster: 400 FAILED_PRECONDITION.
+/// GKE's answer while another operation runs on the cluster: 400 FAILED_PRECONDITION ("Cluster is running
+/// incompatible operation operation-..."). The Terraform provider retries it until its own timeout
+/// (`RetryWhileIncompatibleOperation` in hashicorp/terraform-provider-google, google/tpgresource/utils.go:
+/// "This error can be safely retried until the incompatible operation completes"). A node-pool upgrade can
+/// hold a cluster for an hour, so this wait has its own limit, not the retry budget.
 fn cluster_busy(e: &google_cloud_gax::error::Error) -> bool {
     use google_cloud_gax::error::rpc::Code;
     e.http_status_code() == Some(400)
         && e.status()
             .is_some_and(|s| s.code == Code::FailedPrecondition)
+}
+
+/// The operation a cluster-busy answer names (`operation-...`), if it names one.
+fn busy_operation(e: &google_cloud_gax::error::Error) -> Option<String> {
+    let message = &e.status()?.message;
+    let start = message.find("operation-")?;
+    let name: String = message[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Some(name.trim_end_matches('-').to_string())
+}
+
+/// Waiting out other operations on a cluster: backoff from `first` (1 s by default) to 15 s (an hour costs a
+/// few hundred calls), one notice per operation named, and an error naming the operation once `limit` has
+/// passed.
+struct ClusterBusy {
+    start: Instant,
+    limit: Duration,
+    delay: Duration,
+    announced: Option<Option<String>>,
+}
+
+impl ClusterBusy {
+    fn new(limit: Duration, first: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            limit,
+            delay: first,
+            announced: None,
+        }
+    }
+
+    async fn wait(
+        &mut self,
+        e: &google_cloud_gax::error::Error,
+        pool: &NodePoolId,
+        notices: &super::Notices,
+        context: &str,
+    ) -> Result<(), GcpError> {
+        let operation = busy_operation(e);
+        if self.start.elapsed() >= self.limit {
+            return Err(GcpError::ClusterBusy {
+                context: context.into(),
+                operation,
+                after: self.limit,
+            });
+        }
+        if self.announced.as_ref() != Some(&operation) {
+            notices.send(&super::Notice::ClusterBusy {
+                node_pool: pool.to_string(),
+                operation: operation.clone(),
+                limit: self.limit,
+            });
+            self.announced = Some(operation);
+        }
+        sleep(
+            self.delay
+                .min(self.limit.saturating_sub(self.start.elapsed())),
+        )
+        .await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(15));
+        Ok(())
+    }
 }
 
 /// gRPC codes in GKE operation errors, as the HTTP statuses natgw reasons about.
