@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::emulator::{Emulator, FaultKind, Options, Seed};
+use crate::emulator::{Constraint, Emulator, FaultKind, Options, Seed};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -40,6 +40,11 @@ pub(crate) struct Args {
         default_value = "rate-limit,backend-error"
     )]
     fault_kinds: Vec<FaultKind>,
+    /// Enforce this organization policy constraint, answering as Google does (repeatable):
+    /// constraints/compute.vmExternalIpAccess, constraints/compute.vmCanIpForward,
+    /// constraints/compute.disableGuestAttributesAccess, constraints/compute.restrictLoadBalancerCreationForTypes.
+    #[arg(long = "org-policy", value_name = "CONSTRAINT")]
+    org_policies: Vec<Constraint>,
     /// Seed of the deterministic fault choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -97,6 +102,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
         boot_fail: args.boot_fail,
         fault_rate: args.fault_rate,
         fault_kinds: args.fault_kinds,
+        org_policies: args.org_policies,
         seed: args.seed,
         request_log: args.request_log,
         state: args.state,

@@ -14,6 +14,8 @@ pub(crate) struct ApiError {
     pub(crate) domain: &'static str,
     /// `error.details`: `google.rpc` messages (ErrorInfo, Help, ...) as JSON.
     pub(crate) details: Vec<Value>,
+    /// More `errors[]` entries with the same reason (Compute lists every violated constraint).
+    pub(crate) more: Vec<String>,
 }
 
 impl ApiError {
@@ -24,7 +26,12 @@ impl ApiError {
             message: message.into(),
             domain: "global",
             details: Vec::new(),
+            more: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_more_errors(self, more: Vec<String>) -> Self {
+        Self { more, ..self }
     }
 
     pub(crate) fn with_domain(self, domain: &'static str) -> Self {
@@ -139,10 +146,16 @@ impl ApiError {
                 }],
             }
         });
-        if !self.details.is_empty()
-            && let Some(e) = body.get_mut("error").and_then(Value::as_object_mut)
-        {
+        let Some(e) = body.get_mut("error").and_then(Value::as_object_mut) else {
+            return body;
+        };
+        if !self.details.is_empty() {
             e.insert("details".into(), Value::Array(self.details.clone()));
+        }
+        if let Some(Value::Array(errors)) = e.get_mut("errors") {
+            for m in &self.more {
+                errors.push(json!({"domain": self.domain, "reason": self.reason, "message": m}));
+            }
         }
         body
     }

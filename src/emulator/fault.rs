@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde_json::{Value, json};
 
 use super::api_error::ApiError;
+use super::world::project_number;
 
 /// One kind of injected fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,13 +169,6 @@ fn resource_not_ready(path: &str) -> ApiError {
         "resourceNotReady",
         format!("The resource '{path}' is not ready"),
     )
-}
-
-/// A stable stand-in for the project number Google puts in quota messages.
-fn project_number(project: &str) -> String {
-    let digest = super::world::hash_hex(&[project]);
-    let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
-    n.to_string()
 }
 
 #[cfg(test)]

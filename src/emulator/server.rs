@@ -112,6 +112,7 @@ async fn answer(
             now,
             timing: shared.timing,
             query,
+            policies: &shared.options.org_policies,
         };
         let mut world = lock(&shared.world);
         world.settle(now, shared.timing);
