@@ -2,9 +2,10 @@
 
 pub(crate) mod auth;
 #[cfg(test)]
-mod load_tests;
+mod cloud_tests;
 mod observe;
 mod ops;
+mod policy;
 mod retry;
 mod wire;
 
@@ -17,7 +18,7 @@ use google_cloud_compute_v1::client::{
 };
 use google_cloud_container_v1::client::ClusterManager;
 
-pub(crate) use ops::{OwnerCheck, Ready};
+pub(crate) use ops::{OwnerCheck, Ready, SerialChunk};
 
 /// Where natgw sends its API calls, how it authenticates, how long it retries and waits, and who hears what it
 /// waits for.
@@ -152,6 +153,13 @@ pub(crate) enum GcpError {
         operation: Option<String>,
         after: Duration,
     },
+    #[error("{context}: {}", .violations.iter().map(|v| policy::explain(v, .resource.as_deref())).collect::<Vec<_>>().join("; "))]
+    OrgPolicy {
+        context: String,
+        /// The resource the exception is for: `projects/P/zones/Z/instances/N`.
+        resource: Option<String>,
+        violations: Vec<policy::Violation>,
+    },
     #[error("cannot set up the Google API clients: {0}")]
     Setup(String),
     #[error(transparent)]
@@ -168,6 +176,22 @@ impl GcpError {
 
     pub(crate) fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+
+    /// Names the resource an organization policy refusal is about, for the exception to ask for.
+    fn for_resource(self, name: String) -> Self {
+        match self {
+            GcpError::OrgPolicy {
+                context,
+                violations,
+                ..
+            } => GcpError::OrgPolicy {
+                context,
+                resource: Some(name),
+                violations,
+            },
+            other => other,
+        }
     }
 }
 
@@ -260,6 +284,14 @@ fn api_error(
         let context = context.into();
         // When the retry policy gives up, the answer that counts is the last one, inside.
         let e = last_answer(&outer);
+        let violations = policy::violations(messages(e).iter().map(String::as_str));
+        if !violations.is_empty() {
+            return GcpError::OrgPolicy {
+                context,
+                resource: None,
+                violations,
+            };
+        }
         let status = e.http_status_code();
         let mut message = match e.status() {
             Some(s) if !s.message.is_empty() => match status {
@@ -283,6 +315,24 @@ fn api_error(
             status,
             message,
         }
+    }
+}
+
+/// Every message of an error: the top one and each of Compute's `errors[]` (which gax keeps as `ErrorInfo`
+/// details with the message in their metadata), or the raw answer when it was not Google's error shape.
+fn messages(e: &google_cloud_gax::error::Error) -> Vec<String> {
+    use google_cloud_gax::error::rpc::StatusDetails;
+    match e.status() {
+        Some(s) => std::iter::once(s.message.clone())
+            .chain(s.details.iter().filter_map(|d| match d {
+                StatusDetails::ErrorInfo(info) => info.metadata.get("message").cloned(),
+                _ => None,
+            }))
+            .collect(),
+        None => e
+            .http_payload()
+            .map(|b| vec![String::from_utf8_lossy(b).into_owned()])
+            .unwrap_or_default(),
     }
 }
 
@@ -313,6 +363,33 @@ fn request_id() -> String {
         &hex[17..20],
         &hex[20..32]
     )
+}
+
+/// For tests: an emulator with `options` and the demo world, clients on it, and the example's `gitlab`
+/// gateway.
+#[cfg(test)]
+pub(crate) async fn demo(
+    options: crate::emulator::Options,
+    tune: impl FnOnce(&mut Connection),
+) -> (
+    crate::emulator::Emulator,
+    Cloud,
+    crate::model::desired::Gateway,
+) {
+    let emu =
+        crate::emulator::Emulator::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), options)
+            .await
+            .expect("emulator");
+    emu.seed(&crate::emulator::Seed::demo("natgw-test"))
+        .expect("seed");
+    let mut conn = Connection::new(Some(emu.url()), auth::anonymous());
+    tune(&mut conn);
+    let cloud = Cloud::connect("natgw-test", &conn).await.expect("clients");
+    let text = include_str!("../../examples/gitlab-runner.toml");
+    let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
+    let gw =
+        crate::model::desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
+    (emu, cloud, gw)
 }
 
 #[cfg(test)]

@@ -40,6 +40,18 @@ pub(crate) enum Ready {
     Yes,
     /// Not written yet, or an older token.
     NotYet,
+    /// constraints/compute.disableGuestAttributesAccess is enforced: read the serial console instead.
+    GuestAttributesBlocked,
+}
+
+const GUEST_ATTRIBUTES_CONSTRAINT: &str = "constraints/compute.disableGuestAttributesAccess";
+
+/// Output of a serial port, from `start` (where Google began, which may be later than asked) to `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SerialChunk {
+    pub(crate) start: i64,
+    pub(crate) contents: String,
+    pub(crate) next: i64,
 }
 
 impl Cloud {
@@ -361,6 +373,12 @@ impl Cloud {
             send,
         )
         .await
+        .map_err(|e| {
+            e.for_resource(format!(
+                "projects/{}/zones/{}/instances/{}",
+                self.project, i.zone, i.name
+            ))
+        })
     }
 
     pub(crate) async fn delete_instance(
@@ -659,10 +677,53 @@ impl Cloud {
             }
             // Not written yet.
             Err(e) if e.http_status_code() == Some(404) => Ok(Ready::NotYet),
-            Err(e) => Err(api_error(format!(
-                "reading the guest attributes of instance {name}"
-            ))(e)),
+            Err(e) => {
+                match api_error(format!("reading the guest attributes of instance {name}"))(e) {
+                    GcpError::OrgPolicy { violations, .. }
+                        if violations
+                            .iter()
+                            .any(|v| v.constraint == GUEST_ATTRIBUTES_CONSTRAINT) =>
+                    {
+                        Ok(Ready::GuestAttributesBlocked)
+                    }
+                    other => Err(other),
+                }
+            }
         }
+    }
+
+    /// Serial port 1 of a VM from byte `start` on (`instances.getSerialPortOutput`; `start` and `next` as
+    /// compute.v1.json defines them: a start in discarded output comes back moved up to the oldest byte
+    /// kept).
+    pub(crate) async fn serial_output(
+        &self,
+        zone: &str,
+        name: &str,
+        start: i64,
+    ) -> Result<SerialChunk, GcpError> {
+        let context = format!("reading the serial port output of instance {name}");
+        let got = self
+            .instances
+            .get_serial_port_output()
+            .set_project(&self.project)
+            .set_zone(zone)
+            .set_instance(name)
+            .set_port(1)
+            .set_start(start)
+            .send()
+            .await
+            .map_err(api_error(&context))
+            .map_err(|e| {
+                e.for_resource(format!(
+                    "projects/{}/zones/{zone}/instances/{name}",
+                    self.project
+                ))
+            })?;
+        Ok(SerialChunk {
+            start: got.start.unwrap_or(start),
+            contents: got.contents.unwrap_or_default(),
+            next: got.next.unwrap_or(start),
+        })
     }
 
     pub(crate) async fn insert_route(&self, r: &Route, next_hop: Ipv4Addr) -> Result<(), GcpError> {
@@ -955,6 +1016,14 @@ fn operation_result(op: &gce::Operation, context: &str) -> Result<(), GcpError> 
     if errors.is_empty() && status.is_none_or(|s| s < 400) {
         return Ok(());
     }
+    let violations = super::policy::violations(errors.iter().map(String::as_str));
+    if !violations.is_empty() {
+        return Err(GcpError::OrgPolicy {
+            context: context.into(),
+            resource: None,
+            violations,
+        });
+    }
     let message = if errors.is_empty() {
         op.http_error_message
             .clone()
@@ -995,24 +1064,12 @@ fn ensure_owned(stack: &str, owner: Option<Owner>, context: &str) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
-    use crate::emulator::{Emulator, Options, Seed};
-    use crate::gcp::{Connection, auth};
+    use crate::emulator::{Emulator, Options};
     use crate::model::desired;
 
     async fn demo_cloud() -> (Emulator, Cloud, desired::Gateway) {
-        let emu = Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), Options::default())
-            .await
-            .expect("emulator");
-        emu.seed(&Seed::demo("natgw-test")).expect("seed");
-        let conn = Connection::new(Some(emu.url()), auth::anonymous());
-        let cloud = Cloud::connect("natgw-test", &conn).await.expect("clients");
-        let text = include_str!("../../examples/gitlab-runner.toml");
-        let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
-        let gw = desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
-        (emu, cloud, gw)
+        super::super::demo(Options::default(), |_| {}).await
     }
 
     async fn observed_address(

@@ -1,15 +1,14 @@
-//! The answers Google gives under load, against the emulator over real HTTP with Google's clients: which are
-//! retried, which fail at once, and how a busy GKE cluster is waited for.
+//! Against the emulator over real HTTP with Google's clients: the answers Google gives under load (which are
+//! retried, how a busy GKE cluster is waited for) and organization policy refusals.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use google_cloud_container_v1::model as gke;
 
-use super::{Cloud, Connection, GcpError, Notice, Notices, auth};
-use crate::emulator::{Emulator, FaultKind, Options, Seed};
+use super::{Cloud, Connection, GcpError, Notice, Notices};
+use crate::emulator::{Constraint, Emulator, FaultKind, Options};
 use crate::model::{NodePoolId, desired};
 
 const PROJECT: &str = "natgw-test";
@@ -33,21 +32,15 @@ impl Setup {
             request_log: Some(log.clone()),
             ..options
         };
-        let emu = Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), options)
-            .await
-            .expect("emulator");
-        emu.seed(&Seed::demo(PROJECT)).expect("seed");
-        let mut conn = Connection::new(Some(emu.url()), auth::anonymous());
-        conn.retry.initial_delay = Duration::from_millis(1);
-        conn.retry.max_delay = Duration::from_millis(5);
         let notices = Arc::new(Mutex::new(Vec::new()));
         let heard = notices.clone();
-        conn.notices = Notices::new(move |n| heard.lock().expect("lock").push(n.clone()));
-        tune(&mut conn);
-        let cloud = Cloud::connect(PROJECT, &conn).await.expect("clients");
-        let text = include_str!("../../examples/gitlab-runner.toml");
-        let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
-        let gw = desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
+        let (emu, cloud, gw) = super::demo(options, |conn| {
+            conn.retry.initial_delay = Duration::from_millis(1);
+            conn.retry.max_delay = Duration::from_millis(5);
+            conn.notices = Notices::new(move |n| heard.lock().expect("lock").push(n.clone()));
+            tune(conn);
+        })
+        .await;
         Setup {
             emu,
             cloud,
@@ -206,4 +199,53 @@ async fn start_pool_update(cloud: &Cloud, pool: &NodePoolId) -> String {
         .await
         .expect("update")
         .name
+}
+
+/// An instance refused by the list constraints on external IPs and IP forwarding: one error naming both
+/// constraints, the VM's resource name to put in their allowedValues, and why natgw needs each.
+#[tokio::test]
+async fn an_org_policy_refusal_names_the_exception_to_ask_for() {
+    let options = Options {
+        org_policies: vec![Constraint::VmExternalIpAccess, Constraint::VmCanIpForward],
+        ..Options::default()
+    };
+    let s = Setup::start(options, |_| {}).await;
+    let ext = s
+        .cloud
+        .insert_address(&s.gw.external_address)
+        .await
+        .expect("address");
+    let int = s
+        .cloud
+        .insert_address(&s.gw.internal_address)
+        .await
+        .expect("address");
+    let err = s
+        .cloud
+        .insert_instance(&s.gw.instance, int, ext)
+        .await
+        .expect_err("refused");
+    let GcpError::OrgPolicy { violations, .. } = &err else {
+        panic!("not a policy refusal: {err}");
+    };
+    assert_eq!(violations.len(), 2, "{err}");
+    let text = err.to_string();
+    let vm = format!(
+        "projects/{PROJECT}/zones/{}/instances/{}",
+        s.gw.instance.zone, s.gw.instance.name
+    );
+    for c in [
+        "constraints/compute.vmExternalIpAccess",
+        "constraints/compute.vmCanIpForward",
+    ] {
+        assert!(
+            text.contains(&format!("add {vm} to the allowedValues of {c}")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains("static external IP") && text.contains("next hop"),
+        "{text}"
+    );
+    s.finish().await;
 }
