@@ -5,11 +5,14 @@ mod cli;
 mod config;
 mod emulator;
 mod gcp;
+mod hex;
 mod model;
 mod net;
+mod output;
 mod plan;
 mod render;
 mod startup_script;
+mod walk;
 
 use std::process::ExitCode;
 

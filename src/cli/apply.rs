@@ -11,8 +11,10 @@ use tokio::time::Instant;
 
 use super::context::{self, Loaded, Session};
 use super::plan::make;
-use super::{CliError, Global, Shell};
-use crate::apply::{self, Event, Options, Outcome};
+use super::{CliError, Global};
+use crate::apply::{self, Options};
+use crate::model::progress::{Event, Outcome};
+use crate::output::Shell;
 use crate::plan::{FORMAT_VERSION, Plan};
 use crate::render;
 
@@ -226,8 +228,11 @@ async fn apply_saved(
 }
 
 /// Names the resources that differ between two observations.
-fn describe_drift(then: &crate::plan::world::World, now: &crate::plan::world::World) -> String {
-    fn names<T: serde::Serialize>(list: &[crate::plan::world::Observed<T>]) -> Vec<String> {
+fn describe_drift(
+    then: &crate::model::observed::Observation,
+    now: &crate::model::observed::Observation,
+) -> String {
+    fn names<T: serde::Serialize>(list: &[crate::model::observed::Observed<T>]) -> Vec<String> {
         list.iter()
             .map(|o| serde_json::to_string(o).unwrap_or_default())
             .collect()

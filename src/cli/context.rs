@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::{CliError, Global, Shell};
+use super::{CliError, Global};
 use crate::config::{self, Config};
 use crate::emulator::{
     Emulator, Options as EmulatorOptions, Seed, SeedCluster, SeedNetwork, SeedNodePool,
@@ -16,8 +16,9 @@ use crate::emulator::{
 };
 use crate::gcp::{Cloud, Connection, auth};
 use crate::model::NodePoolId;
-use crate::model::desired::{self, Gateway};
+use crate::model::desired::{self, DesiredGateway};
 use crate::net::Ipv4Net;
+use crate::output::Shell;
 use crate::startup_script::{self, ScriptInput};
 
 /// A loaded config and everything derived from it without contacting anything.
@@ -25,7 +26,7 @@ pub(crate) struct Loaded {
     pub(crate) config: Config,
     pub(crate) project: String,
     pub(crate) digest: String,
-    pub(crate) desired: Vec<Gateway>,
+    pub(crate) desired: Vec<DesiredGateway>,
 }
 
 impl Loaded {
@@ -41,7 +42,7 @@ pub(crate) fn load(global: &Global) -> Result<Loaded, CliError> {
     // One read: the digest a saved plan records is of the very text that was parsed.
     let text = config::read(path)?;
     let config = config::parse(path, &text)?;
-    let digest = hex(&Sha256::digest(text.as_bytes()));
+    let digest = crate::hex::encode(&Sha256::digest(text.as_bytes()));
     let project = resolve_project(&config)?;
     let mut desired = Vec::new();
     for gw in config.gateways.values() {
@@ -54,10 +55,6 @@ pub(crate) fn load(global: &Global) -> Result<Loaded, CliError> {
         digest,
         desired,
     })
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The config's `project`, else `GOOGLE_CLOUD_PROJECT`, else `CLOUDSDK_CORE_PROJECT`, else the credentials'
@@ -112,10 +109,11 @@ impl Session {
         } else if global.anonymous {
             (global.endpoint.clone(), auth::anonymous(), None)
         } else {
-            let creds = auth::resolve(global.impersonate_service_account.as_deref(), shell)
+            let resolved = auth::resolve(global.impersonate_service_account.as_deref())
                 .await
                 .map_err(crate::gcp::GcpError::from)?;
-            (global.endpoint.clone(), creds, None)
+            shell.debug(&format!("credentials: {}", resolved.from));
+            (global.endpoint.clone(), resolved.credentials, None)
         };
         if let Some(url) = &endpoint {
             shell.debug(&format!("API endpoint: {url}"));

@@ -3,7 +3,7 @@
 mod apply;
 mod context;
 mod emulator;
-mod output;
+
 mod plan;
 mod startup_script;
 mod validate;
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub(crate) use output::Shell;
+use crate::output::Shell;
 
 #[derive(Debug, Parser)]
 #[command(

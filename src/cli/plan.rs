@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::context::{self, Loaded, Session};
-use super::{CliError, Global, Shell};
+use super::{CliError, Global};
+use crate::output::Shell;
 use crate::plan::{self, Context, FORMAT_VERSION, Plan};
 use crate::render;
 

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use super::{CliError, Global, Shell, context};
+use super::{CliError, Global, context};
+use crate::output::Shell;
 
 pub(crate) fn run(global: &Global, shell: &Shell) -> Result<ExitCode, CliError> {
     let loaded = context::load(global)?;

@@ -181,7 +181,7 @@ fn log(
         .map(|v| {
             let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
             let digest = Sha256::digest(token.trim().as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::hex::encode(&digest);
             json!({"scheme": scheme, "token_sha256": hex})
         });
     let mut line = json!({

@@ -73,7 +73,7 @@ pub(crate) fn hash_hex(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0]);
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&h.finalize())
 }
 
 /// A stable stand-in for the project number Google puts in quota and policy messages.

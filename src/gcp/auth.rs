@@ -22,8 +22,6 @@ use google_cloud_auth::credentials::{
 use http::{Extensions, HeaderMap, HeaderValue};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::cli::Shell;
-
 /// The scope natgw asks for: Compute Engine and GKE both accept it.
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 const ACCESS_TOKEN_VAR: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
@@ -156,11 +154,14 @@ pub(crate) fn anonymous() -> Credentials {
     anonymous::Builder::new().build()
 }
 
+/// Credentials that gave a first token, and where they came from (never the token): for `-v`.
+pub(crate) struct Resolved {
+    pub(crate) credentials: Credentials,
+    pub(crate) from: String,
+}
+
 /// Finds and builds the credentials, fetches a first token, and impersonates `impersonate` if given.
-pub(crate) async fn resolve(
-    impersonate: Option<&str>,
-    shell: &Shell,
-) -> Result<Credentials, AuthError> {
+pub(crate) async fn resolve(impersonate: Option<&str>) -> Result<Resolved, AuthError> {
     let mut tried = Tried::default();
     let source = match locate(&mut tried)? {
         Some(source) => source,
@@ -177,13 +178,14 @@ pub(crate) async fn resolve(
             }
         }
     };
-    shell.debug(&format!("credentials: {source}"));
     let base = build(&source)?;
     first_token(&base, &source.to_string(), source.hint()).await?;
     let Some(email) = impersonate else {
-        return Ok(base);
+        return Ok(Resolved {
+            credentials: base,
+            from: source.to_string(),
+        });
     };
-    shell.debug(&format!("credentials: impersonating {email}"));
     let from = format!("{source}, impersonating {email}");
     let creds = impersonated::Builder::from_source_credentials(base)
         .with_target_principal(email)
@@ -199,7 +201,10 @@ pub(crate) async fn resolve(
         "The credentials need roles/iam.serviceAccountTokenCreator on the service account, and the IAM Service Account Credentials API must be enabled.",
     )
     .await?;
-    Ok(creds)
+    Ok(Resolved {
+        credentials: creds,
+        from,
+    })
 }
 
 /// The project the credentials carry, without contacting anything: `GOOGLE_CLOUD_QUOTA_PROJECT`, else the

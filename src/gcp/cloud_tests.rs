@@ -16,7 +16,7 @@ const PROJECT: &str = "natgw-test";
 struct Setup {
     emu: Emulator,
     cloud: Cloud,
-    gw: desired::Gateway,
+    gw: desired::DesiredGateway,
     log: PathBuf,
     notices: Arc<Mutex<Vec<Notice>>>,
 }

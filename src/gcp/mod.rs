@@ -353,7 +353,7 @@ fn last_answer(e: &google_cloud_gax::error::Error) -> &google_cloud_gax::error::
 /// so that Google does the change once.
 fn request_id() -> String {
     let b: [u8; 16] = rand::random();
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let hex = crate::hex::encode(&b);
     format!(
         "{}-{}-4{}-{:x}{}-{}",
         &hex[0..8],
@@ -374,7 +374,7 @@ pub(crate) async fn demo(
 ) -> (
     crate::emulator::Emulator,
     Cloud,
-    crate::model::desired::Gateway,
+    crate::model::desired::DesiredGateway,
 ) {
     let emu =
         crate::emulator::Emulator::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), options)

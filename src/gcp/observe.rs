@@ -9,7 +9,7 @@ use super::wire::{
 };
 use super::{Cloud, GcpError, api_error};
 use crate::model::NodePoolId;
-use crate::plan::world::{Observed, World};
+use crate::model::observed::{Observation, Observed};
 
 /// Every name natgw gives starts with this; the filter returns natgw's resources and any other resource that
 /// holds one of its names (a conflict the plan must report).
@@ -18,7 +18,7 @@ const NAME_FILTER: &str = "name eq \"natgw-.*\"";
 impl Cloud {
     /// Reads everything natgw could own, and the given node pools. Node pools that natgw's own records name
     /// but the caller did not ask for (a gateway removed from the config) are read in a second round.
-    pub(crate) async fn observe(&self, pools: &[NodePoolId]) -> Result<World, GcpError> {
+    pub(crate) async fn observe(&self, pools: &[NodePoolId]) -> Result<Observation, GcpError> {
         let mut asked: BTreeSet<NodePoolId> = pools.iter().cloned().collect();
         let (addresses, instances, firewalls, routes, mut node_pools) = tokio::try_join!(
             self.list_addresses(),
@@ -27,12 +27,12 @@ impl Cloud {
             self.list_routes(),
             self.read_node_pools(asked.iter().cloned().collect()),
         )?;
-        let mut world = World {
+        let mut world = Observation {
             addresses,
             instances,
             firewalls,
             routes,
-            ..World::default()
+            ..Observation::default()
         };
         let recorded: Vec<NodePoolId> = world
             .recorded_node_pools(None)

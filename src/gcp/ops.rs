@@ -14,9 +14,9 @@ use tokio::time::{Instant, sleep};
 
 use super::wire::{self, unhex};
 use super::{Cloud, GcpError, api_error, request_id};
+use crate::model::observed::Preconditions;
 use crate::model::ownership::{self, Owner};
 use crate::model::{Address, Firewall, Instance, NodePoolId, Route};
-use crate::plan::world::Meta;
 
 /// Where a Compute operation lives.
 enum Scope<'a> {
@@ -202,7 +202,7 @@ impl Cloud {
             });
         }
         if observed.resource.labels != a.labels {
-            self.set_address_labels(a, observed.meta.label_fingerprint.as_deref())
+            self.set_address_labels(a, observed.preconditions.label_fingerprint.as_deref())
                 .await?;
         }
         observed
@@ -518,7 +518,7 @@ impl Cloud {
         attempt(fingerprint).await
     }
 
-    async fn read_instance(&self, i: &Instance) -> Result<Meta, GcpError> {
+    async fn read_instance(&self, i: &Instance) -> Result<Preconditions, GcpError> {
         let got = self
             .instances
             .get()
@@ -528,7 +528,7 @@ impl Cloud {
             .send()
             .await
             .map_err(api_error(format!("reading instance {}", i.name)))?;
-        Ok(wire::instance_from_wire(&got).meta)
+        Ok(wire::instance_from_wire(&got).preconditions)
     }
 
     pub(crate) async fn set_address_labels(
@@ -546,7 +546,9 @@ impl Cloud {
                 .send()
                 .await
                 .map_err(api_error(format!("reading address {}", a.name)))?;
-            Ok(wire::address_from_wire(&got).meta.label_fingerprint)
+            Ok(wire::address_from_wire(&got)
+                .preconditions
+                .label_fingerprint)
         };
         self.with_fresh_fingerprint(
             fingerprint,
@@ -803,16 +805,7 @@ impl Cloud {
                     (tags, pool.etag)
                 }
             };
-            let mut tags: Vec<String> = current
-                .iter()
-                .filter(|t| !remove.contains(t))
-                .cloned()
-                .collect();
-            for t in add {
-                if !tags.contains(t) {
-                    tags.push(t.clone());
-                }
-            }
+            let tags = crate::model::with_tags(&current, add, remove);
             if tags == current {
                 return Ok(());
             }
@@ -1068,16 +1061,16 @@ mod tests {
     use crate::emulator::{Emulator, Options};
     use crate::model::desired;
 
-    async fn demo_cloud() -> (Emulator, Cloud, desired::Gateway) {
+    async fn demo_cloud() -> (Emulator, Cloud, desired::DesiredGateway) {
         super::super::demo(Options::default(), |_| {}).await
     }
 
     async fn observed_address(
         cloud: &Cloud,
-        gw: &desired::Gateway,
+        gw: &desired::DesiredGateway,
     ) -> (
-        crate::plan::world::World,
-        crate::plan::world::Observed<Address>,
+        crate::model::observed::Observation,
+        crate::model::observed::Observed<Address>,
     ) {
         let world = cloud
             .observe(std::slice::from_ref(&gw.node_pool))
@@ -1155,11 +1148,11 @@ mod tests {
             .find(|c| c.name == a.name)
             .expect("a change for the address");
         assert_eq!(change.action, crate::plan::Action::Update, "{change:?}");
-        let fields: Vec<&str> = change.diffs.iter().map(|d| d.field.as_str()).collect();
+        let fields: Vec<&str> = change.diffs.iter().map(|d| d.field.name()).collect();
         assert_eq!(fields, ["labels"]);
 
         cloud
-            .set_address_labels(a, change.meta.label_fingerprint.as_deref())
+            .set_address_labels(a, change.preconditions.label_fingerprint.as_deref())
             .await
             .expect("labels");
         let (_, seen) = observed_address(&cloud, &gw).await;

@@ -6,10 +6,10 @@ use std::net::Ipv4Addr;
 use google_cloud_compute_v1::model as gce;
 use google_cloud_container_v1::model as gke;
 
+use crate::model::observed::{self as observed, Observed, Preconditions};
 use crate::model::ownership::{self, KEY_IMAGE, Owner};
 use crate::model::{Address, AddressType, Firewall, Instance, NodePool, NodePoolId, Route};
 use crate::net::Ipv4Net;
-use crate::plan::world::{self, Meta, Observed};
 
 pub(super) const META_STARTUP_SCRIPT: &str = "startup-script";
 pub(super) const META_READY_TOKEN: &str = "natgw-ready-token";
@@ -27,10 +27,6 @@ pub(super) fn region_of_zone(zone: &str) -> String {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Fingerprints travel as bytes; natgw keeps them as hex in plans.
 pub(super) fn unhex(s: &str) -> bytes::Bytes {
     let v: Vec<u8> = (0..s.len() / 2)
@@ -40,7 +36,7 @@ pub(super) fn unhex(s: &str) -> bytes::Bytes {
 }
 
 fn fingerprint(b: Option<&bytes::Bytes>) -> Option<String> {
-    b.map(|b| hex(b))
+    b.map(|b| crate::hex::encode(b))
 }
 
 fn sorted(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -83,16 +79,15 @@ pub(super) fn address_from_wire(a: &gce::Address) -> Observed<Address> {
         description: a.description.clone().unwrap_or_default(),
         labels: labels.clone(),
     };
-    let meta = Meta {
+    let preconditions = Preconditions {
         self_link: a.self_link.clone(),
         label_fingerprint: fingerprint(a.label_fingerprint.as_ref()),
         users: a.users.clone(),
-        ..Meta::default()
+        ..Preconditions::default()
     };
-    let owner = address_owner(a);
     Observed {
-        owner,
-        ..world::from_labels(resource, &labels, meta)
+        owner: address_owner(a),
+        ..observed::from_labels(resource, &labels, preconditions)
     }
 }
 
@@ -183,11 +178,11 @@ pub(super) fn firewall_from_wire(f: &gce::Firewall) -> Observed<Firewall> {
         target_tags: f.target_tags.clone(),
         description: description.clone(),
     };
-    let meta = Meta {
+    let preconditions = Preconditions {
         self_link: f.self_link.clone(),
-        ..Meta::default()
+        ..Preconditions::default()
     };
-    world::from_description(resource, &description, meta)
+    observed::from_description(resource, &description, preconditions)
 }
 
 /// Every field is settable at `firewalls.insert` (compute.v1.json, `Firewall`), and all but `network` by
@@ -267,14 +262,14 @@ pub(super) fn instance_from_wire(i: &gce::Instance) -> Observed<Instance> {
             .unwrap_or("UNKNOWN")
             .to_string(),
     };
-    let meta = Meta {
+    let preconditions = Preconditions {
         self_link: i.self_link.clone(),
         label_fingerprint: fingerprint(i.label_fingerprint.as_ref()),
         metadata_fingerprint: fingerprint(i.metadata.as_ref().and_then(|m| m.fingerprint.as_ref())),
         tags_fingerprint: fingerprint(i.tags.as_ref().and_then(|t| t.fingerprint.as_ref())),
-        ..Meta::default()
+        ..Preconditions::default()
     };
-    world::from_labels(resource, &labels, meta)
+    observed::from_labels(resource, &labels, preconditions)
 }
 
 pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::Metadata {
@@ -360,11 +355,15 @@ pub(super) fn route_from_wire(r: &gce::Route) -> Option<Observed<Route>> {
         tags: r.tags.clone(),
         description: description.clone(),
     };
-    let meta = Meta {
+    let preconditions = Preconditions {
         self_link: r.self_link.clone(),
-        ..Meta::default()
+        ..Preconditions::default()
     };
-    Some(world::from_description(resource, &description, meta))
+    Some(observed::from_description(
+        resource,
+        &description,
+        preconditions,
+    ))
 }
 
 /// Routes have no update method in compute.v1.json (insert, delete, get, list): every field is set at insert
@@ -395,10 +394,10 @@ pub(super) fn node_pool_from_wire(id: &NodePoolId, p: &gke::NodePool) -> Observe
         },
         owner: None,
         facts: BTreeMap::new(),
-        meta: Meta {
+        preconditions: Preconditions {
             self_link: Some(p.self_link.clone()),
             etag: Some(p.etag.clone()),
-            ..Meta::default()
+            ..Preconditions::default()
         },
     }
 }
@@ -420,7 +419,7 @@ mod tests {
     #[test]
     fn fingerprints_round_trip() {
         let b = bytes::Bytes::from_static(&[0, 1, 0xab, 0xff]);
-        assert_eq!(unhex(&hex(&b)), b);
+        assert_eq!(unhex(&crate::hex::encode(&b)), b);
     }
 
     #[test]

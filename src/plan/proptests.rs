@@ -10,11 +10,11 @@ use proptest::prelude::*;
 use proptest::sample::{select, subsequence};
 
 use super::tests::{applied_world, config_from, desired_from};
-use super::world::{Meta, Observed, World};
 use super::{Action, Change, Context, diff};
+use crate::model::observed::{Observation, Observed, Preconditions};
 use std::net::Ipv4Addr;
 
-use crate::model::desired::Gateway;
+use crate::model::desired::DesiredGateway;
 use crate::model::ownership::Owner;
 use crate::model::{Address, AddressType, NodePool, NodePoolId, Route};
 
@@ -137,7 +137,7 @@ fn render(names: &[&str], specs: &[GatewaySpec]) -> String {
     t
 }
 
-fn desired(text: &str) -> Vec<Gateway> {
+fn desired(text: &str) -> Vec<DesiredGateway> {
     desired_from(&config_from(text))
 }
 
@@ -153,21 +153,21 @@ fn pool(name: &str, tags: &[&str]) -> Observed<NodePool> {
         },
         owner: None,
         facts: BTreeMap::new(),
-        meta: Meta {
+        preconditions: Preconditions {
             etag: Some("e0".into()),
-            ..Meta::default()
+            ..Preconditions::default()
         },
     }
 }
 
 /// The project before natgw: two node pools that already carry a tag.
-fn base_world() -> World {
-    World {
+fn base_world() -> Observation {
+    Observation {
         node_pools: vec![
             pool("runners", &["existing-tag"]),
             pool("other", &["existing-tag"]),
         ],
-        ..World::default()
+        ..Observation::default()
     }
 }
 
@@ -188,7 +188,7 @@ fn drift() -> impl Strategy<Value = Drift> {
 }
 
 /// Applies one drift per resource, in a fixed order (addresses, firewalls, instances, routes, pools).
-fn drifted(mut w: World, drifts: &[Drift]) -> World {
+fn drifted(mut w: Observation, drifts: &[Drift]) -> Observation {
     let mut d = drifts.iter().copied().cycle();
     let mut next = move || d.next().unwrap_or(Drift::Keep);
 
@@ -272,7 +272,7 @@ fn drifted(mut w: World, drifts: &[Drift]) -> World {
 
 /// Resources natgw must never touch: names it could derive (gateway `zz`, not in any generated config),
 /// owned by another stack or by nobody.
-fn with_strangers(mut w: World) -> World {
+fn with_strangers(mut w: Observation) -> Observation {
     let theirs = Owner {
         stack: "another-stack".into(),
         gateway: "zz".into(),
@@ -294,7 +294,7 @@ fn with_strangers(mut w: World) -> World {
         },
         owner,
         facts: BTreeMap::new(),
-        meta: Meta::default(),
+        preconditions: Preconditions::default(),
     };
     w.addresses
         .push(address("natgw-zz-ext", Some(theirs.clone())));
@@ -311,7 +311,7 @@ fn with_strangers(mut w: World) -> World {
         },
         owner,
         facts: BTreeMap::new(),
-        meta: Meta::default(),
+        preconditions: Preconditions::default(),
     };
     w.routes.push(route(
         "natgw-zz-198-51-100-0-24",
@@ -326,7 +326,7 @@ fn with_strangers(mut w: World) -> World {
 /// What the stack does not own, as text. A route's next hop is left out: the simulation of apply fills in
 /// every route's next hop (what Google decides) from the addresses, whoever owns the route; a change natgw
 /// would make to a stranger shows up in the plan, which `touches_strangers` checks.
-fn strangers(w: &World) -> Vec<String> {
+fn strangers(w: &Observation) -> Vec<String> {
     let mut out: Vec<String> = w
         .addresses
         .iter()
@@ -350,7 +350,7 @@ fn touches_strangers(changes: &[Change]) -> Vec<String> {
         .collect()
 }
 
-fn plan(desired: &[Gateway], world: &World) -> Vec<Change> {
+fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
     diff(&Context { stack: STACK }, desired, world).expect("a plan")
 }
 
@@ -362,7 +362,7 @@ fn pending(changes: &[Change]) -> Vec<(String, Action)> {
         .collect()
 }
 
-fn owned_count(w: &World) -> usize {
+fn owned_count(w: &Observation) -> usize {
     w.addresses.iter().filter(|x| x.owned_by(STACK)).count()
         + w.firewalls.iter().filter(|x| x.owned_by(STACK)).count()
         + w.instances.iter().filter(|x| x.owned_by(STACK)).count()
@@ -410,7 +410,7 @@ proptest! {
         prop_assert_eq!(owned_count(&destroyed), 0);
         let left = pending(&plan(&[], &destroyed));
         prop_assert!(left.is_empty(), "changes left after destroy: {left:?}");
-        let gateways = |w: &World| -> std::collections::BTreeSet<String> {
+        let gateways = |w: &Observation| -> std::collections::BTreeSet<String> {
             w.records(Some(STACK)).filter_map(|f| f.get("natgw-gateway").cloned()).collect()
         };
         let records_kept = gateways(&observed) == gateways(&applied);

@@ -6,7 +6,7 @@ use super::*;
 use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
 use crate::plan::{Context, FORMAT_VERSION, diff};
 
-fn plan_for(config: &str, world: &crate::plan::world::World, destroy: bool) -> Plan {
+fn plan_for(config: &str, world: &crate::model::observed::Observation, destroy: bool) -> Plan {
     let cfg = config_from(config);
     let desired = if destroy {
         Vec::new()
@@ -49,7 +49,7 @@ fn golden(name: &str, actual: &str) {
     );
 }
 
-fn applied() -> crate::plan::world::World {
+fn applied() -> crate::model::observed::Observation {
     let cfg = config_from(EXAMPLE);
     applied_world(&desired_from(&cfg), &empty_world())
 }

@@ -4,8 +4,6 @@
 
 use std::io::{IsTerminal, Write};
 
-use crate::render::Style;
-
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Shell {
     pub(crate) style: Style,
@@ -62,5 +60,33 @@ impl Shell {
     fn err(&self, text: &str) {
         let mut e = std::io::stderr().lock();
         let _ = writeln!(e, "{text}");
+    }
+}
+
+/// ANSI colours, or none.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Style {
+    pub(crate) color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    pub(crate) fn green(self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    pub(crate) fn yellow(self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    pub(crate) fn red(self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    pub(crate) fn bold(self, s: &str) -> String {
+        self.paint("1", s)
     }
 }

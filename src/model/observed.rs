@@ -10,7 +10,7 @@ use crate::model::{Address, Firewall, Instance, NodePool, NodePoolId, Route};
 
 /// Server-side facts that are not part of the resource's shape but that updates need.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Meta {
+pub(crate) struct Preconditions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) self_link: Option<String>,
     /// `labelFingerprint` (addresses, instances).
@@ -39,7 +39,7 @@ pub(crate) struct Observed<T> {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) facts: BTreeMap<String, String>,
     #[serde(default)]
-    pub(crate) meta: Meta,
+    pub(crate) preconditions: Preconditions,
 }
 
 impl<T> Observed<T> {
@@ -52,36 +52,40 @@ impl<T> Observed<T> {
 pub(crate) fn from_labels<T>(
     resource: T,
     labels: &BTreeMap<String, String>,
-    meta: Meta,
+    preconditions: Preconditions,
 ) -> Observed<T> {
     Observed {
         resource,
         owner: Owner::from_labels(labels),
         facts: BTreeMap::new(),
-        meta,
+        preconditions,
     }
 }
 
 /// Builds an observation from a resource and its description (for APIs without labels).
-pub(crate) fn from_description<T>(resource: T, description: &str, meta: Meta) -> Observed<T> {
+pub(crate) fn from_description<T>(
+    resource: T,
+    description: &str,
+    preconditions: Preconditions,
+) -> Observed<T> {
     match ownership::parse_description(description) {
         Some((owner, facts)) => Observed {
             resource,
             owner: Some(owner),
             facts,
-            meta,
+            preconditions,
         },
         None => Observed {
             resource,
             owner: None,
             facts: BTreeMap::new(),
-            meta,
+            preconditions,
         },
     }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct World {
+pub(crate) struct Observation {
     pub(crate) addresses: Vec<Observed<Address>>,
     pub(crate) firewalls: Vec<Observed<Firewall>>,
     pub(crate) instances: Vec<Observed<Instance>>,
@@ -92,7 +96,7 @@ pub(crate) struct World {
     pub(crate) missing_node_pools: Vec<NodePoolId>,
 }
 
-impl World {
+impl Observation {
     /// The `key=value` facts natgw recorded in descriptions: the firewall rule and every route of a gateway
     /// record its node pool, its tag and whether natgw added the tag, so that losing one of them out of band
     /// loses no record. `stack`: only that stack's; `None`: any stack's.
@@ -135,7 +139,7 @@ impl World {
 
     /// A canonical form for comparing two observations of the same project: what a saved plan saw against
     /// what is there now. Instance status is left out: a VM that finished booting has not changed.
-    pub(crate) fn canonical(&self) -> World {
+    pub(crate) fn canonical(&self) -> Observation {
         let mut w = self.clone();
         w.addresses.sort_by(|a, b| {
             (&a.resource.region, &a.resource.name).cmp(&(&b.resource.region, &b.resource.name))
