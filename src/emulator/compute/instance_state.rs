@@ -232,3 +232,109 @@ pub(super) fn serial_port(world: &World, ctx: &Ctx<'_>, p: &str, z: &str, i: &st
         "selfLink": format!("{}/serialPort?port={port}", url(&path)),
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use google_cloud_compute_v1::client::{Instances, ZoneOperations};
+    use google_cloud_gax::options::RequestOptionsBuilder;
+
+    use crate::emulator::Options;
+
+    const ZONE: &str = "europe-west1-b";
+
+    /// suspend and resume through Google's client: SUSPENDING while the operation runs, SUSPENDED after it,
+    /// then PROVISIONING on resume; a resume of a running instance is refused.
+    #[tokio::test]
+    async fn suspend_and_resume_go_through_googles_states() {
+        let options = Options {
+            op_latency: Duration::from_millis(1500),
+            ..Options::default()
+        };
+        let (emu, cloud, gw) = crate::gcp::demo(options, |_| {}).await;
+        let ext = cloud
+            .insert_address(&gw.external_address)
+            .await
+            .expect("ext");
+        let int = cloud
+            .insert_address(&gw.internal_address)
+            .await
+            .expect("int");
+        cloud
+            .insert_instance(&gw.instance, int, ext)
+            .await
+            .expect("instance");
+        let creds = google_cloud_auth::credentials::anonymous::Builder::new().build();
+        let instances = Instances::builder()
+            .with_endpoint(emu.url())
+            .with_credentials(creds.clone())
+            .build()
+            .await
+            .expect("client");
+        let operations = ZoneOperations::builder()
+            .with_endpoint(emu.url())
+            .with_credentials(creds)
+            .build()
+            .await
+            .expect("client");
+        let status = || async {
+            instances
+                .get()
+                .set_project("natgw-test")
+                .set_zone(ZONE)
+                .set_instance(&gw.instance.name)
+                .send()
+                .await
+                .expect("get")
+                .status
+                .and_then(|s| s.name().map(str::to_string))
+                .unwrap_or_default()
+        };
+        let wait = |name: String| async {
+            operations
+                .wait()
+                .set_project("natgw-test")
+                .set_zone(ZONE)
+                .set_operation(name)
+                .with_idempotency(true)
+                .send()
+                .await
+                .expect("wait");
+        };
+        let refused = instances
+            .resume()
+            .set_project("natgw-test")
+            .set_zone(ZONE)
+            .set_instance(&gw.instance.name)
+            .send()
+            .await
+            .expect_err("not suspended");
+        assert_eq!(refused.http_status_code(), Some(400));
+
+        let op = instances
+            .suspend()
+            .set_project("natgw-test")
+            .set_zone(ZONE)
+            .set_instance(&gw.instance.name)
+            .send()
+            .await
+            .expect("suspend");
+        assert_eq!(status().await, "SUSPENDING");
+        wait(op.name.unwrap_or_default()).await;
+        assert_eq!(status().await, "SUSPENDED");
+
+        let op = instances
+            .resume()
+            .set_project("natgw-test")
+            .set_zone(ZONE)
+            .set_instance(&gw.instance.name)
+            .send()
+            .await
+            .expect("resume");
+        assert_eq!(status().await, "PROVISIONING");
+        wait(op.name.unwrap_or_default()).await;
+        assert_eq!(status().await, "RUNNING");
+        emu.shutdown().await.expect("shutdown");
+    }
+}
