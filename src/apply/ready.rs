@@ -290,18 +290,7 @@ mod emulated {
             ..Options::default()
         };
         let (emu, cloud, gw) = crate::gcp::demo(options, |_| {}).await;
-        let ext = cloud
-            .insert_address(&gw.external_address)
-            .await
-            .expect("ext");
-        let int = cloud
-            .insert_address(&gw.internal_address)
-            .await
-            .expect("int");
-        cloud
-            .insert_instance(&gw.instance, int, ext)
-            .await
-            .expect("instance");
+        crate::gcp::demo_vm(&cloud, &gw).await;
         wait(&cloud, &gw.instance, Duration::from_secs(30))
             .await
             .expect("ready from the serial console");

@@ -392,6 +392,23 @@ pub(crate) async fn demo(
     (emu, cloud, gw)
 }
 
+/// For tests: the gateway's two addresses and its VM.
+#[cfg(test)]
+pub(crate) async fn demo_vm(cloud: &Cloud, gw: &crate::model::desired::DesiredGateway) {
+    let ext = cloud
+        .insert_address(&gw.external_address)
+        .await
+        .expect("external address");
+    let int = cloud
+        .insert_address(&gw.internal_address)
+        .await
+        .expect("internal address");
+    cloud
+        .insert_instance(&gw.instance, int, ext)
+        .await
+        .expect("instance");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

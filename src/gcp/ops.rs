@@ -1165,18 +1165,7 @@ mod tests {
     #[tokio::test]
     async fn stale_fingerprints_are_read_again() {
         let (emu, cloud, gw) = demo_cloud().await;
-        let ext = cloud
-            .insert_address(&gw.external_address)
-            .await
-            .expect("external address");
-        let int = cloud
-            .insert_address(&gw.internal_address)
-            .await
-            .expect("internal address");
-        cloud
-            .insert_instance(&gw.instance, int, ext)
-            .await
-            .expect("instance");
+        super::super::demo_vm(&cloud, &gw).await;
 
         let stale = Some("00");
         let mut vm = gw.instance.clone();

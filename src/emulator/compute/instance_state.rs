@@ -253,18 +253,7 @@ mod tests {
             ..Options::default()
         };
         let (emu, cloud, gw) = crate::gcp::demo(options, |_| {}).await;
-        let ext = cloud
-            .insert_address(&gw.external_address)
-            .await
-            .expect("ext");
-        let int = cloud
-            .insert_address(&gw.internal_address)
-            .await
-            .expect("int");
-        cloud
-            .insert_instance(&gw.instance, int, ext)
-            .await
-            .expect("instance");
+        crate::gcp::demo_vm(&cloud, &gw).await;
         let creds = google_cloud_auth::credentials::anonymous::Builder::new().build();
         let instances = Instances::builder()
             .with_endpoint(emu.url())
@@ -302,14 +291,15 @@ mod tests {
                 .await
                 .expect("wait");
         };
-        let refused = instances
-            .resume()
-            .set_project("natgw-test")
-            .set_zone(ZONE)
-            .set_instance(&gw.instance.name)
-            .send()
-            .await
-            .expect_err("not suspended");
+        let resume = || {
+            instances
+                .resume()
+                .set_project("natgw-test")
+                .set_zone(ZONE)
+                .set_instance(&gw.instance.name)
+                .send()
+        };
+        let refused = resume().await.expect_err("not suspended");
         assert_eq!(refused.http_status_code(), Some(400));
 
         let op = instances
@@ -324,14 +314,7 @@ mod tests {
         wait(op.name.unwrap_or_default()).await;
         assert_eq!(status().await, "SUSPENDED");
 
-        let op = instances
-            .resume()
-            .set_project("natgw-test")
-            .set_zone(ZONE)
-            .set_instance(&gw.instance.name)
-            .send()
-            .await
-            .expect("resume");
+        let op = resume().await.expect("resume");
         assert_eq!(status().await, "PROVISIONING");
         wait(op.name.unwrap_or_default()).await;
         assert_eq!(status().await, "RUNNING");
