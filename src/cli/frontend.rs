@@ -34,6 +34,7 @@ impl Frontend for Terminal {
                     shell.line(&render::apply::saved(path));
                 }
             }
+            Notice::Waiting(text) => shell.line(&text),
             Notice::Progress(event) => shell.line(&render::apply::progress(&event, shell.style)),
             Notice::Interrupted => shell.warn(render::apply::INTERRUPTED),
             Notice::Quitting => shell.error(render::apply::QUITTING),

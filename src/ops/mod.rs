@@ -51,6 +51,8 @@ pub(crate) struct ConnectOptions {
     pub(crate) impersonate_service_account: Option<String>,
     /// How long one failing call is retried.
     pub(crate) retry_timeout: Duration,
+    /// How long a node-pool change waits for another GKE operation on its cluster.
+    pub(crate) cluster_busy_timeout: Duration,
 }
 
 /// What a run says as it goes.
@@ -62,6 +64,8 @@ pub(crate) enum Notice<'a> {
     Planned(&'a Plan),
     /// The plan is saved to this file.
     Saved(&'a std::path::Path),
+    /// natgw waits on Google for something it names (a busy GKE cluster).
+    Waiting(String),
     /// Apply's progress.
     Progress(Event),
     /// A first interrupt: nothing new starts, changes in flight finish.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::context::Loaded;
 use super::{ConnectOptions, Frontend, Notice, OpsError, seed};
 use crate::emulator::{Emulator, Options as EmulatorOptions};
-use crate::gcp::{Cloud, Connection, GcpError, auth};
+use crate::gcp::{Cloud, Connection, GcpError, Notices, auth};
 
 /// A connection, and the embedded emulator behind it when `--emulator` is used (kept alive until `finish`).
 pub(super) struct Session {
@@ -44,6 +44,9 @@ impl Session {
         }
         let mut conn = Connection::new(endpoint, credentials);
         conn.retry.max_elapsed = options.retry_timeout;
+        conn.retry.cluster_busy_timeout = options.cluster_busy_timeout;
+        let waits = frontend.clone();
+        conn.notices = Notices::new(move |n| waits.notify(Notice::Waiting(n.to_string())));
         let cloud = Cloud::connect(&loaded.project, &conn).await?;
         Ok(Session { cloud, emulator })
     }

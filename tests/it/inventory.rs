@@ -185,14 +185,26 @@ pub(crate) fn create_route(url: &str, name: &str, dest_range: &str, description:
 }
 
 /// Inserts an external address in europe-west1 with `labels`, and waits for its operation.
+/// An external address with these labels, made as Google allows: labels only through `setLabels`
+/// (compute.v1.json, `Address.labels`).
 pub(crate) fn create_address(url: &str, name: &str, labels: &[(&str, &str)]) {
     runtime().block_on(async {
+        let addresses = compute_addresses(url).await;
+        let wait = |op: google_cloud_compute_v1::model::Operation| async {
+            compute_region_operations(url)
+                .await
+                .wait()
+                .set_project(PROJECT)
+                .set_region("europe-west1")
+                .set_operation(op.name.expect("an operation name"))
+                .send()
+                .await
+                .expect("wait for the address");
+        };
         let body = Address::new()
             .set_name(name)
-            .set_address_type(AddressType::External)
-            .set_labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let op = compute_addresses(url)
-            .await
+            .set_address_type(AddressType::External);
+        let op = addresses
             .insert()
             .set_project(PROJECT)
             .set_region("europe-west1")
@@ -200,15 +212,33 @@ pub(crate) fn create_address(url: &str, name: &str, labels: &[(&str, &str)]) {
             .send()
             .await
             .expect("insert an address");
-        compute_region_operations(url)
-            .await
-            .wait()
+        wait(op).await;
+        if labels.is_empty() {
+            return;
+        }
+        let got = addresses
+            .get()
             .set_project(PROJECT)
             .set_region("europe-west1")
-            .set_operation(op.name.expect("an operation name"))
+            .set_address(name)
             .send()
             .await
-            .expect("wait for the address");
+            .expect("read the address");
+        let mut request = google_cloud_compute_v1::model::RegionSetLabelsRequest::new()
+            .set_labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        if let Some(fp) = got.label_fingerprint {
+            request = request.set_label_fingerprint(fp);
+        }
+        let op = addresses
+            .set_labels()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_resource(name)
+            .set_body(request)
+            .send()
+            .await
+            .expect("label the address");
+        wait(op).await;
     });
 }
 
