@@ -11,6 +11,7 @@ mod net;
 mod output;
 mod plan;
 mod render;
+mod routing;
 mod startup_script;
 
 use std::process::ExitCode;

@@ -9,6 +9,7 @@ mod catalog;
 mod compute;
 mod filter;
 mod gke;
+mod health;
 mod schema;
 mod server;
 mod world;

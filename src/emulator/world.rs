@@ -224,6 +224,9 @@ pub(crate) struct World {
     /// GKE clusters by `projects/p/locations/l/clusters/c`, node pools inside.
     pub(crate) clusters: BTreeMap<String, Value>,
     pub(crate) gke_operations: BTreeMap<String, GkeOp>,
+    /// Health endpoints and managed instance groups (`health.rs`).
+    #[serde(default)]
+    pub(crate) ha: super::health::HaState,
 }
 
 /// The timing knobs the world needs.

@@ -7,10 +7,19 @@
 //! reserved address of the instance's region, a subnetwork still in use) are accepted and fail in the operation.
 
 mod address;
+mod backend_service;
 mod firewall;
+mod forwarding_rule;
+mod ha;
+mod health_check;
+mod igm;
 mod instance;
+mod instance_template;
 mod network;
+mod next_hops;
 mod route;
+
+pub(crate) use self::ha::{emulator_endpoint, reconcile};
 
 use self::address::{delete_address, insert_address, set_address_labels};
 use self::firewall::{insert_firewall, patch_firewall};
@@ -352,6 +361,18 @@ pub(crate) fn handle(
         ("POST", ["zones", z, "operations", o, "wait"]) => {
             wait_op(world, &format!("projects/{p}/zones/{z}/operations/{o}"))
         }
+
+        (
+            _,
+            ["global", "instanceTemplates", ..]
+            | ["zones", _, "instanceGroupManagers" | "instanceGroups", ..]
+            | [
+                "regions",
+                _,
+                "healthChecks" | "backendServices" | "forwardingRules",
+                ..,
+            ],
+        ) => ha::handle(world, ctx, method, p, rest, body),
 
         _ => Err(ApiError::method_not_found(
             method,

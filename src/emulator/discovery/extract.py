@@ -14,6 +14,11 @@ import sys
 COMPUTE_ROOTS = [
     "Address", "Instance", "Network", "Subnetwork", "Route", "Firewall", "Metadata", "Tags",
     "InstancesSetLabelsRequest", "RegionSetLabelsRequest",
+    "InstanceTemplate", "InstanceGroupManager", "InstanceGroupManagersCreateInstancesRequest",
+    "InstanceGroupManagersUpdatePerInstanceConfigsReq", "InstanceGroupManagersDeletePerInstanceConfigsReq",
+    "InstanceGroupManagersRecreateInstancesRequest", "InstanceGroupManagersApplyUpdatesRequest",
+    "HealthCheck", "BackendService", "ResourceGroupReference",
+    "ForwardingRule",
 ]
 CONTAINER_ROOTS = ["CreateClusterRequest", "UpdateNodePoolRequest"]
 

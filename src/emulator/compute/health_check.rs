@@ -1,0 +1,182 @@
+//! Regional health checks: how often and how strictly a backend service or an autohealing policy probes VMs.
+
+use serde_json::{Value, json};
+
+use super::ha::user_of;
+use super::{Answer, Ctx, body_of, insert_body, mutate, region_of, stamp, url};
+use crate::emulator::api_error::{ApiError, OpError};
+use crate::emulator::schema::{self, Api};
+use crate::emulator::world::{Scope, World, obj, str_field};
+
+/// The protocol-specific field of each `HealthCheck.type` (compute.v1.json: "Exactly one of the
+/// protocol-specific health check fields must be specified, which must match type field.").
+const TYPES: &[(&str, &str)] = &[
+    ("TCP", "tcpHealthCheck"),
+    ("SSL", "sslHealthCheck"),
+    ("HTTP", "httpHealthCheck"),
+    ("HTTPS", "httpsHealthCheck"),
+    ("HTTP2", "http2HealthCheck"),
+    ("GRPC", "grpcHealthCheck"),
+    ("GRPC_WITH_TLS", "grpcTlsHealthCheck"),
+];
+
+/// Checks a whole health check and fills in Google's defaults.
+fn check_and_default(body: &mut Value) -> Result<(), ApiError> {
+    let ty = str_field(body, "type").unwrap_or_default().to_string();
+    let Some((_, field)) = TYPES.iter().find(|(t, _)| *t == ty) else {
+        return Err(ApiError::invalid_field(
+            "resource.type",
+            &ty,
+            "Must be one of TCP, SSL, HTTP, HTTPS, HTTP2, GRPC, GRPC_WITH_TLS.",
+        ));
+    };
+    let given: Vec<&str> = TYPES
+        .iter()
+        .map(|(_, f)| *f)
+        .filter(|f| body.get(*f).is_some())
+        .collect();
+    if given != [*field] {
+        return Err(ApiError::invalid(format!(
+            "Invalid value for field 'resource': exactly one of the protocol-specific health check fields must be specified, and it must be '{field}' for type {ty}."
+        )));
+    }
+    let o = obj(body);
+    for (key, default, max) in [
+        ("checkIntervalSec", 5, 300),
+        ("timeoutSec", 5, 300),
+        ("healthyThreshold", 2, 10),
+        ("unhealthyThreshold", 2, 10),
+    ] {
+        let v = o.get(key).and_then(Value::as_i64).unwrap_or(default);
+        if !(1..=max).contains(&v) {
+            return Err(ApiError::invalid_field(
+                &format!("resource.{key}"),
+                &v.to_string(),
+                &format!("Must be between 1 and {max}."),
+            ));
+        }
+        o.insert(key.into(), json!(v));
+    }
+    // compute.v1.json, HealthCheck.timeoutSec: "It is invalid for timeoutSec to have greater value than
+    // checkIntervalSec."
+    if o.get("timeoutSec").and_then(Value::as_i64)
+        > o.get("checkIntervalSec").and_then(Value::as_i64)
+    {
+        return Err(ApiError::invalid(
+            "Invalid value for field 'resource.timeoutSec': timeoutSec must be less than or equal to checkIntervalSec.",
+        ));
+    }
+    let spec = obj(o.entry(*field).or_insert_with(|| json!({})));
+    // compute.v1.json, TCPHealthCheck.port (and the others): "The default value is 80."
+    let port = spec.get("port").and_then(Value::as_i64).unwrap_or(80);
+    if !(1..=65535).contains(&port) {
+        return Err(ApiError::invalid_field(
+            &format!("resource.{field}.port"),
+            &port.to_string(),
+            "Valid values are 1 through 65535.",
+        ));
+    }
+    spec.insert("port".into(), json!(port));
+    spec.entry("portSpecification")
+        .or_insert(json!("USE_FIXED_PORT"));
+    spec.entry("proxyHeader").or_insert(json!("NONE"));
+    Ok(())
+}
+
+pub(super) fn insert_health_check(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    p: &str,
+    r: &str,
+    body: Option<Value>,
+) -> Answer {
+    region_of(p, r)?;
+    let (mut body, path) = insert_body(
+        world,
+        "HealthCheck",
+        "compute.regionHealthChecks.insert",
+        body,
+        |n| format!("projects/{p}/regions/{r}/healthChecks/{n}"),
+    )?;
+    check_and_default(&mut body)?;
+    mutate(
+        world,
+        ctx,
+        p,
+        &Scope::Region(r.to_string()),
+        "insert",
+        &path.clone(),
+        |w| {
+            stamp(w, ctx, &mut body, "compute#healthCheck", &path);
+            obj(&mut body).insert(
+                "region".into(),
+                json!(url(&format!("projects/{p}/regions/{r}"))),
+            );
+            w.resources.insert(path.clone(), body);
+            Ok(Ok(()))
+        },
+    )
+}
+
+/// `regionHealthChecks.patch`: the fields given replace the current ones (JSON merge, as Google's PATCH).
+pub(super) fn patch_health_check(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    p: &str,
+    r: &str,
+    n: &str,
+    body: Option<Value>,
+) -> Answer {
+    let path = format!("projects/{p}/regions/{r}/healthChecks/{n}");
+    let mut patch = body_of(body);
+    schema::validate(Api::Compute, "HealthCheck", None, "resource", &mut patch)?;
+    let mut merged = world.get(&path)?.clone();
+    if let Value::Object(m) = patch {
+        for (k, v) in m {
+            if k != "name" {
+                obj(&mut merged).insert(k, v);
+            }
+        }
+    }
+    check_and_default(&mut merged)?;
+    mutate(
+        world,
+        ctx,
+        p,
+        &Scope::Region(r.to_string()),
+        "patch",
+        &path.clone(),
+        |w| {
+            w.resources.insert(path.clone(), merged);
+            Ok(Ok(()))
+        },
+    )
+}
+
+pub(super) fn delete_health_check(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    p: &str,
+    r: &str,
+    n: &str,
+) -> Answer {
+    let path = format!("projects/{p}/regions/{r}/healthChecks/{n}");
+    world.get(&path)?;
+    mutate(
+        world,
+        ctx,
+        p,
+        &Scope::Region(r.to_string()),
+        "delete",
+        &path.clone(),
+        |w| {
+            if let Some(user) = user_of(w, &path, &url(&path)) {
+                return Ok(Err(OpError::in_use(format!(
+                    "The health_check resource '{path}' is already being used by '{user}'"
+                ))));
+            }
+            w.resources.remove(&path);
+            Ok(Ok(()))
+        },
+    )
+}
