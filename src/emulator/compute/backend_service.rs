@@ -3,10 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::ha::user_of;
 use super::igm::members;
 use super::{Answer, Ctx, Reply, body_of, insert_body, mutate, region_of, stamp, url};
-use crate::emulator::api_error::{ApiError, OpError};
+use crate::emulator::api_error::ApiError;
 use crate::emulator::catalog;
 use crate::emulator::health::{Endpoint, Probe};
 use crate::emulator::schema::{self, Api};
@@ -190,34 +189,6 @@ pub(super) fn patch_backend_service(
             let fp = fingerprint(w, &merged);
             obj(&mut merged).insert("fingerprint".into(), json!(fp));
             w.resources.insert(path.clone(), merged);
-            Ok(Ok(()))
-        },
-    )
-}
-
-pub(super) fn delete_backend_service(
-    world: &mut World,
-    ctx: &Ctx<'_>,
-    p: &str,
-    r: &str,
-    n: &str,
-) -> Answer {
-    let path = format!("projects/{p}/regions/{r}/backendServices/{n}");
-    world.get(&path)?;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Region(r.to_string()),
-        "delete",
-        &path.clone(),
-        |w| {
-            if let Some(user) = user_of(w, &path, &url(&path)) {
-                return Ok(Err(OpError::in_use(format!(
-                    "The backend_service resource '{path}' is already being used by '{user}'"
-                ))));
-            }
-            w.resources.remove(&path);
             Ok(Ok(()))
         },
     )

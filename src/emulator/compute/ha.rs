@@ -4,16 +4,14 @@
 
 use serde_json::Value;
 
-use super::backend_service::{
-    backend_health, delete_backend_service, insert_backend_service, patch_backend_service,
-};
+use super::backend_service::{backend_health, insert_backend_service, patch_backend_service};
 use super::forwarding_rule::{delete_forwarding_rule, insert_forwarding_rule};
-use super::health_check::{delete_health_check, insert_health_check, patch_health_check};
+use super::health_check::{insert_health_check, patch_health_check};
 use super::igm::{delete_igm, igm_verb, insert_igm, patch_igm};
-use super::instance_template::{delete_template, insert_template};
-use super::{Answer, Ctx, get, list, region_of, zone_region_of};
-use crate::emulator::api_error::ApiError;
-use crate::emulator::world::World;
+use super::instance_template::insert_template;
+use super::{Answer, Ctx, get, list, mutate, region_of, url, zone_region_of};
+use crate::emulator::api_error::{ApiError, OpError};
+use crate::emulator::world::{Scope, World};
 
 pub(crate) use super::igm::reconcile;
 pub(crate) use super::next_hops::emulator_endpoint;
@@ -40,7 +38,14 @@ pub(super) fn handle(
             ctx,
             &format!("projects/{p}/global/instanceTemplates/{t}"),
         ),
-        ("DELETE", ["global", "instanceTemplates", t]) => delete_template(world, ctx, p, t),
+        ("DELETE", ["global", "instanceTemplates", t]) => delete_unless_used(
+            world,
+            ctx,
+            p,
+            &format!("projects/{p}/global/instanceTemplates/{t}"),
+            &Scope::Global,
+            "instance_template",
+        ),
 
         (
             "GET",
@@ -113,15 +118,25 @@ pub(super) fn handle(
         ("PATCH", ["regions", r, "healthChecks", n]) => {
             patch_health_check(world, ctx, p, r, n, body)
         }
-        ("DELETE", ["regions", r, "healthChecks", n]) => delete_health_check(world, ctx, p, r, n),
+        ("DELETE", ["regions", r, kind @ ("healthChecks" | "backendServices"), n]) => {
+            delete_unless_used(
+                world,
+                ctx,
+                p,
+                &format!("projects/{p}/regions/{r}/{kind}/{n}"),
+                &Scope::Region((*r).to_string()),
+                if *kind == "healthChecks" {
+                    "health_check"
+                } else {
+                    "backend_service"
+                },
+            )
+        }
         ("POST", ["regions", r, "backendServices"]) => {
             insert_backend_service(world, ctx, p, r, body)
         }
         ("PATCH", ["regions", r, "backendServices", n]) => {
             patch_backend_service(world, ctx, p, r, n, body)
-        }
-        ("DELETE", ["regions", r, "backendServices", n]) => {
-            delete_backend_service(world, ctx, p, r, n)
         }
         ("POST", ["regions", r, "backendServices", n, "getHealth"]) => {
             backend_health(world, ctx, p, r, n, body)
@@ -141,7 +156,7 @@ pub(super) fn handle(
 
 /// The first resource other than `path` itself whose JSON names `url` anywhere (a template used by a group,
 /// a health check by a backend service, ...): Google refuses to delete what another resource uses.
-pub(super) fn user_of(world: &World, path: &str, url: &str) -> Option<String> {
+fn user_of(world: &World, path: &str, url: &str) -> Option<String> {
     fn names(v: &Value, url: &str) -> bool {
         match v {
             Value::String(s) => s == url,
@@ -157,4 +172,26 @@ pub(super) fn user_of(world: &World, path: &str, url: &str) -> Option<String> {
         .iter()
         .find(|(k, v)| k.as_str() != path && !k.contains("/instances/") && names(v, url))
         .map(|(k, _)| k.clone())
+}
+
+/// Deletes a resource unless another one uses it; Google's DONE operation then carries
+/// RESOURCE_IN_USE_BY_ANOTHER_RESOURCE, as for addresses.
+fn delete_unless_used(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    p: &str,
+    path: &str,
+    scope: &Scope,
+    kind: &str,
+) -> Answer {
+    world.get(path)?;
+    mutate(world, ctx, p, scope, "delete", path, |w| {
+        if let Some(user) = user_of(w, path, &url(path)) {
+            return Ok(Err(OpError::in_use(format!(
+                "The {kind} resource '{path}' is already being used by '{user}'"
+            ))));
+        }
+        w.resources.remove(path);
+        Ok(Ok(()))
+    })
 }

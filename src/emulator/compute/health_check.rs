@@ -2,9 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::ha::user_of;
 use super::{Answer, Ctx, body_of, insert_body, mutate, region_of, stamp, url};
-use crate::emulator::api_error::{ApiError, OpError};
+use crate::emulator::api_error::ApiError;
 use crate::emulator::schema::{self, Api};
 use crate::emulator::world::{Scope, World, obj, str_field};
 
@@ -148,34 +147,6 @@ pub(super) fn patch_health_check(
         &path.clone(),
         |w| {
             w.resources.insert(path.clone(), merged);
-            Ok(Ok(()))
-        },
-    )
-}
-
-pub(super) fn delete_health_check(
-    world: &mut World,
-    ctx: &Ctx<'_>,
-    p: &str,
-    r: &str,
-    n: &str,
-) -> Answer {
-    let path = format!("projects/{p}/regions/{r}/healthChecks/{n}");
-    world.get(&path)?;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Region(r.to_string()),
-        "delete",
-        &path.clone(),
-        |w| {
-            if let Some(user) = user_of(w, &path, &url(&path)) {
-                return Ok(Err(OpError::in_use(format!(
-                    "The health_check resource '{path}' is already being used by '{user}'"
-                ))));
-            }
-            w.resources.remove(&path);
             Ok(Ok(()))
         },
     )

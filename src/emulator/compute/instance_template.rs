@@ -6,9 +6,8 @@
 
 use serde_json::{Value, json};
 
-use super::ha::user_of;
-use super::{Answer, Ctx, check_labels, insert_body, mutate, stamp, url};
-use crate::emulator::api_error::{ApiError, OpError};
+use super::{Answer, Ctx, check_labels, insert_body, mutate, stamp};
+use crate::emulator::api_error::ApiError;
 use crate::emulator::catalog;
 use crate::emulator::world::{Scope, World, last_segment, obj, str_field};
 
@@ -72,28 +71,6 @@ pub(super) fn insert_template(
         |w| {
             stamp(w, ctx, &mut body, "compute#instanceTemplate", &path);
             w.resources.insert(path.clone(), body);
-            Ok(Ok(()))
-        },
-    )
-}
-
-pub(super) fn delete_template(world: &mut World, ctx: &Ctx<'_>, p: &str, t: &str) -> Answer {
-    let path = format!("projects/{p}/global/instanceTemplates/{t}");
-    world.get(&path)?;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Global,
-        "delete",
-        &path.clone(),
-        |w| {
-            if let Some(user) = user_of(w, &path, &url(&path)) {
-                return Ok(Err(OpError::in_use(format!(
-                    "The instance_template resource '{path}' is already being used by '{user}'"
-                ))));
-            }
-            w.resources.remove(&path);
             Ok(Ok(()))
         },
     )
