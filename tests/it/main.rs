@@ -8,6 +8,7 @@ mod emulator;
 mod emulator_gke;
 mod fleet;
 mod gitlab_ci;
+mod ha;
 mod harness;
 mod netns;
 mod performance;
