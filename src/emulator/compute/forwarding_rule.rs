@@ -255,9 +255,10 @@ pub(super) fn ilb_rule<'a>(
 
 /// Validates a route's `nextHopIlb` (compute.v1.json, Route.nextHopIlb: "The URL to a forwarding rule of type
 /// loadBalancingScheme=INTERNAL that should handle matching packets or the IP address of the forwarding
-/// Rule"): the rule must exist, be INTERNAL and be in the route's network
-/// (https://cloud.google.com/vpc/docs/routes#nexthop-ilb: "the load balancer's forwarding rule must be in the
-/// route's VPC network or a connected one"). A URL is stored in full; an IP stays an IP, as Google shows it.
+/// Rule"): the rule must exist, be INTERNAL and be in the route's network ("Each internal passthrough Network
+/// Load Balancer operates within a single VPC network",
+/// https://cloud.google.com/load-balancing/docs/internal/ilb-next-hop-overview; peered networks are not
+/// emulated). A URL is stored in full; an IP stays an IP, as Google shows it.
 pub(super) fn check_next_hop_ilb(
     world: &World,
     p: &str,
