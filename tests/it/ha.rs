@@ -11,7 +11,7 @@ use google_cloud_compute_v1::client::{
     RegionHealthChecks,
 };
 use google_cloud_compute_v1::model::{
-    Address, BackendService, ForwardingRule, HealthCheck, InstanceGroupManager,
+    Address, BackendService, Firewall, ForwardingRule, HealthCheck, InstanceGroupManager,
     InstanceGroupManagersCreateInstancesRequest, InstanceTemplate, ResourceGroupReference, Route,
 };
 use serde::Serialize;
@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 
 use crate::emulator::{failure, j, model};
 use crate::support::{
-    EmulatorProcess, PROJECT, anonymous, compute_addresses, compute_instances, compute_routes,
+    EmulatorProcess, PROJECT, anonymous, compute_addresses, compute_firewalls, compute_instances,
+    compute_routes,
 };
 
 const REGION: &str = "europe-west1";
@@ -171,10 +172,27 @@ async fn identity(url: &str, zone: &str, name: &str) -> (String, String, String)
     )
 }
 
-/// Builds the whole gateway; returns the reserved `(internal, external)` IPs of each zone.
+/// Builds the whole gateway, with the firewall rule that lets Google's health-check probers in if
+/// `probes_allowed`; returns the reserved `(internal, external)` IPs of each zone.
 #[allow(clippy::too_many_lines)]
-async fn build(url: &str) -> Vec<(String, String)> {
+async fn build(url: &str, probes_allowed: bool) -> Vec<(String, String)> {
     let a = |r: &str| format!("regions/{REGION}/addresses/{r}");
+    if probes_allowed {
+        done(
+            &compute_firewalls(url)
+                .await
+                .insert()
+                .set_project(PROJECT)
+                .set_body(model::<Firewall>(json!({
+                    "name": "gw-health", "network": "global/networks/vpc-network", "direction": "INGRESS",
+                    "sourceRanges": ["35.191.0.0/16", "130.211.0.0/22"], "targetTags": ["natgw"],
+                    "allowed": [{"IPProtocol": "tcp", "ports": ["9090"]}],
+                })))
+                .send()
+                .await
+                .expect("insert firewall"),
+        );
+    }
     let mut ips = Vec::new();
     for (i, zone) in ZONES.iter().enumerate() {
         let suffix = &zone[zone.len() - 1..];
@@ -345,7 +363,7 @@ async fn build(url: &str) -> Vec<(String, String)> {
 async fn a_two_zone_gateway_fails_over_heals_and_keeps_its_ips() {
     let emu = EmulatorProcess::seeded(&["--boot-ms", "300"]);
     let url = emu.url.as_str();
-    let ips = build(url).await;
+    let ips = build(url, true).await;
 
     // Both VMs carry traffic once healthy, each with its zone's reserved IPs.
     let seen = poll_until(url, |h| carriers(h) == both_healthy()).await;
@@ -448,7 +466,19 @@ async fn a_two_zone_gateway_fails_over_heals_and_keeps_its_ips() {
 async fn resources_in_use_and_bad_bodies_are_refused() {
     let emu = EmulatorProcess::seeded(&[]);
     let url = emu.url.as_str();
-    build(url).await;
+    build(url, false).await;
+
+    // Without a firewall rule for Google's probers no VM is ever healthy, and the load balancer spreads new
+    // connections over all of them as a last resort.
+    let hops = next_hops(url);
+    assert_eq!(
+        carriers(&hops),
+        vec![
+            ("gw-b".to_string(), ZONES[0].to_string(), false),
+            ("gw-c".to_string(), ZONES[1].to_string(), false),
+        ],
+        "{hops}"
+    );
 
     // A forwarding rule a route uses, a health check a backend service uses: the operation fails.
     let rules = client!(ForwardingRules, url);

@@ -3,11 +3,11 @@
 
 use serde_json::{Value, json};
 
+use super::health_check::healthy;
 use super::igm::members;
 use super::{Answer, Ctx, Reply, body_of, insert_body, mutate, region_of, stamp, url};
 use crate::emulator::api_error::ApiError;
 use crate::emulator::catalog;
-use crate::emulator::health::{Endpoint, Probe};
 use crate::emulator::schema::{self, Api};
 use crate::emulator::world::{
     COMPUTE_URL, Scope, World, fingerprint, obj, resolve_ref, same_fingerprint, str_field,
@@ -195,20 +195,17 @@ pub(super) fn patch_backend_service(
 }
 
 /// The health of one VM as a backend service's health check sees it now.
-pub(super) fn vm_healthy(world: &World, ctx: &Ctx<'_>, probe: Probe, instance: &str) -> bool {
-    world.power.get(instance).is_some_and(|power| {
-        Endpoint::of(power, ctx.timing, world.ha.failing.get(instance).copied())
-            .healthy(probe, ctx.now)
-    })
-}
-
-/// The probing of a backend service's health check.
-pub(super) fn probe_of(world: &World, service: &Value) -> Option<Probe> {
-    let hc = service.get("healthChecks")?.get(0)?.as_str()?;
-    world
-        .resources
-        .get(hc.strip_prefix(COMPUTE_URL).unwrap_or(hc))
-        .map(Probe::of)
+pub(super) fn vm_healthy(world: &World, ctx: &Ctx<'_>, service: &Value, instance: &str) -> bool {
+    service
+        .get("healthChecks")
+        .and_then(|h| h.get(0))
+        .and_then(Value::as_str)
+        .and_then(|hc| {
+            world
+                .resources
+                .get(hc.strip_prefix(COMPUTE_URL).unwrap_or(hc))
+        })
+        .is_some_and(|hc| healthy(world, ctx.timing, ctx.now, instance, hc))
 }
 
 /// The groups of a backend service, as instance group paths.
@@ -254,7 +251,6 @@ pub(super) fn backend_health(
             &format!("The instance group is not a backend of '{path}'."),
         ));
     }
-    let probe = probe_of(world, service).unwrap_or(Probe::of(&json!({})));
     let service_url = url(&path);
     let rules: Vec<(String, String)> = world
         .children(&format!("projects/{p}/regions/{r}/forwardingRules/"))
@@ -274,7 +270,7 @@ pub(super) fn backend_health(
             .and_then(|n| n.get(0))
             .and_then(|n| str_field(n, "networkIP"))
             .unwrap_or_default();
-        let state = if vm_healthy(world, ctx, probe, &instance) {
+        let state = if vm_healthy(world, ctx, service, &instance) {
             "HEALTHY"
         } else {
             "UNHEALTHY"

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use super::health_check::{healthy, probed};
 use super::instance::{delete_instance, insert_instance};
 use super::instance_template::instance_body;
 use super::{
@@ -33,7 +34,7 @@ use super::{
     zone_region_of,
 };
 use crate::emulator::api_error::{ApiError, OpError};
-use crate::emulator::health::{Endpoint, Group, Managed, Probe};
+use crate::emulator::health::{Group, Managed, Probe};
 use crate::emulator::schema::{self, Api};
 use crate::emulator::world::{
     COMPUTE_URL, Scope, Timing, World, fingerprint, hash_hex, last_segment, obj, resolve_ref,
@@ -619,10 +620,9 @@ fn managed_view(
         o.insert("instanceStatus".into(), json!(status));
     }
     let autoheal = autohealing(world, mig);
-    let healthy = autoheal.as_ref().and_then(|(hc_url, probe, _)| {
-        let power = world.power.get(&ip)?;
-        let e = Endpoint::of(power, ctx.timing, world.ha.failing.get(&ip).copied());
-        Some((hc_url.clone(), e.healthy(*probe, ctx.now)))
+    let healthy = autoheal.as_ref().and_then(|(hc_url, hc, _)| {
+        world.power.get(&ip)?;
+        Some((hc_url.clone(), healthy(world, ctx.timing, ctx.now, &ip, hc)))
     });
     let action = if instance.is_none() || m.pending_recreate {
         if m.pending_recreate {
@@ -687,8 +687,8 @@ fn policy_state(m: &Managed) -> Value {
     out
 }
 
-/// The autohealing health check of a group: its URL, its probing and the initial delay in ms.
-fn autohealing(world: &World, mig: &Value) -> Option<(String, Probe, i64)> {
+/// The autohealing health check of a group: its URL, the check, and the initial delay in ms.
+fn autohealing<'a>(world: &'a World, mig: &Value) -> Option<(String, &'a Value, i64)> {
     let policy = mig.get("autoHealingPolicies")?.as_array()?.first()?;
     let hc_url = str_field(policy, "healthCheck")?;
     let hc = world.resources.get(&path_of(hc_url))?;
@@ -696,14 +696,15 @@ fn autohealing(world: &World, mig: &Value) -> Option<(String, Probe, i64)> {
         .get("initialDelaySec")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    Some((hc_url.to_string(), Probe::of(hc), delay * 1000))
+    Some((hc_url.to_string(), hc, delay * 1000))
 }
 
 /// When autohealing recreates the VM at `instance` (if it ever does in its current boot).
 fn heal_at(world: &World, mig: &Value, instance: &str, timing: Timing) -> Option<i64> {
-    let (_, probe, delay) = autohealing(world, mig)?;
+    let (_, hc, delay) = autohealing(world, mig)?;
+    let probe = Probe::of(hc);
     let power = world.power.get(instance)?;
-    let endpoint = Endpoint::of(power, timing, world.ha.failing.get(instance).copied());
+    let endpoint = probed(world, timing, instance, hc)?;
     let delay_end = power.since + delay;
     let at = match endpoint.transitions(probe) {
         (Some(healthy), unhealthy) if healthy <= delay_end => unhealthy?,

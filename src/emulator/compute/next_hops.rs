@@ -10,12 +10,12 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-use super::backend_service::{backend_groups, probe_of, vm_healthy};
+use super::backend_service::{backend_groups, vm_healthy};
 use super::forwarding_rule::ilb_rule;
 use super::igm::members;
 use super::{Answer, Ctx, Reply, url};
 use crate::emulator::api_error::ApiError;
-use crate::emulator::health::{Endpoint, Probe};
+use crate::emulator::health::Endpoint;
 use crate::emulator::world::{COMPUTE_URL, World, last_segment, resolve_ref, str_field};
 use crate::net::Ipv4Net;
 use crate::routing::{self, Route};
@@ -162,12 +162,11 @@ fn carriers(world: &World, ctx: &Ctx<'_>, p: &str, net_url: &str, route: &Value)
         }) else {
             return Vec::new();
         };
-        let probe = probe_of(world, service).unwrap_or(Probe::of(&json!({})));
         let all: Vec<(String, bool)> = backend_groups(service)
             .iter()
             .flat_map(|g| members(world, g))
             .map(|i| {
-                let ok = vm_healthy(world, ctx, probe, &i);
+                let ok = vm_healthy(world, ctx, service, &i);
                 (i, ok)
             })
             .collect();
