@@ -3,18 +3,29 @@
 
 use serde_json::{Value, json};
 
+use super::ha::Regional;
 use super::health_check::healthy;
 use super::igm::members;
-use super::{Answer, Ctx, Reply, body_of, insert_body, mutate, region_of, stamp, url};
+use super::{Answer, Ctx, Reply, body_of, url};
 use crate::emulator::api_error::ApiError;
 use crate::emulator::catalog;
 use crate::emulator::schema::{self, Api};
-use crate::emulator::world::{
-    COMPUTE_URL, Scope, World, fingerprint, obj, resolve_ref, same_fingerprint, str_field,
+use crate::emulator::world::{COMPUTE_URL, World, obj, resolve_ref, str_field};
+
+pub(super) const BACKEND_SERVICE: Regional = Regional {
+    schema: "BackendService",
+    collection: "backendServices",
+    kind: "compute#backendService",
+    fingerprint: true,
 };
 
 /// Checks a whole backend service of region `r` and fills in Google's defaults.
-fn check_and_default(world: &World, p: &str, r: &str, body: &mut Value) -> Result<(), ApiError> {
+pub(super) fn check_backend_service(
+    world: &World,
+    p: &str,
+    r: &str,
+    body: &mut Value,
+) -> Result<(), ApiError> {
     let scheme = str_field(body, "loadBalancingScheme").unwrap_or("EXTERNAL");
     if scheme != "INTERNAL" {
         return Err(ApiError::invalid_field(
@@ -110,88 +121,6 @@ fn check_and_default(world: &World, p: &str, r: &str, body: &mut Value) -> Resul
         o.insert("network".into(), json!(url(&net)));
     }
     Ok(())
-}
-
-pub(super) fn insert_backend_service(
-    world: &mut World,
-    ctx: &Ctx<'_>,
-    p: &str,
-    r: &str,
-    body: Option<Value>,
-) -> Answer {
-    region_of(p, r)?;
-    let (mut body, path) = insert_body(
-        world,
-        "BackendService",
-        "compute.regionBackendServices.insert",
-        body,
-        |n| format!("projects/{p}/regions/{r}/backendServices/{n}"),
-    )?;
-    check_and_default(world, p, r, &mut body)?;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Region(r.to_string()),
-        "insert",
-        &path.clone(),
-        |w| {
-            stamp(w, ctx, &mut body, "compute#backendService", &path);
-            let fp = fingerprint(w, &body);
-            let o = obj(&mut body);
-            o.insert("fingerprint".into(), json!(fp));
-            o.insert(
-                "region".into(),
-                json!(url(&format!("projects/{p}/regions/{r}"))),
-            );
-            w.resources.insert(path.clone(), body);
-            Ok(Ok(()))
-        },
-    )
-}
-
-/// `regionBackendServices.patch`: the fields given replace the current ones; a stale fingerprint is refused.
-pub(super) fn patch_backend_service(
-    world: &mut World,
-    ctx: &Ctx<'_>,
-    p: &str,
-    r: &str,
-    n: &str,
-    body: Option<Value>,
-) -> Answer {
-    let path = format!("projects/{p}/regions/{r}/backendServices/{n}");
-    let mut patch = body_of(body);
-    schema::validate(Api::Compute, "BackendService", None, "resource", &mut patch)?;
-    let mut merged = world.get(&path)?.clone();
-    if let Some(given) = str_field(&patch, "fingerprint")
-        && !same_fingerprint(given, str_field(&merged, "fingerprint").unwrap_or_default())
-    {
-        return Err(ApiError::condition_not_met(
-            "Supplied fingerprint does not match current fingerprint.",
-        ));
-    }
-    if let Value::Object(m) = patch {
-        for (k, v) in m {
-            if k != "name" && k != "fingerprint" {
-                obj(&mut merged).insert(k, v);
-            }
-        }
-    }
-    check_and_default(world, p, r, &mut merged)?;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Region(r.to_string()),
-        "patch",
-        &path.clone(),
-        |w| {
-            let fp = fingerprint(w, &merged);
-            obj(&mut merged).insert("fingerprint".into(), json!(fp));
-            w.resources.insert(path.clone(), merged);
-            Ok(Ok(()))
-        },
-    )
 }
 
 /// The health of one VM as a backend service's health check sees it now.

@@ -2,16 +2,19 @@
 //! instance groups they manage), regional health checks, regional backend services and forwarding rules of
 //! an internal passthrough Network Load Balancer; and the emulator's own `/_emulator/` endpoints.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::backend_service::{backend_health, insert_backend_service, patch_backend_service};
+use super::backend_service::{BACKEND_SERVICE, backend_health, check_backend_service};
 use super::forwarding_rule::{delete_forwarding_rule, insert_forwarding_rule};
-use super::health_check::{insert_health_check, patch_health_check};
+use super::health_check::{HEALTH_CHECK, check_health_check};
 use super::igm::{delete_igm, igm_verb, insert_igm, patch_igm};
 use super::instance_template::insert_template;
-use super::{Answer, Ctx, get, list, mutate, region_of, url, zone_region_of};
+use super::{
+    Answer, Ctx, body_of, get, insert_body, list, mutate, region_of, stamp, url, zone_region_of,
+};
 use crate::emulator::api_error::{ApiError, OpError};
-use crate::emulator::world::{Scope, World};
+use crate::emulator::schema::{self, Api};
+use crate::emulator::world::{Scope, World, fingerprint, obj, same_fingerprint, str_field};
 
 pub(crate) use super::igm::reconcile;
 pub(crate) use super::next_hops::emulator_endpoint;
@@ -114,10 +117,17 @@ pub(super) fn handle(
                 n,
             ],
         ) => get(world, ctx, &format!("projects/{p}/regions/{r}/{kind}/{n}")),
-        ("POST", ["regions", r, "healthChecks"]) => insert_health_check(world, ctx, p, r, body),
-        ("PATCH", ["regions", r, "healthChecks", n]) => {
-            patch_health_check(world, ctx, p, r, n, body)
+        ("POST", ["regions", r, "healthChecks"]) => {
+            insert_regional(world, ctx, (p, r), body, &HEALTH_CHECK, &check_health_check)
         }
+        ("PATCH", ["regions", r, "healthChecks", n]) => patch_regional(
+            world,
+            ctx,
+            (p, r, n),
+            body,
+            &HEALTH_CHECK,
+            &check_health_check,
+        ),
         ("DELETE", ["regions", r, kind @ ("healthChecks" | "backendServices"), n]) => {
             delete_unless_used(
                 world,
@@ -133,10 +143,14 @@ pub(super) fn handle(
             )
         }
         ("POST", ["regions", r, "backendServices"]) => {
-            insert_backend_service(world, ctx, p, r, body)
+            insert_regional(world, ctx, (p, r), body, &BACKEND_SERVICE, &|w, b| {
+                check_backend_service(w, p, r, b)
+            })
         }
         ("PATCH", ["regions", r, "backendServices", n]) => {
-            patch_backend_service(world, ctx, p, r, n, body)
+            patch_regional(world, ctx, (p, r, n), body, &BACKEND_SERVICE, &|w, b| {
+                check_backend_service(w, p, r, b)
+            })
         }
         ("POST", ["regions", r, "backendServices", n, "getHealth"]) => {
             backend_health(world, ctx, p, r, n, body)
@@ -194,4 +208,104 @@ fn delete_unless_used(
         w.resources.remove(path);
         Ok(Ok(()))
     })
+}
+
+/// A regional resource whose insert and patch differ only in its schema and its `check`, which validates the
+/// whole resource and fills in Google's defaults.
+pub(super) struct Regional {
+    /// The discovery schema, e.g. `HealthCheck`.
+    pub(super) schema: &'static str,
+    /// The collection in paths, e.g. `healthChecks`.
+    pub(super) collection: &'static str,
+    pub(super) kind: &'static str,
+    /// Whether the resource carries a fingerprint that a patch must match.
+    pub(super) fingerprint: bool,
+}
+
+type Check<'a> = &'a dyn Fn(&World, &mut Value) -> Result<(), ApiError>;
+
+pub(super) fn insert_regional(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    (p, r): (&str, &str),
+    body: Option<Value>,
+    spec: &Regional,
+    check: Check<'_>,
+) -> Answer {
+    region_of(p, r)?;
+    let c = spec.collection;
+    let method = format!("compute.region{}{}.insert", c[..1].to_uppercase(), &c[1..]);
+    let (mut body, path) = insert_body(world, spec.schema, &method, body, |n| {
+        format!("projects/{p}/regions/{r}/{c}/{n}")
+    })?;
+    check(world, &mut body)?;
+    mutate(
+        world,
+        ctx,
+        p,
+        &Scope::Region(r.to_string()),
+        "insert",
+        &path.clone(),
+        |w| {
+            stamp(w, ctx, &mut body, spec.kind, &path);
+            if spec.fingerprint {
+                let fp = fingerprint(w, &body);
+                obj(&mut body).insert("fingerprint".into(), json!(fp));
+            }
+            obj(&mut body).insert(
+                "region".into(),
+                json!(url(&format!("projects/{p}/regions/{r}"))),
+            );
+            w.resources.insert(path.clone(), body);
+            Ok(Ok(()))
+        },
+    )
+}
+
+/// PATCH: the fields given replace the current ones (a JSON merge, as Google's PATCH); a stale fingerprint
+/// is refused.
+pub(super) fn patch_regional(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    (p, r, n): (&str, &str, &str),
+    body: Option<Value>,
+    spec: &Regional,
+    check: Check<'_>,
+) -> Answer {
+    let path = format!("projects/{p}/regions/{r}/{}/{n}", spec.collection);
+    let mut patch = body_of(body);
+    schema::validate(Api::Compute, spec.schema, None, "resource", &mut patch)?;
+    let mut merged = world.get(&path)?.clone();
+    if spec.fingerprint
+        && let Some(given) = str_field(&patch, "fingerprint")
+        && !same_fingerprint(given, str_field(&merged, "fingerprint").unwrap_or_default())
+    {
+        return Err(ApiError::condition_not_met(
+            "Supplied fingerprint does not match current fingerprint.",
+        ));
+    }
+    if let Value::Object(m) = patch {
+        for (k, v) in m {
+            if k != "name" && k != "fingerprint" {
+                obj(&mut merged).insert(k, v);
+            }
+        }
+    }
+    check(world, &mut merged)?;
+    mutate(
+        world,
+        ctx,
+        p,
+        &Scope::Region(r.to_string()),
+        "patch",
+        &path.clone(),
+        |w| {
+            if spec.fingerprint {
+                let fp = fingerprint(w, &merged);
+                obj(&mut merged).insert("fingerprint".into(), json!(fp));
+            }
+            w.resources.insert(path.clone(), merged);
+            Ok(Ok(()))
+        },
+    )
 }

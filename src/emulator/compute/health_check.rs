@@ -2,11 +2,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Answer, Ctx, body_of, insert_body, mutate, region_of, stamp, url};
+use super::ha::Regional;
 use crate::emulator::api_error::ApiError;
 use crate::emulator::health::{Endpoint, Probe};
-use crate::emulator::schema::{self, Api};
-use crate::emulator::world::{Scope, Timing, World, obj, str_field};
+use crate::emulator::world::{Timing, World, obj, str_field};
 
 /// The protocol-specific field of each `HealthCheck.type` (compute.v1.json: "Exactly one of the
 /// protocol-specific health check fields must be specified, which must match type field.").
@@ -20,8 +19,15 @@ const TYPES: &[(&str, &str)] = &[
     ("GRPC_WITH_TLS", "grpcTlsHealthCheck"),
 ];
 
+pub(super) const HEALTH_CHECK: Regional = Regional {
+    schema: "HealthCheck",
+    collection: "healthChecks",
+    kind: "compute#healthCheck",
+    fingerprint: false,
+};
+
 /// Checks a whole health check and fills in Google's defaults.
-fn check_and_default(body: &mut Value) -> Result<(), ApiError> {
+pub(super) fn check_health_check(_: &World, body: &mut Value) -> Result<(), ApiError> {
     let ty = str_field(body, "type").unwrap_or_default().to_string();
     let Some((_, field)) = TYPES.iter().find(|(t, _)| *t == ty) else {
         return Err(ApiError::invalid_field(
@@ -81,76 +87,6 @@ fn check_and_default(body: &mut Value) -> Result<(), ApiError> {
         .or_insert(json!("USE_FIXED_PORT"));
     spec.entry("proxyHeader").or_insert(json!("NONE"));
     Ok(())
-}
-
-pub(super) fn insert_health_check(
-    world: &mut World,
-    ctx: &Ctx<'_>,
-    p: &str,
-    r: &str,
-    body: Option<Value>,
-) -> Answer {
-    region_of(p, r)?;
-    let (mut body, path) = insert_body(
-        world,
-        "HealthCheck",
-        "compute.regionHealthChecks.insert",
-        body,
-        |n| format!("projects/{p}/regions/{r}/healthChecks/{n}"),
-    )?;
-    check_and_default(&mut body)?;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Region(r.to_string()),
-        "insert",
-        &path.clone(),
-        |w| {
-            stamp(w, ctx, &mut body, "compute#healthCheck", &path);
-            obj(&mut body).insert(
-                "region".into(),
-                json!(url(&format!("projects/{p}/regions/{r}"))),
-            );
-            w.resources.insert(path.clone(), body);
-            Ok(Ok(()))
-        },
-    )
-}
-
-/// `regionHealthChecks.patch`: the fields given replace the current ones (JSON merge, as Google's PATCH).
-pub(super) fn patch_health_check(
-    world: &mut World,
-    ctx: &Ctx<'_>,
-    p: &str,
-    r: &str,
-    n: &str,
-    body: Option<Value>,
-) -> Answer {
-    let path = format!("projects/{p}/regions/{r}/healthChecks/{n}");
-    let mut patch = body_of(body);
-    schema::validate(Api::Compute, "HealthCheck", None, "resource", &mut patch)?;
-    let mut merged = world.get(&path)?.clone();
-    if let Value::Object(m) = patch {
-        for (k, v) in m {
-            if k != "name" {
-                obj(&mut merged).insert(k, v);
-            }
-        }
-    }
-    check_and_default(&mut merged)?;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Region(r.to_string()),
-        "patch",
-        &path.clone(),
-        |w| {
-            w.resources.insert(path.clone(), merged);
-            Ok(Ok(()))
-        },
-    )
 }
 
 /// Google's health-check probers' source ranges for passthrough load balancers and autohealing
