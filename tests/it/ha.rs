@@ -172,6 +172,48 @@ async fn identity(url: &str, zone: &str, name: &str) -> (String, String, String)
     )
 }
 
+/// Inserts the gateway's instance template.
+async fn template(url: &str, name: &str, machine_type: &str) {
+    done(
+        &client!(InstanceTemplates, url)
+            .insert()
+            .set_project(PROJECT)
+            .set_body(model::<InstanceTemplate>(json!({
+                "name": name,
+                "properties": {
+                    "machineType": machine_type,
+                    "canIpForward": true,
+                    "tags": {"items": ["natgw"]},
+                    "disks": [{"boot": true, "autoDelete": true,
+                               "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+                    "networkInterfaces": [{"subnetwork": SUBNET,
+                                           "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}],
+                },
+            })))
+            .send()
+            .await
+            .expect("insert template"),
+    );
+}
+
+/// Inserts a route to 34.1.2.4/32 through `next_hop` (`nextHopIlb`).
+async fn ilb_route(
+    url: &str,
+    name: &str,
+    next_hop: impl Into<String>,
+) -> Result<google_cloud_compute_v1::model::Operation, google_cloud_gax::error::Error> {
+    compute_routes(url)
+        .await
+        .insert()
+        .set_project(PROJECT)
+        .set_body(model::<Route>(json!({
+            "name": name, "network": "global/networks/vpc-network", "destRange": "34.1.2.4/32",
+            "priority": 900, "nextHopIlb": next_hop.into(),
+        })))
+        .send()
+        .await
+}
+
 /// Builds the whole gateway, with the firewall rule that lets Google's health-check probers in if
 /// `probes_allowed`; returns the reserved `(internal, external)` IPs of each zone.
 #[allow(clippy::too_many_lines)]
@@ -211,27 +253,7 @@ async fn build(url: &str, probes_allowed: bool) -> Vec<(String, String)> {
     )
     .await;
 
-    let templates = client!(InstanceTemplates, url);
-    done(
-        &templates
-            .insert()
-            .set_project(PROJECT)
-            .set_body(model::<InstanceTemplate>(json!({
-                "name": "gw-tpl",
-                "properties": {
-                    "machineType": "e2-small",
-                    "canIpForward": true,
-                    "tags": {"items": ["natgw"]},
-                    "disks": [{"boot": true, "autoDelete": true,
-                               "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
-                    "networkInterfaces": [{"subnetwork": SUBNET,
-                                           "accessConfigs": [{"type": "ONE_TO_ONE_NAT", "name": "External NAT"}]}],
-                },
-            })))
-            .send()
-            .await
-            .expect("insert template"),
-    );
+    template(url, "gw-tpl", "e2-small").await;
 
     let checks = client!(RegionHealthChecks, url);
     for (name, interval, unhealthy) in [
@@ -509,45 +531,21 @@ async fn resources_in_use_and_bad_bodies_are_refused() {
     );
 
     // nextHopIlb must name an INTERNAL forwarding rule of the route's network.
-    let err = compute_routes(url)
-        .await
-        .insert()
-        .set_project(PROJECT)
-        .set_body(model::<Route>(json!({
-            "name": "bad", "network": "global/networks/vpc-network", "destRange": "34.1.2.4/32", "priority": 900,
-            "nextHopIlb": "10.0.0.99",
-        })))
-        .send()
+    let err = ilb_route(url, "bad", "10.0.0.99")
         .await
         .expect_err("no rule has this IP");
     assert_eq!(failure(&err).0, 400, "{err:?}");
     assert!(format!("{err:?}").contains("nextHopIlb"), "{err:?}");
-    let err = compute_routes(url)
-        .await
-        .insert()
-        .set_project(PROJECT)
-        .set_body(model::<Route>(json!({
-            "name": "bad", "network": "global/networks/vpc-network", "destRange": "34.1.2.4/32", "priority": 900,
-            "nextHopIlb": format!("regions/{REGION}/forwardingRules/missing"),
-        })))
-        .send()
-        .await
-        .expect_err("no such rule");
+    let err = ilb_route(
+        url,
+        "bad",
+        format!("regions/{REGION}/forwardingRules/missing"),
+    )
+    .await
+    .expect_err("no such rule");
     assert_eq!(failure(&err).0, 404, "{err:?}");
     // By IP, the route keeps the IP as given.
-    done(
-        &compute_routes(url)
-            .await
-            .insert()
-            .set_project(PROJECT)
-            .set_body(model::<Route>(json!({
-                "name": "by-ip", "network": "global/networks/vpc-network", "destRange": "34.1.2.4/32", "priority": 900,
-                "nextHopIlb": "10.0.0.20",
-            })))
-            .send()
-            .await
-            .expect("by IP"),
-    );
+    done(&ilb_route(url, "by-ip", "10.0.0.20").await.expect("by IP"));
 
     // Health check bodies follow the discovery document.
     let err = checks
@@ -610,4 +608,105 @@ async fn resources_in_use_and_bad_bodies_are_refused() {
     assert_eq!(status, 404);
     let (status, _) = raw(url, "GET", "/_emulator/next-hops?project=natgw-test");
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_new_template_reaches_a_vm_by_the_update_policy_with_the_same_ips() {
+    let emu = EmulatorProcess::seeded(&[]);
+    let url = emu.url.as_str();
+    let ips = build(url, true).await;
+    template(url, "gw-tpl-2", "e2-medium").await;
+    let migs = client!(InstanceGroupManagers, url);
+    let machine = |v: &Value| {
+        v["machineType"]
+            .as_str()
+            .unwrap_or_default()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let patch = |zone: &'static str, name: &'static str, policy: &'static str| {
+        let migs = migs.clone();
+        async move {
+            done(
+                &migs
+                    .patch()
+                    .set_project(PROJECT)
+                    .set_zone(zone)
+                    .set_instance_group_manager(name)
+                    .set_body(model::<InstanceGroupManager>(json!({
+                        "instanceTemplate": "global/instanceTemplates/gw-tpl-2",
+                        "updatePolicy": {"type": policy},
+                    })))
+                    .send()
+                    .await
+                    .expect("patch group"),
+            );
+        }
+    };
+
+    // OPPORTUNISTIC: the VM keeps its template until the group is told to apply the update.
+    let (id_b, _, _) = identity(url, ZONES[0], "gw-b").await;
+    patch(ZONES[0], "gw-b", "OPPORTUNISTIC").await;
+    let vm = instance(url, ZONES[0], "gw-b").await;
+    assert_eq!(
+        (vm["id"].as_str().unwrap_or_default(), machine(&vm).as_str()),
+        (id_b.as_str(), "e2-small")
+    );
+    let managed = j(&migs
+        .list_managed_instances()
+        .set_project(PROJECT)
+        .set_zone(ZONES[0])
+        .set_instance_group_manager("gw-b")
+        .send()
+        .await
+        .expect("list managed instances"));
+    assert!(
+        managed["managedInstances"][0]["version"]["instanceTemplate"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("/gw-tpl")),
+        "{managed}"
+    );
+    done(
+        &migs
+            .apply_updates_to_instances()
+            .set_project(PROJECT)
+            .set_zone(ZONES[0])
+            .set_instance_group_manager("gw-b")
+            .set_body(model::<
+                google_cloud_compute_v1::model::InstanceGroupManagersApplyUpdatesRequest,
+            >(json!({
+                "instances": [format!("zones/{}/instances/gw-b", ZONES[0])],
+                "minimalAction": "REPLACE",
+            })))
+            .send()
+            .await
+            .expect("apply updates"),
+    );
+    let vm = instance(url, ZONES[0], "gw-b").await;
+    assert_ne!(vm["id"].as_str().unwrap_or_default(), id_b);
+    assert_eq!(machine(&vm), "e2-medium");
+    let (_, ip, nat) = identity(url, ZONES[0], "gw-b").await;
+    assert_eq!((ip, nat), ips[0].clone());
+
+    // PROACTIVE: the group recreates the VM on the new template at once, with its IPs.
+    let (id_c, _, _) = identity(url, ZONES[1], "gw-c").await;
+    patch(ZONES[1], "gw-c", "PROACTIVE").await;
+    let vm = instance(url, ZONES[1], "gw-c").await;
+    assert_ne!(vm["id"].as_str().unwrap_or_default(), id_c);
+    assert_eq!(machine(&vm), "e2-medium");
+    let (_, ip, nat) = identity(url, ZONES[1], "gw-c").await;
+    assert_eq!((ip, nat), ips[1].clone());
+
+    // The old template is no longer used and can go.
+    done(
+        &client!(InstanceTemplates, url)
+            .delete()
+            .set_project(PROJECT)
+            .set_instance_template("gw-tpl")
+            .send()
+            .await
+            .expect("delete the old template"),
+    );
 }
