@@ -13,6 +13,7 @@ mod plan;
 mod render;
 mod routing;
 mod startup_script;
+mod walk;
 
 use std::process::ExitCode;
 

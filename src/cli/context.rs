@@ -16,7 +16,7 @@ use crate::emulator::{
 };
 use crate::gcp::{Cloud, Connection, auth};
 use crate::model::NodePoolId;
-use crate::model::desired::{self, Gateway};
+use crate::model::desired::{self, DesiredGateway};
 use crate::net::Ipv4Net;
 use crate::output::Shell;
 use crate::startup_script::{self, ScriptInput};
@@ -26,7 +26,7 @@ pub(crate) struct Loaded {
     pub(crate) config: Config,
     pub(crate) project: String,
     pub(crate) digest: String,
-    pub(crate) desired: Vec<Gateway>,
+    pub(crate) desired: Vec<DesiredGateway>,
 }
 
 impl Loaded {

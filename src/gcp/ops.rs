@@ -734,16 +734,7 @@ impl Cloud {
                     (tags, pool.etag)
                 }
             };
-            let mut tags: Vec<String> = current
-                .iter()
-                .filter(|t| !remove.contains(t))
-                .cloned()
-                .collect();
-            for t in add {
-                if !tags.contains(t) {
-                    tags.push(t.clone());
-                }
-            }
+            let tags = crate::model::with_tags(&current, add, remove);
             if tags == current {
                 return Ok(());
             }

@@ -12,7 +12,7 @@ pub(crate) const FIREWALL_PRIORITY: u32 = 1000;
 /// Every resource of one gateway, as the config wants it. Values only known once Google has made them
 /// (an internal address that Google picks) are `None`; the plan fills them in from what it observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Gateway {
+pub(crate) struct DesiredGateway {
     pub(crate) owner: Owner,
     pub(crate) external_address: Address,
     pub(crate) internal_address: Address,
@@ -30,7 +30,7 @@ pub(crate) fn ready_token(startup_script: &str) -> String {
     crate::hex::encode(&digest[..8])
 }
 
-pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String) -> Gateway {
+pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String) -> DesiredGateway {
     let owner = Owner {
         stack: stack.to_string(),
         gateway: gw.name.clone(),
@@ -100,7 +100,7 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
             description: owner.description(&[]),
         })
         .collect();
-    Gateway {
+    DesiredGateway {
         owner,
         external_address,
         internal_address,
