@@ -699,6 +699,48 @@ async fn a_new_template_reaches_a_vm_by_the_update_policy_with_the_same_ips() {
     let (_, ip, nat) = identity(url, ZONES[1], "gw-c").await;
     assert_eq!((ip, nat), ips[1].clone());
 
+    // One aggregated list per kind finds the gateway's pieces in every zone and region.
+    let groups = j(&migs
+        .aggregated_list()
+        .set_project(PROJECT)
+        .send()
+        .await
+        .expect("aggregated groups"));
+    for zone in ZONES {
+        let name = format!("gw-{}", &zone[zone.len() - 1..]);
+        assert_eq!(
+            groups["items"][format!("zones/{zone}")]["instanceGroupManagers"][0]["name"],
+            name.as_str(),
+            "{groups}"
+        );
+    }
+    let rules = j(&client!(ForwardingRules, url)
+        .aggregated_list()
+        .set_project(PROJECT)
+        .send()
+        .await
+        .expect("aggregated rules"));
+    assert_eq!(
+        rules["items"][format!("regions/{REGION}")]["forwardingRules"][0]["IPAddress"],
+        "10.0.0.20"
+    );
+    for (kind, name) in [
+        ("healthChecks", "gw-autoheal"),
+        ("backendServices", "gw-bs"),
+    ] {
+        let (status, list) = raw(
+            url,
+            "GET",
+            &format!("/compute/v1/projects/{PROJECT}/aggregated/{kind}"),
+        );
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(
+            list["items"][format!("regions/{REGION}")][kind][0]["name"],
+            name,
+            "{list}"
+        );
+    }
+
     // The old template is no longer used and can go.
     done(
         &client!(InstanceTemplates, url)

@@ -10,7 +10,8 @@ use super::health_check::{HEALTH_CHECK, check_health_check};
 use super::igm::{delete_igm, igm_verb, insert_igm, patch_igm};
 use super::instance_template::insert_template;
 use super::{
-    Answer, Ctx, body_of, get, insert_body, list, mutate, region_of, stamp, url, zone_region_of,
+    Answer, Ctx, aggregated, body_of, get, insert_body, list, mutate, region_of, stamp, url,
+    zone_region_of,
 };
 use crate::emulator::api_error::{ApiError, OpError};
 use crate::emulator::schema::{self, Api};
@@ -160,6 +161,15 @@ pub(super) fn handle(
         }
         ("DELETE", ["regions", r, "forwardingRules", n]) => {
             delete_forwarding_rule(world, ctx, p, r, n)
+        }
+        ("GET", ["aggregated", kind]) => {
+            let list_kind = match *kind {
+                "instanceGroupManagers" => "compute#instanceGroupManagerAggregatedList",
+                "healthChecks" => "compute#healthChecksAggregatedList",
+                "backendServices" => "compute#backendServiceAggregatedList",
+                _ => "compute#forwardingRuleAggregatedList",
+            };
+            aggregated(world, ctx, p, kind, list_kind)
         }
         _ => Err(ApiError::method_not_found(
             method,

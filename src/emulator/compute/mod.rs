@@ -371,6 +371,10 @@ pub(crate) fn handle(
                 _,
                 "healthChecks" | "backendServices" | "forwardingRules",
                 ..,
+            ]
+            | [
+                "aggregated",
+                "instanceGroupManagers" | "healthChecks" | "backendServices" | "forwardingRules",
             ],
         ) => ha::handle(world, ctx, method, p, rest, body),
 
@@ -465,7 +469,7 @@ fn aggregated(world: &World, ctx: &Ctx<'_>, project: &str, kind: &str, list_kind
         scoped.entry(scope).or_default().push(v);
     }
     // Like Google, every scope appears; those without items carry a NO_RESULTS_ON_PAGE warning.
-    let all_scopes: Vec<String> = if kind == "instances" {
+    let all_scopes: Vec<String> = if matches!(kind, "instances" | "instanceGroupManagers") {
         catalog::zones(project)
             .into_iter()
             .map(|(z, _)| format!("zones/{z}"))
