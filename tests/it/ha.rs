@@ -752,3 +752,95 @@ async fn a_new_template_reaches_a_vm_by_the_update_policy_with_the_same_ips() {
             .expect("delete the old template"),
     );
 }
+
+#[tokio::test]
+async fn next_hops_follow_route_selection_and_a_single_vm_health_endpoint() {
+    let emu = EmulatorProcess::seeded(&[]);
+    let url = emu.url.as_str();
+    done(
+        &compute_instances(url)
+            .await
+            .insert()
+            .set_project(PROJECT)
+            .set_zone(ZONES[0])
+            .set_body(model::<google_cloud_compute_v1::model::Instance>(json!({
+                "name": "single", "machineType": "zones/europe-west1-b/machineTypes/e2-small",
+                "canIpForward": true,
+                "disks": [{"boot": true, "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+                "networkInterfaces": [{"subnetwork": SUBNET, "networkIP": "10.0.0.5"}],
+            })))
+            .send()
+            .await
+            .expect("insert instance"),
+    );
+    let routes = compute_routes(url).await;
+    for (name, dest, priority, tags) in [
+        ("via-vm", "34.1.2.0/24", 800, json!(["existing-tag"])),
+        // More specific, but for other nodes only: it must not hide `via-vm`.
+        ("other-nodes", "34.1.2.3/32", 100, json!(["web"])),
+        // Same prefix as `via-vm`, a higher priority value: it loses.
+        ("backup", "34.1.2.0/24", 900, json!(["existing-tag"])),
+    ] {
+        let hop = if name == "via-vm" {
+            json!("10.0.0.5")
+        } else {
+            json!(null)
+        };
+        let mut body = json!({"name": name, "network": "global/networks/vpc-network", "destRange": dest,
+                              "priority": priority, "tags": tags});
+        if hop.is_null() {
+            body["nextHopGateway"] = json!("global/gateways/default-internet-gateway");
+        } else {
+            body["nextHopIp"] = hop;
+        }
+        done(
+            &routes
+                .insert()
+                .set_project(PROJECT)
+                .set_body(model::<Route>(body))
+                .send()
+                .await
+                .expect("insert route"),
+        );
+    }
+    let hops = next_hops(url);
+    assert_eq!(hops["routes"], json!(["via-vm"]), "{hops}");
+    assert_eq!(
+        carriers(&hops),
+        vec![("single".to_string(), ZONES[0].to_string(), true)]
+    );
+    // Without the tag, only the default route to the internet applies: no VM carries the connection.
+    let (_, untagged) = raw(
+        url,
+        "GET",
+        &format!("/_emulator/next-hops?project={PROJECT}&network=vpc-network&destination={DEST}"),
+    );
+    assert_eq!(untagged["instances"], json!([]), "{untagged}");
+    assert!(
+        untagged["routes"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with("default-route-")),
+        "{untagged}"
+    );
+    // Without a load balancer, a failed endpoint shows at once; the route still points at the VM.
+    let (status, _) = raw(
+        url,
+        "POST",
+        &format!("/_emulator/instances/{PROJECT}/{}/single:fail", ZONES[0]),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        carriers(&next_hops(url)),
+        vec![("single".to_string(), ZONES[0].to_string(), false)]
+    );
+    let log = emu.requests();
+    assert_eq!(
+        log.iter()
+            .filter(|r| r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/_emulator/")))
+            .count(),
+        4,
+        "the emulator's own endpoints are logged like any request"
+    );
+}

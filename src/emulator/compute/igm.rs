@@ -806,6 +806,11 @@ pub(crate) fn reconcile(world: &mut World, now: i64, timing: Timing) {
         .ha
         .groups
         .retain(|mig, _| world.resources.contains_key(mig));
+    // A broken endpoint goes with its VM, whoever deleted it.
+    world
+        .ha
+        .failing
+        .retain(|vm, _| world.resources.contains_key(vm));
     // Bounded: a group whose VMs never turn healthy recreates them once per initial delay, forever.
     for _ in 0..1000 {
         let Some(event) = next_event(world, now, timing) else {
