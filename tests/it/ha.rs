@@ -699,6 +699,33 @@ async fn a_new_template_reaches_a_vm_by_the_update_policy_with_the_same_ips() {
     let (_, ip, nat) = identity(url, ZONES[1], "gw-c").await;
     assert_eq!((ip, nat), ips[1].clone());
 
+    // Resizing to 0 deletes the VM and keeps its per-instance config; back to 1, the VM returns under the
+    // config's name with its IPs.
+    for size in [0, 1] {
+        done(
+            &migs
+                .resize()
+                .set_project(PROJECT)
+                .set_zone(ZONES[0])
+                .set_instance_group_manager("gw-b")
+                .set_size(size)
+                .send()
+                .await
+                .expect("resize"),
+        );
+        let found = compute_instances(url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_zone(ZONES[0])
+            .set_instance("gw-b")
+            .send()
+            .await;
+        assert_eq!(found.is_ok(), size == 1, "size {size}: {found:?}");
+    }
+    let (_, ip, nat) = identity(url, ZONES[0], "gw-b").await;
+    assert_eq!((ip, nat), ips[0].clone());
+
     // One aggregated list per kind finds the gateway's pieces in every zone and region.
     let groups = j(&migs
         .aggregated_list()

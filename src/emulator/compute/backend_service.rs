@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::ha::Regional;
 use super::health_check::healthy;
-use super::igm::members;
+use super::mig_loop::members;
 use super::{Answer, Ctx, Reply, body_of, url};
 use crate::emulator::api_error::ApiError;
 use crate::emulator::catalog;

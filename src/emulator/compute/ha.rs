@@ -17,7 +17,7 @@ use crate::emulator::api_error::{ApiError, OpError};
 use crate::emulator::schema::{self, Api};
 use crate::emulator::world::{Scope, World, fingerprint, obj, same_fingerprint, str_field};
 
-pub(crate) use super::igm::reconcile;
+pub(crate) use super::mig_loop::reconcile;
 pub(crate) use super::next_hops::emulator_endpoint;
 
 /// Google's paths for the resources above; `rest` is the path after `projects/{project}/`.

@@ -19,32 +19,28 @@
 //!   updates VMs to the latest configurations or OPPORTUNISTIC so that the MIG applies updates only to new
 //!   VMs".
 //!
-//! The group acts from `reconcile`, which runs before and after every request and replays what the group
-//! would have done since, in the order it would have done it, each action at its own moment on the clock.
+//! The group acts from `mig_loop::reconcile`, which runs before and after every request and replays what
+//! the group would have done since, in the order it would have done it, each action at its own moment.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::health_check::{healthy, probed};
-use super::instance::{delete_instance, insert_instance};
-use super::instance_template::instance_body;
+use super::health_check::healthy;
+use super::instance::delete_instance;
+use super::mig_loop::autohealing;
 use super::{
     Answer, Ctx, Reply, body_of, check_name, insert_body, mutate, parse_ip, render, stamp, url,
     zone_region_of,
 };
 use crate::emulator::api_error::{ApiError, OpError};
-use crate::emulator::health::{Group, Managed, Probe};
+use crate::emulator::health::{Group, Managed};
 use crate::emulator::schema::{self, Api};
 use crate::emulator::world::{
-    COMPUTE_URL, Scope, Timing, World, fingerprint, hash_hex, last_segment, obj, resolve_ref,
-    str_field,
+    COMPUTE_URL, Scope, World, fingerprint, last_segment, obj, resolve_ref, str_field,
 };
 
-/// A creation that failed (an IP still in use, a template gone) is retried this much later.
-const RETRY_MS: i64 = 30_000;
-
-fn path_of(reference: &str) -> String {
+pub(super) fn path_of(reference: &str) -> String {
     reference
         .strip_prefix(COMPUTE_URL)
         .unwrap_or(reference)
@@ -52,18 +48,18 @@ fn path_of(reference: &str) -> String {
 }
 
 /// `(project, zone, name)` of `projects/p/zones/z/instanceGroupManagers/n`.
-fn parts(mig: &str) -> (String, String, String) {
+pub(super) fn parts(mig: &str) -> (String, String, String) {
     let s: Vec<&str> = mig.split('/').collect();
     let at = |i: usize| s.get(i).copied().unwrap_or_default().to_string();
     (at(1), at(3), at(5))
 }
 
-fn instance_path(mig: &str, name: &str) -> String {
+pub(super) fn instance_path(mig: &str, name: &str) -> String {
     let (p, z, _) = parts(mig);
     format!("projects/{p}/zones/{z}/instances/{name}")
 }
 
-fn group_path(mig: &str) -> String {
+pub(super) fn group_path(mig: &str) -> String {
     mig.replace("/instanceGroupManagers/", "/instanceGroups/")
 }
 
@@ -413,8 +409,89 @@ fn configs_of(body: &Value, key: &str) -> Vec<Value> {
 /// What a group method changes, judged once the request is accepted.
 type Change = Box<dyn FnOnce(&mut World) -> Result<(), OpError>>;
 
+/// `createInstances`: VMs with given names and preserved state; the target size grows by as many.
+fn create_instances(
+    world: &World,
+    (p, region): (&str, &str),
+    path: &str,
+    group: &Group,
+    template: String,
+    body: &Value,
+) -> Result<Change, ApiError> {
+    let configs = configs_of(body, "instances");
+    if configs.is_empty() {
+        return Err(ApiError::required("instances"));
+    }
+    for c in &configs {
+        check_preserved(world, p, region, c)?;
+        let name = str_field(c, "name").unwrap_or_default();
+        if group.instances.contains_key(name) {
+            return Err(ApiError::already_exists(&instance_path(path, name)));
+        }
+    }
+    let path = path.to_string();
+    Ok(Box::new(move |w: &mut World| {
+        let added = i64::try_from(configs.len()).unwrap_or(0);
+        let g = w.ha.groups.entry(path.clone()).or_default();
+        for c in configs {
+            let name = str_field(&c, "name").unwrap_or_default().to_string();
+            if c.get("preservedState").is_some() {
+                g.configs.insert(name.clone(), c);
+            }
+            g.instances.insert(
+                name,
+                Managed {
+                    template: template.clone(),
+                    ..Managed::default()
+                },
+            );
+        }
+        if let Some(m) = w.resources.get_mut(&path) {
+            let size = m.get("targetSize").and_then(Value::as_i64).unwrap_or(0);
+            obj(m).insert("targetSize".into(), json!(size + added));
+        }
+        Ok(())
+    }))
+}
+
+/// `recreateInstances` and `applyUpdatesToInstances`: applyUpdatesToInstances replaces a VM only when asked
+/// to (minimalAction REPLACE) or when its template is outdated; REFRESH and NONE change nothing the emulator
+/// models.
+fn recreate(
+    verb: &str,
+    path: &str,
+    group: &Group,
+    template: String,
+    body: &Value,
+) -> Result<Change, ApiError> {
+    let names: Vec<String> = if body.get("allInstances") == Some(&json!(true)) {
+        group.instances.keys().cloned().collect()
+    } else {
+        named_instances(body, "instances")
+    };
+    if let Some(missing) = names.iter().find(|n| !group.instances.contains_key(*n)) {
+        return Err(ApiError::invalid(format!(
+            "Instance '{}' is not a member of the managed instance group '{path}'.",
+            instance_path(path, missing)
+        )));
+    }
+    let replace_all =
+        verb == "recreateInstances" || str_field(body, "minimalAction") == Some("REPLACE");
+    let path = path.to_string();
+    Ok(Box::new(move |w: &mut World| {
+        let g = w.ha.groups.entry(path).or_default();
+        for name in names {
+            if let Some(m) = g.instances.get_mut(&name)
+                && (replace_all || m.template != template)
+            {
+                m.pending_recreate = true;
+            }
+        }
+        Ok(())
+    }))
+}
+
 /// The group's methods on its managed instances.
-#[allow(clippy::too_many_lines)]
 pub(super) fn igm_verb(
     world: &mut World,
     ctx: &Ctx<'_>,
@@ -491,41 +568,7 @@ pub(super) fn igm_verb(
                 Ok(())
             })
         }
-        "createInstances" => {
-            let configs = configs_of(&body, "instances");
-            if configs.is_empty() {
-                return Err(ApiError::required("instances"));
-            }
-            for c in &configs {
-                check_preserved(world, p, region, c)?;
-                let name = str_field(c, "name").unwrap_or_default();
-                if group.instances.contains_key(name) {
-                    return Err(ApiError::already_exists(&instance_path(&path, name)));
-                }
-            }
-            Box::new(move |w: &mut World| {
-                let added = i64::try_from(configs.len()).unwrap_or(0);
-                let g = w.ha.groups.entry(path.clone()).or_default();
-                for c in configs {
-                    let name = str_field(&c, "name").unwrap_or_default().to_string();
-                    if c.get("preservedState").is_some() {
-                        g.configs.insert(name.clone(), c);
-                    }
-                    g.instances.insert(
-                        name,
-                        Managed {
-                            template: template.clone(),
-                            ..Managed::default()
-                        },
-                    );
-                }
-                if let Some(m) = w.resources.get_mut(&path) {
-                    let size = m.get("targetSize").and_then(Value::as_i64).unwrap_or(0);
-                    obj(m).insert("targetSize".into(), json!(size + added));
-                }
-                Ok(())
-            })
-        }
+        "createInstances" => create_instances(world, (p, region), &path, &group, template, &body)?,
         "updatePerInstanceConfigs" => {
             let configs = configs_of(&body, "perInstanceConfigs");
             for c in &configs {
@@ -550,36 +593,7 @@ pub(super) fn igm_verb(
                 Ok(())
             })
         }
-        _ => {
-            // recreateInstances, applyUpdatesToInstances
-            let all = body.get("allInstances") == Some(&json!(true));
-            let names = if all {
-                group.instances.keys().cloned().collect()
-            } else {
-                named_instances(&body, "instances")
-            };
-            if let Some(missing) = names.iter().find(|n| !group.instances.contains_key(*n)) {
-                return Err(ApiError::invalid(format!(
-                    "Instance '{}' is not a member of the managed instance group '{path}'.",
-                    instance_path(&path, missing)
-                )));
-            }
-            // applyUpdatesToInstances replaces a VM only when asked to (minimalAction REPLACE) or when its
-            // template is outdated; REFRESH and NONE change nothing the emulator models.
-            let replace_all =
-                verb == "recreateInstances" || str_field(&body, "minimalAction") == Some("REPLACE");
-            Box::new(move |w: &mut World| {
-                let g = w.ha.groups.entry(path.clone()).or_default();
-                for name in names {
-                    if let Some(m) = g.instances.get_mut(&name)
-                        && (replace_all || m.template != template)
-                    {
-                        m.pending_recreate = true;
-                    }
-                }
-                Ok(())
-            })
-        }
+        _ => recreate(verb, &path, &group, template, &body)?,
     };
     mutate(
         world,
@@ -685,400 +699,4 @@ fn policy_state(m: &Managed) -> Value {
         }
     }
     out
-}
-
-/// The autohealing health check of a group: its URL, the check, and the initial delay in ms.
-fn autohealing<'a>(world: &'a World, mig: &Value) -> Option<(String, &'a Value, i64)> {
-    let policy = mig.get("autoHealingPolicies")?.as_array()?.first()?;
-    let hc_url = str_field(policy, "healthCheck")?;
-    let hc = world.resources.get(&path_of(hc_url))?;
-    let delay = policy
-        .get("initialDelaySec")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    Some((hc_url.to_string(), hc, delay * 1000))
-}
-
-/// When autohealing recreates the VM at `instance` (if it ever does in its current boot).
-fn heal_at(world: &World, mig: &Value, instance: &str, timing: Timing) -> Option<i64> {
-    let (_, hc, delay) = autohealing(world, mig)?;
-    let probe = Probe::of(hc);
-    let power = world.power.get(instance)?;
-    let endpoint = probed(world, timing, instance, hc)?;
-    let delay_end = power.since + delay;
-    let at = match endpoint.transitions(probe) {
-        (Some(healthy), unhealthy) if healthy <= delay_end => unhealthy?,
-        _ => delay_end,
-    };
-    // A verdict needs at least one probe, so a VM that never answers is not recreated in a loop.
-    Some(at.max(delay_end).max(power.since + probe.interval_ms))
-}
-
-#[derive(Debug)]
-enum Action {
-    Create,
-    Recreate,
-    Remove,
-}
-
-#[derive(Debug)]
-struct Event {
-    at: i64,
-    mig: String,
-    /// Empty: a new VM with a generated name.
-    name: String,
-    action: Action,
-}
-
-/// The earliest thing some group does at or before `now`.
-fn next_event(world: &World, now: i64, timing: Timing) -> Option<Event> {
-    let mut best: Option<Event> = None;
-    let mut consider = |e: Event| {
-        if e.at <= now && best.as_ref().is_none_or(|b| e.at < b.at) {
-            best = Some(e);
-        }
-    };
-    for (mig, g) in &world.ha.groups {
-        let Some(m) = world.resources.get(mig) else {
-            continue;
-        };
-        let proactive = m
-            .get("updatePolicy")
-            .and_then(|u| str_field(u, "type"))
-            .unwrap_or("PROACTIVE")
-            == "PROACTIVE";
-        let template = str_field(m, "instanceTemplate").unwrap_or_default();
-        for (name, managed) in &g.instances {
-            let ip = instance_path(mig, name);
-            let event = |at, action| Event {
-                at,
-                mig: mig.clone(),
-                name: name.clone(),
-                action,
-            };
-            if !world.resources.contains_key(&ip) {
-                consider(event(managed.retry_ms.unwrap_or(now), Action::Create));
-            } else if managed.pending_recreate || (proactive && managed.template != template) {
-                consider(event(now, Action::Recreate));
-            } else if let Some(at) = heal_at(world, m, &ip, timing) {
-                consider(event(at, Action::Recreate));
-            }
-        }
-        let target =
-            usize::try_from(m.get("targetSize").and_then(Value::as_i64).unwrap_or(0)).unwrap_or(0);
-        if g.instances.len() < target {
-            // Names of per-instance configs without a VM come first.
-            let name = g
-                .configs
-                .keys()
-                .find(|n| !g.instances.contains_key(*n))
-                .cloned()
-                .unwrap_or_default();
-            consider(Event {
-                at: now,
-                mig: mig.clone(),
-                name,
-                action: Action::Create,
-            });
-        } else if g.instances.len() > target {
-            let name = g
-                .instances
-                .keys()
-                .rev()
-                .find(|n| !g.configs.contains_key(*n))
-                .or_else(|| g.instances.keys().next_back())
-                .cloned()
-                .unwrap_or_default();
-            consider(Event {
-                at: now,
-                mig: mig.clone(),
-                name,
-                action: Action::Remove,
-            });
-        }
-    }
-    best
-}
-
-/// Lets every group do, in order, what it would have done up to `now`.
-pub(crate) fn reconcile(world: &mut World, now: i64, timing: Timing) {
-    world
-        .ha
-        .groups
-        .retain(|mig, _| world.resources.contains_key(mig));
-    // A broken endpoint goes with its VM, whoever deleted it.
-    world
-        .ha
-        .failing
-        .retain(|vm, _| world.resources.contains_key(vm));
-    // Bounded: a group whose VMs never turn healthy recreates them once per initial delay, forever.
-    for _ in 0..1000 {
-        let Some(event) = next_event(world, now, timing) else {
-            break;
-        };
-        apply(world, &event, timing);
-    }
-    refresh_status(world);
-}
-
-fn apply(world: &mut World, event: &Event, timing: Timing) {
-    let quiet = BTreeMap::new();
-    let ctx = Ctx {
-        now: event.at,
-        timing,
-        query: &quiet,
-    };
-    let (p, z, _) = parts(&event.mig);
-    match event.action {
-        Action::Create => create_vm(world, &ctx, &event.mig, &event.name),
-        Action::Recreate => {
-            let _ = delete_instance(world, &ctx, &p, &z, &event.name);
-            world
-                .ha
-                .failing
-                .remove(&instance_path(&event.mig, &event.name));
-            create_vm(world, &ctx, &event.mig, &event.name);
-        }
-        Action::Remove => {
-            let _ = delete_instance(world, &ctx, &p, &z, &event.name);
-            world
-                .ha
-                .failing
-                .remove(&instance_path(&event.mig, &event.name));
-            if let Some(g) = world.ha.groups.get_mut(&event.mig) {
-                g.instances.remove(&event.name);
-            }
-        }
-    }
-}
-
-/// Google's `base-xxxx` names: four random lowercase letters and digits.
-fn new_name(world: &mut World, mig: &str, base: &str) -> String {
-    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    loop {
-        let id = world.new_id();
-        let h = hash_hex(&[mig, &id]);
-        let suffix: String = h
-            .as_bytes()
-            .chunks(2)
-            .take(4)
-            .map(|c| {
-                let v = u8::from_str_radix(std::str::from_utf8(c).unwrap_or("0"), 16).unwrap_or(0);
-                char::from(CHARS[usize::from(v) % CHARS.len()])
-            })
-            .collect();
-        let name = format!("{base}-{suffix}");
-        let taken = world
-            .ha
-            .groups
-            .get(mig)
-            .is_some_and(|g| g.instances.contains_key(&name));
-        if !taken && !world.resources.contains_key(&instance_path(mig, &name)) {
-            return name;
-        }
-    }
-}
-
-/// The IP a preserved-state entry names: a reserved address's IP or a literal.
-fn preserved_ip(world: &World, p: &str, region: &str, entry: &Value) -> Option<String> {
-    let address = entry.get("ipAddress")?;
-    if let Some(a) = str_field(address, "address") {
-        let path = resolve_ref(a, p, &format!("regions/{region}"), "addresses");
-        return world
-            .resources
-            .get(&path)
-            .and_then(|v| str_field(v, "address"))
-            .map(str::to_string);
-    }
-    str_field(address, "literal").map(str::to_string)
-}
-
-fn create_vm(world: &mut World, ctx: &Ctx<'_>, mig: &str, name: &str) {
-    let Some(m) = world.resources.get(mig).cloned() else {
-        return;
-    };
-    let (p, z, _) = parts(mig);
-    let region = crate::emulator::catalog::zone_region(&z).unwrap_or_default();
-    let template_url = str_field(&m, "instanceTemplate")
-        .unwrap_or_default()
-        .to_string();
-    let base = str_field(&m, "baseInstanceName")
-        .unwrap_or_default()
-        .to_string();
-    let name = if name.is_empty() {
-        new_name(world, mig, &base)
-    } else {
-        name.to_string()
-    };
-    let group = world.ha.groups.get(mig).cloned().unwrap_or_default();
-    let mut managed = group.instances.get(&name).cloned().unwrap_or_default();
-    let ip = instance_path(mig, &name);
-    world.ha.failing.remove(&ip);
-    let created = match world.resources.get(&path_of(&template_url)).cloned() {
-        Some(template) => {
-            let mut body = instance_body(&template, &path_of(&template_url), &name, &z, &url(mig));
-            let config = group
-                .configs
-                .get(&name)
-                .and_then(|c| c.get("preservedState"));
-            if let Some(Value::Array(nics)) = obj(&mut body).get_mut("networkInterfaces") {
-                for (i, nic) in nics.iter_mut().enumerate() {
-                    let key = format!("nic{i}");
-                    let from_config = |kind: &str| {
-                        config
-                            .and_then(|c| c.get(kind))
-                            .and_then(|ips| ips.get(&key))
-                            .and_then(|e| preserved_ip(world, &p, region, e))
-                    };
-                    let internal = from_config("internalIPs")
-                        .or_else(|| managed.policy_internal.get(&key).cloned());
-                    let external = from_config("externalIPs")
-                        .or_else(|| managed.policy_external.get(&key).cloned());
-                    let n = obj(nic);
-                    if let Some(ip) = internal {
-                        n.insert("networkIP".into(), json!(ip));
-                    }
-                    if let Some(ip) = external {
-                        let acs = n.entry("accessConfigs").or_insert_with(|| json!([{}]));
-                        if let Some(first) = acs.as_array_mut().and_then(|a| a.first_mut()) {
-                            obj(first).insert("natIP".into(), json!(ip));
-                        }
-                    }
-                }
-            }
-            let _ = insert_instance(world, ctx, &p, &z, Some(body));
-            world.resources.contains_key(&ip)
-        }
-        None => false,
-    };
-    managed.template = template_url;
-    managed.pending_recreate = false;
-    managed.retry_ms = (!created).then_some(ctx.now + RETRY_MS);
-    if created {
-        remember_policy_ips(world, &m, &ip, &mut managed);
-    }
-    world
-        .ha
-        .groups
-        .entry(mig.to_string())
-        .or_default()
-        .instances
-        .insert(name, managed);
-}
-
-/// A stateful policy preserves the IPs a VM got first (compute.v1.json, StatefulPolicyPreservedState:
-/// "Internal network IPs assigned to the instances that will be preserved on instance delete, update, etc.").
-fn remember_policy_ips(world: &World, mig: &Value, instance: &str, managed: &mut Managed) {
-    let Some(policy) = mig
-        .get("statefulPolicy")
-        .and_then(|s| s.get("preservedState"))
-    else {
-        return;
-    };
-    let Some(vm) = world.resources.get(instance) else {
-        return;
-    };
-    let nics = vm
-        .get("networkInterfaces")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for (i, nic) in nics.iter().enumerate() {
-        let key = format!("nic{i}");
-        if policy
-            .get("internalIPs")
-            .and_then(|m| m.get(&key))
-            .is_some()
-            && let Some(ip) = str_field(nic, "networkIP")
-        {
-            managed
-                .policy_internal
-                .entry(key.clone())
-                .or_insert(ip.to_string());
-        }
-        let nat = nic
-            .get("accessConfigs")
-            .and_then(|a| a.get(0))
-            .and_then(|a| str_field(a, "natIP"));
-        if policy
-            .get("externalIPs")
-            .and_then(|m| m.get(&key))
-            .is_some()
-            && let Some(ip) = nat
-        {
-            managed.policy_external.entry(key).or_insert(ip.to_string());
-        }
-    }
-}
-
-/// `status` and `currentActions` of each group and the `size` of its instance group, from its VMs.
-fn refresh_status(world: &mut World) {
-    let groups: Vec<(String, Group)> = world
-        .ha
-        .groups
-        .iter()
-        .map(|(k, g)| (k.clone(), g.clone()))
-        .collect();
-    for (mig, g) in groups {
-        let existing = g
-            .instances
-            .keys()
-            .filter(|n| world.resources.contains_key(&instance_path(&mig, n)))
-            .count();
-        let Some(m) = world.resources.get_mut(&mig) else {
-            continue;
-        };
-        let template = str_field(m, "instanceTemplate")
-            .unwrap_or_default()
-            .to_string();
-        let current = g.instances.values().all(|i| i.template == template);
-        let pending = g.instances.values().filter(|i| i.pending_recreate).count();
-        let creating = g.instances.len() - existing;
-        let target =
-            usize::try_from(m.get("targetSize").and_then(Value::as_i64).unwrap_or(0)).unwrap_or(0);
-        let stateful = m
-            .get("statefulPolicy")
-            .and_then(|s| s.get("preservedState"))
-            .is_some_and(|s| s != &json!({}))
-            || !g.configs.is_empty();
-        let o = obj(m);
-        o.insert(
-            "status".into(),
-            json!({
-                "isStable": creating == 0 && pending == 0 && current && g.instances.len() == target,
-                "versionTarget": {"isReached": current},
-                "stateful": {"hasStatefulConfig": stateful, "perInstanceConfigs": {"allEffective": true}},
-            }),
-        );
-        o.insert(
-            "currentActions".into(),
-            json!({
-                "none": existing.saturating_sub(pending),
-                "creating": creating,
-                "recreating": pending,
-                "deleting": 0, "abandoning": 0, "restarting": 0, "refreshing": 0, "verifying": 0,
-                "creatingWithoutRetries": 0, "resuming": 0, "starting": 0, "stopping": 0, "suspending": 0,
-            }),
-        );
-        if let Some(ig) = world.resources.get_mut(&group_path(&mig)) {
-            obj(ig).insert("size".into(), json!(existing));
-        }
-    }
-}
-
-/// The VMs of an instance group that a managed group keeps, as instance paths (existing VMs only).
-pub(super) fn members(world: &World, instance_group: &str) -> Vec<String> {
-    let mig = path_of(instance_group).replace("/instanceGroups/", "/instanceGroupManagers/");
-    world
-        .ha
-        .groups
-        .get(&mig)
-        .map(|g| {
-            g.instances
-                .keys()
-                .map(|n| instance_path(&mig, n))
-                .filter(|ip| world.resources.contains_key(ip))
-                .collect()
-        })
-        .unwrap_or_default()
 }

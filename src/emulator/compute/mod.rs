@@ -15,6 +15,7 @@ mod health_check;
 mod igm;
 mod instance;
 mod instance_template;
+mod mig_loop;
 mod network;
 mod next_hops;
 mod route;

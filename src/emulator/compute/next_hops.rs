@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::backend_service::{backend_groups, vm_healthy};
 use super::forwarding_rule::ilb_rule;
-use super::igm::members;
+use super::mig_loop::members;
 use super::{Answer, Ctx, Reply, url};
 use crate::emulator::api_error::ApiError;
 use crate::emulator::health::Endpoint;
