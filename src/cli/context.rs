@@ -120,6 +120,9 @@ impl Session {
         }
         let mut conn = Connection::new(endpoint, credentials);
         conn.retry.max_elapsed = Duration::from_secs(global.retry_timeout);
+        conn.retry.cluster_busy_timeout = Duration::from_secs(global.cluster_busy_timeout);
+        let notices_to = *shell;
+        conn.notices = crate::gcp::Notices::new(move |n| notices_to.line(&n.to_string()));
         let cloud = Cloud::connect(&loaded.project, &conn).await?;
         Ok(Session { cloud, emulator })
     }

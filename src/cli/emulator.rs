@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::emulator::{Emulator, Options, Seed};
+use crate::emulator::{Constraint, Emulator, FaultKind, Options, Seed};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -25,9 +25,26 @@ pub(crate) struct Args {
     /// The gateway's startup script never reports ready (no `natgw/ready` guest attribute).
     #[arg(long)]
     boot_fail: bool,
-    /// Share of requests (0 to 1) that answer 429 or 503 before doing anything.
+    /// Share of requests (0 to 1) that answer with an injected fault (one of --fault-kinds) before doing
+    /// anything.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     fault_rate: f64,
+    /// Which faults --fault-rate injects, comma-separated: rate-limit (429), backend-error (503),
+    /// quota-per-minute (403 rateLimitExceeded), concurrent-operations (403
+    /// CONCURRENT_OPERATIONS_QUOTA_EXCEEDED), resource-not-ready (400 resourceNotReady), cluster-busy (GKE 400
+    /// FAILED_PRECONDITION).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "rate-limit,backend-error"
+    )]
+    fault_kinds: Vec<FaultKind>,
+    /// Enforce this organization policy constraint, answering as Google does (repeatable):
+    /// constraints/compute.vmExternalIpAccess, constraints/compute.vmCanIpForward,
+    /// constraints/compute.disableGuestAttributesAccess, constraints/compute.restrictLoadBalancerCreationForTypes.
+    #[arg(long = "org-policy", value_name = "CONSTRAINT")]
+    org_policies: Vec<Constraint>,
     /// Seed of the deterministic fault choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -84,6 +101,8 @@ pub(crate) fn run(args: Args) -> ExitCode {
         boot: Duration::from_millis(args.boot_ms),
         boot_fail: args.boot_fail,
         fault_rate: args.fault_rate,
+        fault_kinds: args.fault_kinds,
+        org_policies: args.org_policies,
         seed: args.seed,
         request_log: args.request_log,
         state: args.state,

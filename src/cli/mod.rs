@@ -88,6 +88,17 @@ pub(crate) struct Global {
         global = true
     )]
     pub(crate) retry_timeout: u64,
+    /// How long natgw waits for another GKE operation on a cluster (a node-pool upgrade) before it changes
+    /// the cluster's node pool, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        env = "NATGW_CLUSTER_BUSY_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        global = true
+    )]
+    pub(crate) cluster_busy_timeout: u64,
     /// Changes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
     pub(crate) parallelism: u16,

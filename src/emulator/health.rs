@@ -142,6 +142,8 @@ mod tests {
             first_boot: true,
             booted: false,
             ready: None,
+            suspended: false,
+            resumed: false,
         }
     }
 

@@ -357,7 +357,7 @@ impl Field {
                 .iter()
                 .map(|&f| Field::Address(f))
                 .collect(),
-            Kind::Firewall => FirewallField::ALL
+            Kind::Firewall | Kind::SshFirewall => FirewallField::ALL
                 .iter()
                 .map(|&f| Field::Firewall(f))
                 .collect(),
@@ -456,6 +456,10 @@ mod tests {
                 ..d.internal_address
             }),
             Kind::Firewall => Resource::Firewall(d.firewall),
+            Kind::SshFirewall => Resource::Firewall(Firewall {
+                name: "natgw-gitlab-ssh".into(),
+                ..d.firewall
+            }),
             Kind::Instance => Resource::Instance(Instance {
                 network_ip: ip,
                 nat_ip: ip,

@@ -24,6 +24,8 @@ pub(crate) enum Kind {
     ExternalAddress,
     InternalAddress,
     Firewall,
+    /// The rule that opens sshd to IAP (`ssh = "iap"`).
+    SshFirewall,
     Instance,
     Route,
     NodePool,
@@ -36,6 +38,7 @@ impl Kind {
         Kind::ExternalAddress,
         Kind::InternalAddress,
         Kind::Firewall,
+        Kind::SshFirewall,
         Kind::Instance,
         Kind::Route,
         Kind::NodePool,
@@ -45,7 +48,7 @@ impl Kind {
     pub(crate) fn type_name(self) -> &'static str {
         match self {
             Kind::ExternalAddress | Kind::InternalAddress => "compute_address",
-            Kind::Firewall => "compute_firewall",
+            Kind::Firewall | Kind::SshFirewall => "compute_firewall",
             Kind::Instance => "compute_instance",
             Kind::Route => "compute_route",
             Kind::NodePool => "container_node_pool",
@@ -58,6 +61,7 @@ impl Kind {
             Kind::ExternalAddress => "external_address",
             Kind::InternalAddress => "internal_address",
             Kind::Firewall => "firewall",
+            Kind::SshFirewall => "ssh_firewall",
             Kind::Instance => "instance",
             Kind::Route => "route",
             Kind::NodePool => "node_pool_tags",

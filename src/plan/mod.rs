@@ -10,10 +10,10 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::model::desired::DesiredGateway;
+use crate::model::desired::{DesiredGateway, ROLE_SSH};
 use crate::model::fields::{Field, InstanceField, Mutability, NodePoolField, RouteField};
 use crate::model::observed::{Observation, Observed, Preconditions};
-use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_TAG_ADDED, Owner};
+use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_ROLE, KEY_TAG_ADDED, Owner};
 use crate::model::{Address, Kind, NodePoolId, Resource};
 
 /// The plan file format; a plan from another format is refused.
@@ -312,6 +312,16 @@ fn gateway_changes(
         Resource::Firewall(fw),
         found,
     )?);
+    if let Some(ssh) = &gw.ssh_firewall {
+        let found = by_name(&world.firewalls, &ssh.name, |f| &f.name, Resource::Firewall);
+        changes.push(compare(
+            stack,
+            gateway,
+            Kind::SshFirewall,
+            Resource::Firewall(ssh.clone()),
+            found,
+        )?);
+    }
 
     let mut vm = gw.instance.clone();
     vm.network_ip = int_ip;
@@ -423,8 +433,12 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
         ))
     });
     let firewalls = world.firewalls.iter().filter_map(|o| {
+        let kind = match o.facts.get(KEY_ROLE).map(String::as_str) {
+            Some(ROLE_SSH) => Kind::SshFirewall,
+            _ => Kind::Firewall,
+        };
         let r = Resource::Firewall(o.resource.clone());
-        Some((Kind::Firewall, owned(&o.owner, stack)?, r, &o.preconditions))
+        Some((kind, owned(&o.owner, stack)?, r, &o.preconditions))
     });
     let instances = world.instances.iter().filter_map(|o| {
         let r = Resource::Instance(o.resource.clone());

@@ -667,3 +667,60 @@ fn a_saved_plan_reads_back_with_typed_fields_and_an_unknown_field_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn ssh_iap_adds_its_own_firewall_rule_and_removing_it_deletes_only_that_rule() {
+    let (_, plain) = example();
+    let with_ssh = with(
+        "zone          = \"europe-west1-b\"\n",
+        "zone          = \"europe-west1-b\"\nssh           = \"iap\"\n",
+    );
+    let rule = with_ssh[0]
+        .ssh_firewall
+        .clone()
+        .expect("ssh = \"iap\" wants a rule");
+    assert_eq!(rule.name, "natgw-gitlab-ssh");
+    assert_eq!(
+        rule.source_ranges,
+        vec!["35.235.240.0/20".parse().expect("range")]
+    );
+    assert_eq!(rule.allowed, vec!["tcp:22"]);
+    assert_eq!(rule.target_tags, vec!["natgw-gitlab"]);
+    assert!(plain[0].ssh_firewall.is_none());
+
+    // Turning it on creates only the rule.
+    let applied = applied_world(&plain, &empty_world());
+    let on: Vec<_> = actions(&plan(&with_ssh, &applied))
+        .into_iter()
+        .filter(|(_, a)| *a != Action::NoOp)
+        .collect();
+    assert_eq!(
+        on,
+        vec![("gitlab.ssh_firewall".to_string(), Action::Create)]
+    );
+
+    // Applied, it is a no-op; turning it off deletes it and leaves the main rule alone.
+    let applied = applied_world(&with_ssh, &applied);
+    assert!(
+        !plan(&with_ssh, &applied)
+            .iter()
+            .any(|c| c.action != Action::NoOp)
+    );
+    let off: Vec<_> = actions(&plan(&plain, &applied))
+        .into_iter()
+        .filter(|(_, a)| *a != Action::NoOp)
+        .collect();
+    assert_eq!(
+        off,
+        vec![("gitlab.ssh_firewall".to_string(), Action::Delete)]
+    );
+
+    // Destroy removes both rules.
+    let gone = plan(&[], &applied);
+    for address in ["gitlab.firewall", "gitlab.ssh_firewall"] {
+        assert!(
+            actions(&gone).contains(&(address.to_string(), Action::Delete)),
+            "{address} is destroyed"
+        );
+    }
+}

@@ -240,6 +240,7 @@ pub(super) fn delete_igm(world: &mut World, ctx: &Ctx<'_>, p: &str, z: &str, n: 
         now: ctx.now,
         timing: ctx.timing,
         query: &quiet,
+        policies: ctx.policies,
     };
     mutate(
         world,

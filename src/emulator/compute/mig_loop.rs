@@ -12,6 +12,7 @@ use super::instance::{delete_instance, insert_instance};
 use super::instance_template::instance_body;
 use super::url;
 use crate::emulator::health::{Group, Managed, Probe};
+use crate::emulator::org_policy::Constraint;
 use crate::emulator::world::{Timing, World, hash_hex, obj, resolve_ref, str_field};
 
 /// A creation that failed (an IP still in use, a template gone) is retried this much later.
@@ -128,7 +129,9 @@ fn next_event(world: &World, now: i64, timing: Timing) -> Option<Event> {
 }
 
 /// Lets every group do, in order, what it would have done up to `now`.
-pub(crate) fn reconcile(world: &mut World, now: i64, timing: Timing) {
+/// `policies`: the organization policies. A constraint such as `compute.vmExternalIpAccess` is about the
+/// instances themselves, so it binds the VMs a group creates as it binds any other instance insert.
+pub(crate) fn reconcile(world: &mut World, now: i64, timing: Timing, policies: &[Constraint]) {
     world
         .ha
         .groups
@@ -143,17 +146,18 @@ pub(crate) fn reconcile(world: &mut World, now: i64, timing: Timing) {
         let Some(event) = next_event(world, now, timing) else {
             break;
         };
-        apply(world, &event, timing);
+        apply(world, &event, timing, policies);
     }
     refresh_status(world);
 }
 
-fn apply(world: &mut World, event: &Event, timing: Timing) {
+fn apply(world: &mut World, event: &Event, timing: Timing, policies: &[Constraint]) {
     let quiet = BTreeMap::new();
     let ctx = Ctx {
         now: event.at,
         timing,
         query: &quiet,
+        policies,
     };
     let (p, z, _) = parts(&event.mig);
     match event.action {
