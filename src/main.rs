@@ -14,6 +14,7 @@ mod ops;
 mod output;
 mod plan;
 mod render;
+mod routing;
 mod startup_script;
 mod walk;
 

@@ -10,6 +10,7 @@ mod compute;
 mod fault;
 mod filter;
 mod gke;
+mod health;
 mod org_policy;
 mod schema;
 mod server;

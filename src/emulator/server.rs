@@ -116,6 +116,7 @@ async fn answer(
         };
         let mut world = lock(&shared.world);
         world.settle(now, shared.timing);
+        compute::reconcile(&mut world, now, shared.timing, &shared.options.org_policies);
         let reply = match segments.as_slice() {
             ["compute", "v1", "projects", p, rest @ ..] => {
                 compute::handle(&mut world, &ctx, method, p, rest, body)
@@ -123,8 +124,11 @@ async fn answer(
             ["v1", "projects", p, rest @ ..] => {
                 gke::handle(&mut world, &ctx, method, p, rest, body)
             }
+            ["_emulator", rest @ ..] => compute::emulator_endpoint(&mut world, &ctx, method, rest),
             _ => Err(ApiError::method_not_found(method, uri.path())),
         }?;
+        // A group notices at once a VM deleted through the instances API.
+        compute::reconcile(&mut world, now, shared.timing, &shared.options.org_policies);
         let snapshot = if reply.mutated {
             shared.snapshot(&world)
         } else {

@@ -285,6 +285,9 @@ pub(crate) struct World {
     /// GKE clusters by `projects/p/locations/l/clusters/c`, node pools inside.
     pub(crate) clusters: BTreeMap<String, Value>,
     pub(crate) gke_operations: BTreeMap<String, GkeOp>,
+    /// Health endpoints and managed instance groups (`health.rs`).
+    #[serde(default)]
+    pub(crate) ha: super::health::HaState,
     /// Serial port 1 of each instance, by instance path.
     #[serde(default)]
     pub(crate) serial: BTreeMap<String, SerialLog>,

@@ -13,6 +13,7 @@ mod fake;
 mod fleet;
 mod gitlab_ci;
 mod golden;
+mod ha;
 mod harness;
 mod inventory;
 mod netns;

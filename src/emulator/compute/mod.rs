@@ -7,11 +7,21 @@
 //! reserved address of the instance's region, a subnetwork still in use) are accepted and fail in the operation.
 
 mod address;
+mod backend_service;
 mod firewall;
+mod forwarding_rule;
+mod ha;
+mod health_check;
+mod igm;
 mod instance;
 mod instance_state;
+mod instance_template;
+mod mig_loop;
 mod network;
+mod next_hops;
 mod route;
+
+pub(crate) use self::ha::{emulator_endpoint, reconcile};
 
 use self::address::{delete_address, insert_address, set_address_labels};
 use self::firewall::{insert_firewall, patch_firewall};
@@ -172,13 +182,14 @@ pub(crate) fn handle(
         rest,
         body,
     };
-    let routes: [Route; 6] = [
+    let routes: [Route; 7] = [
         catalog_routes,
         network_routes,
         address_routes,
         instance_routes,
         global_routes,
         operation_routes,
+        ha_routes,
     ];
     let mut request = request;
     for route in routes {
@@ -436,6 +447,26 @@ fn operation_routes<'a>(
     })
 }
 
+/// Instance templates, managed instance groups, health checks, backend services and forwarding rules
+/// (`ha.rs`).
+fn ha_routes<'a>(world: &mut World, ctx: &Ctx<'_>, r: Request<'a>) -> Result<Answer, Request<'a>> {
+    match r.rest {
+        ["global", "instanceTemplates", ..]
+        | ["zones", _, "instanceGroupManagers" | "instanceGroups", ..]
+        | [
+            "regions",
+            _,
+            "healthChecks" | "backendServices" | "forwardingRules",
+            ..,
+        ]
+        | [
+            "aggregated",
+            "instanceGroupManagers" | "healthChecks" | "backendServices" | "forwardingRules",
+        ] => Ok(ha::handle(world, ctx, r.method, r.p, r.rest, r.body)),
+        _ => Err(r),
+    }
+}
+
 fn region_of(project: &str, region: &str) -> Result<(), ApiError> {
     if catalog::region_exists(region) {
         Ok(())
@@ -520,7 +551,7 @@ fn aggregated(world: &World, ctx: &Ctx<'_>, project: &str, kind: &str, list_kind
         scoped.entry(scope).or_default().push(v);
     }
     // Like Google, every scope appears; those without items carry a NO_RESULTS_ON_PAGE warning.
-    let all_scopes: Vec<String> = if kind == "instances" {
+    let all_scopes: Vec<String> = if matches!(kind, "instances" | "instanceGroupManagers") {
         catalog::zones(project)
             .into_iter()
             .map(|(z, _)| format!("zones/{z}"))

@@ -16,7 +16,12 @@ import sys
 
 COMPUTE_ROOTS = [
     "Address", "Instance", "Network", "Subnetwork", "Route", "Firewall", "Metadata", "Tags",
-    "InstancesSetLabelsRequest", "RegionSetLabelsRequest", "ForwardingRule",
+    "InstancesSetLabelsRequest", "RegionSetLabelsRequest",
+    "InstanceTemplate", "InstanceGroupManager", "InstanceGroupManagersCreateInstancesRequest",
+    "InstanceGroupManagersUpdatePerInstanceConfigsReq", "InstanceGroupManagersDeletePerInstanceConfigsReq",
+    "InstanceGroupManagersRecreateInstancesRequest", "InstanceGroupManagersApplyUpdatesRequest",
+    "HealthCheck", "BackendService", "ResourceGroupReference",
+    "ForwardingRule",
 ]
 CONTAINER_ROOTS = ["CreateClusterRequest", "UpdateNodePoolRequest"]
 
