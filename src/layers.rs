@@ -5,7 +5,8 @@
 //! The rules, from the bottom up (README "Development" has the map):
 //! - `output` is a leaf; `config`, `model`, `plan` and `render` are pure (no I/O layer, no tokio);
 //! - `gcp` knows Google and the model, not planning, applying or the commands;
-//! - `emulator` is Google's side: it knows nothing of natgw but small helpers (`hex`, `net`);
+//! - `emulator` (and `routing`, Google's route selection) is Google's side: it knows nothing of natgw but small
+//!   helpers (`hex`, `net`);
 //! - `walk` is a generic dependency walk that knows nothing of natgw's resources;
 //! - `apply` walks plans through `gcp`; `ops` orchestrates everything; `cli` talks only to `ops`,
 //!   `render` and `output`.
@@ -50,6 +51,18 @@ fn rules() -> Vec<(&'static str, Vec<&'static str>)> {
                 "output",
             ],
         ),
+        // Google's route selection, used by the emulator: pure, and knows nothing of natgw.
+        (
+            "routing",
+            pure(&[
+                "config",
+                "model",
+                "plan",
+                "render",
+                "output",
+                "startup_script",
+            ]),
+        ),
         ("apply", vec!["ops", "cli", "render"]),
         ("ops", vec!["cli"]),
         ("cli", vec!["gcp", "apply"]),
@@ -70,6 +83,7 @@ const MODULES: &[&str] = &[
     "output",
     "plan",
     "render",
+    "routing",
     "startup_script",
     "walk",
 ];
