@@ -372,6 +372,7 @@ mod tests {
             region: "europe-west1".to_string(),
             zone: "europe-west1-b".to_string(),
             network: "default".to_string(),
+            network_project: None,
             subnetwork: "default".to_string(),
             internal_ip: None,
             destinations: shuffled.destinations,

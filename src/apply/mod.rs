@@ -319,9 +319,9 @@ async fn down(shared: &Shared, change: &Change) -> Result<(), StepError> {
     );
     match &change.before {
         Some(Resource::Address(a)) => Ok(cloud.delete_address(check, &a.region, &a.name).await?),
-        Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, &f.name).await?),
+        Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, f).await?),
         Some(Resource::Instance(i)) => Ok(cloud.delete_instance(check, &i.zone, &i.name).await?),
-        Some(Resource::Route(r)) => Ok(cloud.delete_route(check, &r.name).await?),
+        Some(Resource::Route(r)) => Ok(cloud.delete_route(check, r).await?),
         // A node pool is never natgw's to delete: its tags are removed by an update.
         Some(Resource::NodePool(_)) | None => Err(StepError::Other("nothing to delete".into())),
     }

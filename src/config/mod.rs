@@ -35,6 +35,9 @@ pub(crate) struct Gateway {
     pub(crate) region: String,
     pub(crate) zone: String,
     pub(crate) network: String,
+    /// `network_project`: the Shared VPC host project that holds `network` and `subnetwork`, and where the
+    /// firewall rules and routes go; `None`: the stack's own project.
+    pub(crate) network_project: Option<String>,
     pub(crate) subnetwork: String,
     pub(crate) internal_ip: Option<Ipv4Addr>,
     /// Sorted, no duplicates, no overlaps.

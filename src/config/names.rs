@@ -25,38 +25,67 @@ pub(crate) fn internal_address(gateway: &str) -> String {
     format!("{PREFIX}-{gateway}-int")
 }
 
-/// The ingress firewall rule from the source ranges to the VM: `natgw-{gw}-allow`.
-pub(crate) fn firewall(gateway: &str) -> String {
-    format!("{PREFIX}-{gateway}-allow")
+/// Characters of [`host_tag`].
+pub(crate) const HOST_TAG_LEN: usize = 6;
+
+/// What sets a gateway's firewall rules and routes apart in a Shared VPC host project, where several
+/// service projects, each with its own stacks, put theirs: a short hash of the service project and the
+/// stack. `None` for a gateway in its own project, whose names stay as they always were.
+pub(crate) fn host_tag(project: &str, stack: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{project}/{stack}").as_bytes());
+    crate::hex::encode(&digest[..HOST_TAG_LEN / 2])
+}
+
+/// `natgw-{gw}` or, in a host project, `natgw-{gw}-{tag}`.
+fn host_scoped(gateway: &str, tag: Option<&str>) -> String {
+    match tag {
+        Some(t) => format!("{PREFIX}-{gateway}-{t}"),
+        None => format!("{PREFIX}-{gateway}"),
+    }
+}
+
+/// The ingress firewall rule from the source ranges to the VM: `natgw-{gw}-allow`
+/// (`natgw-{gw}-{tag}-allow` in a Shared VPC host project).
+pub(crate) fn firewall(gateway: &str, tag: Option<&str>) -> String {
+    format!("{}-allow", host_scoped(gateway, tag))
 }
 
 /// The ingress rule that opens sshd on the VM to Google's IAP TCP forwarding (`ssh = "iap"`):
 /// `natgw-{gw}-ssh`. Shorter than the `-allow` rule, so it adds no length limit.
-pub(crate) fn ssh_firewall(gateway: &str) -> String {
-    format!("{PREFIX}-{gateway}-ssh")
+pub(crate) fn ssh_firewall(gateway: &str, tag: Option<&str>) -> String {
+    format!("{}-ssh", host_scoped(gateway, tag))
 }
 
-/// The route for one destination: `natgw-{gw}-{slug}`, e.g. `natgw-gitlab-34-120-10-10-32`.
-pub(crate) fn route(gateway: &str, destination: &Ipv4Net) -> String {
-    format!("{PREFIX}-{gateway}-{}", destination.slug())
+/// The route for one destination: `natgw-{gw}-{slug}`, e.g. `natgw-gitlab-34-120-10-10-32`
+/// (`natgw-{gw}-{tag}-{slug}` in a Shared VPC host project).
+pub(crate) fn route(gateway: &str, tag: Option<&str>, destination: &Ipv4Net) -> String {
+    format!("{}-{}", host_scoped(gateway, tag), destination.slug())
 }
 
-/// Every name a gateway with these destinations derives, in a fixed order.
-pub(crate) fn all(gateway: &str, destinations: &[Ipv4Net]) -> Vec<String> {
+/// Every name a gateway with these destinations derives, in a fixed order. `shared_vpc`: its firewall
+/// rules and routes carry a host tag (any tag: they all have the same length).
+pub(crate) fn all(gateway: &str, shared_vpc: bool, destinations: &[Ipv4Net]) -> Vec<String> {
+    let sample = "0".repeat(HOST_TAG_LEN);
+    let tag = shared_vpc.then_some(sample.as_str());
     let mut names = vec![
         instance(gateway),
         external_address(gateway),
         internal_address(gateway),
-        firewall(gateway),
-        ssh_firewall(gateway),
+        firewall(gateway, tag),
+        ssh_firewall(gateway, tag),
     ];
-    names.extend(destinations.iter().map(|d| route(gateway, d)));
+    names.extend(destinations.iter().map(|d| route(gateway, tag, d)));
     names
 }
 
 /// The longest derived name, when it is longer than Google allows.
-pub(crate) fn too_long(gateway: &str, destinations: &[Ipv4Net]) -> Option<String> {
-    all(gateway, destinations)
+pub(crate) fn too_long(
+    gateway: &str,
+    shared_vpc: bool,
+    destinations: &[Ipv4Net],
+) -> Option<String> {
+    all(gateway, shared_vpc, destinations)
         .into_iter()
         .filter(|n| n.len() > MAX_NAME_LEN)
         .max_by_key(String::len)
@@ -72,10 +101,33 @@ mod tests {
         assert_eq!(instance("gitlab"), "natgw-gitlab");
         assert_eq!(external_address("gitlab"), "natgw-gitlab-ext");
         assert_eq!(internal_address("gitlab"), "natgw-gitlab-int");
-        assert_eq!(firewall("gitlab"), "natgw-gitlab-allow");
-        assert_eq!(route("gitlab", &d), "natgw-gitlab-34-120-10-10-32");
-        assert_eq!(ssh_firewall("gitlab"), "natgw-gitlab-ssh");
-        assert_eq!(all("gitlab", &[d]).len(), 6);
+        assert_eq!(firewall("gitlab", None), "natgw-gitlab-allow");
+        assert_eq!(route("gitlab", None, &d), "natgw-gitlab-34-120-10-10-32");
+        assert_eq!(ssh_firewall("gitlab", None), "natgw-gitlab-ssh");
+        assert_eq!(all("gitlab", false, &[d]).len(), 6);
+    }
+
+    #[test]
+    fn host_project_names_tell_stacks_and_projects_apart() {
+        let d: Ipv4Net = "34.120.10.10/32".parse().expect("valid range");
+        let a = host_tag("svc-a", "runners");
+        assert_eq!(a.len(), HOST_TAG_LEN);
+        assert_eq!(a, host_tag("svc-a", "runners"), "stable across runs");
+        assert_ne!(a, host_tag("svc-b", "runners"), "another service project");
+        assert_ne!(a, host_tag("svc-a", "other"), "another stack");
+        assert_ne!(host_tag("svc-a-b", "c"), host_tag("svc-a", "b-c"));
+        assert_eq!(
+            firewall("gitlab", Some(&a)),
+            format!("natgw-gitlab-{a}-allow")
+        );
+        assert_eq!(
+            ssh_firewall("gitlab", Some(&a)),
+            format!("natgw-gitlab-{a}-ssh")
+        );
+        assert_eq!(
+            route("gitlab", Some(&a), &d),
+            format!("natgw-gitlab-{a}-34-120-10-10-32")
+        );
     }
 
     #[test]
@@ -83,12 +135,26 @@ mod tests {
         let d: Ipv4Net = "134.120.100.100/32".parse().expect("valid range");
         // natgw- (6) + 38 + - (1) + 18 = 63
         let longest_ok = "a".repeat(38);
-        assert_eq!(route(&longest_ok, &d).len(), 63);
-        assert_eq!(too_long(&longest_ok, &[d]), None);
+        assert_eq!(route(&longest_ok, None, &d).len(), 63);
+        assert_eq!(too_long(&longest_ok, false, &[d]), None);
         let too = "a".repeat(39);
-        assert_eq!(too_long(&too, &[d]), Some(route(&too, &d)));
+        assert_eq!(too_long(&too, false, &[d]), Some(route(&too, None, &d)));
         // Without routes, the firewall rule is the longest: natgw- + 51 + -allow = 63.
-        assert_eq!(too_long(&"a".repeat(51), &[]), None);
-        assert_eq!(too_long(&"a".repeat(52), &[]).map(|n| n.len()), Some(64));
+        assert_eq!(too_long(&"a".repeat(51), false, &[]), None);
+        assert_eq!(
+            too_long(&"a".repeat(52), false, &[]).map(|n| n.len()),
+            Some(64)
+        );
+        // A host tag costs 7 characters (-{6 hex}).
+        assert_eq!(too_long(&"a".repeat(31), true, &[d]), None);
+        assert_eq!(
+            too_long(&"a".repeat(32), true, &[d]).map(|n| n.len()),
+            Some(64)
+        );
+        assert_eq!(too_long(&"a".repeat(44), true, &[]), None);
+        assert_eq!(
+            too_long(&"a".repeat(45), true, &[]).map(|n| n.len()),
+            Some(64)
+        );
     }
 }

@@ -27,6 +27,7 @@ const GATEWAY_KEYS: &[&str] = &[
     "region",
     "zone",
     "network",
+    "network_project",
     "subnetwork",
     "internal_ip",
     "destinations",
@@ -601,6 +602,13 @@ fn read_gateway(
         "the VPC network's name, e.g. \"vpc-network\"",
         fields::check_resource_name,
     );
+    let network_project = optional_string(
+        cx,
+        t,
+        "network_project",
+        "the Shared VPC host project's ID, e.g. \"acme-net-host\"",
+        super::validate_project_id,
+    );
     let subnetwork = required_string(
         cx,
         t,
@@ -659,7 +667,8 @@ fn read_gateway(
     }
     if let Some(name_span) = &name_span {
         let dests: Vec<Ipv4Net> = destinations.iter().flatten().map(|(d, _, _)| *d).collect();
-        if let Some(long) = names::too_long(name, &dests) {
+        let shared_vpc = matches!(network_project, Some(Some(_)));
+        if let Some(long) = names::too_long(name, shared_vpc, &dests) {
             let excess = long.len() - names::MAX_NAME_LEN;
             cx.report(
                 name_span,
@@ -685,6 +694,7 @@ fn read_gateway(
         region,
         zone,
         network: network?.0.to_string(),
+        network_project: network_project?.map(str::to_string),
         subnetwork: subnetwork?.0.to_string(),
         internal_ip: internal_ip.as_ref()?.as_ref().map(|(ip, _, _)| *ip),
         destinations: sorted,

@@ -23,6 +23,8 @@ enum Scope<'a> {
     Zone(&'a str),
     Region(&'a str),
     Global,
+    /// Global, in another project: a Shared VPC host's firewall rules and routes.
+    GlobalIn(&'a str),
 }
 
 /// How a delete makes sure that it removes only what this stack owns.
@@ -110,7 +112,11 @@ impl Cloud {
                         .send()
                         .await
                 }
-                Scope::Global => {
+                Scope::Global | Scope::GlobalIn(_) => {
+                    let p = match scope {
+                        Scope::GlobalIn(other) => other,
+                        _ => p,
+                    };
                     ops.global
                         .wait()
                         .set_project(p)
@@ -194,7 +200,7 @@ impl Cloud {
             .send()
             .await
             .map_err(api_error(&context))?;
-        let observed = wire::address_from_wire(&got);
+        let observed = wire::address_from_wire(&self.project, &got);
         if observed.owner.is_none() || observed.owner != Owner::from_labels(&a.labels) {
             return Err(GcpError::Unexpected {
                 context,
@@ -276,29 +282,51 @@ impl Cloud {
         .await
     }
 
+    /// The scope of a global resource on `network`: the network's project.
+    fn global_on<'a>(&'a self, network: &'a str) -> (&'a str, Scope<'a>) {
+        let p = wire::network_project(&self.project, network);
+        let scope = if p == self.project {
+            Scope::Global
+        } else {
+            Scope::GlobalIn(p)
+        };
+        (p, scope)
+    }
+
+    /// ` in project P` when P is not the stack's own: errors name the Shared VPC host project.
+    pub(super) fn in_project(&self, p: &str) -> String {
+        if p == self.project {
+            String::new()
+        } else {
+            format!(" in project {p}")
+        }
+    }
+
     pub(crate) async fn insert_firewall(&self, f: &Firewall) -> Result<(), GcpError> {
+        let (p, scope) = self.global_on(&f.network);
         let send = self
             .firewalls
             .insert()
-            .set_project(&self.project)
-            .set_body(wire::firewall_to_wire(&self.project, f))
+            .set_project(p)
+            .set_body(wire::firewall_to_wire(p, f))
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
         self.change(
-            Scope::Global,
-            &format!("creating firewall rule {}", f.name),
+            scope,
+            &format!("creating firewall rule {}{}", f.name, self.in_project(p)),
             send,
         )
         .await
     }
 
     pub(crate) async fn patch_firewall(&self, stack: &str, f: &Firewall) -> Result<(), GcpError> {
-        let context = format!("updating firewall rule {}", f.name);
+        let (p, scope) = self.global_on(&f.network);
+        let context = format!("updating firewall rule {}{}", f.name, self.in_project(p));
         let got = self
             .firewalls
             .get()
-            .set_project(&self.project)
+            .set_project(p)
             .set_firewall(&f.name)
             .send()
             .await
@@ -311,21 +339,22 @@ impl Cloud {
         let send = self
             .firewalls
             .patch()
-            .set_project(&self.project)
+            .set_project(p)
             .set_firewall(&f.name)
-            .set_body(wire::firewall_to_wire(&self.project, f))
+            .set_body(wire::firewall_to_wire(p, f))
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
-        self.change(Scope::Global, &context, send).await
+        self.change(scope, &context, send).await
     }
 
     pub(crate) async fn delete_firewall(
         &self,
         check: OwnerCheck<'_>,
-        name: &str,
+        f: &Firewall,
     ) -> Result<(), GcpError> {
-        let p = &self.project;
+        let name = &f.name;
+        let (p, scope) = self.global_on(&f.network);
         let get = self
             .firewalls
             .get()
@@ -343,8 +372,8 @@ impl Cloud {
         let owner = |f: gce::Firewall| description_owner(f.description.as_deref());
         self.delete_owned(
             check,
-            Scope::Global,
-            &format!("deleting firewall rule {name}"),
+            scope,
+            &format!("deleting firewall rule {name}{}", self.in_project(p)),
             get,
             owner,
             delete,
@@ -528,7 +557,7 @@ impl Cloud {
             .send()
             .await
             .map_err(api_error(format!("reading instance {}", i.name)))?;
-        Ok(wire::instance_from_wire(&got).preconditions)
+        Ok(wire::instance_from_wire(&self.project, &got).preconditions)
     }
 
     pub(crate) async fn set_address_labels(
@@ -546,7 +575,7 @@ impl Cloud {
                 .send()
                 .await
                 .map_err(api_error(format!("reading address {}", a.name)))?;
-            Ok(wire::address_from_wire(&got)
+            Ok(wire::address_from_wire(&self.project, &got)
                 .preconditions
                 .label_fingerprint)
         };
@@ -729,24 +758,26 @@ impl Cloud {
     }
 
     pub(crate) async fn insert_route(&self, r: &Route, next_hop: Ipv4Addr) -> Result<(), GcpError> {
+        let (p, scope) = self.global_on(&r.network);
         let send = self
             .routes
             .insert()
-            .set_project(&self.project)
-            .set_body(wire::route_to_wire(&self.project, r, next_hop))
+            .set_project(p)
+            .set_body(wire::route_to_wire(p, r, next_hop))
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
-        self.change(Scope::Global, &format!("creating route {}", r.name), send)
-            .await
+        let context = format!("creating route {}{}", r.name, self.in_project(p));
+        self.change(scope, &context, send).await
     }
 
     pub(crate) async fn delete_route(
         &self,
         check: OwnerCheck<'_>,
-        name: &str,
+        r: &Route,
     ) -> Result<(), GcpError> {
-        let p = &self.project;
+        let name = &r.name;
+        let (p, scope) = self.global_on(&r.network);
         let get = self.routes.get().set_project(p).set_route(name).send();
         let delete = self
             .routes
@@ -759,8 +790,8 @@ impl Cloud {
         let owner = |r: gce::Route| description_owner(r.description.as_deref());
         self.delete_owned(
             check,
-            Scope::Global,
-            &format!("deleting route {name}"),
+            scope,
+            &format!("deleting route {name}{}", self.in_project(p)),
             get,
             owner,
             delete,
@@ -1073,7 +1104,7 @@ mod tests {
         crate::model::observed::Observed<Address>,
     ) {
         let world = cloud
-            .observe(std::slice::from_ref(&gw.node_pool))
+            .observe(std::slice::from_ref(&gw.node_pool), &[])
             .await
             .expect("observe");
         let seen = world
@@ -1185,7 +1216,7 @@ mod tests {
             .await
             .expect("address labels");
 
-        let world = cloud.observe(&[]).await.expect("observe");
+        let world = cloud.observe(&[], &[]).await.expect("observe");
         let seen = &world.instances[0].resource;
         assert_eq!(seen.startup_script, vm.startup_script);
         assert_eq!(seen.labels.get("team").map(String::as_str), Some("ci"));

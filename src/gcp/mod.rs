@@ -19,6 +19,7 @@ use google_cloud_compute_v1::client::{
 use google_cloud_container_v1::client::ClusterManager;
 
 pub(crate) use calls::{OwnerCheck, Ready, SerialChunk};
+pub(crate) use observe::HostScope;
 
 /// Where natgw sends its API calls, how it authenticates, how long it retries and waits, and who hears what it
 /// waits for.
@@ -387,8 +388,12 @@ pub(crate) async fn demo(
     let cloud = Cloud::connect("natgw-test", &conn).await.expect("clients");
     let text = include_str!("../../examples/gitlab-runner.toml");
     let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
-    let gw =
-        crate::model::desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
+    let gw = crate::model::desired::gateway(
+        "p",
+        &cfg.stack,
+        &cfg.gateways["gitlab"],
+        "#!/bin/bash\n".into(),
+    );
     (emu, cloud, gw)
 }
 

@@ -15,18 +15,48 @@ use crate::model::observed::{Observation, Observed};
 /// holds one of its names (a conflict the plan must report).
 const NAME_FILTER: &str = "name eq \"natgw-.*\"";
 
+/// A Shared VPC host project and the tag natgw's names carry there for this stack
+/// (`config::names::host_tag`): the filter returns this stack's resources and nobody else's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct HostScope {
+    pub(crate) project: String,
+    pub(crate) tag: String,
+}
+
+impl HostScope {
+    fn filter(&self) -> String {
+        format!("name eq \"natgw-.*-{}-.*\"", self.tag)
+    }
+}
+
 impl Cloud {
     /// Reads everything natgw could own, and the given node pools. Node pools that natgw's own records name
     /// but the caller did not ask for (a gateway removed from the config) are read in a second round.
-    pub(crate) async fn observe(&self, pools: &[NodePoolId]) -> Result<Observation, GcpError> {
+    /// The Shared VPC host projects (`hosts`) are read in the same round: their firewall rules and routes.
+    pub(crate) async fn observe(
+        &self,
+        pools: &[NodePoolId],
+        hosts: &[HostScope],
+    ) -> Result<Observation, GcpError> {
         let mut asked: BTreeSet<NodePoolId> = pools.iter().cloned().collect();
-        let (addresses, instances, firewalls, routes, mut node_pools) = tokio::try_join!(
+        let (addresses, instances, mut firewalls, mut routes, mut node_pools, in_hosts) = tokio::try_join!(
             self.list_addresses(),
             self.list_instances(),
-            self.list_firewalls(),
-            self.list_routes(),
+            self.list_firewalls(&self.project, NAME_FILTER),
+            self.list_routes(&self.project, NAME_FILTER),
             self.read_node_pools(asked.iter().cloned().collect()),
+            try_join_all(hosts.iter().map(|h| async move {
+                let filter = h.filter();
+                tokio::try_join!(
+                    self.list_firewalls(&h.project, &filter),
+                    self.list_routes(&h.project, &filter)
+                )
+            })),
         )?;
+        for (f, r) in in_hosts {
+            firewalls.extend(f);
+            routes.extend(r);
+        }
         let mut world = Observation {
             addresses,
             instances,
@@ -67,7 +97,11 @@ impl Cloud {
             let items = page
                 .items
                 .values()
-                .flat_map(|s| s.addresses.iter().map(address_from_wire))
+                .flat_map(|s| {
+                    s.addresses
+                        .iter()
+                        .map(|x| address_from_wire(&self.project, x))
+                })
                 .collect();
             Ok((items, page.next_page_token))
         })
@@ -88,45 +122,69 @@ impl Cloud {
             let items = page
                 .items
                 .values()
-                .flat_map(|s| s.instances.iter().map(instance_from_wire))
+                .flat_map(|s| {
+                    s.instances
+                        .iter()
+                        .map(|x| instance_from_wire(&self.project, x))
+                })
                 .collect();
             Ok((items, page.next_page_token))
         })
         .await
     }
 
-    async fn list_firewalls(&self) -> Result<Vec<Observed<crate::model::Firewall>>, GcpError> {
+    async fn list_firewalls(
+        &self,
+        project: &str,
+        filter: &str,
+    ) -> Result<Vec<Observed<crate::model::Firewall>>, GcpError> {
         all_pages(|token| async move {
             let page = self
                 .firewalls
                 .list()
-                .set_project(&self.project)
-                .set_filter(NAME_FILTER)
+                .set_project(project)
+                .set_filter(filter)
                 .set_page_token(token)
                 .send()
                 .await
-                .map_err(api_error("listing firewall rules"))?;
+                .map_err(api_error(format!(
+                    "listing firewall rules{}",
+                    self.in_project(project)
+                )))?;
             Ok((
-                page.items.iter().map(firewall_from_wire).collect(),
+                page.items
+                    .iter()
+                    .map(|x| firewall_from_wire(&self.project, x))
+                    .collect(),
                 page.next_page_token,
             ))
         })
         .await
     }
 
-    async fn list_routes(&self) -> Result<Vec<Observed<crate::model::Route>>, GcpError> {
+    async fn list_routes(
+        &self,
+        project: &str,
+        filter: &str,
+    ) -> Result<Vec<Observed<crate::model::Route>>, GcpError> {
         all_pages(|token| async move {
             let page = self
                 .routes
                 .list()
-                .set_project(&self.project)
-                .set_filter(NAME_FILTER)
+                .set_project(project)
+                .set_filter(filter)
                 .set_page_token(token)
                 .send()
                 .await
-                .map_err(api_error("listing routes"))?;
+                .map_err(api_error(format!(
+                    "listing routes{}",
+                    self.in_project(project)
+                )))?;
             Ok((
-                page.items.iter().filter_map(route_from_wire).collect(),
+                page.items
+                    .iter()
+                    .filter_map(|x| route_from_wire(&self.project, x))
+                    .collect(),
                 page.next_page_token,
             ))
         })

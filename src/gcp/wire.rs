@@ -47,12 +47,43 @@ fn ip(s: Option<&String>) -> Option<Ipv4Addr> {
     s.and_then(|s| s.parse().ok())
 }
 
+/// A network as the model names it: its name in the stack's project, or `projects/HOST/global/networks/N`
+/// in a Shared VPC host project.
 pub(super) fn network_url(project: &str, network: &str) -> String {
+    if network.starts_with("projects/") {
+        return network.to_string();
+    }
     format!("projects/{project}/global/networks/{network}")
 }
 
+/// A subnetwork as the model names it: like [`network_url`].
 pub(super) fn subnetwork_url(project: &str, region: &str, subnetwork: &str) -> String {
+    if subnetwork.starts_with("projects/") {
+        return subnetwork.to_string();
+    }
     format!("projects/{project}/regions/{region}/subnetworks/{subnetwork}")
+}
+
+/// The project a network (as the model names it) belongs to. Firewall rules and routes live in their
+/// network's project: "the firewall rules ... and routes ... are defined in the host project"
+/// (<https://cloud.google.com/vpc/docs/shared-vpc#shared_vpc_networks>).
+pub(super) fn network_project<'a>(own: &'a str, network: &'a str) -> &'a str {
+    match network
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((p, _)) => p,
+        None => own,
+    }
+}
+
+/// A network or subnetwork URL from Google, named as the model does: its name when it is in `own`, else its
+/// path from `projects/` on.
+pub(super) fn model_ref(own: &str, url: &str) -> String {
+    match url.find("projects/") {
+        Some(i) if network_project(own, &url[i..]) != own => url[i..].to_string(),
+        _ => last_segment(url),
+    }
 }
 
 /// Who owns an address: its labels, or else its description marker. natgw writes the marker at insert and the
@@ -64,7 +95,7 @@ pub(super) fn address_owner(a: &gce::Address) -> Option<Owner> {
     })
 }
 
-pub(super) fn address_from_wire(a: &gce::Address) -> Observed<Address> {
+pub(super) fn address_from_wire(own: &str, a: &gce::Address) -> Observed<Address> {
     let labels = sorted(&a.labels);
     let address_type = match a.address_type.as_ref().and_then(|t| t.name()) {
         Some("INTERNAL") => AddressType::Internal,
@@ -74,7 +105,7 @@ pub(super) fn address_from_wire(a: &gce::Address) -> Observed<Address> {
         name: a.name.clone().unwrap_or_default(),
         region: a.region.as_deref().map(last_segment).unwrap_or_default(),
         address_type,
-        subnetwork: a.subnetwork.as_deref().map(last_segment),
+        subnetwork: a.subnetwork.as_deref().map(|u| model_ref(own, u)),
         address: ip(a.address.as_ref()),
         description: a.description.clone().unwrap_or_default(),
         labels: labels.clone(),
@@ -160,11 +191,15 @@ fn allowed_to_wire(allowed: &[String]) -> Vec<gce::firewall::Allowed> {
         .collect()
 }
 
-pub(super) fn firewall_from_wire(f: &gce::Firewall) -> Observed<Firewall> {
+pub(super) fn firewall_from_wire(own: &str, f: &gce::Firewall) -> Observed<Firewall> {
     let description = f.description.clone().unwrap_or_default();
     let resource = Firewall {
         name: f.name.clone().unwrap_or_default(),
-        network: f.network.as_deref().map(last_segment).unwrap_or_default(),
+        network: f
+            .network
+            .as_deref()
+            .map(|u| model_ref(own, u))
+            .unwrap_or_default(),
         priority: f
             .priority
             .and_then(|p| u32::try_from(p).ok())
@@ -210,7 +245,7 @@ fn metadata_item<'a>(m: Option<&'a gce::Metadata>, key: &str) -> Option<&'a str>
         .as_deref()
 }
 
-pub(super) fn instance_from_wire(i: &gce::Instance) -> Observed<Instance> {
+pub(super) fn instance_from_wire(own: &str, i: &gce::Instance) -> Observed<Instance> {
     let labels = sorted(&i.labels);
     let description = i.description.clone().unwrap_or_default();
     let facts = crate::model::ownership::parse_description(&description)
@@ -233,11 +268,11 @@ pub(super) fn instance_from_wire(i: &gce::Instance) -> Observed<Instance> {
         image: facts.get(KEY_IMAGE).cloned().unwrap_or_default(),
         network: nic
             .and_then(|n| n.network.as_deref())
-            .map(last_segment)
+            .map(|u| model_ref(own, u))
             .unwrap_or_default(),
         subnetwork: nic
             .and_then(|n| n.subnetwork.as_deref())
-            .map(last_segment)
+            .map(|u| model_ref(own, u))
             .unwrap_or_default(),
         network_ip: nic.and_then(|n| ip(n.network_ip.as_ref())),
         nat_ip: nic
@@ -343,11 +378,15 @@ pub(super) fn instance_to_wire(
         )
 }
 
-pub(super) fn route_from_wire(r: &gce::Route) -> Option<Observed<Route>> {
+pub(super) fn route_from_wire(own: &str, r: &gce::Route) -> Option<Observed<Route>> {
     let description = r.description.clone().unwrap_or_default();
     let resource = Route {
         name: r.name.clone().unwrap_or_default(),
-        network: r.network.as_deref().map(last_segment).unwrap_or_default(),
+        network: r
+            .network
+            .as_deref()
+            .map(|u| model_ref(own, u))
+            .unwrap_or_default(),
         // A route natgw could not have made (an IPv6 range) is not natgw's.
         dest_range: r.dest_range.as_deref()?.parse().ok()?,
         next_hop_ip: ip(r.next_hop_ip.as_ref()),
@@ -405,6 +444,27 @@ pub(super) fn node_pool_from_wire(id: &NodePoolId, p: &gke::NodePool) -> Observe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_in_another_project_keep_their_project() {
+        let host = "https://www.googleapis.com/compute/v1/projects/host/global/networks/vpc";
+        let own = "https://www.googleapis.com/compute/v1/projects/svc/global/networks/vpc";
+        assert_eq!(model_ref("svc", own), "vpc");
+        assert_eq!(model_ref("svc", host), "projects/host/global/networks/vpc");
+        assert_eq!(model_ref("host", host), "vpc");
+        let sub = "projects/host/regions/europe-west1/subnetworks/runners";
+        assert_eq!(model_ref("svc", sub), sub);
+        assert_eq!(subnetwork_url("svc", "europe-west1", sub), sub);
+        assert_eq!(
+            network_url("svc", "vpc"),
+            "projects/svc/global/networks/vpc"
+        );
+        assert_eq!(network_project("svc", "vpc"), "svc");
+        assert_eq!(
+            network_project("svc", "projects/host/global/networks/vpc"),
+            "host"
+        );
+    }
 
     #[test]
     fn segments_and_regions() {

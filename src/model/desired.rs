@@ -36,7 +36,33 @@ pub(crate) fn ready_token(startup_script: &str) -> String {
     crate::hex::encode(&digest[..8])
 }
 
-pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String) -> DesiredGateway {
+/// The Shared VPC host project of a gateway, when it names one other than `project`.
+pub(crate) fn host_project<'a>(project: &str, gw: &'a config::Gateway) -> Option<&'a str> {
+    gw.network_project.as_deref().filter(|h| *h != project)
+}
+
+/// `project`: the stack's project, where the addresses, the VM and the node pool are. With a Shared VPC
+/// host project, the network and subnetwork are named by their path in the host, where the firewall rules
+/// and routes go (`gcp` sends each to its network's project), with names that carry the stack's host tag.
+pub(crate) fn gateway(
+    project: &str,
+    stack: &str,
+    gw: &config::Gateway,
+    startup_script: String,
+) -> DesiredGateway {
+    let host = host_project(project, gw);
+    let tag = host.map(|_| names::host_tag(project, stack));
+    let tag = tag.as_deref();
+    let (network, subnetwork) = match host {
+        Some(h) => (
+            format!("projects/{h}/global/networks/{}", gw.network),
+            format!(
+                "projects/{h}/regions/{}/subnetworks/{}",
+                gw.region, gw.subnetwork
+            ),
+        ),
+        None => (gw.network.clone(), gw.subnetwork.clone()),
+    };
     let owner = Owner {
         stack: stack.to_string(),
         gateway: gw.name.clone(),
@@ -56,7 +82,7 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
         name: names::internal_address(&gw.name),
         region: gw.region.clone(),
         address_type: AddressType::Internal,
-        subnetwork: Some(gw.subnetwork.clone()),
+        subnetwork: Some(subnetwork.clone()),
         address: gw.internal_ip,
         description: format!("natgw gateway {}: next hop of its routes", gw.name),
         labels: labels.clone(),
@@ -65,8 +91,8 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
     allowed.sort();
     allowed.dedup();
     let firewall = Firewall {
-        name: names::firewall(&gw.name),
-        network: gw.network.clone(),
+        name: names::firewall(&gw.name, tag),
+        network: network.clone(),
         priority: FIREWALL_PRIORITY,
         source_ranges: gw.source_ranges.clone(),
         allowed,
@@ -75,8 +101,8 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
         description: owner.description(&[]),
     };
     let ssh_firewall = gw.ssh.map(|ssh| Firewall {
-        name: names::ssh_firewall(&gw.name),
-        network: gw.network.clone(),
+        name: names::ssh_firewall(&gw.name, tag),
+        network: network.clone(),
         priority: FIREWALL_PRIORITY,
         source_ranges: vec![ssh.source_range()],
         allowed: vec![format!("tcp:{}", ssh.port())],
@@ -88,8 +114,8 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
         zone: gw.zone.clone(),
         machine_type: gw.machine_type.clone(),
         image: gw.image.clone(),
-        network: gw.network.clone(),
-        subnetwork: gw.subnetwork.clone(),
+        network: network.clone(),
+        subnetwork,
         network_ip: gw.internal_ip,
         nat_ip: None,
         can_ip_forward: true,
@@ -106,8 +132,8 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
         .destinations
         .iter()
         .map(|dest| Route {
-            name: names::route(&gw.name, dest),
-            network: gw.network.clone(),
+            name: names::route(&gw.name, tag, dest),
+            network: network.clone(),
             dest_range: *dest,
             next_hop_ip: gw.internal_ip,
             priority: gw.route_priority,
@@ -146,7 +172,7 @@ mod tests {
     fn derives_names_and_ownership() {
         let cfg = example();
         let gw = cfg.gateways.get("gitlab").expect("gitlab gateway");
-        let d = gateway(&cfg.stack, gw, "#!/bin/bash\n".into());
+        let d = gateway("acme-ci", &cfg.stack, gw, "#!/bin/bash\n".into());
         assert_eq!(d.external_address.name, "natgw-gitlab-ext");
         assert_eq!(d.internal_address.name, "natgw-gitlab-int");
         assert_eq!(
@@ -171,6 +197,49 @@ mod tests {
                 .description
                 .contains("natgw-image=projects/debian-cloud/global/images/family/debian-12")
         );
+    }
+
+    #[test]
+    fn shared_vpc_puts_the_network_side_in_the_host_project() {
+        let mut cfg = example();
+        let gw = cfg.gateways.get_mut("gitlab").expect("gitlab gateway");
+        gw.network_project = Some("net-host".into());
+        let gw = gw.clone();
+        let d = gateway("svc-a", &cfg.stack, &gw, "#!/bin/bash\n".into());
+        let tag = names::host_tag("svc-a", &cfg.stack);
+        assert_eq!(d.firewall.name, format!("natgw-gitlab-{tag}-allow"));
+        assert_eq!(
+            d.firewall.network,
+            "projects/net-host/global/networks/vpc-network"
+        );
+        assert_eq!(
+            d.routes[0].name,
+            format!("natgw-gitlab-{tag}-34-120-10-10-32")
+        );
+        assert_eq!(d.routes[0].network, d.firewall.network);
+        assert_eq!(d.instance.network, d.firewall.network);
+        assert_eq!(
+            d.instance.subnetwork,
+            format!(
+                "projects/net-host/regions/{}/subnetworks/{}",
+                gw.region, gw.subnetwork
+            )
+        );
+        assert_eq!(
+            d.internal_address.subnetwork.as_deref(),
+            Some(d.instance.subnetwork.as_str())
+        );
+        // What stays in the service project keeps its name.
+        assert_eq!(d.instance.name, "natgw-gitlab");
+        assert_eq!(d.external_address.name, "natgw-gitlab-ext");
+        // Another service project with the same stack and gateway gets other names in the host.
+        let other = gateway("svc-b", &cfg.stack, &gw, "#!/bin/bash\n".into());
+        assert_ne!(other.firewall.name, d.firewall.name);
+        assert_ne!(other.routes[0].name, d.routes[0].name);
+        // Naming the stack's own project is no Shared VPC.
+        let same = gateway("net-host", &cfg.stack, &gw, "#!/bin/bash\n".into());
+        assert_eq!(same.firewall.name, "natgw-gitlab-allow");
+        assert_eq!(same.firewall.network, "vpc-network");
     }
 
     #[test]

@@ -443,7 +443,7 @@ mod tests {
     fn sample(kind: Kind) -> Resource {
         let cfg = crate::plan::tests::config_from(crate::plan::tests::EXAMPLE);
         let gw = cfg.gateways.values().next().expect("a gateway");
-        let d = desired::gateway(&cfg.stack, gw, "#!/bin/bash\n".into());
+        let d = desired::gateway("p", &cfg.stack, gw, "#!/bin/bash\n".into());
         let ip = Some("10.0.0.9".parse().expect("ip"));
         match kind {
             Kind::ExternalAddress => Resource::Address(Address {

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::OpsError;
 use crate::config::{self, Config};
+use crate::gcp::HostScope;
 use crate::gcp::auth;
 use crate::model::NodePoolId;
 use crate::model::desired::{self, DesiredGateway};
@@ -27,6 +28,21 @@ impl Loaded {
         set.into_iter().collect()
     }
 
+    /// The Shared VPC host projects the config names, with this stack's tag there.
+    pub(super) fn hosts(&self) -> Vec<HostScope> {
+        let set: BTreeSet<HostScope> = self
+            .config
+            .gateways
+            .values()
+            .filter_map(|gw| desired::host_project(&self.project, gw))
+            .map(|h| HostScope {
+                project: h.to_string(),
+                tag: config::names::host_tag(&self.project, &self.config.stack),
+            })
+            .collect();
+        set.into_iter().collect()
+    }
+
     /// What a plan aims at: the config's gateways, or nothing for a destroy.
     pub(super) fn desired(&self, destroy: bool) -> &[DesiredGateway] {
         if destroy { &[] } else { &self.desired }
@@ -43,7 +59,7 @@ pub(super) fn load(path: &Path) -> Result<Loaded, OpsError> {
     let mut desired = Vec::new();
     for gw in config.gateways.values() {
         let script = startup_script::render(&ScriptInput::from_gateway(gw))?;
-        desired.push(desired::gateway(&config.stack, gw, script));
+        desired.push(desired::gateway(&project, &config.stack, gw, script));
     }
     Ok(Loaded {
         config,

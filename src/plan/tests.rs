@@ -19,7 +19,7 @@ pub(crate) fn config_from(text: &str) -> config::Config {
 pub(crate) fn desired_from(cfg: &config::Config) -> Vec<DesiredGateway> {
     cfg.gateways
         .values()
-        .map(|gw| desired::gateway(&cfg.stack, gw, format!("#!/bin/bash\n# {}\n", gw.name)))
+        .map(|gw| desired::gateway("p", &cfg.stack, gw, format!("#!/bin/bash\n# {}\n", gw.name)))
         .collect()
 }
 
