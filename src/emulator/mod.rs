@@ -100,6 +100,21 @@ pub(crate) struct Seed {
     pub(crate) project: String,
     pub(crate) networks: Vec<SeedNetwork>,
     pub(crate) clusters: Vec<SeedCluster>,
+    /// `project` is a Shared VPC service project: `networks` are made in the host (`{"shared_vpc": {"host":
+    /// "h"}}`), and clusters name them there.
+    pub(crate) shared_vpc: Option<SeedSharedVpc>,
+}
+
+/// A Shared VPC host and how the seed's project is associated with it.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SeedSharedVpc {
+    pub(crate) host: String,
+    /// The service project is not attached to the host (yet).
+    pub(crate) detached: bool,
+    /// The host subnetworks (`REGION/NAME`) shared with the service project; `None`: all of them (Network
+    /// User on the whole host project).
+    pub(crate) shared_subnetworks: Option<Vec<String>>,
 }
 
 impl Seed {
@@ -126,6 +141,7 @@ impl Seed {
                     tags: vec!["existing-tag".into()],
                 }],
             }],
+            shared_vpc: None,
         }
     }
 }
@@ -321,8 +337,41 @@ impl Emulator {
             query: &query,
             policies: &[],
         };
+        let service = p;
+        let p = match &seed.shared_vpc {
+            Some(x) if x.host.is_empty() => {
+                return Err(EmulatorError::Seed("the host project ID is empty".into()));
+            }
+            Some(x) => x.host.as_str(),
+            None => p,
+        };
         let snapshot = {
             let mut w = lock(&self.shared.world);
+            if let Some(x) = &seed.shared_vpc {
+                w.xpn.hosts.insert(p.to_string());
+                if x.detached {
+                    w.xpn.services.remove(service);
+                } else {
+                    w.xpn.services.insert(service.to_string(), p.to_string());
+                }
+                if let Some(shared) = &x.shared_subnetworks {
+                    for net in &seed.networks {
+                        for sub in &net.subnetworks {
+                            let path = format!(
+                                "projects/{p}/regions/{}/subnetworks/{}",
+                                sub.region, sub.name
+                            );
+                            let key = format!("{}/{}", sub.region, sub.name);
+                            let users = w.xpn.subnet_users.entry(path).or_default();
+                            if shared.contains(&key) {
+                                users.insert(service.to_string());
+                            } else {
+                                users.remove(service);
+                            }
+                        }
+                    }
+                }
+            }
             for net in &seed.networks {
                 compute::check_name("network", &net.name)
                     .map_err(|e| EmulatorError::Seed(e.message))?;
@@ -371,6 +420,8 @@ impl Emulator {
                     }
                 }
             }
+            let host = p;
+            let p = service;
             for c in &seed.clusters {
                 compute::check_name("cluster", &c.name)
                     .map_err(|e| EmulatorError::Seed(e.message))?;
@@ -393,12 +444,17 @@ impl Emulator {
                         gke::ensure_pool(&mut w, &path, np);
                     }
                 } else {
+                    let network = if host == p {
+                        c.network.clone()
+                    } else {
+                        world::resolve_ref(&c.network, host, "global", "networks")
+                    };
                     gke::create_cluster_value(
                         &mut w,
                         &ctx,
                         p,
                         &c.location,
-                        json!({"name": c.name, "network": c.network, "nodePools": pools}),
+                        json!({"name": c.name, "network": network, "nodePools": pools}),
                     );
                 }
             }

@@ -291,6 +291,9 @@ pub(crate) struct World {
     /// Serial port 1 of each instance, by instance path.
     #[serde(default)]
     pub(crate) serial: BTreeMap<String, SerialLog>,
+    /// Shared VPC hosts and their service projects.
+    #[serde(default)]
+    pub(crate) xpn: super::compute::xpn::Xpn,
 }
 
 /// The timing knobs the world needs.

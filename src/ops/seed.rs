@@ -1,7 +1,9 @@
 //! The world the embedded emulator starts with: what the config names and natgw does not create.
 
 use crate::config;
-use crate::emulator::{Seed, SeedCluster, SeedNetwork, SeedNodePool, SeedSubnetwork};
+use crate::emulator::{
+    Seed, SeedCluster, SeedNetwork, SeedNodePool, SeedSharedVpc, SeedSubnetwork,
+};
 use crate::net::Ipv4Net;
 
 /// The config's networks and subnetworks (with a range that holds the internal IP and the runners), and
@@ -51,10 +53,22 @@ pub(super) fn seed(project: &str, config: &config::Config) -> Seed {
             }),
         }
     }
+    // A Shared VPC config gets its host, with the service project attached and every subnetwork shared.
+    // One seed describes one host: the first one the config names.
+    let shared_vpc = config
+        .gateways
+        .values()
+        .find_map(|gw| gw.network_project.clone().filter(|h| h != project))
+        .map(|host| SeedSharedVpc {
+            host,
+            detached: false,
+            shared_subnetworks: None,
+        });
     Seed {
         project: project.to_string(),
         networks,
         clusters,
+        shared_vpc,
     }
 }
 

@@ -75,7 +75,8 @@ pub(super) fn subnet(
         "subnetworks",
     );
     let sub = world.get(&path)?;
-    if !path.starts_with(&format!("projects/{project}/regions/{region}/")) {
+    super::xpn::check_subnet_use(world, project, &path, field, reference)?;
+    if !path.contains(&format!("/regions/{region}/")) {
         return Err(ApiError::invalid_field(
             field,
             reference,

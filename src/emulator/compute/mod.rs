@@ -20,6 +20,7 @@ mod mig_loop;
 mod network;
 mod next_hops;
 mod route;
+pub(crate) mod xpn;
 
 pub(crate) use self::ha::{emulator_endpoint, reconcile};
 
@@ -182,8 +183,9 @@ pub(crate) fn handle(
         rest,
         body,
     };
-    let routes: [Route; 7] = [
+    let routes: [Route; 8] = [
         catalog_routes,
+        xpn_routes,
         network_routes,
         address_routes,
         instance_routes,
@@ -214,6 +216,17 @@ struct Request<'a> {
 
 /// A kind's routes: its answer, or the request back when none of its paths matches.
 type Route = for<'a> fn(&mut World, &Ctx<'_>, Request<'a>) -> Result<Answer, Request<'a>>;
+
+fn xpn_routes<'a>(world: &mut World, ctx: &Ctx<'_>, r: Request<'a>) -> Result<Answer, Request<'a>> {
+    let p = r.p;
+    Ok(match (r.method, r.rest) {
+        ("POST", ["enableXpnHost"]) => xpn::enable_xpn_host(world, ctx, p),
+        ("POST", ["enableXpnResource"]) => xpn::enable_xpn_resource(world, ctx, p, r.body),
+        ("GET", ["getXpnHost"]) => xpn::get_xpn_host(world, p),
+        ("GET", ["getXpnResources"]) => xpn::get_xpn_resources(world, p),
+        _ => return Err(r),
+    })
+}
 
 fn catalog_routes<'a>(_: &mut World, ctx: &Ctx<'_>, r: Request<'a>) -> Result<Answer, Request<'a>> {
     let p = r.p;

@@ -22,6 +22,7 @@ COMPUTE_ROOTS = [
     "InstanceGroupManagersRecreateInstancesRequest", "InstanceGroupManagersApplyUpdatesRequest",
     "HealthCheck", "BackendService", "ResourceGroupReference",
     "ForwardingRule",
+    "ProjectsEnableXpnResourceRequest",
 ]
 CONTAINER_ROOTS = ["CreateClusterRequest", "UpdateNodePoolRequest"]
 
