@@ -183,7 +183,12 @@ impl Cloud {
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
-        match self.change(Scope::Region(&a.region), &context, send).await {
+        let sent = self.change(Scope::Region(&a.region), &context, send).await;
+        let sent = match &a.subnetwork {
+            Some(sub) => sent.map_err(|e| self.explain_shared_vpc(sub, e)),
+            None => sent,
+        };
+        match sent {
             // An earlier, interrupted run may have made it: it is ours only if it carries our marker (below).
             Err(GcpError::Api {
                 status: Some(409), ..
@@ -293,6 +298,66 @@ impl Cloud {
         (p, scope)
     }
 
+    /// Google's refusals of a Shared VPC host's subnetwork, with what to fix. `subnetwork` as the model names
+    /// it; a subnetwork of the stack's own project leaves the error as it is.
+    fn explain_shared_vpc(&self, subnetwork: &str, e: GcpError) -> GcpError {
+        let host = wire::network_project(&self.project, subnetwork);
+        if host == self.project {
+            return e;
+        }
+        let svc = &self.project;
+        let hint = |message: &str, status: Option<u16>| {
+            if message.contains("Cross-project references") {
+                Some(format!(
+                    "project {svc} is not attached to the Shared VPC host project {host}: attach it \
+                     (gcloud compute shared-vpc associated-projects add {svc} --host-project {host}), or \
+                     correct the gateway's network_project"
+                ))
+            } else if status == Some(403) && message.contains("compute.subnetworks.use") {
+                Some(format!(
+                    "subnetwork {subnetwork} is not shared with project {svc}: in {host}, grant \
+                     roles/compute.networkUser on it to natgw's account (and the service project's \
+                     Compute Engine service agent), or correct the gateway's subnetwork or network_project"
+                ))
+            } else {
+                None
+            }
+        };
+        match e {
+            GcpError::Api {
+                context,
+                status,
+                message,
+            } => {
+                let message = match hint(&message, status) {
+                    Some(h) => format!("{message}; {h}"),
+                    None => message,
+                };
+                GcpError::Api {
+                    context,
+                    status,
+                    message,
+                }
+            }
+            GcpError::Operation {
+                context,
+                status,
+                message,
+            } => {
+                let message = match hint(&message, status) {
+                    Some(h) => format!("{message}; {h}"),
+                    None => message,
+                };
+                GcpError::Operation {
+                    context,
+                    status,
+                    message,
+                }
+            }
+            other => other,
+        }
+    }
+
     /// ` in project P` when P is not the stack's own: errors name the Shared VPC host project.
     pub(super) fn in_project(&self, p: &str) -> String {
         if p == self.project {
@@ -396,18 +461,20 @@ impl Cloud {
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
-        self.change(
-            Scope::Zone(&i.zone),
-            &format!("creating instance {}", i.name),
-            send,
-        )
-        .await
-        .map_err(|e| {
-            e.for_resource(format!(
-                "projects/{}/zones/{}/instances/{}",
-                self.project, i.zone, i.name
-            ))
-        })
+        let sent = self
+            .change(
+                Scope::Zone(&i.zone),
+                &format!("creating instance {}", i.name),
+                send,
+            )
+            .await;
+        sent.map_err(|e| self.explain_shared_vpc(&i.subnetwork, e))
+            .map_err(|e| {
+                e.for_resource(format!(
+                    "projects/{}/zones/{}/instances/{}",
+                    self.project, i.zone, i.name
+                ))
+            })
     }
 
     pub(crate) async fn delete_instance(
