@@ -19,4 +19,5 @@ mod inventory;
 mod netns;
 mod performance;
 mod reliability;
+mod shared_vpc;
 mod support;

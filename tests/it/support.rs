@@ -228,3 +228,4 @@ client!(
     google_cloud_compute_v1::client::MachineTypes
 );
 client!(container, google_cloud_container_v1::client::ClusterManager);
+client!(compute_projects, google_cloud_compute_v1::client::Projects);

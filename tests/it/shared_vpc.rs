@@ -1,0 +1,267 @@
+//! Shared VPC: the gateway's network side in a host project, the rest in the stack's (service) project.
+//! Everything is checked through Google's own clients, in the project where it must be.
+
+use serde_json::json;
+
+use crate::harness::{Project, example_config};
+use crate::support::{
+    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_projects,
+    compute_routes, request_kind, runtime,
+};
+
+const HOST: &str = "net-host-1";
+
+/// The example, with its network in the host project.
+fn config() -> String {
+    let text = example_config();
+    let out = text.replacen(
+        "subnetwork    = \"runners\"",
+        &format!("subnetwork    = \"runners\"\nnetwork_project = \"{HOST}\""),
+        1,
+    );
+    assert_ne!(out, text, "the example names its subnetwork");
+    out
+}
+
+/// The demo world, with its network in the host project and `shared_vpc` as given.
+fn seed(shared_vpc: serde_json::Value) -> serde_json::Value {
+    json!({
+        "project": PROJECT,
+        "networks": [{"name": "vpc-network", "subnetworks": [
+            {"name": "runners", "region": "europe-west1", "ip_cidr_range": "10.0.0.0/20"}
+        ]}],
+        "clusters": [{"location": "europe-west1", "name": "gke-gitlab-runner", "network": "vpc-network",
+            "node_pools": [{"name": "runners", "tags": ["existing-tag"]}]}],
+        "shared_vpc": shared_vpc,
+    })
+}
+
+/// Names starting with `natgw-` of the firewall rules, routes, addresses and instances of `project`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Held {
+    firewalls: Vec<String>,
+    routes: Vec<String>,
+    addresses: Vec<(String, Option<String>)>,
+    instances: Vec<(String, Option<String>)>,
+}
+
+fn held(url: &str, project: &str) -> Held {
+    runtime().block_on(async {
+        let natgw = |n: &Option<String>| n.as_deref().is_some_and(|n| n.starts_with("natgw-"));
+        let fw = compute_firewalls(url)
+            .await
+            .list()
+            .set_project(project)
+            .send()
+            .await
+            .expect("list firewalls");
+        let routes = compute_routes(url)
+            .await
+            .list()
+            .set_project(project)
+            .send()
+            .await
+            .expect("list routes");
+        let addresses = compute_addresses(url)
+            .await
+            .aggregated_list()
+            .set_project(project)
+            .send()
+            .await
+            .expect("list addresses");
+        let instances = compute_instances(url)
+            .await
+            .aggregated_list()
+            .set_project(project)
+            .send()
+            .await
+            .expect("list instances");
+        let mut h = Held {
+            firewalls: fw
+                .items
+                .iter()
+                .filter(|f| natgw(&f.name))
+                .filter_map(|f| f.name.clone())
+                .collect(),
+            routes: routes
+                .items
+                .iter()
+                .filter(|r| natgw(&r.name))
+                .filter_map(|r| r.name.clone())
+                .collect(),
+            addresses: addresses
+                .items
+                .values()
+                .flat_map(|s| s.addresses.iter())
+                .filter(|a| natgw(&a.name))
+                .map(|a| (a.name.clone().unwrap_or_default(), a.subnetwork.clone()))
+                .collect(),
+            instances: instances
+                .items
+                .values()
+                .flat_map(|s| s.instances.iter())
+                .filter(|i| natgw(&i.name))
+                .map(|i| {
+                    let sub = i
+                        .network_interfaces
+                        .first()
+                        .and_then(|n| n.subnetwork.clone());
+                    (i.name.clone().unwrap_or_default(), sub)
+                })
+                .collect(),
+        };
+        h.firewalls.sort();
+        h.routes.sort();
+        h.addresses.sort();
+        h
+    })
+}
+
+fn is_host_subnet(url: &Option<String>) -> bool {
+    url.as_deref().is_some_and(|u| {
+        u.ends_with(&format!(
+            "projects/{HOST}/regions/europe-west1/subnetworks/runners"
+        ))
+    })
+}
+
+#[test]
+fn apply_puts_the_network_side_in_the_host_and_a_noop_plan_reads_both_projects_in_one_round() {
+    let p = Project::with_seed(&config(), &seed(json!({"host": HOST})), &[]);
+    let plan = p.natgw(&["plan"]);
+    plan.ok();
+    let tagged = regex::Regex::new(r"natgw-gitlab-[0-9a-f]{6}-allow").expect("regex");
+    let text = plan.all();
+    let firewall = tagged
+        .find(&text)
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| panic!("the plan shows the host-project rule's name:\n{text}"));
+    let tag = &firewall["natgw-gitlab-".len().."natgw-gitlab-".len() + 6];
+    let route = format!("natgw-gitlab-{tag}-34-120-10-10-32");
+    plan.stdout_has(&route);
+
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let host = held(&p.emu.url, HOST);
+    assert_eq!(host.firewalls, vec![firewall.clone()]);
+    assert_eq!(host.routes, vec![route.clone()]);
+    assert!(
+        host.addresses.is_empty() && host.instances.is_empty(),
+        "{host:?}"
+    );
+    let svc = held(&p.emu.url, PROJECT);
+    assert!(svc.firewalls.is_empty() && svc.routes.is_empty(), "{svc:?}");
+    let names: Vec<&str> = svc.addresses.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["natgw-gitlab-ext", "natgw-gitlab-int"]);
+    assert!(is_host_subnet(&svc.addresses[1].1), "{svc:?}");
+    assert_eq!(svc.instances.len(), 1);
+    assert_eq!(svc.instances[0].0, "natgw-gitlab");
+    assert!(is_host_subnet(&svc.instances[0].1), "{svc:?}");
+
+    // A no-op plan: one round of reads, the service project's five and the host's two.
+    let before = p.emu.requests().len();
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    let requests = p.emu.requests().split_off(before);
+    let mut kinds: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            let project = r.get("path").and_then(|x| x.as_str()).unwrap_or_default();
+            let which = if project.contains(&format!("/projects/{HOST}/")) {
+                "host"
+            } else {
+                "service"
+            };
+            format!("{which} {}", request_kind(r))
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "host GET /compute/v1/projects/*/global/firewalls",
+            "host GET /compute/v1/projects/*/global/routes",
+            "service GET /compute/v1/projects/*/aggregated/addresses",
+            "service GET /compute/v1/projects/*/aggregated/instances",
+            "service GET /compute/v1/projects/*/global/firewalls",
+            "service GET /compute/v1/projects/*/global/routes",
+            "service GET /v1/projects/*/locations/*/clusters/*/nodePools/*",
+        ]
+    );
+    assert!(requests.len() <= 12);
+
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(held(&p.emu.url, HOST), Held::default());
+    assert_eq!(held(&p.emu.url, PROJECT), Held::default());
+}
+
+#[test]
+fn a_service_project_that_is_not_attached_is_told_so() {
+    let p = Project::with_seed(
+        &config(),
+        &seed(json!({"host": HOST, "detached": true})),
+        &[],
+    );
+    p.natgw(&["apply", "--auto-approve"])
+        .code(1)
+        .output_has("Cross-project references for this resource are not allowed")
+        .output_has(&format!(
+            "project {PROJECT} is not attached to the Shared VPC host project {HOST}"
+        ))
+        .output_has("network_project");
+    // The emulator's association, through Google's client: attaching makes the apply go through.
+    runtime().block_on(async {
+        let projects = compute_projects(&p.emu.url).await;
+        let got = projects
+            .get_xpn_host()
+            .set_project(PROJECT)
+            .send()
+            .await
+            .expect("getXpnHost");
+        assert_eq!(got.name, None, "not attached: empty");
+        let body = google_cloud_compute_v1::model::ProjectsEnableXpnResourceRequest::new()
+            .set_xpn_resource(
+                google_cloud_compute_v1::model::XpnResourceId::new()
+                    .set_id(PROJECT)
+                    .set_type(google_cloud_compute_v1::model::xpn_resource_id::Type::Project),
+            );
+        projects
+            .enable_xpn_resource()
+            .set_project(HOST)
+            .set_body(body)
+            .send()
+            .await
+            .expect("enableXpnResource");
+        let got = projects
+            .get_xpn_host()
+            .set_project(PROJECT)
+            .send()
+            .await
+            .expect("getXpnHost");
+        assert_eq!(got.name.as_deref(), Some(HOST));
+        let got = projects
+            .get_xpn_resources()
+            .set_project(HOST)
+            .send()
+            .await
+            .expect("getXpnResources");
+        let ids: Vec<_> = got.resources.iter().filter_map(|r| r.id.clone()).collect();
+        assert_eq!(ids, [PROJECT]);
+    });
+    p.natgw(&["apply", "--auto-approve"]).ok();
+}
+
+#[test]
+fn a_subnetwork_that_is_not_shared_is_told_so() {
+    let p = Project::with_seed(
+        &config(),
+        &seed(json!({"host": HOST, "shared_subnetworks": []})),
+        &[],
+    );
+    p.natgw(&["apply", "--auto-approve"])
+        .code(1)
+        .output_has(&format!(
+            "Required 'compute.subnetworks.use' permission for 'projects/{HOST}/regions/europe-west1/subnetworks/runners'"
+        ))
+        .output_has(&format!("is not shared with project {PROJECT}"))
+        .output_has("subnetwork or network_project");
+    assert!(held(&p.emu.url, PROJECT).instances.is_empty());
+}
