@@ -530,3 +530,60 @@ fn example_documents_the_defaults() {
     let explicit = parse(&path, &uncommented).expect("the uncommented example is valid");
     assert_eq!(plain, explicit);
 }
+
+#[test]
+fn network_project_is_a_project_id() {
+    let with = |value: &str| {
+        MINIMAL.replace(
+            "subnetwork = ",
+            &format!("network_project = {value}\nsubnetwork = "),
+        )
+    };
+    let ok = parse(Path::new("natgw.toml"), &with("\"acme-net-host\"")).expect("valid");
+    assert_eq!(
+        ok.gateways["gw"].network_project.as_deref(),
+        Some("acme-net-host")
+    );
+    let plain = parse(Path::new("natgw.toml"), MINIMAL).expect("valid");
+    assert_eq!(plain.gateways["gw"].network_project, None);
+    let err = errors(&with("\"Net Host\""));
+    assert!(
+        err.starts_with(
+            "natgw.toml:9:19: gateways.gw.network_project: \"Net Host\" is not a valid project ID"
+        ),
+        "{err}"
+    );
+    assert!(errors(&with("42")).contains("gateways.gw.network_project"));
+}
+
+#[test]
+fn derived_names_in_a_host_project_count_the_tag() {
+    let host = |name: &str| {
+        MINIMAL
+            .replace("gateways.gw", &format!("gateways.{name}"))
+            .replace("34.120.10.10/32", "134.120.100.100/32")
+            .replace(
+                "subnetwork = ",
+                "network_project = \"acme-net-host\"\nsubnetwork = ",
+            )
+    };
+    let ok = "a".repeat(31);
+    parse(Path::new("natgw.toml"), &host(&ok)).expect("63 characters with the tag is fine");
+    let long = "a".repeat(32);
+    let e = errors(&host(&long));
+    assert!(
+        e.contains(&format!(
+            "gateways.{long}: the derived resource name \"natgw-{long}-"
+        )),
+        "{e}"
+    );
+    assert!(e.contains("is 64 characters long"), "{e}");
+    // Without network_project the same name is fine.
+    parse(
+        Path::new("natgw.toml"),
+        &MINIMAL
+            .replace("gateways.gw", &format!("gateways.{long}"))
+            .replace("34.120.10.10/32", "134.120.100.100/32"),
+    )
+    .expect("no tag, no limit");
+}

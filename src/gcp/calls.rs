@@ -323,39 +323,19 @@ impl Cloud {
                 None
             }
         };
-        match e {
-            GcpError::Api {
-                context,
-                status,
-                message,
-            } => {
-                let message = match hint(&message, status) {
-                    Some(h) => format!("{message}; {h}"),
-                    None => message,
-                };
-                GcpError::Api {
-                    context,
-                    status,
-                    message,
-                }
-            }
-            GcpError::Operation {
-                context,
-                status,
-                message,
-            } => {
-                let message = match hint(&message, status) {
-                    Some(h) => format!("{message}; {h}"),
-                    None => message,
-                };
-                GcpError::Operation {
-                    context,
-                    status,
-                    message,
-                }
-            }
-            other => other,
+        let mut e = e;
+        if let GcpError::Api {
+            status, message, ..
         }
+        | GcpError::Operation {
+            status, message, ..
+        } = &mut e
+            && let Some(h) = hint(message, *status)
+        {
+            message.push_str("; ");
+            message.push_str(&h);
+        }
+        e
     }
 
     /// ` in project P` when P is not the stack's own: errors name the Shared VPC host project.
