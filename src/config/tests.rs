@@ -203,7 +203,7 @@ fn reports_every_problem_with_its_location() {
             "natgw.toml:6:8: gateways.gw.zone: zone \"us-east1-b\" is not in region \"europe-west1\"; expected a zone of that region, like \"europe-west1-b\"",
             "natgw.toml:11:12: gateways.gw.node_tag: \"Runner\" is not a valid network tag; did you mean \"runner\"? (expected a network tag: 1 to 63 lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit)",
             "natgw.toml:12:18: gateways.gw.route_priority: 70000 is out of range: expected 0 to 65535",
-            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, network, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack, ssh",
+            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, network, network_project, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack, ssh",
         ]
     );
 }
@@ -549,7 +549,7 @@ fn network_project_is_a_project_id() {
     let err = errors(&with("\"Net Host\""));
     assert!(
         err.starts_with(
-            "natgw.toml:9:19: gateways.gw.network_project: \"Net Host\" is not a valid project ID"
+            "natgw.toml:8:19: gateways.gw.network_project: \"Net Host\" is not a valid project ID"
         ),
         "{err}"
     );
