@@ -8,6 +8,7 @@ mod gcp;
 mod hex;
 mod model;
 mod net;
+mod ops;
 mod output;
 mod plan;
 mod render;

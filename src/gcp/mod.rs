@@ -1,6 +1,7 @@
 //! The only code that knows Google's APIs: clients, operations, and the mapping between the wire and the model.
 
 pub(crate) mod auth;
+pub(crate) mod lock;
 mod observe;
 mod ops;
 mod retry;

@@ -19,7 +19,7 @@ use crate::model::ownership::{self, Owner};
 use crate::model::{Address, Firewall, Instance, NodePoolId, Route};
 
 /// Where a Compute operation lives.
-enum Scope<'a> {
+pub(super) enum Scope<'a> {
     Zone(&'a str),
     Region(&'a str),
     Global,
@@ -43,7 +43,7 @@ pub(crate) enum Ready {
 }
 
 impl Cloud {
-    async fn wait(
+    pub(super) async fn wait(
         &self,
         scope: Scope<'_>,
         op: gce::Operation,

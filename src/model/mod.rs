@@ -4,6 +4,7 @@
 //! from the wire by `gcp`), so that `plan` can compare them field by field.
 
 pub(crate) mod desired;
+pub(crate) mod lock;
 pub(crate) mod observed;
 pub(crate) mod ownership;
 pub(crate) mod progress;

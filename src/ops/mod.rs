@@ -1,0 +1,3 @@
+//! Orchestration behind the commands.
+
+pub(crate) mod lock;
