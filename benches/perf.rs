@@ -11,20 +11,30 @@
 //!
 //! Options (after `cargo bench --`): `--runs N` (apply and destroy runs, default 5), `--requests` (print the
 //! requests of the last run of each scenario), and words that select scenarios by name.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+// The clippy.toml doors (environment, terminal) are for natgw's own code, not for the benchmark.
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::disallowed_methods)]
 
+// The integration tests' own way of running natgw and its emulator, and their fleet.
 #[path = "../tests/it/fleet.rs"]
 mod fleet;
+#[path = "../tests/it/golden.rs"]
+mod golden;
+#[path = "../tests/it/harness.rs"]
+mod harness;
+#[path = "../tests/it/support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use harness::{Natgw, Project};
+use support::{PROJECT, request_kind, temp_dir};
+
 const NATGW: &str = env!("CARGO_BIN_EXE_natgw");
-const PROJECT: &str = "natgw-bench";
 
 /// The no-op plan scenarios.
 const PLAN_API_MS: u64 = 100;
@@ -38,7 +48,7 @@ const START_MS: u64 = 10;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--measure") {
-        return measure(&args[1..]);
+        return runner(&args[1..]);
     }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it, in debug mode,
     // where timings would mean nothing.
@@ -108,8 +118,11 @@ struct Row {
 fn run_all(o: &Options) -> Vec<Row> {
     let mut rows = Vec::new();
     if o.wants("version") {
-        let ws = Workspace::new("version", 1);
-        let s = Series::collect(20, || Sample::of(&natgw_in(&ws.dir, &["--version"]), 0));
+        let dir = temp_dir("bench-version");
+        let s = Series::collect(20, || {
+            Sample::of(&measured(&dir, &Natgw::new(&dir).arg("--version")), 0)
+        });
+        let _ = std::fs::remove_dir_all(&dir);
         rows.push(Row {
             name: "`natgw --version`".into(),
             median: s.median(),
@@ -216,36 +229,35 @@ fn run_all(o: &Options) -> Vec<Row> {
 /// A no-op plan with `--api-latency-ms 100`, after an apply against a quick emulator on the same state.
 fn noop_plan(gateways: usize, runs: usize, o: &Options) -> Series {
     eprintln!("no-op plan, {gateways} gateway(s): {runs} runs");
-    let ws = Workspace::new(&format!("plan-{gateways}"), gateways);
-    let state = ws.dir.join("world.json");
-    let state_arg = state.display().to_string();
+    let state_dir = temp_dir("bench-state");
+    let state = state_dir.join("world.json").display().to_string();
     {
-        let emu = Emulator::start(&ws.dir, &["--state", &state_arg]);
-        let setup = ws.natgw(&emu, &["apply", "--auto-approve"]);
-        setup.expect_code(0, "the setup apply");
+        let setup = Project::with_config(&config_text(gateways), &["--state", &state]);
+        expect_code(
+            &measure(&setup, &["apply", "--auto-approve"]),
+            0,
+            "the setup apply",
+        );
     }
-    let emu = Emulator::start(
-        &ws.dir,
-        &[
-            "--state",
-            &state_arg,
-            "--api-latency-ms",
-            &PLAN_API_MS.to_string(),
-        ],
+    let latency = PLAN_API_MS.to_string();
+    let p = Project::with_config(
+        &config_text(gateways),
+        &["--state", &state, "--api-latency-ms", &latency],
     );
     let s = Series::collect(runs, || {
-        let before = emu.requests().len();
-        let r = ws.natgw(&emu, &["plan", "--detailed-exitcode"]);
-        r.expect_code(0, "a no-op plan (exit 0: no changes)");
-        Sample::of(&r, emu.requests().len() - before)
+        let before = p.emu.requests().len();
+        let r = measure(&p, &["plan", "--detailed-exitcode"]);
+        expect_code(&r, 0, "a no-op plan (exit 0: no changes)");
+        Sample::of(&r, p.emu.requests().len() - before)
     });
     if o.show_requests {
         print_requests(
             &format!("no-op plan, {gateways} gateways"),
-            &emu.requests(),
+            &p.emu.requests(),
             s.last_requests,
         );
     }
+    let _ = std::fs::remove_dir_all(&state_dir);
     s
 }
 
@@ -255,32 +267,32 @@ fn apply_destroy(gateways: usize, o: &Options) -> (Series, Series) {
         "apply and destroy, {gateways} gateway(s): {} runs each",
         o.runs
     );
-    let ws = Workspace::new(&format!("apply-{gateways}"), gateways);
-    let emu = Emulator::start(
-        &ws.dir,
+    let (api, op, boot) = (API_MS.to_string(), OP_MS.to_string(), BOOT_MS.to_string());
+    let p = Project::with_config(
+        &config_text(gateways),
         &[
             "--api-latency-ms",
-            &API_MS.to_string(),
+            &api,
             "--op-latency-ms",
-            &OP_MS.to_string(),
+            &op,
             "--boot-ms",
-            &BOOT_MS.to_string(),
+            &boot,
         ],
     );
     let mut applies = Series::default();
     let mut destroys = Series::default();
     for _ in 0..o.runs {
-        let before = emu.requests().len();
-        let r = ws.natgw(&emu, &["apply", "--auto-approve"]);
-        r.expect_code(0, "apply");
-        let after = emu.requests().len();
+        let before = p.emu.requests().len();
+        let r = measure(&p, &["apply", "--auto-approve"]);
+        expect_code(&r, 0, "apply");
+        let after = p.emu.requests().len();
         applies.push(Sample::of(&r, after - before));
-        let r = ws.natgw(&emu, &["destroy", "--auto-approve"]);
-        r.expect_code(0, "destroy");
-        destroys.push(Sample::of(&r, emu.requests().len() - after));
+        let r = measure(&p, &["destroy", "--auto-approve"]);
+        expect_code(&r, 0, "destroy");
+        destroys.push(Sample::of(&r, p.emu.requests().len() - after));
     }
     if o.show_requests {
-        let all = emu.requests();
+        let all = p.emu.requests();
         let n = all.len();
         let d = destroys.last_requests;
         let a = applies.last_requests;
@@ -293,11 +305,7 @@ fn apply_destroy(gateways: usize, o: &Options) -> (Series, Series) {
 fn print_requests(what: &str, log: &[serde_json::Value], last: usize) {
     let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
     for r in &log[log.len().saturating_sub(last)..] {
-        let method = r.get("method").and_then(|m| m.as_str()).unwrap_or("?");
-        let path = r.get("path").and_then(|m| m.as_str()).unwrap_or("?");
-        *by_kind
-            .entry(format!("{method} {}", shape(path)))
-            .or_default() += 1;
+        *by_kind.entry(request_kind(r)).or_default() += 1;
     }
     println!("\nrequests of the last run of \"{what}\":");
     for (k, n) in by_kind {
@@ -305,132 +313,8 @@ fn print_requests(what: &str, log: &[serde_json::Value], last: usize) {
     }
 }
 
-/// A request path without the names in it: `/compute/v1/projects/*/regions/*/addresses/*`.
-fn shape(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').collect();
-    let mut out = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let after_collection = i > 0
-            && matches!(
-                parts[i - 1],
-                "projects"
-                    | "regions"
-                    | "zones"
-                    | "addresses"
-                    | "instances"
-                    | "firewalls"
-                    | "routes"
-                    | "operations"
-                    | "locations"
-                    | "clusters"
-                    | "nodePools"
-            );
-        out.push(if after_collection { "*" } else { p });
-    }
-    out.join("/")
-}
-
-// ----- processes -----
-
-/// A directory with a natgw.toml of `gateways` gateways sharing one node pool.
-struct Workspace {
-    dir: PathBuf,
-    config: PathBuf,
-}
-
-impl Workspace {
-    fn new(label: &str, gateways: usize) -> Workspace {
-        let dir = std::env::temp_dir().join(format!("natgw-bench-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dir.display())));
-        let config = dir.join("natgw.toml");
-        std::fs::write(&config, config_text(gateways))
-            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", config.display())));
-        Workspace { dir, config }
-    }
-
-    fn natgw(&self, emu: &Emulator, args: &[&str]) -> Measured {
-        let config = self.config.display().to_string();
-        let mut all: Vec<&str> = args.to_vec();
-        all.extend(["-c", &config, "--endpoint", &emu.url, "--anonymous"]);
-        natgw_in(&self.dir, &all)
-    }
-}
-
-impl Drop for Workspace {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn config_text(gateways: usize) -> String {
     fleet::fleet_config(PROJECT, "bench", gateways)
-}
-
-/// A `natgw emulator` process with the demo world of `PROJECT`, killed on drop.
-struct Emulator {
-    url: String,
-    log: PathBuf,
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Emulator {
-    fn start(dir: &Path, extra: &[&str]) -> Emulator {
-        let log = dir.join("requests.jsonl");
-        let _ = std::fs::remove_file(&log);
-        let stderr = std::fs::File::create(dir.join("emulator.err"))
-            .unwrap_or_else(|e| fail(&format!("cannot create the emulator's log: {e}")));
-        let mut child = Command::new(NATGW)
-            .args([
-                "emulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--seed-project",
-                PROJECT,
-                "--request-log",
-            ])
-            .arg(&log)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| fail(&format!("cannot start {NATGW} emulator: {e}")));
-        let Some(stdout) = child.stdout.take() else {
-            fail("the emulator has no stdout")
-        };
-        let mut stdout = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = stdout.read_line(&mut line);
-        let Some(url) = line.trim().strip_prefix("listening on ") else {
-            fail(&format!(
-                "the emulator said {line:?} instead of \"listening on URL\""
-            ))
-        };
-        Emulator {
-            url: url.to_string(),
-            log,
-            child,
-            _stdout: stdout,
-        }
-    }
-
-    fn requests(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What one natgw run took.
@@ -441,19 +325,22 @@ struct Measured {
     output: String,
 }
 
-impl Measured {
-    fn expect_code(&self, code: i32, what: &str) {
-        if self.code != code {
-            fail(&format!(
-                "{what}: natgw exited {} (wanted {code}):\n{}",
-                self.code, self.output
-            ));
-        }
+fn expect_code(m: &Measured, code: i32, what: &str) {
+    if m.code != code {
+        fail(&format!(
+            "{what}: natgw exited {} (wanted {code}):\n{}",
+            m.code, m.output
+        ));
     }
 }
 
-/// Runs natgw through the runner (`--measure`), in `dir`, without a terminal.
-fn natgw_in(dir: &Path, args: &[&str]) -> Measured {
+/// `natgw ARGS` of the project, measured.
+fn measure(p: &Project, args: &[&str]) -> Measured {
+    measured(&p.dir, &p.cmd(args))
+}
+
+/// Runs `natgw` through the runner (`--measure`), with the output in files of `dir`.
+fn measured(dir: &Path, natgw: &Natgw) -> Measured {
     let result = dir.join("measure.txt");
     let out = dir.join("natgw.out");
     let file = |p: &Path| {
@@ -462,15 +349,8 @@ fn natgw_in(dir: &Path, args: &[&str]) -> Measured {
     };
     let me =
         std::env::current_exe().unwrap_or_else(|e| fail(&format!("where is this benchmark? {e}")));
-    let status = Command::new(me)
-        .arg("--measure")
-        .arg(&result)
-        .args(args)
-        .current_dir(dir)
-        .env("CI", "true")
-        .env_remove("NATGW_ENDPOINT")
-        .env_remove("GOOGLE_CLOUD_PROJECT")
-        .stdin(Stdio::null())
+    let status = natgw
+        .command_via(&me, &[OsStr::new("--measure"), result.as_os_str()])
         .stdout(file(&out))
         .stderr(file(&out.with_extension("err")))
         .status()
@@ -498,7 +378,7 @@ fn natgw_in(dir: &Path, args: &[&str]) -> Measured {
 
 /// The runner: `--measure RESULT NATGW_ARGS...` runs natgw once with this process's stdio and writes
 /// "wall_µs peak_kB exit_code" to RESULT. natgw is its only child, so RUSAGE_CHILDREN is natgw's alone.
-fn measure(args: &[String]) -> ExitCode {
+fn runner(args: &[String]) -> ExitCode {
     let Some((result, natgw_args)) = args.split_first() else {
         eprintln!("usage: --measure RESULT ARGS...");
         return ExitCode::FAILURE;

@@ -6,13 +6,17 @@ mod config;
 mod emulator;
 mod gcp;
 mod hex;
+#[cfg(test)]
+mod layers;
 mod model;
 mod net;
 mod ops;
 mod output;
 mod plan;
 mod render;
+mod routing;
 mod startup_script;
+mod walk;
 
 use std::process::ExitCode;
 

@@ -7,7 +7,7 @@
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::config::{Allow, Conntrack, Gateway, Protocol};
+use crate::config::{Allow, Conntrack, Gateway, Protocol, Ssh};
 use crate::net::Ipv4Net;
 
 const TEMPLATE_NAME: &str = "startup.sh.j2";
@@ -21,6 +21,48 @@ pub(crate) struct ScriptInput {
     pub(crate) destinations: Vec<Ipv4Net>,
     pub(crate) allow: Vec<Allow>,
     pub(crate) conntrack: Conntrack,
+    /// What may reach the gateway itself besides loopback, replies, ICMP and DHCP.
+    pub(crate) input_exceptions: Vec<InputException>,
+}
+
+/// A service of the gateway's own that one source range may reach: the script's input filter
+/// accepts new connections to `protocol`/`port` from `source` and drops every other new one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct InputException {
+    pub(crate) protocol: Protocol,
+    pub(crate) port: u16,
+    pub(crate) source: Ipv4Net,
+    /// The config setting it comes from, for a comment in the script.
+    pub(crate) because: String,
+}
+
+impl InputException {
+    pub(crate) fn ssh(ssh: Ssh) -> Self {
+        Self {
+            protocol: Protocol::Tcp,
+            port: ssh.port(),
+            source: ssh.source_range(),
+            because: format!("ssh = \"{}\"", ssh.as_str()),
+        }
+    }
+
+    fn nft(&self) -> String {
+        let (source, proto, port) = (self.source, self.protocol.as_str(), self.port);
+        match self.protocol {
+            Protocol::Icmp => format!("ip saddr {source} meta l4proto icmp"),
+            Protocol::Tcp | Protocol::Udp => format!("ip saddr {source} {proto} dport {port}"),
+        }
+    }
+
+    fn iptables(&self) -> String {
+        let (source, proto, port) = (self.source, self.protocol.as_str(), self.port);
+        match self.protocol {
+            Protocol::Icmp => format!("-s {source} -p icmp"),
+            Protocol::Tcp | Protocol::Udp => {
+                format!("-s {source} -p {proto} -m {proto} --dport {port}")
+            }
+        }
+    }
 }
 
 impl ScriptInput {
@@ -33,6 +75,12 @@ impl ScriptInput {
             destinations: sorted(&gw.destinations),
             allow: sorted(&gw.allow),
             conntrack: gw.conntrack,
+            input_exceptions: sorted(
+                &gw.ssh
+                    .into_iter()
+                    .map(InputException::ssh)
+                    .collect::<Vec<_>>(),
+            ),
         }
     }
 }
@@ -63,6 +111,7 @@ struct Context {
     source_ranges: Vec<String>,
     destinations: Vec<String>,
     allow: Vec<AllowContext>,
+    input_exceptions: Vec<ExceptionContext>,
     conntrack_max: String,
     conntrack_tcp_timeout_established: String,
 }
@@ -71,8 +120,28 @@ struct Context {
 struct AllowContext {
     /// As written in natgw.toml, for a comment.
     label: String,
+    /// The nftables match for it.
+    nft: String,
     /// The iptables match for it.
-    matches: String,
+    iptables: String,
+}
+
+#[derive(Serialize)]
+struct ExceptionContext {
+    /// Where it comes from and what it opens, for a comment.
+    label: String,
+    nft: String,
+    iptables: String,
+}
+
+/// The nftables match that selects the traffic one `allow` entry permits.
+fn nft_match(allow: &Allow) -> String {
+    let proto = allow.protocol.as_str();
+    match (allow.protocol, allow.ports) {
+        (Protocol::Icmp, _) | (_, None) => format!("meta l4proto {proto}"),
+        (_, Some((a, b))) if a == b => format!("{proto} dport {a}"),
+        (_, Some((a, b))) => format!("{proto} dport {a}-{b}"),
+    }
 }
 
 /// The iptables match that selects the traffic one `allow` entry permits.
@@ -117,7 +186,23 @@ pub(crate) fn render(input: &ScriptInput) -> Result<String, ScriptError> {
             .iter()
             .map(|a| AllowContext {
                 label: a.to_string(),
-                matches: iptables_match(a),
+                nft: nft_match(a),
+                iptables: iptables_match(a),
+            })
+            .collect(),
+        input_exceptions: input
+            .input_exceptions
+            .iter()
+            .map(|e| ExceptionContext {
+                label: format!(
+                    "{}:{} from {} ({})",
+                    e.protocol.as_str(),
+                    e.port,
+                    e.source,
+                    e.because
+                ),
+                nft: e.nft(),
+                iptables: e.iptables(),
             })
             .collect(),
         conntrack_max: input.conntrack.max.to_string(),
@@ -137,8 +222,8 @@ pub(crate) fn render(input: &ScriptInput) -> Result<String, ScriptError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ScriptError, ScriptInput, render, shell_quote};
-    use crate::config::{Allow, Conntrack, Protocol};
+    use super::{InputException, ScriptError, ScriptInput, render, shell_quote};
+    use crate::config::{Allow, Conntrack, Protocol, Ssh};
     use crate::net::Ipv4Net;
 
     fn net(s: &str) -> Ipv4Net {
@@ -172,6 +257,7 @@ mod tests {
                 max: 131_072,
                 tcp_timeout_established: 1_800,
             },
+            input_exceptions: Vec::new(),
         }
     }
 
@@ -200,13 +286,30 @@ mod tests {
             "readonly DESTINATIONS=('34.120.10.0/24' '35.1.2.3/32')"
         );
         assert_eq!(
-            line_starting(&script, "readonly ALLOW_MATCHES="),
-            "readonly ALLOW_MATCHES=('-p tcp -m tcp --dport 443' \
+            line_starting(&script, "readonly ALLOW_NFT="),
+            "readonly ALLOW_NFT=('tcp dport 443' 'tcp dport 8000-8080' \
+             'meta l4proto udp' 'meta l4proto icmp')"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly ALLOW_IPTABLES="),
+            "readonly ALLOW_IPTABLES=('-p tcp -m tcp --dport 443' \
              '-p tcp -m tcp --dport 8000:8080' '-p udp' '-p icmp')"
         );
         assert_eq!(
             line_starting(&script, "# allow = "),
-            "# allow = [\"tcp:443\", \"tcp:8000-8080\", \"udp\", \"icmp\"], as iptables matches:"
+            "# allow = [\"tcp:443\", \"tcp:8000-8080\", \"udp\", \"icmp\"], as nftables and as iptables matches:"
+        );
+        assert_eq!(
+            line_starting(&script, "# The gateway's own services that are reachable: "),
+            "# The gateway's own services that are reachable: none."
+        );
+        assert_eq!(
+            line_starting(&script, "readonly INPUT_EXCEPTIONS_NFT="),
+            "readonly INPUT_EXCEPTIONS_NFT=()"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly INPUT_EXCEPTIONS_IPTABLES="),
+            "readonly INPUT_EXCEPTIONS_IPTABLES=()"
         );
         assert_eq!(
             line_starting(&script, "readonly CONNTRACK_MAX="),
@@ -224,16 +327,25 @@ mod tests {
         let script = render(&input()).expect("renders");
         for needle in [
             "net.ipv4.ip_forward = 1",
-            "/etc/sysctl.d/",
+            "readonly SYSCTL_FILE=/run/sysctl.d/99-zz-natgw.conf",
+            "rm -f \"${OLD_SYSCTL_FILE}\"",
             "send_redirects",
             "ip -4 route show default",
+            "table ip natgw",
+            "delete table ip natgw",
+            "nft -f /dev/stdin",
+            "DPkg::Lock::Timeout=",
             "iptables-restore -w --noflush",
             "-j MASQUERADE",
             "--ctstate RELATED,ESTABLISHED -j ACCEPT",
             "-A NATGW-FORWARD -j DROP",
             "ensure_jump filter FORWARD NATGW-FORWARD",
             "ensure_jump filter INPUT NATGW-INPUT",
-            "-m addrtype --dst-type LOCAL -j DROP",
+            "-A NATGW-INPUT -j DROP",
+            "udp sport 67 udp dport 68 accept",
+            "natgw-summary: backend=${backend} egress=${egress} sources=",
+            "natgw-ready: ${token}",
+            "${NATGW_SERIAL_CONSOLE:-}",
             "ensure_jump nat POSTROUTING NATGW-POSTROUTING",
             "natgw-ready-token",
             "guest-attributes/natgw/ready",
@@ -275,6 +387,7 @@ mod tests {
                 name: "p".to_string(),
             },
             conntrack: shuffled.conntrack,
+            ssh: None,
         };
         let b = render(&ScriptInput::from_gateway(&gw)).expect("renders");
         assert_eq!(a, b);
@@ -292,6 +405,26 @@ mod tests {
     }
 
     #[test]
+    fn ssh_iap_opens_port_22_to_the_iap_range_only() {
+        let mut with_ssh = input();
+        with_ssh.input_exceptions = vec![InputException::ssh(Ssh::Iap)];
+        let script = render(&with_ssh).expect("renders");
+        assert_eq!(
+            line_starting(&script, "readonly INPUT_EXCEPTIONS_NFT="),
+            "readonly INPUT_EXCEPTIONS_NFT=('ip saddr 35.235.240.0/20 tcp dport 22')"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly INPUT_EXCEPTIONS_IPTABLES="),
+            "readonly INPUT_EXCEPTIONS_IPTABLES=('-s 35.235.240.0/20 -p tcp -m tcp --dport 22')"
+        );
+        assert_eq!(
+            line_starting(&script, "# The gateway's own services that are reachable: "),
+            "# The gateway's own services that are reachable: tcp:22 from 35.235.240.0/20 (ssh = \"iap\")."
+        );
+        assert_ne!(script, render(&input()).expect("renders"));
+    }
+
+    #[test]
     fn hostile_values_stay_inside_quotes() {
         assert_eq!(shell_quote("plain"), "'plain'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
@@ -304,7 +437,7 @@ mod tests {
             r"readonly GATEWAY='x'\''; reboot; echo '\'''"
         );
         // The name appears nowhere else unquoted.
-        assert_eq!(script.matches("reboot").count(), 1);
+        assert_eq!(script.matches("; reboot; echo").count(), 1);
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Walks a plan: each change becomes one or two steps (a replacement deletes, then creates), steps wait for
-//! the steps they depend on, independent steps run concurrently (bounded), and a failure skips only what
-//! depends on it.
+//! Applies a plan: each change becomes one or two steps (a replacement deletes, then creates; see `graph`),
+//! which `crate::walk` runs in dependency order, bounded, skipping only what depends on a failure. Here is
+//! what a step does, one function per kind going up (`up_*`) and one for going down (`down`).
 //!
 //! Apply follows the plan's changes alone; the reasons shown to the user never steer it.
 
@@ -9,18 +9,19 @@ mod ready;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::gcp::{Cloud, GcpError, OwnerCheck};
+use crate::model::fields::{Field, InstanceField};
 use crate::model::observed::Observation;
 use crate::model::progress::{Event, Outcome, Outputs, Verb};
-use crate::model::{Kind, Resource};
+use crate::model::{Address, Firewall, Instance, Kind, NodePool, Resource, Route};
 use crate::plan::{Action, Change, Plan};
+use crate::walk::{self, State};
 pub(crate) use graph::{Direction, Step};
 
 #[derive(Clone, Debug)]
@@ -73,6 +74,8 @@ pub(crate) fn kept_outputs(changes: &[Change]) -> BTreeMap<String, Outputs> {
 pub(crate) enum StepError {
     #[error(transparent)]
     Gcp(#[from] GcpError),
+    #[error(transparent)]
+    Aborted(#[from] walk::Aborted),
     #[error("{0}")]
     Other(String),
 }
@@ -100,7 +103,7 @@ struct Shared {
     /// The VMs this plan keeps (no-op or in-place update), by gateway: a route created for one of them
     /// first checks that it reports ready, since an earlier run may have left a VM that never did. The
     /// check runs once per VM; the routes of other gateways do not wait for it.
-    kept_vms: HashMap<String, (crate::model::Instance, tokio::sync::OnceCell<()>)>,
+    kept_vms: HashMap<String, (Instance, tokio::sync::OnceCell<()>)>,
 }
 
 /// Applies `plan`, whose world was observed at `observed_at` (plan-and-apply observes first; a saved plan is
@@ -119,7 +122,6 @@ pub(crate) async fn apply(
         cloud.prepare_changes();
     }
     let deps = graph::dependencies(&plan.changes, &steps);
-    let order = graph::priority(&deps);
     let ips: Ips = Arc::new(Mutex::new(known_ips(&plan.changes)));
     let shared = Arc::new(Shared {
         cloud: cloud.clone(),
@@ -130,104 +132,28 @@ pub(crate) async fn apply(
         observed: observed_at,
         kept_vms: kept_vms(&plan.changes),
     });
-
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum State {
-        Waiting,
-        Running,
-        Ok,
-        Failed,
-        Skipped,
-    }
-    let mut state = vec![State::Waiting; steps.len()];
     let mut outcome = Outcome::default();
-    let mut running: JoinSet<(usize, Result<(), StepError>)> = JoinSet::new();
-    let mut in_flight = 0usize;
-    loop {
-        // Propagate failures: a step whose dependency failed or was skipped is skipped.
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for i in 0..steps.len() {
-                if state[i] == State::Waiting
-                    && deps[i]
-                        .iter()
-                        .any(|&d| matches!(state[d], State::Failed | State::Skipped))
-                {
-                    state[i] = State::Skipped;
-                    changed = true;
-                    let address = plan.changes[steps[i].change].address();
-                    if !outcome.skipped.contains(&address) {
-                        events(Event::Skipped {
-                            address: address.clone(),
-                            reason: "a resource it depends on failed".into(),
-                        });
-                        outcome.skipped.push(address);
-                    }
-                }
-            }
-        }
-        if !stop.load(Ordering::SeqCst) {
-            for &i in &order {
-                if in_flight >= options.concurrency.max(1) {
-                    break;
-                }
-                if state[i] == State::Waiting && deps[i].iter().all(|&d| state[d] == State::Ok) {
-                    state[i] = State::Running;
-                    in_flight += 1;
-                    let step = steps[i];
-                    let change = plan.changes[step.change].clone();
-                    let shared = shared.clone();
-                    let report = events.clone();
-                    running
-                        .spawn(async move { (i, run_step(&shared, &change, step, &report).await) });
-                }
-            }
-        }
-        let Some(joined) = running.join_next().await else {
-            break;
-        };
-        in_flight -= 1;
-        match joined {
-            Ok((i, Ok(()))) => {
-                state[i] = State::Ok;
-                let step = steps[i];
-                let change = &plan.changes[step.change];
-                let last_step =
-                    !(change.action == Action::Replace && step.direction == Direction::Down);
-                if last_step {
-                    match change.action {
-                        Action::Create => outcome.added += 1,
-                        Action::Update => outcome.changed += 1,
-                        Action::Delete => outcome.destroyed += 1,
-                        Action::Replace => {
-                            outcome.added += 1;
-                            outcome.destroyed += 1;
-                        }
-                        Action::NoOp => {}
-                    }
-                }
-            }
-            Ok((i, Err(e))) => {
-                state[i] = State::Failed;
-                outcome
-                    .failed
-                    .push((plan.changes[steps[i].change].address(), e.to_string()));
-            }
-            Err(join_error) => {
-                // A step task panicked or was cancelled: report it as a failure, never crash the run.
-                outcome
-                    .failed
-                    .push(("(internal)".into(), join_error.to_string()));
-            }
-        }
-    }
-    for i in 0..steps.len() {
-        if state[i] == State::Waiting {
-            let address = plan.changes[steps[i].change].address();
-            if !outcome.not_started.contains(&address) && !outcome.skipped.contains(&address) {
-                outcome.not_started.push(address);
-            }
+    let run = |i: usize| {
+        let step = steps[i];
+        let change = plan.changes[step.change].clone();
+        let shared = shared.clone();
+        let report = events.clone();
+        async move { run_step(&shared, &change, step, &report).await }
+    };
+    let mut ended = |i: usize, state: &State<StepError>| {
+        let step = steps[i];
+        count(
+            &mut outcome,
+            &plan.changes[step.change],
+            step,
+            state,
+            &events,
+        );
+    };
+    let states = walk::walk(&deps, options.concurrency, &stop, run, &mut ended).await;
+    for (i, state) in states.iter().enumerate() {
+        if let State::NotStarted = state {
+            ended(i, state);
         }
     }
     if let Ok(ips) = shared.ips.lock() {
@@ -236,9 +162,53 @@ pub(crate) async fn apply(
     outcome
 }
 
-fn kept_vms(
-    changes: &[Change],
-) -> HashMap<String, (crate::model::Instance, tokio::sync::OnceCell<()>)> {
+/// Adds how a step ended to the outcome, once per change: a replacement's two steps count as one change,
+/// and a change is skipped or not started once, whichever of its steps it was.
+fn count(
+    outcome: &mut Outcome,
+    change: &Change,
+    step: Step,
+    state: &State<StepError>,
+    events: &Reporter,
+) {
+    match state {
+        State::Done => {
+            // A replacement counts once its create is done.
+            if change.action == Action::Replace && step.direction == Direction::Down {
+                return;
+            }
+            match change.action {
+                Action::Create => outcome.added += 1,
+                Action::Update => outcome.changed += 1,
+                Action::Delete => outcome.destroyed += 1,
+                Action::Replace => {
+                    outcome.added += 1;
+                    outcome.destroyed += 1;
+                }
+                Action::NoOp => {}
+            }
+        }
+        State::Failed(e) => outcome.failed.push((change.address(), e.to_string())),
+        State::Skipped => {
+            let address = change.address();
+            if !outcome.skipped.contains(&address) {
+                events(Event::Skipped {
+                    address: address.clone(),
+                    reason: "a resource it depends on failed".into(),
+                });
+                outcome.skipped.push(address);
+            }
+        }
+        State::NotStarted => {
+            let address = change.address();
+            if !outcome.not_started.contains(&address) && !outcome.skipped.contains(&address) {
+                outcome.not_started.push(address);
+            }
+        }
+    }
+}
+
+fn kept_vms(changes: &[Change]) -> HashMap<String, (Instance, tokio::sync::OnceCell<()>)> {
     changes
         .iter()
         .filter(|c| matches!(c.action, Action::NoOp | Action::Update))
@@ -332,111 +302,113 @@ fn ip_of(shared: &Shared, gateway: &str, kind: Kind) -> Result<Ipv4Addr, StepErr
 }
 
 async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), StepError> {
-    let cloud = &shared.cloud;
-    let stack = shared.stack.as_str();
     match step.direction {
-        Direction::Down => {
-            let check = owner_check(
-                &shared.world,
-                &shared.stack,
-                shared.observed.elapsed(),
-                change.before.as_ref(),
-            );
-            match &change.before {
-                Some(Resource::Address(a)) => {
-                    Ok(cloud.delete_address(check, &a.region, &a.name).await?)
-                }
-                Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, &f.name).await?),
-                Some(Resource::Instance(i)) => {
-                    Ok(cloud.delete_instance(check, &i.zone, &i.name).await?)
-                }
-                Some(Resource::Route(r)) => Ok(cloud.delete_route(check, &r.name).await?),
-                Some(Resource::NodePool(_)) | None => {
-                    Err(StepError::Other("nothing to delete".into()))
-                }
-            }
-        }
-        Direction::Up => {
-            let creating = change.action != Action::Update;
-            match &change.after {
-                Some(Resource::Address(a)) => {
-                    let ip = if creating {
-                        cloud.insert_address(a).await?
-                    } else {
-                        cloud
-                            .set_address_labels(
-                                a,
-                                change.preconditions.label_fingerprint.as_deref(),
-                            )
-                            .await?;
-                        before_address(change)?
-                    };
-                    let mut ips = shared
-                        .ips
-                        .lock()
-                        .map_err(|_| StepError::Other("internal state poisoned".into()))?;
-                    ips.insert((change.gateway.clone(), change.kind), ip);
-                    Ok(())
-                }
-                Some(Resource::Firewall(f)) => {
-                    if creating {
-                        cloud.insert_firewall(f).await?;
-                    } else {
-                        cloud.patch_firewall(stack, f).await?;
-                    }
-                    Ok(())
-                }
-                Some(Resource::Instance(i)) => {
-                    if creating {
-                        let network_ip = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
-                        let nat_ip = ip_of(shared, &change.gateway, Kind::ExternalAddress)?;
-                        cloud.insert_instance(i, network_ip, nat_ip).await?;
-                        ready::wait(cloud, i, shared.options.ready_timeout).await
-                    } else {
-                        update_instance(shared, change, i).await
-                    }
-                }
-                Some(Resource::Route(r)) => {
-                    let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
-                    if let Some((vm, ready)) = shared.kept_vms.get(&change.gateway) {
-                        ready
-                            .get_or_try_init(|| {
-                                ready::wait(cloud, vm, shared.options.ready_timeout)
-                            })
-                            .await?;
-                    }
-                    Ok(cloud.insert_route(r, next_hop).await?)
-                }
-                Some(Resource::NodePool(after)) => {
-                    let before = match &change.before {
-                        Some(Resource::NodePool(b)) => b.tags.clone(),
-                        _ => Vec::new(),
-                    };
-                    let add: Vec<String> = after
-                        .tags
-                        .iter()
-                        .filter(|t| !before.contains(t))
-                        .cloned()
-                        .collect();
-                    let remove: Vec<String> = before
-                        .iter()
-                        .filter(|t| !after.tags.contains(t))
-                        .cloned()
-                        .collect();
-                    let known = change
-                        .preconditions
-                        .etag
-                        .as_deref()
-                        .filter(|_| shared.observed.elapsed() < OBSERVATION_FRESH)
-                        .map(|etag| (&before[..], etag));
-                    Ok(cloud
-                        .update_node_pool_tags(&after.id, &add, &remove, known)
-                        .await?)
-                }
-                None => Err(StepError::Other("nothing to create".into())),
-            }
-        }
+        Direction::Down => down(shared, change).await,
+        Direction::Up => up(shared, change).await,
     }
+}
+
+/// Deletes what the change had before (a delete that finds nothing has succeeded).
+async fn down(shared: &Shared, change: &Change) -> Result<(), StepError> {
+    let cloud = &shared.cloud;
+    let check = owner_check(
+        &shared.world,
+        &shared.stack,
+        shared.observed.elapsed(),
+        change.before.as_ref(),
+    );
+    match &change.before {
+        Some(Resource::Address(a)) => Ok(cloud.delete_address(check, &a.region, &a.name).await?),
+        Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, &f.name).await?),
+        Some(Resource::Instance(i)) => Ok(cloud.delete_instance(check, &i.zone, &i.name).await?),
+        Some(Resource::Route(r)) => Ok(cloud.delete_route(check, &r.name).await?),
+        // A node pool is never natgw's to delete: its tags are removed by an update.
+        Some(Resource::NodePool(_)) | None => Err(StepError::Other("nothing to delete".into())),
+    }
+}
+
+/// Creates or updates what the change has after.
+async fn up(shared: &Shared, change: &Change) -> Result<(), StepError> {
+    match &change.after {
+        Some(Resource::Address(a)) => up_address(shared, change, a).await,
+        Some(Resource::Firewall(f)) => up_firewall(shared, change, f).await,
+        Some(Resource::Instance(i)) => up_instance(shared, change, i).await,
+        Some(Resource::Route(r)) => up_route(shared, change, r).await,
+        Some(Resource::NodePool(p)) => up_node_pool(shared, change, p).await,
+        None => Err(StepError::Other("nothing to create".into())),
+    }
+}
+
+/// Creates the address or updates its labels, and makes its IP known to the steps that need it.
+async fn up_address(shared: &Shared, change: &Change, a: &Address) -> Result<(), StepError> {
+    let cloud = &shared.cloud;
+    let ip = if change.action == Action::Update {
+        let fingerprint = change.preconditions.label_fingerprint.as_deref();
+        cloud.set_address_labels(a, fingerprint).await?;
+        before_address(change)?
+    } else {
+        cloud.insert_address(a).await?
+    };
+    let mut ips = shared
+        .ips
+        .lock()
+        .map_err(|_| StepError::Other("internal state poisoned".into()))?;
+    ips.insert((change.gateway.clone(), change.kind), ip);
+    Ok(())
+}
+
+async fn up_firewall(shared: &Shared, change: &Change, f: &Firewall) -> Result<(), StepError> {
+    if change.action == Action::Update {
+        shared.cloud.patch_firewall(&shared.stack, f).await?;
+    } else {
+        shared.cloud.insert_firewall(f).await?;
+    }
+    Ok(())
+}
+
+/// Creates the VM with the gateway's addresses and waits until it reports ready, or updates it in place.
+async fn up_instance(shared: &Shared, change: &Change, i: &Instance) -> Result<(), StepError> {
+    if change.action == Action::Update {
+        return update_instance(shared, change, i).await;
+    }
+    let network_ip = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
+    let nat_ip = ip_of(shared, &change.gateway, Kind::ExternalAddress)?;
+    shared.cloud.insert_instance(i, network_ip, nat_ip).await?;
+    ready::wait(&shared.cloud, i, shared.options.ready_timeout).await
+}
+
+/// Creates the route through the gateway's internal address, once a VM the plan keeps reports ready.
+async fn up_route(shared: &Shared, change: &Change, r: &Route) -> Result<(), StepError> {
+    let cloud = &shared.cloud;
+    let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
+    if let Some((vm, ready)) = shared.kept_vms.get(&change.gateway) {
+        ready
+            .get_or_try_init(|| ready::wait(cloud, vm, shared.options.ready_timeout))
+            .await?;
+    }
+    Ok(cloud.insert_route(r, next_hop).await?)
+}
+
+/// Adds and removes the node-pool tags the plan changes, leaving the pool's other tags alone.
+async fn up_node_pool(shared: &Shared, change: &Change, after: &NodePool) -> Result<(), StepError> {
+    let before = match &change.before {
+        Some(Resource::NodePool(b)) => b.clone(),
+        _ => NodePool {
+            id: after.id.clone(),
+            tags: Vec::new(),
+        },
+    };
+    let (add, remove) = before.tags_to(after);
+    let known = change
+        .preconditions
+        .etag
+        .as_deref()
+        .filter(|_| shared.observed.elapsed() < OBSERVATION_FRESH)
+        .map(|etag| (&before.tags[..], etag));
+    Ok(shared
+        .cloud
+        .update_node_pool_tags(&after.id, &add, &remove, known)
+        .await?)
 }
 
 /// Whether a delete must read the resource again to check its marker: yes unless apply's observation is
@@ -485,41 +457,81 @@ fn before_address(change: &Change) -> Result<Ipv4Addr, StepError> {
     }
 }
 
+/// What an in-place update of the VM does, from the fields the plan changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct InstanceUpdate {
+    labels: bool,
+    tags: bool,
+    /// A new startup script, which runs at boot: the VM restarts and must report ready again.
+    metadata: bool,
+    /// Stopped out of band: started again, which also runs a new script.
+    start: bool,
+}
+
+impl InstanceUpdate {
+    fn of(change: &Change) -> Result<InstanceUpdate, StepError> {
+        let mut update = InstanceUpdate::default();
+        for d in &change.diffs {
+            let Field::Instance(field) = d.field else {
+                return Err(StepError::Other(format!(
+                    "an instance has no field {}",
+                    d.field.name()
+                )));
+            };
+            match field {
+                InstanceField::Labels => update.labels = true,
+                InstanceField::Tags => update.tags = true,
+                InstanceField::StartupScript | InstanceField::ReadyToken => update.metadata = true,
+                InstanceField::Status => update.start = true,
+                InstanceField::Name
+                | InstanceField::Zone
+                | InstanceField::MachineType
+                | InstanceField::Image
+                | InstanceField::Network
+                | InstanceField::Subnetwork
+                | InstanceField::NetworkIp
+                | InstanceField::NatIp
+                | InstanceField::CanIpForward
+                | InstanceField::ShieldedVm
+                | InstanceField::ServiceAccount
+                | InstanceField::Description => {
+                    return Err(StepError::Other(format!(
+                        "the {} of an instance cannot change in place",
+                        field.spec().name
+                    )));
+                }
+            }
+        }
+        Ok(update)
+    }
+}
+
 /// In-place changes of the VM: labels, tags, and a new startup script (which runs at boot, so the VM is
 /// restarted and must report ready again).
-async fn update_instance(
-    shared: &Shared,
-    change: &Change,
-    i: &crate::model::Instance,
-) -> Result<(), StepError> {
+async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Result<(), StepError> {
     let cloud = &shared.cloud;
-    let changed = |f: &str| change.diffs.iter().any(|d| d.field == f);
-    if changed("labels") {
+    let update = InstanceUpdate::of(change)?;
+    let preconditions = &change.preconditions;
+    if update.labels {
         cloud
-            .set_instance_labels(i, change.preconditions.label_fingerprint.as_deref())
+            .set_instance_labels(i, preconditions.label_fingerprint.as_deref())
             .await?;
     }
-    if changed("tags") {
+    if update.tags {
         cloud
-            .set_instance_tags(i, change.preconditions.tags_fingerprint.as_deref())
+            .set_instance_tags(i, preconditions.tags_fingerprint.as_deref())
             .await?;
     }
-    let mut reboot = false;
-    if changed("startup_script") || changed("ready_token") {
+    if update.metadata {
         cloud
-            .set_instance_metadata(i, change.preconditions.metadata_fingerprint.as_deref())
+            .set_instance_metadata(i, preconditions.metadata_fingerprint.as_deref())
             .await?;
-        reboot = true;
     }
-    if changed("status") {
+    if update.start {
+        // Starting runs the new script; no reset needed.
         cloud.start_instance(&i.zone, &i.name).await?;
-        if reboot {
-            // Starting runs the new script; no reset needed.
-            reboot = false;
-        }
         ready::wait(cloud, i, shared.options.ready_timeout).await?;
-    }
-    if reboot {
+    } else if update.metadata {
         cloud.reset_instance(&i.zone, &i.name).await?;
         ready::wait(cloud, i, shared.options.ready_timeout).await?;
     }
@@ -562,5 +574,36 @@ mod tests {
             ),
             OwnerCheck::Read("gitlab-runners")
         );
+    }
+
+    #[test]
+    fn an_instance_update_follows_the_typed_fields_the_plan_changes() {
+        let cfg = config_from(EXAMPLE);
+        let d = desired_from(&cfg);
+        let mut world = applied_world(&d, &empty_world());
+        world.instances[0].resource.status = "TERMINATED".into();
+        world.instances[0].resource.startup_script = "#!/bin/sh\n".into();
+        world.instances[0].resource.ready_token = "old".into();
+        let changes = crate::plan::diff(&crate::plan::Context { stack: &cfg.stack }, &d, &world)
+            .expect("plan");
+        let vm = changes
+            .iter()
+            .find(|c| c.kind == Kind::Instance)
+            .expect("the VM");
+        assert_eq!(vm.action, Action::Update);
+        let update = InstanceUpdate::of(vm).expect("in place");
+        assert_eq!(
+            update,
+            InstanceUpdate {
+                labels: false,
+                tags: false,
+                metadata: true,
+                start: true,
+            }
+        );
+        // A field that only a replacement changes is never done in place, even in an edited plan.
+        let mut edited = vm.clone();
+        edited.diffs[0].field = Field::Instance(InstanceField::Zone);
+        assert!(InstanceUpdate::of(&edited).is_err());
     }
 }

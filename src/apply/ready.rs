@@ -1,9 +1,11 @@
 //! Waiting for a VM to forward: its startup script writes the ready token to the guest attribute
-//! `natgw/ready` once its rules are in place.
+//! `natgw/ready` once its rules are in place, and the line `natgw-ready: TOKEN` to the serial console.
 //!
 //! Guest attributes may be read at most 10 times a minute per VM and never more than 3 times in one second,
 //! so natgw first waits for the VM to run (instances.get, not rate limited), then reads the attribute on a
-//! schedule that stays inside that budget.
+//! schedule that stays inside that budget. Where constraints/compute.disableGuestAttributesAccess blocks
+//! guest attributes, natgw reads serial port 1 instead (`instances.getSerialPortOutput`, each read from the
+//! `next` byte of the last one), on the same schedule.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 use super::StepError;
-use crate::gcp::{Cloud, Ready};
+use crate::gcp::{Cloud, Ready, SerialChunk};
 use crate::model::Instance;
 
 /// Delays between guest-attribute reads: quick at first (the script usually finishes seconds after boot),
@@ -86,6 +88,7 @@ pub(super) async fn wait(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Res
     // 2. Until the script reports the token.
     let mut per_minute = Limiter::new(Duration::from_secs(60), 10);
     let mut per_second = Limiter::new(Duration::from_secs(1), 3);
+    let mut serial: Option<SerialReader> = None;
     let mut attempt = 0usize;
     loop {
         let planned = SCHEDULE_MS
@@ -96,26 +99,121 @@ pub(super) async fn wait(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Res
             .max(per_minute.wait_at(now))
             .max(per_second.wait_at(now));
         if now + pause > deadline {
-            return Err(not_ready(&status));
+            let said = serial.as_ref().and_then(|r| r.failure.as_deref());
+            return Err(match said {
+                Some(reason) => StepError::Other(format!(
+                    "instance {} did not report ready within {}s: its startup script reported verify=failed:{reason} on the serial console",
+                    vm.name,
+                    timeout.as_secs()
+                )),
+                None => not_ready(&status),
+            });
         }
         sleep(pause).await;
         let now = Instant::now();
         per_minute.record(now);
         per_second.record(now);
         attempt += 1;
-        if cloud
+        if let Some(reader) = serial.as_mut() {
+            let chunk = cloud.serial_output(&vm.zone, &vm.name, reader.next).await?;
+            if reader.feed(&chunk, &vm.ready_token) {
+                return Ok(());
+            }
+            continue;
+        }
+        match cloud
             .guest_ready(&vm.zone, &vm.name, &vm.ready_token)
             .await?
-            == Ready::Yes
         {
-            return Ok(());
+            Ready::Yes => return Ok(()),
+            Ready::NotYet => {}
+            Ready::GuestAttributesBlocked => serial = Some(SerialReader::default()),
         }
+    }
+}
+
+/// Reads the serial console line by line across reads: a line cut between two reads is joined, and lost
+/// output (Google keeps the last 1 MB) drops the partial line.
+#[derive(Debug, Default)]
+struct SerialReader {
+    next: i64,
+    partial: String,
+    /// The reason of the last `natgw-summary: ... verify=failed:REASON` seen.
+    failure: Option<String>,
+}
+
+const READY_PREFIX: &str = "natgw-ready: ";
+const SUMMARY_PREFIX: &str = "natgw-summary: ";
+
+impl SerialReader {
+    /// Takes one chunk; true once a `natgw-ready: TOKEN` line with this token has been read. Lines may carry
+    /// a prefix (a timestamp, the console's own), so the markers are found anywhere in a line.
+    fn feed(&mut self, chunk: &SerialChunk, token: &str) -> bool {
+        if chunk.start != self.next {
+            self.partial.clear();
+        }
+        self.next = chunk.next;
+        self.partial.push_str(&chunk.contents);
+        let Some(end) = self.partial.rfind('\n') else {
+            return false;
+        };
+        let complete: String = self.partial.drain(..=end).collect();
+        let mut ready = false;
+        for line in complete.lines() {
+            let line = line.trim_end_matches('\r');
+            if let Some(i) = line.find(READY_PREFIX) {
+                ready |= line[i + READY_PREFIX.len()..].trim() == token;
+            } else if let Some(i) = line.find(SUMMARY_PREFIX) {
+                let summary = &line[i + SUMMARY_PREFIX.len()..];
+                self.failure = summary
+                    .split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("verify=failed:"))
+                    .map(str::to_string);
+            }
+        }
+        ready
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunk(start: i64, contents: &str) -> SerialChunk {
+        SerialChunk {
+            start,
+            contents: contents.into(),
+            next: start + i64::try_from(contents.len()).unwrap_or(0),
+        }
+    }
+
+    #[test]
+    fn serial_lines_are_read_across_chunks() {
+        let mut r = SerialReader::default();
+        let first = "Booting...\nnatgw-summary: backend=nft egress=ens4 sources=10.0.0.0/8 destinations=1.2.3.4/32 verify=failed:no-nat-rule\nnatgw-rea";
+        assert!(!r.feed(&chunk(0, first), "abc"));
+        assert_eq!(r.failure.as_deref(), Some("no-nat-rule"));
+        let start = r.next;
+        assert!(!r.feed(&chunk(start, "dy: old\n"), "abc"), "another token");
+        let start = r.next;
+        assert!(r.feed(
+            &chunk(
+                start,
+                "[  12.3] natgw-summary: verify=ok\r\nnatgw-ready: abc\r\n"
+            ),
+            "abc"
+        ));
+        assert_eq!(r.failure, None);
+    }
+
+    #[test]
+    fn lost_output_drops_the_partial_line() {
+        let mut r = SerialReader::default();
+        assert!(!r.feed(&chunk(0, "natgw-ready: a"), "abc"));
+        // Google discarded bytes 14..100: the read starts later than asked.
+        assert!(!r.feed(&chunk(100, "bc\n"), "abc"));
+        assert!(r.feed(&chunk(103, "natgw-ready: abc\n"), "abc"));
+    }
 
     #[test]
     fn limiter_keeps_the_budget() {
@@ -168,5 +266,51 @@ mod tests {
         }
         // The first reads come quickly.
         assert!(times[2] <= Duration::from_millis(1_000));
+    }
+}
+
+/// Against the emulator over real HTTP: with guest attributes blocked by organization policy, readiness is
+/// read from the serial console.
+#[cfg(test)]
+mod emulated {
+    use super::*;
+    use crate::emulator::{Constraint, Options};
+
+    #[tokio::test]
+    async fn blocked_guest_attributes_fall_back_to_the_serial_console() {
+        let log = std::env::temp_dir().join(format!(
+            "natgw-ready-{}-{}.jsonl",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let options = Options {
+            org_policies: vec![Constraint::DisableGuestAttributesAccess],
+            boot: Duration::from_millis(300),
+            request_log: Some(log.clone()),
+            ..Options::default()
+        };
+        let (emu, cloud, gw) = crate::gcp::demo(options, |_| {}).await;
+        crate::gcp::demo_vm(&cloud, &gw).await;
+        wait(&cloud, &gw.instance, Duration::from_secs(30))
+            .await
+            .expect("ready from the serial console");
+        let paths: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["path"].as_str().map(str::to_string))
+            .collect();
+        let guest = paths
+            .iter()
+            .filter(|p| p.ends_with("/getGuestAttributes"))
+            .count();
+        let serial = paths.iter().filter(|p| p.ends_with("/serialPort")).count();
+        assert_eq!(
+            guest, 1,
+            "one refused guest-attribute read, then the console"
+        );
+        assert!((1..=3).contains(&serial), "{serial} serial reads");
+        emu.shutdown().await.expect("shutdown");
+        let _ = std::fs::remove_file(&log);
     }
 }

@@ -1,12 +1,14 @@
 //! `natgw emulator`: run the local Compute Engine + GKE API emulator until SIGINT or SIGTERM.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::emulator::{Emulator, Options, Seed};
+use super::frontend::{ShowPlan, Terminal};
+use crate::emulator::{Constraint, FaultKind, Options};
+use crate::ops::{self, EmulatorOptions, OpsError};
+use crate::output::Shell;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -25,9 +27,26 @@ pub(crate) struct Args {
     /// The gateway's startup script never reports ready (no `natgw/ready` guest attribute).
     #[arg(long)]
     boot_fail: bool,
-    /// Share of requests (0 to 1) that answer 429 or 503 before doing anything.
+    /// Share of requests (0 to 1) that answer with an injected fault (one of --fault-kinds) before doing
+    /// anything.
     #[arg(long, default_value_t = 0.0, value_parser = parse_rate)]
     fault_rate: f64,
+    /// Which faults --fault-rate injects, comma-separated: rate-limit (429), backend-error (503),
+    /// quota-per-minute (403 rateLimitExceeded), concurrent-operations (403
+    /// CONCURRENT_OPERATIONS_QUOTA_EXCEEDED), resource-not-ready (400 resourceNotReady), cluster-busy (GKE 400
+    /// FAILED_PRECONDITION).
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "rate-limit,backend-error"
+    )]
+    fault_kinds: Vec<FaultKind>,
+    /// Enforce this organization policy constraint, answering as Google does (repeatable):
+    /// constraints/compute.vmExternalIpAccess, constraints/compute.vmCanIpForward,
+    /// constraints/compute.disableGuestAttributesAccess, constraints/compute.restrictLoadBalancerCreationForTypes.
+    #[arg(long = "org-policy", value_name = "CONSTRAINT")]
+    org_policies: Vec<Constraint>,
     /// Seed of the deterministic fault choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -48,17 +67,6 @@ pub(crate) struct Args {
     seed_file: Option<PathBuf>,
 }
 
-fn read_seed(path: &std::path::Path) -> Result<Seed, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the seed file {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "the seed file {} is not a valid seed ({e}); see `natgw emulator --help`",
-            path.display()
-        )
-    })
-}
-
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -66,87 +74,28 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-#[allow(clippy::print_stdout, clippy::print_stderr)]
-pub(crate) fn run(args: Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+pub(crate) fn run(args: Args, shell: &Shell) -> Result<ExitCode, OpsError> {
+    let options = EmulatorOptions {
+        listen: args.listen,
+        options: Options {
+            api_latency: Duration::from_millis(args.api_latency_ms),
+            op_latency: Duration::from_millis(args.op_latency_ms),
+            boot: Duration::from_millis(args.boot_ms),
+            boot_fail: args.boot_fail,
+            fault_rate: args.fault_rate,
+            fault_kinds: args.fault_kinds,
+            org_policies: args.org_policies,
+            seed: args.seed,
+            request_log: args.request_log,
+            state: args.state,
+        },
+        seed_project: args.seed_project,
+        seed_file: args.seed_file,
     };
-    let options = Options {
-        api_latency: Duration::from_millis(args.api_latency_ms),
-        op_latency: Duration::from_millis(args.op_latency_ms),
-        boot: Duration::from_millis(args.boot_ms),
-        boot_fail: args.boot_fail,
-        fault_rate: args.fault_rate,
-        seed: args.seed,
-        request_log: args.request_log,
-        state: args.state,
+    let frontend = Terminal {
+        shell: shell.clone(),
+        show_plan: ShowPlan::Result,
     };
-    let mut seeds = Vec::new();
-    if let Some(project) = &args.seed_project {
-        seeds.push(Seed::demo(project));
-    }
-    if let Some(path) = &args.seed_file {
-        match read_seed(path) {
-            Ok(seed) => seeds.push(seed),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    runtime.block_on(async move {
-        let emulator = match Emulator::start(args.listen, options).await {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        for seed in &seeds {
-            if let Err(e) = emulator.seed(seed) {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {}", emulator.url()).and_then(|()| out.flush());
-        drop(out);
-        wait_for_signal().await;
-        match emulator.shutdown().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    ops::emulator(options, &frontend)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,18 +1,19 @@
 //! The command line: clap types and one thin function per command.
 
 mod apply;
-mod context;
 mod emulator;
-
+mod frontend;
 mod plan;
 mod startup_script;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use crate::ops::ConnectOptions;
 use crate::output::Shell;
 
 #[derive(Debug, Parser)]
@@ -88,9 +89,33 @@ pub(crate) struct Global {
         global = true
     )]
     pub(crate) retry_timeout: u64,
+    /// How long natgw waits for another GKE operation on a cluster (a node-pool upgrade) before it changes
+    /// the cluster's node pool, in seconds.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        env = "NATGW_CLUSTER_BUSY_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        global = true
+    )]
+    pub(crate) cluster_busy_timeout: u64,
     /// Changes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64), global = true)]
     pub(crate) parallelism: u16,
+}
+
+impl Global {
+    fn connect(&self) -> ConnectOptions {
+        ConnectOptions {
+            endpoint: self.endpoint.clone(),
+            anonymous: self.anonymous,
+            emulator: self.emulator.clone(),
+            impersonate_service_account: self.impersonate_service_account.clone(),
+            retry_timeout: Duration::from_secs(self.retry_timeout),
+            cluster_busy_timeout: Duration::from_secs(self.cluster_busy_timeout),
+        }
+    }
 }
 
 /// An `http://` or `https://` URL with a host and an optional port, nothing else (natgw appends the API
@@ -148,21 +173,6 @@ enum Command {
     Emulator(emulator::Args),
 }
 
-/// What a command failed with; printed once, at the top.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Gcp(#[from] crate::gcp::GcpError),
-    #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
-    #[error(transparent)]
-    Script(#[from] crate::startup_script::ScriptError),
-    #[error("{0}")]
-    Message(String),
-}
-
 pub(crate) fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -179,12 +189,12 @@ pub(crate) fn main() -> ExitCode {
     };
     let shell = Shell::new(cli.global.no_color, cli.global.json, cli.global.verbose);
     let result = match cli.command {
-        Command::Emulator(args) => return emulator::run(args),
-        Command::StartupScript(args) => startup_script::run(&cli.global, &args),
+        Command::Emulator(args) => emulator::run(args, &shell),
+        Command::StartupScript(args) => startup_script::run(&cli.global, &args, &shell),
         Command::Validate => validate::run(&cli.global, &shell),
-        Command::Plan(args) => block_on(plan::run(&cli.global, &args, &shell)),
-        Command::Apply(args) => block_on(apply::run_apply(&cli.global, &args, &shell)),
-        Command::Destroy(args) => block_on(apply::run_destroy(&cli.global, &args, &shell)),
+        Command::Plan(args) => plan::run(&cli.global, &args, &shell),
+        Command::Apply(args) => apply::run_apply(&cli.global, &args, &shell),
+        Command::Destroy(args) => apply::run_destroy(&cli.global, &args, &shell),
     };
     match result {
         Ok(code) => code,
@@ -193,17 +203,6 @@ pub(crate) fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn block_on<F: std::future::Future<Output = Result<ExitCode, CliError>>>(
-    f: F,
-) -> Result<ExitCode, CliError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()
-        .map_err(|e| CliError::Message(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(f)
 }
 
 /// An error and its sources, each once.
@@ -220,3 +219,6 @@ fn chain(e: &dyn std::error::Error) -> String {
     }
     msg
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,25 +2,25 @@
 
 use std::process::ExitCode;
 
-use super::{CliError, Global, context};
+use super::Global;
+use crate::ops::{self, OpsError};
 use crate::output::Shell;
+use crate::render::validate::{valid_json, valid_text};
 
-pub(crate) fn run(global: &Global, shell: &Shell) -> Result<ExitCode, CliError> {
-    let loaded = context::load(global)?;
-    let n = loaded.desired.len();
+pub(crate) fn run(global: &Global, shell: &Shell) -> Result<ExitCode, OpsError> {
+    let v = ops::validate(&global.config)?;
     if shell.json {
         shell.out(&format!(
             "{}\n",
-            serde_json::json!({"valid": true, "project": loaded.project, "stack": loaded.config.stack, "gateways": n})
+            valid_json(&v.project, &v.stack, v.gateways)
         ));
     } else {
-        shell.line(&format!(
-            "{} {} is valid: {n} gateway{} in project {}, stack {}.",
-            shell.style.green("Success!"),
-            global.config.display(),
-            if n == 1 { "" } else { "s" },
-            loaded.project,
-            loaded.config.stack
+        shell.line(&valid_text(
+            &v.path,
+            &v.project,
+            &v.stack,
+            v.gateways,
+            shell.style,
         ));
     }
     Ok(ExitCode::SUCCESS)

@@ -49,6 +49,40 @@ pub(crate) struct Gateway {
     pub(crate) image: String,
     pub(crate) node_pool: NodePoolRef,
     pub(crate) conntrack: Conntrack,
+    /// `ssh`: who may reach the gateway's sshd; `None` means nobody.
+    pub(crate) ssh: Option<Ssh>,
+}
+
+/// `ssh = "iap"`: tcp:22 on the gateway is open to Google's IAP TCP forwarding range only (the
+/// startup script's input filter, and a VPC firewall rule natgw owns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Ssh {
+    Iap,
+}
+
+impl Ssh {
+    /// The value as written in natgw.toml.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Ssh::Iap => "iap",
+        }
+    }
+
+    /// Where connections may come from. IAP TCP forwarding connects from 35.235.240.0/20:
+    /// <https://cloud.google.com/iap/docs/using-tcp-forwarding#create-firewall-rule>.
+    pub(crate) fn source_range(self) -> Ipv4Net {
+        match self {
+            Ssh::Iap => Ipv4Net::new(Ipv4Addr::new(35, 235, 240, 0), 20)
+                .expect("35.235.240.0/20 has no host bits set"),
+        }
+    }
+
+    /// The port: sshd's.
+    pub(crate) fn port(self) -> u16 {
+        match self {
+            Ssh::Iap => 22,
+        }
+    }
 }
 
 /// One `allow` entry: `tcp:443`, `tcp:8000-8080`, `udp:53`, `icmp`, `tcp` (all ports).

@@ -30,6 +30,12 @@ pub(crate) fn firewall(gateway: &str) -> String {
     format!("{PREFIX}-{gateway}-allow")
 }
 
+/// The ingress rule that opens sshd on the VM to Google's IAP TCP forwarding (`ssh = "iap"`):
+/// `natgw-{gw}-ssh`. Shorter than the `-allow` rule, so it adds no length limit.
+pub(crate) fn ssh_firewall(gateway: &str) -> String {
+    format!("{PREFIX}-{gateway}-ssh")
+}
+
 /// The route for one destination: `natgw-{gw}-{slug}`, e.g. `natgw-gitlab-34-120-10-10-32`.
 pub(crate) fn route(gateway: &str, destination: &Ipv4Net) -> String {
     format!("{PREFIX}-{gateway}-{}", destination.slug())
@@ -42,6 +48,7 @@ pub(crate) fn all(gateway: &str, destinations: &[Ipv4Net]) -> Vec<String> {
         external_address(gateway),
         internal_address(gateway),
         firewall(gateway),
+        ssh_firewall(gateway),
     ];
     names.extend(destinations.iter().map(|d| route(gateway, d)));
     names
@@ -67,7 +74,8 @@ mod tests {
         assert_eq!(internal_address("gitlab"), "natgw-gitlab-int");
         assert_eq!(firewall("gitlab"), "natgw-gitlab-allow");
         assert_eq!(route("gitlab", &d), "natgw-gitlab-34-120-10-10-32");
-        assert_eq!(all("gitlab", &[d]).len(), 5);
+        assert_eq!(ssh_firewall("gitlab"), "natgw-gitlab-ssh");
+        assert_eq!(all("gitlab", &[d]).len(), 6);
     }
 
     #[test]

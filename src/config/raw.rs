@@ -13,7 +13,7 @@ use super::fields::{self, quote};
 use super::{
     Allow, Config, ConfigError, Conntrack, DEFAULT_CONNTRACK_MAX,
     DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE,
-    DEFAULT_ROUTE_PRIORITY, Gateway, NodePoolRef, Problem, Protocol, names,
+    DEFAULT_ROUTE_PRIORITY, Gateway, NodePoolRef, Problem, Protocol, Ssh, names,
 };
 use crate::net::Ipv4Net;
 
@@ -38,6 +38,7 @@ const GATEWAY_KEYS: &[&str] = &[
     "image",
     "node_pool",
     "conntrack",
+    "ssh",
 ];
 const NODE_POOL_KEYS: &[&str] = &["cluster", "location", "name"];
 const CONNTRACK_KEYS: &[&str] = &["max", "tcp_timeout_established"];
@@ -639,6 +640,7 @@ fn read_gateway(
     );
     let node_pool = read_node_pool(cx, t);
     let conntrack = read_conntrack(cx, t);
+    let ssh = read_ssh(cx, t);
 
     if let (Some(dests), Some(sources)) = (&destinations, &source_ranges) {
         for (d, span, key) in dests {
@@ -694,6 +696,7 @@ fn read_gateway(
         image: image?.unwrap_or(DEFAULT_IMAGE).to_string(),
         node_pool: node_pool?,
         conntrack: conntrack?,
+        ssh: ssh?,
     };
     name_span?;
     let located = Located {
@@ -950,6 +953,26 @@ fn read_conntrack(cx: &mut Cx<'_>, gateway: &Table<'_, '_>) -> Option<Conntrack>
         max: max?,
         tcp_timeout_established: timeout?,
     })
+}
+
+fn read_ssh(cx: &mut Cx<'_>, gateway: &Table<'_, '_>) -> Option<Option<Ssh>> {
+    let Some(v) = gateway.get("ssh") else {
+        return Some(None);
+    };
+    let key = gateway.child("ssh");
+    let hint = "\"iap\" (tcp:22 from Google's IAP TCP forwarding range only), or no ssh key";
+    let s = string(cx, &key, v, hint)?;
+    let found = match s {
+        "iap" => return Some(Some(Ssh::Iap)),
+        _ if s.eq_ignore_ascii_case("iap") => format!("{}; did you mean \"iap\"?", quote(s)),
+        _ => quote(s),
+    };
+    cx.report(
+        &v.span(),
+        &key,
+        format!("expected {hint}, found {found}; the gateway's sshd is never open to the internet"),
+    );
+    None
 }
 
 /// Checks between gateways: routes for the same tag in the same network must not overlap, and two gateways

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::{
     Allow, ConfigError, Conntrack, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE, DEFAULT_ROUTE_PRIORITY,
-    Protocol, load, parse, validate_project_id,
+    Protocol, Ssh, load, parse, validate_project_id,
 };
 use crate::net::Ipv4Net;
 
@@ -61,6 +61,7 @@ node_tag = "gitlab-runner"
 route_priority = 0x10
 machine_type = "n2-standard-2"
 image = "https://www.googleapis.com/compute/v1/projects/debian-cloud/global/images/debian-12-bookworm-v20240110"
+ssh = "iap"
 
 [gateways.gitlab.node_pool]
 cluster = "gke-gitlab-runner"
@@ -118,6 +119,7 @@ fn defaults() {
     assert_eq!(gw.conntrack, Conntrack::default());
     assert_eq!(gw.conntrack.max, 65_536);
     assert_eq!(gw.conntrack.tcp_timeout_established, 3_600);
+    assert_eq!(gw.ssh, None, "sshd is closed unless the config opens it");
     let allow: Vec<String> = gw.allow.iter().map(ToString::to_string).collect();
     assert_eq!(allow, ["tcp:443", "tcp:22"]);
 }
@@ -176,7 +178,11 @@ fn every_field() {
     assert_eq!(gw.node_pool.location, "europe-west1-b");
     assert_eq!(gw.conntrack.max, 1_000_000);
     assert_eq!(gw.conntrack.tcp_timeout_established, 600);
+    assert_eq!(gw.ssh, Some(Ssh::Iap));
+    assert_eq!(Ssh::Iap.source_range(), net("35.235.240.0/20"));
+    assert_eq!(Ssh::Iap.port(), 22);
     let github = config.gateways.get("github").expect("gateway github");
+    assert_eq!(github.ssh, None);
     assert_eq!(github.route_priority, 65_535);
     assert_eq!(github.internal_ip, None);
 }
@@ -197,9 +203,27 @@ fn reports_every_problem_with_its_location() {
             "natgw.toml:6:8: gateways.gw.zone: zone \"us-east1-b\" is not in region \"europe-west1\"; expected a zone of that region, like \"europe-west1-b\"",
             "natgw.toml:11:12: gateways.gw.node_tag: \"Runner\" is not a valid network tag; did you mean \"runner\"? (expected a network tag: 1 to 63 lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit)",
             "natgw.toml:12:18: gateways.gw.route_priority: 70000 is out of range: expected 0 to 65535",
-            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, network, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack",
+            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, network, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack, ssh",
         ]
     );
+}
+
+#[test]
+fn ssh_is_iap_or_nothing() {
+    let with = |value: &str| MINIMAL.replace("node_tag = ", &format!("ssh = {value}\nnode_tag = "));
+    let err = errors(&with("\"open\""));
+    assert!(
+        err.starts_with("natgw.toml:11:7: gateways.gw.ssh: expected \"iap\""),
+        "{err}"
+    );
+    assert!(err.contains("found \"open\""), "{err}");
+    assert!(
+        errors(&with("\"IAP\"")).contains("did you mean \"iap\"?"),
+        "case matters"
+    );
+    assert!(errors(&with("true")).contains("found boolean true"));
+    let ok = parse(Path::new("natgw.toml"), &with("\"iap\"")).expect("ssh = \"iap\" is valid");
+    assert_eq!(ok.gateways["gw"].ssh, Some(Ssh::Iap));
 }
 
 #[test]

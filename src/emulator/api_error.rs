@@ -10,6 +10,12 @@ pub(crate) struct ApiError {
     pub(crate) code: u16,
     pub(crate) reason: &'static str,
     pub(crate) message: String,
+    /// `errors[].domain`: `global` for most, `usageLimits` for quotas.
+    pub(crate) domain: &'static str,
+    /// `error.details`: `google.rpc` messages (ErrorInfo, Help, ...) as JSON.
+    pub(crate) details: Vec<Value>,
+    /// More `errors[]` entries with the same reason (Compute lists every violated constraint).
+    pub(crate) more: Vec<String>,
 }
 
 impl ApiError {
@@ -18,7 +24,22 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
+            domain: "global",
+            details: Vec::new(),
+            more: Vec::new(),
         }
+    }
+
+    pub(crate) fn with_more_errors(self, more: Vec<String>) -> Self {
+        Self { more, ..self }
+    }
+
+    pub(crate) fn with_domain(self, domain: &'static str) -> Self {
+        Self { domain, ..self }
+    }
+
+    pub(crate) fn with_details(self, details: Vec<Value>) -> Self {
+        Self { details, ..self }
     }
 
     pub(crate) fn not_found(resource: &str) -> Self {
@@ -113,18 +134,30 @@ impl ApiError {
     }
 
     pub(crate) fn body(&self) -> Value {
-        json!({
+        let mut body = json!({
             "error": {
                 "code": self.code,
                 "message": self.message,
                 "status": self.status(),
                 "errors": [{
-                    "domain": "global",
+                    "domain": self.domain,
                     "reason": self.reason,
                     "message": self.message,
                 }],
             }
-        })
+        });
+        let Some(e) = body.get_mut("error").and_then(Value::as_object_mut) else {
+            return body;
+        };
+        if !self.details.is_empty() {
+            e.insert("details".into(), Value::Array(self.details.clone()));
+        }
+        if let Some(Value::Array(errors)) = e.get_mut("errors") {
+            for m in &self.more {
+                errors.push(json!({"domain": self.domain, "reason": self.reason, "message": m}));
+            }
+        }
+        body
     }
 }
 

@@ -88,6 +88,18 @@ pub(crate) fn handle(
     }
 }
 
+/// GKE runs one operation at a time on a cluster and refuses another with 400 FAILED_PRECONDITION naming the
+/// running one (the Terraform provider's `RetryWhileIncompatibleOperation` retries exactly this).
+pub(crate) fn cluster_busy(op_name: &str) -> ApiError {
+    ApiError::new(
+        400,
+        "failedPrecondition",
+        format!(
+            "Cluster is running incompatible operation {op_name}. Wait for it to finish and retry."
+        ),
+    )
+}
+
 fn cluster_path(p: &str, l: &str, c: &str) -> String {
     format!("projects/{p}/locations/{l}/clusters/{c}")
 }
@@ -406,14 +418,7 @@ fn update_pool(
                 .is_some_and(|t| t == cluster_url || t.starts_with(&format!("{cluster_url}/")))
     });
     if let Some((op_path, _)) = busy {
-        let op_name = op_path.rsplit('/').next().unwrap_or(op_path);
-        return Err(ApiError::new(
-            400,
-            "failedPrecondition",
-            format!(
-                "Cluster is running incompatible operation {op_name}. Wait for it to finish and retry."
-            ),
-        ));
+        return Err(cluster_busy(op_path.rsplit('/').next().unwrap_or(op_path)));
     }
     let mut pool = pool.clone();
     let po = obj(&mut pool);

@@ -7,8 +7,11 @@
 mod api_error;
 mod catalog;
 mod compute;
+mod fault;
 mod filter;
 mod gke;
+mod health;
+mod org_policy;
 mod schema;
 mod server;
 mod world;
@@ -25,6 +28,8 @@ use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
 use compute::Ctx;
+pub(crate) use fault::FaultKind;
+pub(crate) use org_policy::Constraint;
 use world::{Timing, World, millis, now_ms};
 
 /// The knobs of `natgw emulator`.
@@ -38,8 +43,12 @@ pub(crate) struct Options {
     pub(crate) boot: Duration,
     /// The "startup script" never reports ready (the guest attribute never appears).
     pub(crate) boot_fail: bool,
-    /// The share of requests that answer 429 or 503 before doing anything.
+    /// The share of requests that answer with an injected fault before doing anything.
     pub(crate) fault_rate: f64,
+    /// The faults to inject, one chosen at random among those that apply to a request; empty: 429 and 503.
+    pub(crate) fault_kinds: Vec<FaultKind>,
+    /// Organization policy constraints enforced on every project.
+    pub(crate) org_policies: Vec<Constraint>,
     /// Seed of the fault choice.
     pub(crate) seed: u64,
     pub(crate) request_log: Option<PathBuf>,
@@ -310,6 +319,7 @@ impl Emulator {
                 ..self.shared.timing
             },
             query: &query,
+            policies: &[],
         };
         let snapshot = {
             let mut w = lock(&self.shared.world);

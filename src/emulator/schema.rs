@@ -1,6 +1,8 @@
 //! Request bodies checked against the schemas of Google's discovery documents (trimmed copies in
 //! `discovery/`, made by `discovery/extract.py`): unknown fields, wrong types, bad enum values and missing
-//! required fields answer 400 like the real API; output-only fields are dropped, as Google ignores them.
+//! required fields answer 400 like the real API; output-only fields are dropped, as Google ignores them, and
+//! so are fields that only one method may set (`onlyVia`, e.g. `Address.labels`: "These can only be added or
+//! modified by the setLabels method") when an insert sends them.
 
 use std::sync::OnceLock;
 
@@ -48,6 +50,9 @@ pub(crate) fn validate(
     };
     check_object(api, props, root, map)?;
     if let (Some(method), Some(props)) = (method, props.as_object()) {
+        if method.ends_with(".insert") {
+            map.retain(|name, _| props.get(name).and_then(|s| s.get("onlyVia")).is_none());
+        }
         for (name, spec) in props {
             let required = spec
                 .get("required")
@@ -240,6 +245,40 @@ mod tests {
         )
         .expect("output-only fields are ignored");
         assert_eq!(body, json!({"name": "a"}));
+    }
+
+    #[test]
+    fn fields_only_set_labels_may_set_are_not_stored_by_an_insert() {
+        for (schema, method) in [
+            ("Address", "compute.addresses.insert"),
+            ("ForwardingRule", "compute.forwardingRules.insert"),
+        ] {
+            let mut body = json!({"name": "a", "description": "d", "labels": {"k": "v"}});
+            validate(Api::Compute, schema, Some(method), "resource", &mut body).expect("valid");
+            assert_eq!(body, json!({"name": "a", "description": "d"}), "{schema}");
+        }
+        // An instance's labels "can be later modified": an insert keeps them.
+        let mut body = json!({"name": "a", "labels": {"k": "v"}});
+        validate(
+            Api::Compute,
+            "Instance",
+            Some("compute.instances.insert"),
+            "resource",
+            &mut body,
+        )
+        .expect("valid");
+        assert_eq!(body["labels"]["k"], "v");
+        // setLabels itself stores them.
+        let mut body = json!({"labels": {"k": "v"}, "labelFingerprint": "x"});
+        validate(
+            Api::Compute,
+            "RegionSetLabelsRequest",
+            None,
+            "resource",
+            &mut body,
+        )
+        .expect("valid");
+        assert_eq!(body["labels"]["k"], "v");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::api_error::ApiError;
 use super::compute::{self, Ctx, Reply};
+use super::fault::{FaultKind, Request};
 use super::gke;
 use super::world::{now_ms, rfc3339};
 use super::{Shared, lock};
@@ -58,20 +59,26 @@ async fn handle(
     resp
 }
 
-fn fault(shared: &Shared) -> Option<ApiError> {
+/// With `--fault-rate`, a share of requests answer with one of `--fault-kinds` that applies to them.
+fn fault(shared: &Shared, request: &Request<'_>) -> Option<ApiError> {
     if shared.options.fault_rate <= 0.0 {
         return None;
     }
-    let mut rng = lock(&shared.rng);
-    if rng.random::<f64>() < shared.options.fault_rate {
-        Some(if rng.random_bool(0.5) {
-            ApiError::rate_limited()
-        } else {
-            ApiError::backend_error()
-        })
+    let kinds = if shared.options.fault_kinds.is_empty() {
+        &FaultKind::DEFAULT[..]
     } else {
-        None
+        &shared.options.fault_kinds[..]
+    };
+    let mut rng = lock(&shared.rng);
+    if rng.random::<f64>() >= shared.options.fault_rate {
+        return None;
     }
+    let answers: Vec<ApiError> = kinds.iter().filter_map(|k| k.answer(request)).collect();
+    if answers.is_empty() {
+        return None;
+    }
+    let i = rng.random_range(0..answers.len());
+    answers.into_iter().nth(i)
 }
 
 async fn answer(
@@ -81,9 +88,6 @@ async fn answer(
     query: &BTreeMap<String, String>,
     raw: &Bytes,
 ) -> Result<Value, ApiError> {
-    if let Some(e) = fault(shared) {
-        return Err(e);
-    }
     let body = if raw.is_empty() {
         None
     } else {
@@ -94,15 +98,25 @@ async fn answer(
     };
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let method = method.as_str();
+    let request = Request {
+        method,
+        segments: &segments,
+        body: body.as_ref(),
+    };
+    if let Some(e) = fault(shared, &request) {
+        return Err(e);
+    }
     let (reply, snapshot) = {
         let now = now_ms();
         let ctx = Ctx {
             now,
             timing: shared.timing,
             query,
+            policies: &shared.options.org_policies,
         };
         let mut world = lock(&shared.world);
         world.settle(now, shared.timing);
+        compute::reconcile(&mut world, now, shared.timing, &shared.options.org_policies);
         let reply = match segments.as_slice() {
             ["compute", "v1", "projects", p, rest @ ..] => {
                 compute::handle(&mut world, &ctx, method, p, rest, body)
@@ -110,8 +124,11 @@ async fn answer(
             ["v1", "projects", p, rest @ ..] => {
                 gke::handle(&mut world, &ctx, method, p, rest, body)
             }
+            ["_emulator", rest @ ..] => compute::emulator_endpoint(&mut world, &ctx, method, rest),
             _ => Err(ApiError::method_not_found(method, uri.path())),
         }?;
+        // A group notices at once a VM deleted through the instances API.
+        compute::reconcile(&mut world, now, shared.timing, &shared.options.org_policies);
         let snapshot = if reply.mutated {
             shared.snapshot(&world)
         } else {

@@ -76,6 +76,13 @@ pub(crate) fn hash_hex(parts: &[&str]) -> String {
     crate::hex::encode(&h.finalize())
 }
 
+/// A stable stand-in for the project number Google puts in quota and policy messages.
+pub(crate) fn project_number(project: &str) -> String {
+    let digest = hash_hex(&[project]);
+    let n = u64::from_str_radix(&digest[..12], 16).unwrap_or(0) % 1_000_000_000_000;
+    n.to_string()
+}
+
 /// A stable id derived from a name, for catalogue entries.
 pub(crate) fn stable_id(name: &str) -> String {
     let mut h = Sha256::new();
@@ -146,7 +153,10 @@ impl StoredOp {
     }
 }
 
-/// The power state of an instance; `status` is derived from it and the clock.
+/// The power state of an instance; `status` is derived from it and the clock, following Google's instance
+/// life cycle (docs: compute/docs/instances/instance-lifecycle): create, start, reset and resume go through
+/// PROVISIONING (create, resume) or STAGING to RUNNING; stop through STOPPING to TERMINATED; suspend through
+/// SUSPENDING to SUSPENDED (compute.v1.json, `Instance.status`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Power {
     /// Booting/running since `since` (the moment the operation that started it is DONE), or stopped.
@@ -157,27 +167,78 @@ pub(crate) struct Power {
     pub(crate) booted: bool,
     /// The value of `natgw/ready` written by the "startup script" of the current boot.
     pub(crate) ready: Option<String>,
+    /// Stopped by `suspend` (memory kept), not by `stop`.
+    #[serde(default)]
+    pub(crate) suspended: bool,
+    /// Running again by `resume`: the guest goes on where it was; no startup script runs.
+    #[serde(default)]
+    pub(crate) resumed: bool,
 }
 
 impl Power {
-    pub(crate) fn status(&self, now: i64, boot: i64) -> &'static str {
-        if self.running {
-            if now < self.since {
-                if self.first_boot {
-                    "PROVISIONING"
-                } else {
-                    "STAGING"
-                }
-            } else if now < self.since + boot {
-                "STAGING"
-            } else {
-                "RUNNING"
-            }
-        } else if now < self.since {
-            "STOPPING"
-        } else {
-            "TERMINATED"
+    /// A boot that starts at `since`: the startup script runs once it completes.
+    pub(crate) fn boot(since: i64, first_boot: bool) -> Self {
+        Self {
+            running: true,
+            since,
+            first_boot,
+            booted: false,
+            ready: None,
+            suspended: false,
+            resumed: false,
         }
+    }
+
+    pub(crate) fn status(&self, now: i64, boot: i64) -> &'static str {
+        match (self.running, self.suspended) {
+            (true, _) if now < self.since && (self.first_boot || self.resumed) => "PROVISIONING",
+            (true, _) if now < self.since + boot => "STAGING",
+            (true, _) => "RUNNING",
+            (false, true) if now < self.since => "SUSPENDING",
+            (false, true) => "SUSPENDED",
+            (false, false) if now < self.since => "STOPPING",
+            (false, false) => "TERMINATED",
+        }
+    }
+}
+
+/// Serial port 1 of an instance: the last 1 MB of what it wrote, and how much older output was discarded
+/// (compute.v1.json, `instances.getSerialPortOutput`: "Returns the last 1 MB of serial port output").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct SerialLog {
+    pub(crate) discarded: u64,
+    pub(crate) text: String,
+}
+
+impl SerialLog {
+    const LIMIT: usize = 1 << 20;
+
+    pub(crate) fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+        if self.text.len() > Self::LIMIT {
+            let over = self.text.len() - Self::LIMIT;
+            let cut = (over..=self.text.len())
+                .find(|&i| self.text.is_char_boundary(i))
+                .unwrap_or(self.text.len());
+            self.text.drain(..cut);
+            self.discarded += cut as u64;
+        }
+    }
+
+    /// Output from byte `start` on, as the `start` parameter means it: 0 the oldest byte still kept, a start
+    /// in discarded output moves up to the oldest kept, a negative start counts back from the end. Returns
+    /// `(start, contents, next)`, `next` being the position after the last byte written.
+    pub(crate) fn read(&self, start: i64) -> (u64, &str, u64) {
+        let end = self.discarded + self.text.len() as u64;
+        let wanted = if start < 0 {
+            end.saturating_sub(start.unsigned_abs())
+        } else {
+            start.unsigned_abs()
+        };
+        let from = wanted.clamp(self.discarded, end);
+        let offset = usize::try_from(from - self.discarded).unwrap_or(0);
+        let contents = self.text.get(offset..).unwrap_or_default();
+        (from, contents, end)
     }
 }
 
@@ -224,6 +285,12 @@ pub(crate) struct World {
     /// GKE clusters by `projects/p/locations/l/clusters/c`, node pools inside.
     pub(crate) clusters: BTreeMap<String, Value>,
     pub(crate) gke_operations: BTreeMap<String, GkeOp>,
+    /// Health endpoints and managed instance groups (`health.rs`).
+    #[serde(default)]
+    pub(crate) ha: super::health::HaState,
+    /// Serial port 1 of each instance, by instance path.
+    #[serde(default)]
+    pub(crate) serial: BTreeMap<String, SerialLog>,
 }
 
 /// The timing knobs the world needs.
@@ -286,17 +353,20 @@ impl World {
 
     /// Brings every instance's boot up to date: a boot that completed captures the ready token that the
     /// metadata held at that moment (callers settle before any change, so "now" metadata is that metadata).
+    /// The boot's startup script also writes its summary and ready lines to serial port 1, as natgw's script
+    /// does (`console` in templates/startup.sh.j2).
     pub(crate) fn settle(&mut self, now: i64, timing: Timing) {
         for (path, power) in &mut self.power {
             if power.running && !power.booted && now >= power.since + timing.boot_ms {
                 power.booted = true;
+                let metadata = self.resources.get(path).and_then(|i| i.get("metadata"));
                 power.ready = if timing.boot_fail {
                     None
                 } else {
-                    self.resources
-                        .get(path)
-                        .and_then(|inst| ready_token(inst.get("metadata")))
+                    ready_token(metadata)
                 };
+                let lines = boot_lines(metadata, timing.boot_fail);
+                self.serial.entry(path.clone()).or_default().push(&lines);
             }
         }
     }
@@ -367,22 +437,45 @@ pub(crate) struct OpSpec<'a> {
     pub(crate) error: Option<OpError>,
 }
 
+fn metadata_value(metadata: Option<&Value>, key: &str) -> Option<String> {
+    metadata?
+        .get("items")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("key").and_then(Value::as_str) == Some(key))
+        .and_then(|i| i.get("value"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 /// The `natgw-ready-token` metadata value, if guest attributes are enabled.
 pub(crate) fn ready_token(metadata: Option<&Value>) -> Option<String> {
-    let items = metadata?.get("items")?.as_array()?;
-    let value = |key: &str| {
-        items
-            .iter()
-            .find(|i| i.get("key").and_then(Value::as_str) == Some(key))
-            .and_then(|i| i.get("value"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    if value("enable-guest-attributes")?.eq_ignore_ascii_case("true") {
-        value("natgw-ready-token")
+    if metadata_value(metadata, "enable-guest-attributes")?.eq_ignore_ascii_case("true") {
+        metadata_value(metadata, "natgw-ready-token")
     } else {
         None
     }
+}
+
+/// What one boot writes to serial port 1: the firmware's line, then, for a natgw gateway (it has a ready
+/// token), the script's `natgw-summary:` line and, once verified, `natgw-ready: TOKEN`. The script's
+/// backend, interface and ranges are not known here: the summary says `emulated` for them.
+fn boot_lines(metadata: Option<&Value>, boot_fail: bool) -> String {
+    let mut out = String::from("Booting from Hard Disk 0...\n");
+    if let Some(token) = metadata_value(metadata, "natgw-ready-token") {
+        let verify = if boot_fail {
+            "failed:emulated-boot-failure"
+        } else {
+            "ok"
+        };
+        out.push_str(&format!(
+            "natgw-summary: backend=emulated egress=emulated sources=emulated destinations=emulated verify={verify}\n"
+        ));
+        if !boot_fail {
+            out.push_str(&format!("natgw-ready: {token}\n"));
+        }
+    }
+    out
 }
 
 /// The path below `compute/v1/` that a reference names: a full URL, a partial path, or a bare name.
@@ -491,15 +584,38 @@ mod tests {
 
     #[test]
     fn power_status_goes_through_boot() {
-        let p = Power {
-            running: true,
-            since: 100,
-            first_boot: true,
-            booted: false,
-            ready: None,
-        };
+        let p = Power::boot(100, true);
         assert_eq!(p.status(50, 10), "PROVISIONING");
         assert_eq!(p.status(105, 10), "STAGING");
         assert_eq!(p.status(110, 10), "RUNNING");
+        let suspended = Power {
+            running: false,
+            suspended: true,
+            ..Power::boot(200, false)
+        };
+        assert_eq!(suspended.status(150, 10), "SUSPENDING");
+        assert_eq!(suspended.status(200, 10), "SUSPENDED");
+        let resumed = Power {
+            resumed: true,
+            booted: true,
+            ..Power::boot(300, false)
+        };
+        assert_eq!(resumed.status(250, 10), "PROVISIONING");
+        assert_eq!(resumed.status(305, 10), "STAGING");
+        assert_eq!(resumed.status(310, 10), "RUNNING");
+    }
+
+    #[test]
+    fn serial_reads_follow_start_and_next() {
+        let mut log = SerialLog::default();
+        log.push("abc\n");
+        assert_eq!(log.read(0), (0, "abc\n", 4));
+        assert_eq!(log.read(2), (2, "c\n", 4));
+        assert_eq!(log.read(-2), (2, "c\n", 4));
+        assert_eq!(log.read(9), (4, "", 4));
+        log.push(&"x".repeat(SerialLog::LIMIT));
+        let (start, contents, next) = log.read(0);
+        assert_eq!((start, next), (4, 4 + SerialLog::LIMIT as u64));
+        assert_eq!(contents.len(), SerialLog::LIMIT);
     }
 }

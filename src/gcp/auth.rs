@@ -229,10 +229,17 @@ pub(crate) fn credentials_project() -> Option<(String, String)> {
 
 /// A non-empty environment variable.
 fn env(var: &str) -> Option<String> {
-    std::env::var(var)
-        .ok()
+    env_os(var)
+        .and_then(|v| v.into_string().ok())
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
+}
+
+/// The one door to the environment here: Application Default Credentials are defined by environment
+/// variables, so finding them is part of the context edge.
+#[allow(clippy::disallowed_methods)]
+fn env_os(var: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(var)
 }
 
 /// The access token or the credentials file that applies, or `None` when only the metadata server is left
@@ -242,7 +249,7 @@ fn locate(tried: &mut Tried) -> Result<Option<Source>, AuthError> {
         return Ok(Some(Source::AccessToken));
     }
     tried.push(ACCESS_TOKEN_VAR, "not set");
-    if let Some(path) = std::env::var_os(ADC_VAR) {
+    if let Some(path) = env_os(ADC_VAR) {
         // google-cloud-auth would try to read "" too: say so plainly.
         if path.is_empty() {
             return Err(AuthError::EmptyPath);
@@ -270,9 +277,9 @@ fn locate(tried: &mut Tried) -> Result<Option<Source>, AuthError> {
 /// Where `gcloud auth application-default login` writes, and where `google-cloud-auth` reads.
 fn gcloud_adc_path() -> Option<PathBuf> {
     let root = if cfg!(windows) {
-        std::env::var_os("APPDATA")?
+        env_os("APPDATA")?
     } else {
-        std::env::var_os("HOME")?
+        env_os("HOME")?
     };
     let dir = if cfg!(windows) {
         PathBuf::from(root).join("gcloud")

@@ -7,7 +7,7 @@
 use google_cloud_compute_v1::model as gce;
 use google_cloud_gax::options::RequestOptionsBuilder;
 
-use super::ops::Scope;
+use super::calls::Scope;
 use super::{Cloud, GcpError, api_error, request_id};
 use crate::model::lock;
 

@@ -1,9 +1,12 @@
 //! The only code that knows Google's APIs: clients, operations, and the mapping between the wire and the model.
 
 pub(crate) mod auth;
+mod calls;
+#[cfg(test)]
+mod cloud_tests;
 pub(crate) mod lock;
 mod observe;
-mod ops;
+mod policy;
 mod retry;
 mod wire;
 
@@ -16,15 +19,17 @@ use google_cloud_compute_v1::client::{
 };
 use google_cloud_container_v1::client::ClusterManager;
 
-pub(crate) use ops::{OwnerCheck, Ready};
+pub(crate) use calls::{OwnerCheck, Ready, SerialChunk};
 
-/// Where natgw sends its API calls and how it authenticates.
+/// Where natgw sends its API calls, how it authenticates, how long it retries and waits, and who hears what it
+/// waits for.
 #[derive(Clone, Debug)]
 pub(crate) struct Connection {
     /// `None`: Google's own endpoints.
     pub(crate) endpoint: Option<String>,
     pub(crate) credentials: Credentials,
     pub(crate) retry: retry::Settings,
+    pub(crate) notices: Notices,
 }
 
 impl Connection {
@@ -33,7 +38,65 @@ impl Connection {
             endpoint,
             credentials,
             retry: retry::Settings::default(),
+            notices: Notices::default(),
         }
+    }
+}
+
+/// What natgw says while it waits on Google, for the output layer to show (this layer prints nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// GKE refused a node-pool change because another operation runs on the cluster; natgw waits for it.
+    ClusterBusy {
+        node_pool: String,
+        /// The operation GKE named, when it did.
+        operation: Option<String>,
+        limit: Duration,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::ClusterBusy {
+                node_pool,
+                operation,
+                limit,
+            } => write!(
+                f,
+                "node pool {node_pool}: waiting for GKE operation {} on its cluster to finish (up to {}s; --cluster-busy-timeout)",
+                operation.as_deref().unwrap_or("(unnamed)"),
+                limit.as_secs()
+            ),
+        }
+    }
+}
+
+type Listener = dyn Fn(&Notice) + Send + Sync;
+
+/// Where notices go: nowhere unless the caller says.
+#[derive(Clone, Default)]
+pub(crate) struct Notices(Option<Arc<Listener>>);
+
+impl Notices {
+    pub(crate) fn new(f: impl Fn(&Notice) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    pub(super) fn send(&self, notice: &Notice) {
+        if let Some(f) = &self.0 {
+            f(notice);
+        }
+    }
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Notices(on)"
+        } else {
+            "Notices(off)"
+        })
     }
 }
 
@@ -51,6 +114,8 @@ pub(crate) struct Cloud {
     conn: Arc<Connection>,
     /// Longest wait for one operation.
     op_deadline: Duration,
+    /// Longest wait for another GKE operation on a cluster.
+    cluster_busy_timeout: Duration,
 }
 
 /// The clients of Compute's operations.
@@ -79,6 +144,23 @@ pub(crate) enum GcpError {
     Unexpected { context: String, message: String },
     #[error("{context}: gave up after {}s", .after.as_secs())]
     Deadline { context: String, after: Duration },
+    #[error(
+        "{context}: GKE operation {} kept the cluster busy for {}s; natgw stopped waiting (--cluster-busy-timeout sets how long it waits)",
+        .operation.as_deref().unwrap_or("(unnamed)"),
+        .after.as_secs()
+    )]
+    ClusterBusy {
+        context: String,
+        operation: Option<String>,
+        after: Duration,
+    },
+    #[error("{context}: {}", .violations.iter().map(|v| policy::explain(v, .resource.as_deref())).collect::<Vec<_>>().join("; "))]
+    OrgPolicy {
+        context: String,
+        /// The resource the exception is for: `projects/P/zones/Z/instances/N`.
+        resource: Option<String>,
+        violations: Vec<policy::Violation>,
+    },
     #[error("cannot set up the Google API clients: {0}")]
     Setup(String),
     #[error(transparent)]
@@ -95,6 +177,22 @@ impl GcpError {
 
     pub(crate) fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+
+    /// Names the resource an organization policy refusal is about, for the exception to ask for.
+    fn for_resource(self, name: String) -> Self {
+        match self {
+            GcpError::OrgPolicy {
+                context,
+                violations,
+                ..
+            } => GcpError::OrgPolicy {
+                context,
+                resource: Some(name),
+                violations,
+            },
+            other => other,
+        }
     }
 }
 
@@ -148,6 +246,7 @@ impl Cloud {
             ops: Arc::new(tokio::sync::OnceCell::new()),
             conn: Arc::new(conn.clone()),
             op_deadline: conn.retry.op_deadline,
+            cluster_busy_timeout: conn.retry.cluster_busy_timeout,
         })
     }
 
@@ -186,6 +285,14 @@ fn api_error(
         let context = context.into();
         // When the retry policy gives up, the answer that counts is the last one, inside.
         let e = last_answer(&outer);
+        let violations = policy::violations(messages(e).iter().map(String::as_str));
+        if !violations.is_empty() {
+            return GcpError::OrgPolicy {
+                context,
+                resource: None,
+                violations,
+            };
+        }
         let status = e.http_status_code();
         let mut message = match e.status() {
             Some(s) if !s.message.is_empty() => match status {
@@ -194,7 +301,11 @@ fn api_error(
             },
             _ => e.to_string(),
         };
-        if let Some(hint) = auth::denied_hint(e) {
+        if retry::is_quota(e) {
+            message.push_str(
+                ": a quota, not a permission (the README's \"Prerequisites\" lists the quotas natgw needs)",
+            );
+        } else if let Some(hint) = auth::denied_hint(e) {
             message = format!("{message}: {hint}");
         }
         if outer.is_exhausted() {
@@ -205,6 +316,24 @@ fn api_error(
             status,
             message,
         }
+    }
+}
+
+/// Every message of an error: the top one and each of Compute's `errors[]` (which gax keeps as `ErrorInfo`
+/// details with the message in their metadata), or the raw answer when it was not Google's error shape.
+fn messages(e: &google_cloud_gax::error::Error) -> Vec<String> {
+    use google_cloud_gax::error::rpc::StatusDetails;
+    match e.status() {
+        Some(s) => std::iter::once(s.message.clone())
+            .chain(s.details.iter().filter_map(|d| match d {
+                StatusDetails::ErrorInfo(info) => info.metadata.get("message").cloned(),
+                _ => None,
+            }))
+            .collect(),
+        None => e
+            .http_payload()
+            .map(|b| vec![String::from_utf8_lossy(b).into_owned()])
+            .unwrap_or_default(),
     }
 }
 
@@ -235,6 +364,50 @@ fn request_id() -> String {
         &hex[17..20],
         &hex[20..32]
     )
+}
+
+/// For tests: an emulator with `options` and the demo world, clients on it, and the example's `gitlab`
+/// gateway.
+#[cfg(test)]
+pub(crate) async fn demo(
+    options: crate::emulator::Options,
+    tune: impl FnOnce(&mut Connection),
+) -> (
+    crate::emulator::Emulator,
+    Cloud,
+    crate::model::desired::DesiredGateway,
+) {
+    let emu =
+        crate::emulator::Emulator::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), options)
+            .await
+            .expect("emulator");
+    emu.seed(&crate::emulator::Seed::demo("natgw-test"))
+        .expect("seed");
+    let mut conn = Connection::new(Some(emu.url()), auth::anonymous());
+    tune(&mut conn);
+    let cloud = Cloud::connect("natgw-test", &conn).await.expect("clients");
+    let text = include_str!("../../examples/gitlab-runner.toml");
+    let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
+    let gw =
+        crate::model::desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
+    (emu, cloud, gw)
+}
+
+/// For tests: the gateway's two addresses and its VM.
+#[cfg(test)]
+pub(crate) async fn demo_vm(cloud: &Cloud, gw: &crate::model::desired::DesiredGateway) {
+    let ext = cloud
+        .insert_address(&gw.external_address)
+        .await
+        .expect("external address");
+    let int = cloud
+        .insert_address(&gw.internal_address)
+        .await
+        .expect("internal address");
+    cloud
+        .insert_instance(&gw.instance, int, ext)
+        .await
+        .expect("instance");
 }
 
 #[cfg(test)]

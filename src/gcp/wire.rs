@@ -7,7 +7,7 @@ use google_cloud_compute_v1::model as gce;
 use google_cloud_container_v1::model as gke;
 
 use crate::model::observed::{self as observed, Observed, Preconditions};
-use crate::model::ownership::KEY_IMAGE;
+use crate::model::ownership::{self, KEY_IMAGE, Owner};
 use crate::model::{Address, AddressType, Firewall, Instance, NodePool, NodePoolId, Route};
 use crate::net::Ipv4Net;
 
@@ -55,6 +55,15 @@ pub(super) fn subnetwork_url(project: &str, region: &str, subnetwork: &str) -> S
     format!("projects/{project}/regions/{region}/subnetworks/{subnetwork}")
 }
 
+/// Who owns an address: its labels, or else its description marker. natgw writes the marker at insert and the
+/// labels just after (below), so an address whose labels were never set (natgw stopped between the two
+/// calls) is still known as this stack's, and the plan sets its labels in place.
+pub(super) fn address_owner(a: &gce::Address) -> Option<Owner> {
+    Owner::from_labels(&sorted(&a.labels)).or_else(|| {
+        ownership::parse_description(a.description.as_deref().unwrap_or_default()).map(|(o, _)| o)
+    })
+}
+
 pub(super) fn address_from_wire(a: &gce::Address) -> Observed<Address> {
     let labels = sorted(&a.labels);
     let address_type = match a.address_type.as_ref().and_then(|t| t.name()) {
@@ -76,14 +85,29 @@ pub(super) fn address_from_wire(a: &gce::Address) -> Observed<Address> {
         users: a.users.clone(),
         ..Preconditions::default()
     };
-    observed::from_labels(resource, &labels, preconditions)
+    Observed {
+        owner: address_owner(a),
+        ..observed::from_labels(resource, &labels, preconditions)
+    }
 }
 
+/// What natgw sends at `addresses.insert`, field by field, as Google documents it (compute.v1.json, `Address`):
+/// - `labels`: not sent. "These can only be added or modified by the setLabels method", so natgw sets them
+///   right after the insert (`Cloud::insert_address`); the Terraform provider does the same.
+/// - `description`: the ownership marker. Settable at insert ("An optional description of this resource.
+///   Provide this field when you create the resource."), and there is no method that changes it later.
+/// - `name`: "Provided by the client when the resource is created"; required.
+/// - `addressType`: settable at insert; "If unspecified, defaults to EXTERNAL".
+/// - `subnetwork`: "can only be used with INTERNAL type with a GCE_ENDPOINT or DNS_RESOLVER purpose" (natgw
+///   leaves `purpose` unset: GCE_ENDPOINT is Google's default for internal addresses).
+/// - `address`: "If an IP address is specified, it must be within the subnetwork's IP range" (internal only;
+///   natgw sends it only when the config fixes the internal IP).
 pub(super) fn address_to_wire(project: &str, a: &Address) -> gce::Address {
+    let description =
+        Owner::from_labels(&a.labels).map_or_else(|| a.description.clone(), |o| o.description(&[]));
     let mut w = gce::Address::new()
         .set_name(a.name.clone())
-        .set_description(a.description.clone())
-        .set_labels(a.labels.clone());
+        .set_description(description);
     match a.address_type {
         AddressType::External => {
             w = w.set_address_type(gce::address::AddressType::External);
@@ -161,6 +185,11 @@ pub(super) fn firewall_from_wire(f: &gce::Firewall) -> Observed<Firewall> {
     observed::from_description(resource, &description, preconditions)
 }
 
+/// Every field is settable at `firewalls.insert` (compute.v1.json, `Firewall`), and all but `network` by
+/// `firewalls.patch`: `description` "Provide this field when you create the resource"; `direction` "The
+/// default is INGRESS"; `priority` "between 0 and 65535 ... The default value is 1000"; `targetTags` "If no
+/// targetTags are specified, the firewall rule applies to all instances on the specified network" (natgw
+/// always sends them).
 pub(super) fn firewall_to_wire(project: &str, f: &Firewall) -> gce::Firewall {
     gce::Firewall::new()
         .set_name(f.name.clone())
@@ -258,7 +287,23 @@ pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::
     m
 }
 
-/// The VM: both reserved addresses, IP forwarding, Shielded VM, no service account.
+/// The VM: both reserved addresses, IP forwarding, Shielded VM, no service account. What compute.v1.json says
+/// of each field natgw sends at `instances.insert`:
+/// - `labels`: "These can be later modified by the setLabels method": settable at insert (unlike an
+///   address's).
+/// - `tags`: "specified by the client during instance creation. The tags can be later modified by the setTags
+///   method".
+/// - `metadata`: settable at insert; changed later with `setMetadata` and its fingerprint.
+/// - `description`: "Provide this property when you create the resource"; no method changes it later, which
+///   is why the boot image recorded in it never changes in place.
+/// - `canIpForward`: "This is required if you plan to use this instance to forward routes"; fixed at insert
+///   for natgw (changing it needs `instances.update` on a stopped VM), so a change replaces the VM.
+/// - `networkInterfaces[].networkIP`: "If not specified by the user, an unused internal IP is assigned";
+///   natgw sends its reserved internal address.
+/// - `accessConfigs[].natIP`: "Specify an unused static external IP address ... it must live in the same
+///   region as the zone of the instance"; `type` "the default and only option is ONE_TO_ONE_NAT".
+/// - `disks[].initializeParams.sourceImage`: "When creating a new instance boot disk, one of
+///   initializeParams.sourceImage ... is required"; the instance does not echo it back.
 pub(super) fn instance_to_wire(
     project: &str,
     i: &Instance,
@@ -321,6 +366,10 @@ pub(super) fn route_from_wire(r: &gce::Route) -> Option<Observed<Route>> {
     ))
 }
 
+/// Routes have no update method in compute.v1.json (insert, delete, get, list): every field is set at insert
+/// and a change replaces the route. `nextHopIp`: "The network IP address of an instance that should handle
+/// matching packets"; `priority` "from 0 to 65535 ... The default value is 1000"; `tags` "A list of instance
+/// tags to which this route applies"; `description` "Provide this field when you create the resource".
 pub(super) fn route_to_wire(project: &str, r: &Route, next_hop: Ipv4Addr) -> gce::Route {
     gce::Route::new()
         .set_name(r.name.clone())

@@ -2,9 +2,12 @@
 
 use sha2::{Digest, Sha256};
 
-use super::ownership::{KEY_IMAGE, Owner};
+use super::ownership::{KEY_IMAGE, KEY_ROLE, Owner};
 use super::{Address, AddressType, Firewall, Instance, NodePoolId, Route};
 use crate::config::{self, names};
+
+/// The `natgw-role` of the IAP ssh rule.
+pub(crate) const ROLE_SSH: &str = "ssh";
 
 /// The priority of the ingress rule (Google's default).
 pub(crate) const FIREWALL_PRIORITY: u32 = 1000;
@@ -12,11 +15,14 @@ pub(crate) const FIREWALL_PRIORITY: u32 = 1000;
 /// Every resource of one gateway, as the config wants it. Values only known once Google has made them
 /// (an internal address that Google picks) are `None`; the plan fills them in from what it observed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Gateway {
+pub(crate) struct DesiredGateway {
     pub(crate) owner: Owner,
     pub(crate) external_address: Address,
     pub(crate) internal_address: Address,
     pub(crate) firewall: Firewall,
+    /// `ssh = "iap"`: the VPC rule that lets IAP's TCP forwarding reach sshd (the VM's own input filter opens
+    /// the same port to the same range only).
+    pub(crate) ssh_firewall: Option<Firewall>,
     pub(crate) instance: Instance,
     pub(crate) routes: Vec<Route>,
     pub(crate) node_pool: NodePoolId,
@@ -30,7 +36,7 @@ pub(crate) fn ready_token(startup_script: &str) -> String {
     crate::hex::encode(&digest[..8])
 }
 
-pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String) -> Gateway {
+pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String) -> DesiredGateway {
     let owner = Owner {
         stack: stack.to_string(),
         gateway: gw.name.clone(),
@@ -68,6 +74,15 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
         // The node-pool record is added by the plan, which knows whether the tag was already there.
         description: owner.description(&[]),
     };
+    let ssh_firewall = gw.ssh.map(|ssh| Firewall {
+        name: names::ssh_firewall(&gw.name),
+        network: gw.network.clone(),
+        priority: FIREWALL_PRIORITY,
+        source_ranges: vec![ssh.source_range()],
+        allowed: vec![format!("tcp:{}", ssh.port())],
+        target_tags: vec![vm_name.clone()],
+        description: owner.description(&[(KEY_ROLE, ROLE_SSH.to_string())]),
+    });
     let instance = Instance {
         name: vm_name.clone(),
         zone: gw.zone.clone(),
@@ -100,11 +115,12 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
             description: owner.description(&[]),
         })
         .collect();
-    Gateway {
+    DesiredGateway {
         owner,
         external_address,
         internal_address,
         firewall,
+        ssh_firewall,
         instance,
         routes,
         node_pool: NodePoolId {

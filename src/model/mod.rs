@@ -4,6 +4,7 @@
 //! from the wire by `gcp`), so that `plan` can compare them field by field.
 
 pub(crate) mod desired;
+pub(crate) mod fields;
 pub(crate) mod lock;
 pub(crate) mod observed;
 pub(crate) mod ownership;
@@ -24,17 +25,31 @@ pub(crate) enum Kind {
     ExternalAddress,
     InternalAddress,
     Firewall,
+    /// The rule that opens sshd to IAP (`ssh = "iap"`).
+    SshFirewall,
     Instance,
     Route,
     NodePool,
 }
 
 impl Kind {
+    /// Every kind; `sample` in the fields' tests matches on all of them, which reminds whoever adds one.
+    #[cfg(test)]
+    pub(crate) const ALL: &'static [Kind] = &[
+        Kind::ExternalAddress,
+        Kind::InternalAddress,
+        Kind::Firewall,
+        Kind::SshFirewall,
+        Kind::Instance,
+        Kind::Route,
+        Kind::NodePool,
+    ];
+
     /// The resource type as shown in plans, Terraform style.
     pub(crate) fn type_name(self) -> &'static str {
         match self {
             Kind::ExternalAddress | Kind::InternalAddress => "compute_address",
-            Kind::Firewall => "compute_firewall",
+            Kind::Firewall | Kind::SshFirewall => "compute_firewall",
             Kind::Instance => "compute_instance",
             Kind::Route => "compute_route",
             Kind::NodePool => "container_node_pool",
@@ -47,6 +62,7 @@ impl Kind {
             Kind::ExternalAddress => "external_address",
             Kind::InternalAddress => "internal_address",
             Kind::Firewall => "firewall",
+            Kind::SshFirewall => "ssh_firewall",
             Kind::Instance => "instance",
             Kind::Route => "route",
             Kind::NodePool => "node_pool_tags",
@@ -73,6 +89,15 @@ pub(crate) struct Address {
     pub(crate) address: Option<Ipv4Addr>,
     pub(crate) description: String,
     pub(crate) labels: BTreeMap<String, String>,
+}
+
+impl Address {
+    pub(crate) fn kind(&self) -> Kind {
+        match self.address_type {
+            AddressType::External => Kind::ExternalAddress,
+            AddressType::Internal => Kind::InternalAddress,
+        }
+    }
 }
 
 /// An ingress firewall rule (`compute.firewalls`). Its description carries the ownership marker and the
@@ -159,6 +184,43 @@ pub(crate) struct NodePool {
     pub(crate) tags: Vec<String>,
 }
 
+impl NodePool {
+    /// The pool with the tags of `remove` taken out and those of `add` it lacks appended: the pool's own
+    /// order is kept, so tags natgw does not touch stay where they are.
+    pub(crate) fn with_tags(&self, add: &[String], remove: &[String]) -> NodePool {
+        NodePool {
+            id: self.id.clone(),
+            tags: with_tags(&self.tags, add, remove),
+        }
+    }
+
+    /// The tags to add to and remove from this pool to reach `after`: `with_tags`'s inverse.
+    pub(crate) fn tags_to(&self, after: &NodePool) -> (Vec<String>, Vec<String>) {
+        let missing_from = |tags: &[String], of: &[String]| -> Vec<String> {
+            of.iter().filter(|t| !tags.contains(t)).cloned().collect()
+        };
+        (
+            missing_from(&self.tags, &after.tags),
+            missing_from(&after.tags, &self.tags),
+        )
+    }
+}
+
+/// `tags` without `remove`, then with the tags of `add` it lacks, in order.
+pub(crate) fn with_tags(tags: &[String], add: &[String], remove: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = tags
+        .iter()
+        .filter(|t| !remove.contains(t))
+        .cloned()
+        .collect();
+    for t in add {
+        if !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
 /// Any resource natgw manages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -171,21 +233,6 @@ pub(crate) enum Resource {
 }
 
 impl Resource {
-    /// The resource's fields by name, as JSON values: what plans compare and show.
-    pub(crate) fn fields(&self) -> BTreeMap<String, serde_json::Value> {
-        let v = match self {
-            Resource::Address(a) => serde_json::to_value(a),
-            Resource::Firewall(f) => serde_json::to_value(f),
-            Resource::Instance(i) => serde_json::to_value(i),
-            Resource::Route(r) => serde_json::to_value(r),
-            Resource::NodePool(p) => serde_json::to_value(p),
-        };
-        match v {
-            Ok(serde_json::Value::Object(m)) => m.into_iter().collect(),
-            _ => BTreeMap::new(),
-        }
-    }
-
     pub(crate) fn name(&self) -> String {
         match self {
             Resource::Address(a) => a.name.clone(),
@@ -194,5 +241,39 @@ impl Resource {
             Resource::Route(r) => r.name.clone(),
             Resource::NodePool(p) => p.id.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{NodePool, NodePoolId};
+
+    fn pool(tags: &[&str]) -> NodePool {
+        NodePool {
+            id: NodePoolId {
+                location: "l".into(),
+                cluster: "c".into(),
+                name: "p".into(),
+            },
+            tags: tags.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn strings(tags: &[&str]) -> Vec<String> {
+        tags.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn tags_keep_the_pool_s_order_and_go_both_ways() {
+        let before = pool(&["a", "natgw", "b"]);
+        let after = before.with_tags(&strings(&["b", "c", "d"]), &strings(&["natgw"]));
+        assert_eq!(after.tags, strings(&["a", "b", "c", "d"]));
+        let (add, remove) = before.tags_to(&after);
+        assert_eq!(
+            (add.clone(), remove.clone()),
+            (strings(&["c", "d"]), strings(&["natgw"]))
+        );
+        assert_eq!(before.with_tags(&add, &remove), after);
+        assert_eq!(before.with_tags(&[], &[]), before);
     }
 }

@@ -14,6 +14,10 @@ pub(crate) const LABEL_GATEWAY: &str = "natgw-gateway";
 pub(crate) const KEY_NODE_POOL: &str = "natgw-node-pool";
 pub(crate) const KEY_NODE_TAG: &str = "natgw-node-tag";
 pub(crate) const KEY_TAG_ADDED: &str = "natgw-tag-added";
+/// What an owned resource is for, where its kind alone does not say: a gateway has two firewall rules.
+/// Absent on the gateway's main rule (written before the key existed).
+pub(crate) const KEY_ROLE: &str = "natgw-role";
+
 /// The VM's boot image: an instance does not echo it back, so natgw records it.
 pub(crate) const KEY_IMAGE: &str = "natgw-image";
 

@@ -10,10 +10,11 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::model::desired::Gateway;
+use crate::model::desired::{DesiredGateway, ROLE_SSH};
+use crate::model::fields::{Field, InstanceField, Mutability, NodePoolField, RouteField};
 use crate::model::observed::{Observation, Observed, Preconditions};
-use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_TAG_ADDED, Owner};
-use crate::model::{Address, Kind, NodePool, NodePoolId, Resource};
+use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_ROLE, KEY_TAG_ADDED, Owner};
+use crate::model::{Address, Kind, NodePoolId, Resource};
 
 /// The plan file format; a plan from another format is refused.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -42,10 +43,11 @@ impl Action {
     }
 }
 
-/// One attribute that differs, for display and for the JSON plan.
+/// One attribute that differs. A saved plan holds the field by name (`F = String`), which the change's kind
+/// turns back into a `Field`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct FieldDiff {
-    pub(crate) field: String,
+pub(crate) struct FieldDiff<F = Field> {
+    pub(crate) field: F,
     pub(crate) before: Value,
     /// `null` with `unknown`: known after apply.
     pub(crate) after: Value,
@@ -56,6 +58,7 @@ pub(crate) struct FieldDiff {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SavedChange")]
 pub(crate) struct Change {
     /// The gateway the resource belongs to; empty for node pools, which gateways share.
     pub(crate) gateway: String,
@@ -70,6 +73,54 @@ pub(crate) struct Change {
     pub(crate) diffs: Vec<FieldDiff>,
 }
 
+/// A change as saved, before its field names are checked against its kind.
+#[derive(Deserialize)]
+struct SavedChange {
+    gateway: String,
+    kind: Kind,
+    name: String,
+    action: Action,
+    before: Option<Resource>,
+    after: Option<Resource>,
+    #[serde(default)]
+    preconditions: Preconditions,
+    #[serde(default)]
+    diffs: Vec<FieldDiff<String>>,
+}
+
+impl TryFrom<SavedChange> for Change {
+    type Error = String;
+
+    fn try_from(c: SavedChange) -> Result<Change, String> {
+        let diffs = c
+            .diffs
+            .into_iter()
+            .map(|d| {
+                let field = Field::parse(c.kind, &d.field).ok_or_else(|| {
+                    format!("{} has no field \"{}\"", c.kind.type_name(), d.field)
+                })?;
+                Ok(FieldDiff {
+                    field,
+                    before: d.before,
+                    after: d.after,
+                    unknown: d.unknown,
+                    forces_replacement: d.forces_replacement,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Change {
+            gateway: c.gateway,
+            kind: c.kind,
+            name: c.name,
+            action: c.action,
+            before: c.before,
+            after: c.after,
+            preconditions: c.preconditions,
+            diffs,
+        })
+    }
+}
+
 impl Change {
     /// Terraform-style address: `gitlab.external_address`, `gitlab.route["34.120.10.10/32"]`.
     pub(crate) fn address(&self) -> String {
@@ -82,11 +133,11 @@ impl Change {
         }
     }
 
-    pub(crate) fn forces_replacement(&self) -> Vec<&str> {
+    pub(crate) fn forces_replacement(&self) -> Vec<&'static str> {
         self.diffs
             .iter()
             .filter(|d| d.forces_replacement)
-            .map(|d| d.field.as_str())
+            .map(|d| d.field.name())
             .collect()
     }
 }
@@ -157,20 +208,40 @@ pub(crate) struct Context<'a> {
     pub(crate) stack: &'a str,
 }
 
+/// Which (pool, tag) pairs natgw added.
+type AddedTags = BTreeSet<(NodePoolId, String)>;
+
 /// Compares what the config wants with what the project holds. An empty `desired` plans the destruction of
 /// everything the stack owns.
 pub(crate) fn diff(
     ctx: &Context<'_>,
-    desired: &[Gateway],
+    desired: &[DesiredGateway],
     world: &Observation,
 ) -> Result<Vec<Change>, PlanError> {
     let stack = ctx.stack;
+    let added = tags_natgw_added(stack, desired, world)?;
     let mut changes = Vec::new();
-    let mut matched: BTreeSet<(Kind, String)> = BTreeSet::new();
+    for gw in desired {
+        gateway_changes(stack, gw, &added, world, &mut changes)?;
+    }
+    changes.extend(node_pool_changes(stack, desired, &added, world));
+    let wanted: BTreeSet<(Kind, String)> =
+        changes.iter().map(|c| (c.kind, c.name.clone())).collect();
+    changes.extend(unwanted(stack, &wanted, world));
+    changes.sort_by(|a, b| (&a.gateway, a.kind, &a.name).cmp(&(&b.gateway, b.kind, &b.name)));
+    // Node pools (no gateway) last.
+    changes.sort_by_key(|c| c.kind == Kind::NodePool);
+    Ok(changes)
+}
 
-    // Which (pool, tag) pairs natgw added: recorded by any of this stack's firewalls, or missing now (and
-    // therefore about to be added by natgw).
-    let mut natgw_added: BTreeSet<(NodePoolId, String)> = BTreeSet::new();
+/// The (pool, tag) pairs natgw added: recorded by any of this stack's firewalls or routes, or missing now
+/// (and therefore about to be added by natgw). A gateway whose node pool is missing is an error.
+fn tags_natgw_added(
+    stack: &str,
+    desired: &[DesiredGateway],
+    world: &Observation,
+) -> Result<AddedTags, PlanError> {
+    let mut added = AddedTags::new();
     for facts in world.records(Some(stack)) {
         let pool = facts
             .get(KEY_NODE_POOL)
@@ -180,14 +251,14 @@ pub(crate) fn diff(
             pool,
             facts.get(KEY_NODE_TAG),
         ) {
-            natgw_added.insert((pool, tag.clone()));
+            added.insert((pool, tag.clone()));
         }
     }
     for gw in desired {
         match world.node_pool(&gw.node_pool) {
             Some(pool) if pool.resource.tags.contains(&gw.node_tag) => {}
             Some(_) => {
-                natgw_added.insert((gw.node_pool.clone(), gw.node_tag.clone()));
+                added.insert((gw.node_pool.clone(), gw.node_tag.clone()));
             }
             None => {
                 return Err(PlanError::MissingNodePool(
@@ -197,105 +268,104 @@ pub(crate) fn diff(
             }
         }
     }
+    Ok(added)
+}
 
-    for gw in desired {
-        let gateway = &gw.owner.gateway;
-        // Addresses.
-        let ext = address_change(
-            stack,
-            gateway,
-            Kind::ExternalAddress,
-            &gw.external_address,
-            world,
-        )?;
-        let int = address_change(
-            stack,
-            gateway,
-            Kind::InternalAddress,
-            &gw.internal_address,
-            world,
-        )?;
-        let kept_ip = |c: &Change| -> Option<Ipv4Addr> {
-            match (&c.action, &c.before) {
-                (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
-                _ => None,
-            }
-        };
-        let ext_ip = kept_ip(&ext);
-        let int_ip = gw.internal_address.address.or_else(|| kept_ip(&int));
-        let int_replaced = matches!(int.action, Action::Create | Action::Replace);
-        let ext_replaced = matches!(ext.action, Action::Create | Action::Replace);
-        matched.insert((Kind::ExternalAddress, ext.name.clone()));
-        matched.insert((Kind::InternalAddress, int.name.clone()));
-        changes.push(ext);
-        changes.push(int);
-
-        // Firewall, with the node-pool tag record (routes carry it too).
-        let added = natgw_added.contains(&(gw.node_pool.clone(), gw.node_tag.clone()));
-        let record = gw.owner.description(&[
-            (KEY_NODE_POOL, gw.node_pool.to_string()),
-            (KEY_NODE_TAG, gw.node_tag.clone()),
-            (KEY_TAG_ADDED, added.to_string()),
-        ]);
-        let mut fw = gw.firewall.clone();
-        fw.description = record.clone();
-        let fw_change = simple_change(
-            stack,
-            gateway,
-            Kind::Firewall,
-            &fw.name,
-            Resource::Firewall(fw.clone()),
-            world,
-        )?;
-        matched.insert((Kind::Firewall, fw.name.clone()));
-        changes.push(fw_change);
-
-        // Instance.
-        let mut vm = gw.instance.clone();
-        vm.network_ip = int_ip;
-        vm.nat_ip = ext_ip;
-        let mut vm_change = simple_change(
-            stack,
-            gateway,
-            Kind::Instance,
-            &vm.name,
-            Resource::Instance(vm.clone()),
-            world,
-        )?;
-        if vm_change.before.is_some() {
-            if int_replaced {
-                force_unknown(&mut vm_change, "network_ip");
-            }
-            if ext_replaced {
-                force_unknown(&mut vm_change, "nat_ip");
-            }
+/// The changes of one gateway's own resources: addresses, firewall rule, VM, routes.
+fn gateway_changes(
+    stack: &str,
+    gw: &DesiredGateway,
+    added: &AddedTags,
+    world: &Observation,
+    changes: &mut Vec<Change>,
+) -> Result<(), PlanError> {
+    let gateway = &gw.owner.gateway;
+    let ext = address_change(stack, gateway, &gw.external_address, world)?;
+    let int = address_change(stack, gateway, &gw.internal_address, world)?;
+    let kept_ip = |c: &Change| -> Option<Ipv4Addr> {
+        match (&c.action, &c.before) {
+            (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
+            _ => None,
         }
-        matched.insert((Kind::Instance, vm.name.clone()));
-        changes.push(vm_change);
+    };
+    let ext_ip = kept_ip(&ext);
+    let int_ip = gw.internal_address.address.or_else(|| kept_ip(&int));
+    let int_replaced = matches!(int.action, Action::Create | Action::Replace);
+    let ext_replaced = matches!(ext.action, Action::Create | Action::Replace);
+    changes.push(ext);
+    changes.push(int);
 
-        // Routes.
-        for route in &gw.routes {
-            let mut r = route.clone();
-            r.next_hop_ip = int_ip;
-            // Set when the route is made; a route is never replaced for its description alone.
-            r.description = record.clone();
-            let mut rc = simple_change(
-                stack,
-                gateway,
-                Kind::Route,
-                &r.name,
-                Resource::Route(r.clone()),
-                world,
-            )?;
-            if rc.before.is_some() && int_replaced {
-                force_unknown(&mut rc, "next_hop_ip");
-            }
-            matched.insert((Kind::Route, r.name.clone()));
-            changes.push(rc);
-        }
+    // The firewall rule and every route record the node-pool tag.
+    let tag_added = added.contains(&(gw.node_pool.clone(), gw.node_tag.clone()));
+    let record = gw.owner.description(&[
+        (KEY_NODE_POOL, gw.node_pool.to_string()),
+        (KEY_NODE_TAG, gw.node_tag.clone()),
+        (KEY_TAG_ADDED, tag_added.to_string()),
+    ]);
+    let mut fw = gw.firewall.clone();
+    fw.description = record.clone();
+    let found = by_name(&world.firewalls, &fw.name, |f| &f.name, Resource::Firewall);
+    changes.push(compare(
+        stack,
+        gateway,
+        Kind::Firewall,
+        Resource::Firewall(fw),
+        found,
+    )?);
+    if let Some(ssh) = &gw.ssh_firewall {
+        let found = by_name(&world.firewalls, &ssh.name, |f| &f.name, Resource::Firewall);
+        changes.push(compare(
+            stack,
+            gateway,
+            Kind::SshFirewall,
+            Resource::Firewall(ssh.clone()),
+            found,
+        )?);
     }
 
-    // Node pools: add wanted tags; remove tags natgw added that no gateway wants any more.
+    let mut vm = gw.instance.clone();
+    vm.network_ip = int_ip;
+    vm.nat_ip = ext_ip;
+    let found = by_name(&world.instances, &vm.name, |i| &i.name, Resource::Instance);
+    let mut vm_change = compare(
+        stack,
+        gateway,
+        Kind::Instance,
+        Resource::Instance(vm),
+        found,
+    )?;
+    if vm_change.before.is_some() {
+        if int_replaced {
+            force_unknown(&mut vm_change, Field::Instance(InstanceField::NetworkIp));
+        }
+        if ext_replaced {
+            force_unknown(&mut vm_change, Field::Instance(InstanceField::NatIp));
+        }
+    }
+    changes.push(vm_change);
+
+    for route in &gw.routes {
+        let mut r = route.clone();
+        r.next_hop_ip = int_ip;
+        // Set when the route is made; a route is never replaced for its description alone.
+        r.description = record.clone();
+        let found = by_name(&world.routes, &r.name, |r| &r.name, Resource::Route);
+        let mut rc = compare(stack, gateway, Kind::Route, Resource::Route(r), found)?;
+        if rc.before.is_some() && int_replaced {
+            force_unknown(&mut rc, Field::Route(RouteField::NextHopIp));
+        }
+        changes.push(rc);
+    }
+    Ok(())
+}
+
+/// Node pools: add wanted tags; remove tags natgw added that no gateway wants any more.
+fn node_pool_changes(
+    stack: &str,
+    desired: &[DesiredGateway],
+    added: &AddedTags,
+    world: &Observation,
+) -> Vec<Change> {
     let mut wanted: BTreeMap<NodePoolId, BTreeSet<String>> = BTreeMap::new();
     for gw in desired {
         wanted
@@ -305,37 +375,34 @@ pub(crate) fn diff(
     }
     let mut pools: BTreeSet<NodePoolId> = wanted.keys().cloned().collect();
     pools.extend(world.recorded_node_pools(Some(stack)));
+    let mut changes = Vec::new();
     for id in pools {
         let Some(observed) = world.node_pool(&id) else {
             continue;
         };
-        let want = wanted.get(&id).cloned().unwrap_or_default();
-        let mut tags = observed.resource.tags.clone();
-        for tag in &want {
-            if !tags.contains(tag) {
-                tags.push(tag.clone());
-            }
-        }
-        tags.retain(|t| want.contains(t) || !natgw_added.contains(&(id.clone(), t.clone())));
-        let after = NodePool {
-            id: id.clone(),
-            tags,
-        };
-        let action = if after == observed.resource {
-            Action::NoOp
+        let want: Vec<String> = wanted
+            .get(&id)
+            .map(|w| w.iter().cloned().collect())
+            .unwrap_or_default();
+        let remove: Vec<String> = observed
+            .resource
+            .tags
+            .iter()
+            .filter(|t| !want.contains(t) && added.contains(&(id.clone(), (*t).clone())))
+            .cloned()
+            .collect();
+        let after = observed.resource.with_tags(&want, &remove);
+        let (action, diffs) = if after == observed.resource {
+            (Action::NoOp, Vec::new())
         } else {
-            Action::Update
-        };
-        let diffs = if action == Action::Update {
-            vec![FieldDiff {
-                field: "tags".into(),
+            let diff = FieldDiff {
+                field: Field::NodePool(NodePoolField::Tags),
                 before: json!(observed.resource.tags),
                 after: json!(after.tags),
                 unknown: false,
                 forces_replacement: false,
-            }]
-        } else {
-            Vec::new()
+            };
+            (Action::Update, vec![diff])
         };
         changes.push(Change {
             gateway: String::new(),
@@ -348,81 +415,64 @@ pub(crate) fn diff(
             diffs,
         });
     }
-
-    // What the stack owns and the config no longer wants.
-    let gateway_of = |o: &Option<Owner>| o.as_ref().map(|o| o.gateway.clone()).unwrap_or_default();
-    for a in world.addresses.iter().filter(|a| a.owned_by(stack)) {
-        let kind = if a.resource.address_type == crate::model::AddressType::External {
-            Kind::ExternalAddress
-        } else {
-            Kind::InternalAddress
-        };
-        if !matched.contains(&(kind, a.resource.name.clone())) {
-            changes.push(delete(
-                gateway_of(&a.owner),
-                kind,
-                Resource::Address(a.resource.clone()),
-                &a.preconditions,
-            ));
-        }
-    }
-    for f in world.firewalls.iter().filter(|f| f.owned_by(stack)) {
-        if !matched.contains(&(Kind::Firewall, f.resource.name.clone())) {
-            changes.push(delete(
-                gateway_of(&f.owner),
-                Kind::Firewall,
-                Resource::Firewall(f.resource.clone()),
-                &f.preconditions,
-            ));
-        }
-    }
-    for i in world.instances.iter().filter(|i| i.owned_by(stack)) {
-        if !matched.contains(&(Kind::Instance, i.resource.name.clone())) {
-            changes.push(delete(
-                gateway_of(&i.owner),
-                Kind::Instance,
-                Resource::Instance(i.resource.clone()),
-                &i.preconditions,
-            ));
-        }
-    }
-    for r in world.routes.iter().filter(|r| r.owned_by(stack)) {
-        if !matched.contains(&(Kind::Route, r.resource.name.clone())) {
-            changes.push(delete(
-                gateway_of(&r.owner),
-                Kind::Route,
-                Resource::Route(r.resource.clone()),
-                &r.preconditions,
-            ));
-        }
-    }
-    changes.sort_by(|a, b| (&a.gateway, a.kind, &a.name).cmp(&(&b.gateway, b.kind, &b.name)));
-    // Node pools (no gateway) last.
-    changes.sort_by_key(|c| c.kind == Kind::NodePool);
-    Ok(changes)
+    changes
 }
 
-fn delete(gateway: String, kind: Kind, before: Resource, preconditions: &Preconditions) -> Change {
-    Change {
-        gateway,
-        kind,
-        name: before.name(),
-        action: Action::Delete,
-        before: Some(before),
-        after: None,
-        preconditions: preconditions.clone(),
-        diffs: Vec::new(),
+/// Deletes of what the stack owns and the config no longer wants.
+fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation) -> Vec<Change> {
+    fn owned<'a>(owner: &'a Option<Owner>, stack: &str) -> Option<&'a Owner> {
+        owner.as_ref().filter(|o| o.stack == stack)
     }
+    let addresses = world.addresses.iter().filter_map(|o| {
+        let kind = o.resource.kind();
+        Some((
+            kind,
+            owned(&o.owner, stack)?,
+            Resource::Address(o.resource.clone()),
+            &o.preconditions,
+        ))
+    });
+    let firewalls = world.firewalls.iter().filter_map(|o| {
+        let kind = match o.facts.get(KEY_ROLE).map(String::as_str) {
+            Some(ROLE_SSH) => Kind::SshFirewall,
+            _ => Kind::Firewall,
+        };
+        let r = Resource::Firewall(o.resource.clone());
+        Some((kind, owned(&o.owner, stack)?, r, &o.preconditions))
+    });
+    let instances = world.instances.iter().filter_map(|o| {
+        let r = Resource::Instance(o.resource.clone());
+        Some((Kind::Instance, owned(&o.owner, stack)?, r, &o.preconditions))
+    });
+    let routes = world.routes.iter().filter_map(|o| {
+        let r = Resource::Route(o.resource.clone());
+        Some((Kind::Route, owned(&o.owner, stack)?, r, &o.preconditions))
+    });
+    addresses
+        .chain(firewalls)
+        .chain(instances)
+        .chain(routes)
+        .filter(|(kind, _, r, _)| !wanted.contains(&(*kind, r.name())))
+        .map(|(kind, owner, before, preconditions)| Change {
+            gateway: owner.gateway.clone(),
+            kind,
+            name: before.name(),
+            action: Action::Delete,
+            before: Some(before),
+            after: None,
+            preconditions: preconditions.clone(),
+            diffs: Vec::new(),
+        })
+        .collect()
 }
 
 /// A field whose new value is only known after apply (its producer is being replaced): the resource must be
 /// replaced too.
-fn force_unknown(change: &mut Change, field: &str) {
+fn force_unknown(change: &mut Change, field: Field) {
     let known_after = change
         .after
         .as_ref()
-        .map(|a| field_value(a, field))
-        .unwrap_or(Value::Null);
+        .map_or(Value::Null, |a| a.value(field));
     if !known_after.is_null() {
         // The new value is known (a configured IP): the ordinary comparison already covers it.
         return;
@@ -431,10 +481,9 @@ fn force_unknown(change: &mut Change, field: &str) {
     let before = change
         .before
         .as_ref()
-        .map(|b| field_value(b, field))
-        .unwrap_or(Value::Null);
+        .map_or(Value::Null, |b| b.value(field));
     change.diffs.push(FieldDiff {
-        field: field.into(),
+        field,
         before,
         after: Value::Null,
         unknown: true,
@@ -443,75 +492,31 @@ fn force_unknown(change: &mut Change, field: &str) {
     change.action = Action::Replace;
 }
 
-fn field_value(r: &Resource, field: &str) -> Value {
-    r.fields().remove(field).unwrap_or(Value::Null)
+/// An observed resource, as `compare` takes it.
+struct Found<'a> {
+    resource: Resource,
+    owner: &'a Option<Owner>,
+    preconditions: &'a Preconditions,
 }
 
-/// How each field of each kind may change: ignored, updated in place, or only by replacement.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mutability {
-    Ignore,
-    InPlace,
-    Replace,
-}
-
-fn mutability(kind: Kind, field: &str) -> Mutability {
-    use Mutability::{Ignore, InPlace, Replace};
-    match (kind, field) {
-        (_, "name") => Ignore,
-        (Kind::ExternalAddress | Kind::InternalAddress, "labels") => InPlace,
-        (Kind::ExternalAddress | Kind::InternalAddress, "description") => Ignore,
-        (Kind::Firewall, "network") => Replace,
-        (Kind::Firewall, _) => InPlace,
-        (Kind::Instance, "labels" | "tags" | "startup_script" | "ready_token" | "status") => {
-            InPlace
-        }
-        (Kind::Instance, "description") => Ignore,
-        (Kind::Route, "description") => Ignore,
-        _ => Replace,
-    }
-}
-
-/// Finds the observed resource for a desired one and says what to do.
-fn simple_change(
-    stack: &str,
-    gateway: &str,
-    kind: Kind,
+fn by_name<'a, T: Clone>(
+    list: &'a [Observed<T>],
     name: &str,
-    after: Resource,
-    world: &Observation,
-) -> Result<Change, PlanError> {
-    let found: Option<(Resource, &Option<Owner>, &Preconditions)> = match kind {
-        Kind::Firewall => find(&world.firewalls, |f| f.name == name).map(|o| {
-            (
-                Resource::Firewall(o.resource.clone()),
-                &o.owner,
-                &o.preconditions,
-            )
-        }),
-        Kind::Instance => find(&world.instances, |i| i.name == name).map(|o| {
-            (
-                Resource::Instance(o.resource.clone()),
-                &o.owner,
-                &o.preconditions,
-            )
-        }),
-        Kind::Route => find(&world.routes, |r| r.name == name).map(|o| {
-            (
-                Resource::Route(o.resource.clone()),
-                &o.owner,
-                &o.preconditions,
-            )
-        }),
-        _ => None,
-    };
-    compare(stack, gateway, kind, name, after, found)
+    name_of: fn(&T) -> &String,
+    wrap: fn(T) -> Resource,
+) -> Option<Found<'a>> {
+    list.iter()
+        .find(|o| name_of(&o.resource) == name)
+        .map(|o| Found {
+            resource: wrap(o.resource.clone()),
+            owner: &o.owner,
+            preconditions: &o.preconditions,
+        })
 }
 
 fn address_change(
     stack: &str,
     gateway: &str,
-    kind: Kind,
     want: &Address,
     world: &Observation,
 ) -> Result<Change, PlanError> {
@@ -521,40 +526,29 @@ fn address_change(
         .iter()
         .filter(|a| a.resource.name == want.name)
         .min_by_key(|a| a.resource.region != want.region)
-        .map(|o| {
-            (
-                Resource::Address(o.resource.clone()),
-                &o.owner,
-                &o.preconditions,
-            )
+        .map(|o| Found {
+            resource: Resource::Address(o.resource.clone()),
+            owner: &o.owner,
+            preconditions: &o.preconditions,
         });
-    compare(
-        stack,
-        gateway,
-        kind,
-        &want.name,
-        Resource::Address(want.clone()),
-        found,
-    )
+    let after = Resource::Address(want.clone());
+    compare(stack, gateway, want.kind(), after, found)
 }
 
-fn find<T>(list: &[Observed<T>], pred: impl Fn(&T) -> bool) -> Option<&Observed<T>> {
-    list.iter().find(|o| pred(&o.resource))
-}
-
+/// What to do to make `found` (if anything was found under the name) into `after`.
 fn compare(
     stack: &str,
     gateway: &str,
     kind: Kind,
-    name: &str,
     after: Resource,
-    found: Option<(Resource, &Option<Owner>, &Preconditions)>,
+    found: Option<Found<'_>>,
 ) -> Result<Change, PlanError> {
-    let Some((before, owner, preconditions)) = found else {
+    let name = after.name();
+    let Some(found) = found else {
         return Ok(Change {
             gateway: gateway.into(),
             kind,
-            name: name.into(),
+            name,
             action: Action::Create,
             before: None,
             after: Some(after),
@@ -562,12 +556,12 @@ fn compare(
             diffs: Vec::new(),
         });
     };
-    match owner {
+    match found.owner {
         Some(o) if o.stack == stack => {}
         other => {
             return Err(PlanError::Conflict {
                 kind: kind.type_name(),
-                name: name.into(),
+                name,
                 stack: stack.into(),
                 owner: match other {
                     Some(o) => format!("it belongs to stack \"{}\"", o.stack),
@@ -576,29 +570,22 @@ fn compare(
             });
         }
     }
-    let b = before.fields();
-    let a = after.fields();
+    let before = found.resource;
     let mut diffs = Vec::new();
-    for (field, after_v) in &a {
-        let m = mutability(kind, field);
-        if m == Mutability::Ignore {
-            continue;
-        }
+    for (field, after_v) in after.values() {
+        let mutability = field.mutability();
         // A desired `None` is "whatever Google picked": not a difference.
-        if after_v.is_null() {
+        if mutability == Mutability::Ignore || after_v.is_null() {
             continue;
         }
-        let before_v = b.get(field).cloned().unwrap_or(Value::Null);
-        if kind == Kind::Instance && field == "status" && is_running_or_booting(&before_v) {
-            continue;
-        }
-        if &before_v != after_v {
+        let before_v = before.value(field);
+        if before_v != after_v && !as_good_as(field, &before_v) {
             diffs.push(FieldDiff {
-                field: field.clone(),
+                field,
                 before: before_v,
-                after: after_v.clone(),
+                after: after_v,
                 unknown: false,
-                forces_replacement: m == Mutability::Replace,
+                forces_replacement: mutability == Mutability::Replace,
             });
         }
     }
@@ -612,17 +599,31 @@ fn compare(
     Ok(Change {
         gateway: gateway.into(),
         kind,
-        name: name.into(),
+        name,
         action,
         before: Some(before),
         after: Some(after),
-        preconditions: preconditions.clone(),
+        preconditions: found.preconditions.clone(),
         diffs,
     })
 }
 
-fn is_running_or_booting(v: &Value) -> bool {
-    matches!(v.as_str(), Some("RUNNING" | "PROVISIONING" | "STAGING"))
+/// Whether an observed value that differs from the desired one is as good: a VM still booting is as good as
+/// a running one.
+fn as_good_as(field: Field, before: &Value) -> bool {
+    match field {
+        Field::Instance(InstanceField::Status) => {
+            matches!(
+                before.as_str(),
+                Some("RUNNING" | "PROVISIONING" | "STAGING")
+            )
+        }
+        Field::Address(_)
+        | Field::Firewall(_)
+        | Field::Instance(_)
+        | Field::Route(_)
+        | Field::NodePool(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::{Action, Change, Context, diff};
 use crate::model::observed::{Observation, Observed, Preconditions};
 use std::net::Ipv4Addr;
 
-use crate::model::desired::Gateway;
+use crate::model::desired::DesiredGateway;
 use crate::model::ownership::Owner;
 use crate::model::{Address, AddressType, NodePool, NodePoolId, Route};
 
@@ -137,7 +137,7 @@ fn render(names: &[&str], specs: &[GatewaySpec]) -> String {
     t
 }
 
-fn desired(text: &str) -> Vec<Gateway> {
+fn desired(text: &str) -> Vec<DesiredGateway> {
     desired_from(&config_from(text))
 }
 
@@ -350,7 +350,7 @@ fn touches_strangers(changes: &[Change]) -> Vec<String> {
         .collect()
 }
 
-fn plan(desired: &[Gateway], world: &Observation) -> Vec<Change> {
+fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
     diff(&Context { stack: STACK }, desired, world).expect("a plan")
 }
 

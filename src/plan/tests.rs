@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::config;
 use crate::model::NodePool;
-use crate::model::desired::{self, Gateway};
+use crate::model::desired::{self, DesiredGateway};
 use crate::model::observed::{Observation, Observed, Preconditions};
 use crate::model::ownership::Owner;
 
@@ -16,7 +16,7 @@ pub(crate) fn config_from(text: &str) -> config::Config {
     config::parse(std::path::Path::new("natgw.toml"), text).expect("test config parses")
 }
 
-pub(crate) fn desired_from(cfg: &config::Config) -> Vec<Gateway> {
+pub(crate) fn desired_from(cfg: &config::Config) -> Vec<DesiredGateway> {
     cfg.gateways
         .values()
         .map(|gw| desired::gateway(&cfg.stack, gw, format!("#!/bin/bash\n# {}\n", gw.name)))
@@ -64,7 +64,7 @@ pub(crate) fn empty_world() -> Observation {
 }
 
 /// The world as apply leaves it for `desired`: what `diff` against it must call a no-op.
-pub(crate) fn applied_world(desired: &[Gateway], base: &Observation) -> Observation {
+pub(crate) fn applied_world(desired: &[DesiredGateway], base: &Observation) -> Observation {
     let ctx = Context {
         stack: "gitlab-runners",
     };
@@ -159,7 +159,7 @@ pub(crate) fn applied_world(desired: &[Gateway], base: &Observation) -> Observat
     w
 }
 
-fn plan(desired: &[Gateway], world: &Observation) -> Vec<Change> {
+fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
     diff(
         &Context {
             stack: "gitlab-runners",
@@ -178,7 +178,7 @@ fn actions(changes: &[Change]) -> Vec<(String, Action)> {
         .collect()
 }
 
-fn example() -> (config::Config, Vec<Gateway>) {
+fn example() -> (config::Config, Vec<DesiredGateway>) {
     let cfg = config_from(EXAMPLE);
     let d = desired_from(&cfg);
     (cfg, d)
@@ -310,11 +310,11 @@ fn out_of_band_changes_are_updated_in_place() {
         .iter()
         .find(|c| c.kind == Kind::Instance)
         .expect("vm");
-    let fields: Vec<&str> = vm.diffs.iter().map(|d| d.field.as_str()).collect();
+    let fields: Vec<&str> = vm.diffs.iter().map(|d| d.field.name()).collect();
     assert_eq!(fields, vec!["startup_script", "status"]);
 }
 
-fn with(edit: &str, replacement: &str) -> Vec<Gateway> {
+fn with(edit: &str, replacement: &str) -> Vec<DesiredGateway> {
     let text = EXAMPLE.replacen(edit, replacement, 1);
     assert_ne!(text, EXAMPLE, "the edit {edit:?} must apply");
     desired_from(&config_from(&text))
@@ -627,5 +627,100 @@ fn the_tag_record_survives_the_loss_of_the_firewall_rule() {
     match &pool_change.after {
         Some(Resource::NodePool(p)) => assert_eq!(p.tags, vec!["existing-tag"]),
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_saved_plan_reads_back_with_typed_fields_and_an_unknown_field_is_refused() {
+    let (_, d) = example();
+    let mut w = applied_world(&d, &empty_world());
+    w.instances[0].resource.status = "TERMINATED".into();
+    w.instances[0].resource.labels.clear();
+    let changes = plan(&d, &w);
+    let saved = serde_json::to_value(&changes).expect("serialise");
+    let vm = saved
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["kind"] == "instance"))
+        .expect("the VM's change");
+    let names: Vec<&str> = vm["diffs"]
+        .as_array()
+        .expect("diffs")
+        .iter()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    assert_eq!(names, vec!["labels", "status"]);
+    let read: Vec<Change> = serde_json::from_value(saved.clone()).expect("read back");
+    assert_eq!(read, changes);
+
+    let mut edited = saved;
+    if let Some(field) = edited
+        .as_array_mut()
+        .and_then(|cs| cs.iter_mut().find(|c| c["kind"] == "instance"))
+        .and_then(|vm| vm["diffs"][0].get_mut("field"))
+    {
+        *field = "dest_range".into();
+    }
+    let err = serde_json::from_value::<Vec<Change>>(edited).expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("compute_instance has no field \"dest_range\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn ssh_iap_adds_its_own_firewall_rule_and_removing_it_deletes_only_that_rule() {
+    let (_, plain) = example();
+    let with_ssh = with(
+        "zone          = \"europe-west1-b\"\n",
+        "zone          = \"europe-west1-b\"\nssh           = \"iap\"\n",
+    );
+    let rule = with_ssh[0]
+        .ssh_firewall
+        .clone()
+        .expect("ssh = \"iap\" wants a rule");
+    assert_eq!(rule.name, "natgw-gitlab-ssh");
+    assert_eq!(
+        rule.source_ranges,
+        vec!["35.235.240.0/20".parse().expect("range")]
+    );
+    assert_eq!(rule.allowed, vec!["tcp:22"]);
+    assert_eq!(rule.target_tags, vec!["natgw-gitlab"]);
+    assert!(plain[0].ssh_firewall.is_none());
+
+    // Turning it on creates only the rule.
+    let applied = applied_world(&plain, &empty_world());
+    let on: Vec<_> = actions(&plan(&with_ssh, &applied))
+        .into_iter()
+        .filter(|(_, a)| *a != Action::NoOp)
+        .collect();
+    assert_eq!(
+        on,
+        vec![("gitlab.ssh_firewall".to_string(), Action::Create)]
+    );
+
+    // Applied, it is a no-op; turning it off deletes it and leaves the main rule alone.
+    let applied = applied_world(&with_ssh, &applied);
+    assert!(
+        !plan(&with_ssh, &applied)
+            .iter()
+            .any(|c| c.action != Action::NoOp)
+    );
+    let off: Vec<_> = actions(&plan(&plain, &applied))
+        .into_iter()
+        .filter(|(_, a)| *a != Action::NoOp)
+        .collect();
+    assert_eq!(
+        off,
+        vec![("gitlab.ssh_firewall".to_string(), Action::Delete)]
+    );
+
+    // Destroy removes both rules.
+    let gone = plan(&[], &applied);
+    for address in ["gitlab.firewall", "gitlab.ssh_firewall"] {
+        assert!(
+            actions(&gone).contains(&(address.to_string(), Action::Delete)),
+            "{address} is destroyed"
+        );
     }
 }

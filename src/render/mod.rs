@@ -1,10 +1,15 @@
 //! Human text and JSON from the same plan (pure). The text reads like Terraform's, so nobody has to learn it.
+//! Apply's and destroy's progress and outcome are in [`apply`], `validate`'s verdict in [`validate`].
+
+pub(crate) mod apply;
+pub(crate) mod validate;
 
 use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
 use crate::model::Resource;
+use crate::model::fields::{Display, Field};
 use crate::output::Style;
 use crate::plan::{Action, Change, Plan};
 
@@ -28,25 +33,26 @@ fn headline(action: Action) -> &'static str {
     }
 }
 
-/// Fields whose value Google decides when they are not set: `null` means known after apply.
-const COMPUTED: &[&str] = &["address", "network_ip", "nat_ip", "next_hop_ip"];
-
-/// A value as Terraform shows it.
-fn show(field: &str, v: &Value) -> String {
-    if let (true, Some(s)) = (field == "startup_script", v.as_str()) {
+/// A field's value as Terraform shows it.
+fn show(field: Field, v: &Value) -> String {
+    if let (Display::Script, Some(s)) = (field.display(), v.as_str()) {
         return format!("(startup script, {} lines)", s.lines().count());
     }
+    show_value(v)
+}
+
+fn show_value(v: &Value) -> String {
     match v {
         Value::Null => "(known after apply)".into(),
         Value::String(s) => format!("{s:?}"),
         Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(|i| show("", i)).collect();
+            let inner: Vec<String> = items.iter().map(show_value).collect();
             format!("[{}]", inner.join(", "))
         }
         Value::Object(m) => {
             let inner: Vec<String> = m
                 .iter()
-                .map(|(k, v)| format!("{k} = {}", show(k, v)))
+                .map(|(k, v)| format!("{k} = {}", show_value(v)))
                 .collect();
             format!("{{ {} }}", inner.join(", "))
         }
@@ -54,11 +60,11 @@ fn show(field: &str, v: &Value) -> String {
     }
 }
 
-/// The fields of a resource worth showing, in a stable order.
-fn fields(r: &Resource) -> Vec<(String, Value)> {
-    r.fields()
+/// The fields of a resource worth showing, ordered by name.
+fn fields(r: &Resource) -> Vec<(Field, Value)> {
+    r.values()
         .into_iter()
-        .filter(|(k, _)| k != "name" && k != "description")
+        .filter(|(f, _)| f.display() != Display::Hidden)
         .collect()
 }
 
@@ -75,26 +81,22 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
         c.kind.type_name(),
         c.name
     );
-    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut rows: Vec<(String, &str, String)> = Vec::new();
     match c.action {
         Action::Create => {
             if let Some(after) = &c.after {
-                for (k, v) in fields(after) {
-                    if v.is_null() && !COMPUTED.contains(&k.as_str()) {
+                for (f, v) in fields(after) {
+                    if v.is_null() && f.display() != Display::Computed {
                         continue;
                     }
-                    rows.push((style.green("+"), k.clone(), show(&k, &v)));
+                    rows.push((style.green("+"), f.name(), show(f, &v)));
                 }
             }
         }
         Action::Delete => {
             if let Some(before) = &c.before {
-                for (k, v) in fields(before).into_iter().filter(|(_, v)| !v.is_null()) {
-                    rows.push((
-                        style.red("-"),
-                        k.clone(),
-                        format!("{} -> null", show(&k, &v)),
-                    ));
+                for (f, v) in fields(before).into_iter().filter(|(_, v)| !v.is_null()) {
+                    rows.push((style.red("-"), f.name(), format!("{} -> null", show(f, &v))));
                 }
             }
         }
@@ -103,13 +105,13 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
                 let after = if d.unknown {
                     "(known after apply)".to_string()
                 } else {
-                    show(&d.field, &d.after)
+                    show(d.field, &d.after)
                 };
-                let mut line = format!("{} -> {}", show(&d.field, &d.before), after);
+                let mut line = format!("{} -> {}", show(d.field, &d.before), after);
                 if d.forces_replacement {
                     line.push_str(&style.red(" # forces replacement"));
                 }
-                rows.push((style.yellow("~"), d.field.clone(), line));
+                rows.push((style.yellow("~"), d.field.name(), line));
             }
         }
         Action::NoOp => {}
@@ -154,20 +156,25 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
         .map(|c| {
             let to_map = |r: &Option<Resource>| -> Value {
                 match r {
-                    Some(r) => Value::Object(fields(r).into_iter().collect::<Map<String, Value>>()),
+                    Some(r) => Value::Object(
+                        fields(r)
+                            .into_iter()
+                            .map(|(f, v)| (f.name().to_string(), v))
+                            .collect::<Map<String, Value>>(),
+                    ),
                     None => Value::Null,
                 }
             };
             let mut after_unknown = Map::new();
             if let Some(after) = &c.after {
-                for (k, v) in fields(after) {
-                    if v.is_null() && COMPUTED.contains(&k.as_str()) {
-                        after_unknown.insert(k, Value::Bool(true));
+                for (f, v) in fields(after) {
+                    if v.is_null() && f.display() == Display::Computed {
+                        after_unknown.insert(f.name().into(), Value::Bool(true));
                     }
                 }
             }
             for d in c.diffs.iter().filter(|d| d.unknown) {
-                after_unknown.insert(d.field.clone(), Value::Bool(true));
+                after_unknown.insert(d.field.name().into(), Value::Bool(true));
             }
             let replace_paths: Vec<Value> =
                 c.forces_replacement().iter().map(|f| json!([f])).collect();
@@ -199,4 +206,4 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

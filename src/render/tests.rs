@@ -6,7 +6,11 @@ use super::*;
 use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
 use crate::plan::{Context, FORMAT_VERSION, diff};
 
-fn plan_for(config: &str, world: &crate::model::observed::Observation, destroy: bool) -> Plan {
+pub(crate) fn plan_for(
+    config: &str,
+    world: &crate::model::observed::Observation,
+    destroy: bool,
+) -> Plan {
     let cfg = config_from(config);
     let desired = if destroy {
         Vec::new()
@@ -26,11 +30,14 @@ fn plan_for(config: &str, world: &crate::model::observed::Observation, destroy: 
     }
 }
 
-fn golden(name: &str, actual: &str) {
+pub(crate) fn golden(name: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);
-    if std::env::var_os("NATGW_BLESS").is_some() {
+    // Tests read their own switches from the environment.
+    #[allow(clippy::disallowed_methods)]
+    let bless = std::env::var_os("NATGW_BLESS").is_some();
+    if bless {
         std::fs::create_dir_all(path.parent().expect("golden dir")).expect("create tests/golden");
         std::fs::write(&path, actual).expect("write golden file");
         return;

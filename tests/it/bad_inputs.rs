@@ -6,28 +6,20 @@
 //! to get past the first checks (edited, truncated, from another config) are made here from a fresh plan.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Run, example_config};
+use crate::golden::Golden;
+use crate::harness::{Natgw, Run, example_config};
+use crate::inventory::strings;
 use crate::support::{EmulatorProcess, temp_dir};
-
-/// Environment variables natgw reads; cleared for every case so the caller's shell cannot leak in.
-const NATGW_ENV: [&str; 6] = [
-    "NATGW_ENDPOINT",
-    "NATGW_READY_TIMEOUT",
-    "NATGW_RETRY_TIMEOUT",
-    "GOOGLE_CLOUD_PROJECT",
-    "CLOUDSDK_CORE_PROJECT",
-    "NO_COLOR",
-];
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-inputs")
 }
 
-/// An emulator, a valid config, the same without `project`, and an empty scratch directory.
+/// An emulator, a valid config, the same without `project`, an empty scratch directory, and the golden
+/// file of the family's messages.
 struct Bench {
     emu: EmulatorProcess,
     dir: PathBuf,
@@ -36,10 +28,11 @@ struct Bench {
     scratch: PathBuf,
     checked: usize,
     failures: Vec<String>,
+    golden: Golden,
 }
 
 impl Bench {
-    fn new() -> Bench {
+    fn new(golden: &'static str) -> Bench {
         let emu = EmulatorProcess::seeded(&[]);
         let dir = temp_dir("bad-inputs");
         let config = dir.join("natgw.toml");
@@ -61,6 +54,7 @@ impl Bench {
             scratch,
             checked: 0,
             failures: Vec::new(),
+            golden: Golden::new(golden),
         }
     }
 
@@ -72,17 +66,21 @@ impl Bench {
     }
 
     fn run(&self, args: &[String], env: &[(String, String)]) -> Run {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_natgw"));
-        c.current_dir(&self.dir).args(args).stdin(Stdio::null());
-        for var in NATGW_ENV {
-            c.env_remove(var);
-        }
-        c.env("CI", "true").envs(env.iter().map(|(k, v)| (k, v)));
-        c.output().expect("run natgw").into()
+        env.iter()
+            .fold(Natgw::new(&self.dir).args(args), |c, (k, v)| c.env(k, v))
+            .mask(&self.emu.url, "[ENDPOINT]")
+            .run()
     }
 
-    /// Runs one case and records what is wrong with the outcome.
-    fn check(&mut self, label: &str, args: &[String], env: &[(String, String)], expect: &str) {
+    /// Runs one case, records what is wrong with the outcome, and adds its transcript to the golden file
+    /// (under `label`, or with `same_as`'s when the two are identical).
+    fn check(
+        &mut self,
+        label: &str,
+        args: &[String],
+        env: &[(String, String)],
+        expect: &str,
+    ) -> String {
         self.checked += 1;
         let before = self.emu.requests().len();
         let run = self.run(args, env);
@@ -111,6 +109,19 @@ impl Bench {
                 run.stderr.trim()
             ));
         }
+        run.transcript()
+    }
+
+    /// `check`, and the transcript goes to the golden file.
+    fn check_golden(
+        &mut self,
+        label: &str,
+        args: &[String],
+        env: &[(String, String)],
+        expect: &str,
+    ) {
+        let transcript = self.check(label, args, env, expect);
+        self.golden.add(label, &transcript);
     }
 
     fn finish(self, at_least: usize) {
@@ -126,18 +137,15 @@ impl Bench {
             "only {} cases (expected at least {at_least})",
             self.checked
         );
+        self.golden.finish();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn strings(s: &[&str]) -> Vec<String> {
-    s.iter().map(ToString::to_string).collect()
 }
 
 /// Every file of the config corpus, through plan, apply and destroy.
 #[test]
 fn bad_configs_are_refused_before_any_request() {
-    let mut bench = Bench::new();
+    let mut bench = Bench::new("errors-config.txt");
     let dir = corpus().join("config");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("the config corpus exists")
@@ -159,6 +167,7 @@ fn bad_configs_are_refused_before_any_request() {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
+        let mut said: Option<String> = None;
         for command in [
             &["plan"][..],
             &["apply", "--auto-approve"],
@@ -172,12 +181,17 @@ fn bad_configs_are_refused_before_any_request() {
                 bench.emu.url.clone(),
                 "--anonymous".to_string(),
             ]);
-            bench.check(
-                &format!("config/{name} ({})", command[0]),
-                &args,
-                &[],
-                &expect,
-            );
+            let label = format!("config/{name} ({})", command[0]);
+            let transcript = bench.check(&label, &args, &[], &expect);
+            // One golden section per file: plan, apply and destroy say the same.
+            match &said {
+                None => bench.golden.add(&format!("config/{name}"), &transcript),
+                Some(first) if *first != transcript => bench.failures.push(format!(
+                    "{label}: not what plan said:\n{transcript}\n{first}"
+                )),
+                Some(_) => {}
+            }
+            said.get_or_insert(transcript);
         }
     }
     assert!(files.len() >= 40, "only {} bad configs", files.len());
@@ -215,14 +229,23 @@ fn run_cases(bench: &mut Bench, file: &Path) -> usize {
             file.file_name().unwrap_or_default().to_string_lossy(),
             i + 1
         );
-        bench.check(&label, &args, &env, &case.expect);
+        let transcript = bench.check(&label, &args, &env, &case.expect);
+        // Titled by the case as written, which does not move when cases are added.
+        let title: Vec<String> = case
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain(std::iter::once("natgw".to_string()))
+            .chain(case.args.iter().cloned())
+            .collect();
+        bench.golden.add(&title.join(" "), &transcript);
     }
     list.len()
 }
 
 #[test]
 fn bad_flags_exit_1_before_any_request() {
-    let mut bench = Bench::new();
+    let mut bench = Bench::new("errors-flags.txt");
     let n = run_cases(&mut bench, &corpus().join("flags/cases.jsonl"));
     assert!(n >= 30, "only {n} flag cases");
     bench.finish(30);
@@ -230,7 +253,7 @@ fn bad_flags_exit_1_before_any_request() {
 
 #[test]
 fn bad_environment_values_exit_1_before_any_request() {
-    let mut bench = Bench::new();
+    let mut bench = Bench::new("errors-env.txt");
     let n = run_cases(&mut bench, &corpus().join("env/cases.jsonl"));
     assert!(n >= 12, "only {n} environment cases");
     bench.finish(12);
@@ -280,7 +303,7 @@ fn change_index(plan: &Value, kind: &str) -> usize {
 /// Saved plans: the corpus files, then edits of a fresh plan of the config.
 #[test]
 fn bad_plan_files_are_refused_before_any_request() {
-    let mut bench = Bench::new();
+    let mut bench = Bench::new("errors-plan-file.txt");
     let version = env!("CARGO_PKG_VERSION");
 
     // The corpus.
@@ -300,7 +323,7 @@ fn bad_plan_files_are_refused_before_any_request() {
         let path = bench.scratch.join(name);
         std::fs::write(&path, bytes).expect("write the plan");
         let args = apply_args(&bench, &path, &bench.config.clone());
-        bench.check(&format!("plans/{name}"), &args, &[], expect);
+        bench.check_golden(&format!("plans/{name}"), &args, &[], expect);
     }
     let on_disk = std::fs::read_dir(&dir)
         .expect("plans/")
@@ -457,8 +480,10 @@ fn bad_plan_files_are_refused_before_any_request() {
         let path = bench.scratch.join("edited.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&plan).expect("JSON")).expect("write");
         let args = apply_args(&bench, &path, &bench.config.clone());
-        bench.check(&format!("edited plan: {what}"), &args, &[], expect);
+        bench.check_golden(&format!("edited plan: {what}"), &args, &[], expect);
     }
+    // Where the cut falls, and so the parser's complaint, moves with the plan's content.
+    let parser = regex::Regex::new(r"\(line \d+, column \d+: [^)]*\)").expect("a regex");
     for (what, keep) in [
         ("a third", good_text.len() / 3),
         ("two thirds", good_text.len() * 2 / 3),
@@ -467,12 +492,10 @@ fn bad_plan_files_are_refused_before_any_request() {
         let path = bench.scratch.join("truncated.json");
         std::fs::write(&path, &good_text.as_bytes()[..keep]).expect("write");
         let args = apply_args(&bench, &path, &bench.config.clone());
-        bench.check(
-            &format!("plan truncated to {what}"),
-            &args,
-            &[],
-            "not a natgw plan file",
-        );
+        let label = format!("plan truncated to {what}");
+        let transcript = bench.check(&label, &args, &[], "not a natgw plan file");
+        let transcript = parser.replace_all(&transcript, "([the JSON parser's complaint])");
+        bench.golden.add(&label, &transcript);
     }
 
     // A plan of another config, and a config changed after its plan was made.
@@ -485,7 +508,7 @@ fn bad_plan_files_are_refused_before_any_request() {
     let other_plan = bench.dir.join("other.json");
     save_plan(&bench, &other_config, &other_plan, false);
     let args = apply_args(&bench, &other_plan, &bench.config.clone());
-    bench.check(
+    bench.check_golden(
         "plan of another config",
         &args,
         &[],
@@ -493,7 +516,7 @@ fn bad_plan_files_are_refused_before_any_request() {
     );
     std::fs::write(&other_config, format!("{}\n# edited\n", example_config())).expect("write");
     let args = apply_args(&bench, &other_plan, &other_config);
-    bench.check("config changed after the plan", &args, &[], "config_digest");
+    bench.check_golden("config changed after the plan", &args, &[], "config_digest");
 
     // A destroy plan turned into an apply plan.
     let destroy_path = bench.dir.join("destroy.json");
@@ -501,7 +524,7 @@ fn bad_plan_files_are_refused_before_any_request() {
     destroy["destroy"] = json!(false);
     std::fs::write(&destroy_path, serde_json::to_vec(&destroy).expect("JSON")).expect("write");
     let args = apply_args(&bench, &destroy_path, &bench.config.clone());
-    bench.check("destroy plan flipped to apply", &args, &[], edited);
+    bench.check_golden("destroy plan flipped to apply", &args, &[], edited);
 
     // The untouched plan still applies: the refusals above are about the edits.
     let args = apply_args(&bench, &good_path, &bench.config.clone());
@@ -513,7 +536,7 @@ fn bad_plan_files_are_refused_before_any_request() {
 /// address added) is caught when natgw compares it with the project: refused, and nothing is changed.
 #[test]
 fn a_plan_with_an_edited_world_changes_nothing() {
-    let bench = Bench::new();
+    let bench = Bench::new("errors-ownership.txt");
     let path = bench.dir.join("plan.json");
     let mut plan = save_plan(&bench, &bench.config.clone(), &path, false);
     let ext = change_index(&plan, "external_address");
@@ -527,14 +550,14 @@ fn a_plan_with_an_edited_world_changes_nothing() {
         .expect("world.addresses")
         .push(observed);
     std::fs::write(&path, serde_json::to_vec(&plan).expect("JSON")).expect("write");
-    let run = bench.run(&apply_args(&bench, &path, &bench.config.clone()), &[]);
-    run.code(1);
-    assert!(
-        run.stderr
-            .contains("the project changed since this plan was made"),
-        "{}",
-        run.stderr
-    );
+    bench
+        .run(&apply_args(&bench, &path, &bench.config.clone()), &[])
+        .code(1)
+        .stderr_has("the project changed since this plan was made")
+        .golden(
+            "errors-ownership.txt",
+            "a saved plan whose observed world was edited",
+        );
     let mutations: Vec<Value> = bench
         .emu
         .requests()

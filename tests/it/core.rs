@@ -5,147 +5,33 @@ use std::path::PathBuf;
 use google_cloud_compute_v1::model as gce;
 
 use crate::harness::{Project, example_config};
+use crate::inventory::{EXPECTED_ROUTES, Inventory, POOL, create_route, route_marker};
 use crate::support::{
     PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, container,
+    runtime as rt,
 };
 
-const ROUTE: &str = "natgw-gitlab-34-120-10-10-32";
-const POOL: &str =
-    "projects/natgw-test/locations/europe-west1/clusters/gke-gitlab-runner/nodePools/runners";
+const ROUTE: &str = EXPECTED_ROUTES[0];
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-async fn route_names(url: &str) -> Vec<String> {
-    let routes = compute_routes(url).await;
-    let list = routes
-        .list()
-        .set_project(PROJECT)
-        .send()
-        .await
-        .expect("list routes");
-    list.items
-        .into_iter()
-        .filter_map(|r| r.name)
-        .filter(|n| n.starts_with("natgw-"))
-        .collect()
-}
-
-async fn pool_tags(url: &str) -> Vec<String> {
-    let gke = container(url).await;
-    let pool = gke
-        .get_node_pool()
-        .set_name(POOL)
-        .send()
-        .await
-        .expect("get node pool");
-    pool.config.map(|c| c.tags).unwrap_or_default()
-}
-
-/// Names of every natgw-named resource the emulator holds, by kind.
-async fn inventory(url: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let addrs = compute_addresses(url).await;
-    let agg = addrs
-        .aggregated_list()
-        .set_project(PROJECT)
-        .send()
-        .await
-        .expect("addresses");
-    for scoped in agg.items.values() {
-        names.extend(
-            scoped
-                .addresses
-                .iter()
-                .filter_map(|a| a.name.clone())
-                .map(|n| format!("address/{n}")),
-        );
-    }
-    let vms = compute_instances(url).await;
-    let agg = vms
-        .aggregated_list()
-        .set_project(PROJECT)
-        .send()
-        .await
-        .expect("instances");
-    for scoped in agg.items.values() {
-        names.extend(
-            scoped
-                .instances
-                .iter()
-                .filter_map(|i| i.name.clone())
-                .map(|n| format!("instance/{n}")),
-        );
-    }
-    let fws = compute_firewalls(url).await;
-    let list = fws
-        .list()
-        .set_project(PROJECT)
-        .send()
-        .await
-        .expect("firewalls");
-    names.extend(
-        list.items
-            .iter()
-            .filter_map(|f| f.name.clone())
-            .map(|n| format!("firewall/{n}")),
-    );
-    names.extend(
-        route_names(url)
-            .await
-            .into_iter()
-            .map(|n| format!("route/{n}")),
-    );
-    names.retain(|n| n.contains("natgw-"));
-    names.sort();
-    names
-}
-
-fn expected_inventory() -> Vec<String> {
-    let mut v = vec![
-        "address/natgw-gitlab-ext".to_string(),
-        "address/natgw-gitlab-int".into(),
-        "firewall/natgw-gitlab-allow".into(),
-        "instance/natgw-gitlab".into(),
-        format!("route/{ROUTE}"),
-    ];
-    v.sort();
-    v
+fn pool_tags(url: &str) -> Vec<String> {
+    Inventory::of(url).pool_tags
 }
 
 #[test]
 fn fresh_apply_then_no_changes_then_destroy_restores_the_pool() {
     let p = Project::new(&[]);
     let rt = rt();
-    assert_eq!(rt.block_on(pool_tags(&p.emu.url)), vec!["existing-tag"]);
+    assert_eq!(pool_tags(&p.emu.url), vec!["existing-tag"]);
 
     let plan = p.natgw(&["plan", "--detailed-exitcode"]);
     plan.code(2);
-    assert!(
-        plan.stdout
-            .contains("Plan: 5 to add, 1 to change, 0 to destroy."),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("Plan: 5 to add, 1 to change, 0 to destroy.");
 
     let apply = p.natgw(&["apply", "--auto-approve"]);
     apply.ok();
-    assert!(
-        apply
-            .stdout
-            .contains("Apply complete! Resources: 5 added, 1 changed, 0 destroyed."),
-        "{}",
-        apply.stdout
-    );
-    assert_eq!(rt.block_on(inventory(&p.emu.url)), expected_inventory());
-    assert_eq!(
-        rt.block_on(pool_tags(&p.emu.url)),
-        vec!["existing-tag", "gitlab-runner"]
-    );
+    apply.stdout_has("Apply complete! Resources: 5 added, 1 changed, 0 destroyed.");
+    assert_eq!(Inventory::of(&p.emu.url), Inventory::applied());
+    assert_eq!(pool_tags(&p.emu.url), vec!["existing-tag", "gitlab-runner"]);
 
     // The VM as the issue describes it.
     let vm = rt.block_on(async {
@@ -189,34 +75,18 @@ fn fresh_apply_then_no_changes_then_destroy_restores_the_pool() {
             .expect("external address")
     });
     let ip = ext.address.expect("an IP");
-    assert!(
-        apply
-            .stdout
-            .contains(&format!("gitlab.egress_ip   = \"{ip}\"")),
-        "{}",
-        apply.stdout
-    );
-    assert!(
-        apply.stdout.contains("gitlab.internal_ip = \"10.0.0.50\""),
-        "{}",
-        apply.stdout
-    );
+    apply.stdout_has(&format!("gitlab.egress_ip   = \"{ip}\""));
+    apply.stdout_has("gitlab.internal_ip = \"10.0.0.50\"");
 
     let again = p.natgw(&["plan", "--detailed-exitcode"]);
     again.code(0);
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    again.stdout_has("No changes.");
 
     let destroy = p.natgw(&["destroy", "--auto-approve"]);
     destroy.ok();
-    assert!(
-        destroy
-            .stdout
-            .contains("Destroy complete! Resources: 5 destroyed."),
-        "{}",
-        destroy.stdout
-    );
-    assert_eq!(rt.block_on(inventory(&p.emu.url)), Vec::<String>::new());
-    assert_eq!(rt.block_on(pool_tags(&p.emu.url)), vec!["existing-tag"]);
+    destroy.stdout_has("Destroy complete! Resources: 5 destroyed.");
+    assert_eq!(Inventory::of(&p.emu.url), Inventory::destroyed());
+    assert_eq!(pool_tags(&p.emu.url), vec!["existing-tag"]);
     p.natgw(&["plan", "--destroy", "--detailed-exitcode"])
         .code(0);
 }
@@ -323,47 +193,16 @@ fn out_of_band_changes_are_planned_and_repaired() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     let plan = p.natgw(&["plan", "--detailed-exitcode"]);
     plan.code(2);
-    assert!(
-        plan.stdout
-            .contains("# gitlab.route[\"34.120.10.10/32\"] will be created"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout
-            .contains("# gitlab.firewall will be updated in-place"),
-        "{}",
-        plan.stdout
-    );
-    assert!(plan.stdout.contains("\"0.0.0.0/0\""), "{}", plan.stdout);
-    assert!(
-        plan.stdout
-            .contains("# gitlab.instance will be updated in-place"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout.contains("\"TERMINATED\" -> \"RUNNING\""),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout
-            .contains("# gitlab.external_address will be updated in-place"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout.contains("will be updated in-place"),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("# gitlab.route[\"34.120.10.10/32\"] will be created");
+    plan.stdout_has("# gitlab.firewall will be updated in-place");
+    plan.stdout_has("\"0.0.0.0/0\"");
+    plan.stdout_has("# gitlab.instance will be updated in-place");
+    plan.stdout_has("\"TERMINATED\" -> \"RUNNING\"");
+    plan.stdout_has("# gitlab.external_address will be updated in-place");
+    plan.stdout_has("will be updated in-place");
     p.natgw(&["apply", "--auto-approve"]).ok();
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
-    assert_eq!(
-        rt.block_on(pool_tags(&p.emu.url)),
-        vec!["existing-tag", "gitlab-runner"]
-    );
+    assert_eq!(pool_tags(&p.emu.url), vec!["existing-tag", "gitlab-runner"]);
 }
 
 #[test]
@@ -450,19 +289,13 @@ fn config_changes_give_the_right_actions_and_converge() {
 #[test]
 fn renamed_gateway_replaces_the_old_one() {
     let p = Project::new(&[]);
-    let rt = rt();
     p.natgw(&["apply", "--auto-approve"]).ok();
     p.write_config(&example_config().replace("[gateways.gitlab", "[gateways.gitlab2"));
     let plan = p.natgw(&["plan"]);
     plan.ok();
-    assert!(
-        plan.stdout
-            .contains("Plan: 5 to add, 0 to change, 5 to destroy."),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("Plan: 5 to add, 0 to change, 5 to destroy.");
     p.natgw(&["apply", "--auto-approve"]).ok();
-    let names = rt.block_on(inventory(&p.emu.url));
+    let names = Inventory::of(&p.emu.url).names();
     assert!(
         names.iter().all(|n| n.contains("natgw-gitlab2")),
         "{names:?}"
@@ -474,36 +307,19 @@ fn renamed_gateway_replaces_the_old_one() {
 #[test]
 fn unmarked_and_foreign_resources_are_never_touched() {
     let p = Project::new(&[]);
-    let rt = rt();
     // An unmarked route with the name natgw wants, and another stack's route.
-    rt.block_on(async {
-        let routes = compute_routes(&p.emu.url).await;
-        let ops = crate::support::compute_global_operations(&p.emu.url).await;
-        for (name, description) in [
-            (ROUTE, "made by hand".to_string()),
-            (
-                "natgw-other-1-2-3-4-32",
-                "Managed by natgw, do not edit: natgw-managed=true natgw-stack=other natgw-gateway=other".to_string(),
-            ),
-        ] {
-            let body = gce::Route::new()
-                .set_name(name)
-                .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
-                .set_dest_range("1.2.3.4/32")
-                .set_next_hop_ip("10.0.0.9")
-                .set_priority(1000u32)
-                .set_description(description);
-            let op = routes.insert().set_project(PROJECT).set_body(body).send().await.expect("insert route");
-            ops.wait().set_project(PROJECT).set_operation(op.name.expect("op name")).send().await.expect("wait");
-        }
-    });
-    let plan = p.natgw(&["plan"]);
-    plan.code(1);
-    assert!(
-        plan.stderr.contains(ROUTE) && plan.stderr.contains("no natgw ownership marker"),
-        "{}",
-        plan.stderr
+    create_route(&p.emu.url, ROUTE, "1.2.3.4/32", "made by hand");
+    create_route(
+        &p.emu.url,
+        "natgw-other-1-2-3-4-32",
+        "1.2.3.4/32",
+        &route_marker("other", "other"),
     );
+    p.natgw(&["plan"])
+        .code(1)
+        .stderr_has(ROUTE)
+        .stderr_has("no natgw ownership marker")
+        .golden("errors-ownership.txt", "natgw plan over an unmarked route");
     let before = p.mutations().len();
     p.natgw(&["apply", "--auto-approve"]).code(1);
     p.natgw(&["destroy", "--auto-approve"]).ok();
@@ -513,7 +329,7 @@ fn unmarked_and_foreign_resources_are_never_touched() {
         "natgw changed something: {:?}",
         p.mutations()
     );
-    let names = rt.block_on(route_names(&p.emu.url));
+    let names = Inventory::of(&p.emu.url).routes;
     assert!(
         names.contains(&ROUTE.to_string()) && names.contains(&"natgw-other-1-2-3-4-32".to_string()),
         "{names:?}"
@@ -541,13 +357,10 @@ fn a_stale_saved_plan_is_refused_and_a_fresh_one_applied_without_asking() {
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
     let before = p.mutations().len();
-    let stale = p.natgw(&["apply", plan_arg]);
-    stale.code(1);
-    assert!(
-        stale.stderr.contains("changed since this plan was made"),
-        "{}",
-        stale.stderr
-    );
+    p.natgw(&["apply", plan_arg])
+        .code(1)
+        .stderr_has("changed since this plan was made")
+        .golden("errors-ownership.txt", "a stale saved plan");
     assert_eq!(
         p.mutations().len(),
         before,
@@ -558,15 +371,9 @@ fn a_stale_saved_plan_is_refused_and_a_fresh_one_applied_without_asking() {
     // No --auto-approve and no terminal: a saved plan needs no prompt.
     let fresh = p.natgw(&["apply", plan_arg]);
     fresh.ok();
-    assert!(
-        fresh
-            .stdout
-            .contains("Apply complete! Resources: 5 added, 1 changed, 0 destroyed."),
-        "{}",
-        fresh.stdout
-    );
+    fresh.stdout_has("Apply complete! Resources: 5 added, 1 changed, 0 destroyed.");
     assert_eq!(
-        rt().block_on(pool_tags(&p.emu.url)),
+        pool_tags(&p.emu.url),
         vec!["existing-tag", "new-tag", "gitlab-runner"]
     );
 }
@@ -574,9 +381,10 @@ fn a_stale_saved_plan_is_refused_and_a_fresh_one_applied_without_asking() {
 #[test]
 fn apply_without_a_terminal_needs_auto_approve_and_sends_nothing() {
     let p = Project::new(&[]);
-    let run = p.natgw(&["apply"]);
-    run.code(1);
-    assert!(run.stderr.contains("--auto-approve"), "{}", run.stderr);
+    p.natgw(&["apply"])
+        .code(1)
+        .stderr_has("--auto-approve")
+        .golden("errors-apply.txt", "apply without a terminal");
     assert!(p.emu.requests().is_empty(), "{:?}", p.emu.requests());
 }
 
@@ -584,19 +392,15 @@ fn apply_without_a_terminal_needs_auto_approve_and_sends_nothing() {
 fn a_vm_that_never_becomes_ready_fails_the_apply_and_gets_no_route() {
     let p = Project::new(&["--boot-fail"]);
     let run = p.natgw(&["apply", "--auto-approve", "--ready-timeout", "2"]);
-    run.code(1);
-    assert!(run.stderr.contains("did not report ready"), "{}", run.all());
-    assert!(run.stdout.contains("skipped"), "{}", run.stdout);
-    assert!(rt().block_on(route_names(&p.emu.url)).is_empty());
+    run.code(1)
+        .stderr_has("did not report ready")
+        .stdout_has("skipped")
+        .golden_stderr("errors-apply.txt", "a VM that never reports ready");
+    assert!(Inventory::of(&p.emu.url).routes.is_empty());
     // What failed shows up in the next plan.
     let plan = p.natgw(&["plan", "--detailed-exitcode"]);
     plan.code(2);
-    assert!(
-        plan.stdout
-            .contains("# gitlab.route[\"34.120.10.10/32\"] will be created"),
-        "{}",
-        plan.stdout
-    );
+    plan.stdout_has("# gitlab.route[\"34.120.10.10/32\"] will be created");
 }
 
 #[test]
@@ -669,11 +473,6 @@ fn two_node_pools_of_one_cluster_are_updated_one_operation_at_a_time() {
     let p = Project::with_seed(&config, &seed, &["--op-latency-ms", "300"]);
     let run = p.natgw(&["apply", "--auto-approve"]);
     run.ok();
-    assert!(
-        run.stdout
-            .contains("Apply complete! Resources: 10 added, 2 changed, 0 destroyed."),
-        "{}",
-        run.stdout
-    );
+    run.stdout_has("Apply complete! Resources: 10 added, 2 changed, 0 destroyed.");
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }

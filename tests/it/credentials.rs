@@ -5,133 +5,15 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use crate::harness::{Project, Run, example_config};
+use crate::fake::{Fake, Seen, json_reply, json_status};
+use crate::harness::{Natgw, Project, Run, example_config};
 use crate::support::PROJECT;
 
-/// One request a fake received.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// A field of a form-encoded body (values the tests use need no decoding beyond `%3A` and `%2F`).
-    pub fn form(&self, name: &str) -> Option<String> {
-        self.body.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == name).then(|| v.replace("%3A", ":").replace("%2F", "/").replace('+', " "))
-        })
-    }
-}
-
-/// What a fake answers: status, headers, body.
-pub type Reply = (u16, Vec<(&'static str, String)>, String);
-
-pub fn json_reply(v: serde_json::Value) -> Reply {
-    (
-        200,
-        vec![("content-type", "application/json".into())],
-        v.to_string(),
-    )
-}
-
-/// A tiny HTTP server on 127.0.0.1 in a thread of its own, answering every request with `handler`.
-pub struct Fake {
-    pub url: String,
-    /// `127.0.0.1:PORT`, for `GCE_METADATA_HOST`.
-    pub host: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Fake {
-    pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Fake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let host = listener.local_addr().expect("fake address").to_string();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let handler = Arc::new(handler);
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("the fake's runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-                    let handler = handler.clone();
-                    let log = log.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = axum::body::to_bytes(body, 1 << 20)
-                            .await
-                            .unwrap_or_default();
-                        let seen = Seen {
-                            method: parts.method.to_string(),
-                            path: parts.uri.path().to_string(),
-                            query: parts.uri.query().unwrap_or("").to_string(),
-                            headers: parts
-                                .headers
-                                .iter()
-                                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                                .collect(),
-                            body: String::from_utf8_lossy(&body).into_owned(),
-                        };
-                        let (status, headers, body) = handler(&seen);
-                        log.lock().expect("fake log").push(seen);
-                        let mut r = http::Response::builder().status(status);
-                        for (k, v) in headers {
-                            r = r.header(k, v);
-                        }
-                        r.body(axum::body::Body::from(body)).expect("a response")
-                    }
-                });
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        });
-        Fake {
-            url: format!("http://{host}"),
-            host,
-            seen,
-            stop: Some(stop),
-        }
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("fake log").clone()
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-    }
-}
+/// The golden file of credential errors.
+const GOLDEN: &str = "errors-credentials.txt";
 
 pub fn sha256_hex(s: &str) -> String {
     Sha256::digest(s.as_bytes())
@@ -196,6 +78,21 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write a file");
 }
 
+/// `natgw ARGS` resolving credentials from `credentials`, written to `DIR/NAME` and named by
+/// GOOGLE_APPLICATION_CREDENTIALS.
+fn with_credentials_file(
+    project: &Project,
+    name: &str,
+    credentials: &serde_json::Value,
+    args: &[&str],
+) -> Natgw {
+    let file = project.dir.join(name);
+    write(&file, &credentials.to_string());
+    project
+        .credentialed(args)
+        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
+}
+
 /// The example config without its `project` line: the project must come from elsewhere.
 fn config_without_project() -> String {
     let text = example_config();
@@ -221,9 +118,8 @@ fn oauth_endpoint(refresh_token: String, access_token: String) -> Fake {
                 "access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
             }))
         } else {
-            (
+            json_status(
                 400,
-                vec![("content-type", "application/json".into())],
                 r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#.into(),
             )
         }
@@ -251,18 +147,9 @@ fn authorized_user_from_gclouds_file_with_its_quota_project() {
             .join("home/.config/gcloud/application_default_credentials.json"),
         &adc.to_string(),
     );
-    let run: Run = project
-        .credentialed_command(&["plan", "-v"])
-        .output()
-        .expect("run natgw")
-        .into();
+    let run = project.credentialed(&["plan", "-v"]).run();
     assert_used_token(&project, &run, &token, &[&refresh, &secret]);
-    assert!(
-        run.stderr
-            .contains("credentials: the authorized_user credentials in"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("credentials: the authorized_user credentials in");
     assert_eq!(
         oauth.seen().len(),
         1,
@@ -275,31 +162,18 @@ fn authorized_user_from_gclouds_file_with_its_quota_project() {
 fn a_revoked_login_says_to_log_in_again() {
     let project = Project::new(&[]);
     let oauth = oauth_endpoint("the-valid-one".into(), "unused".into());
-    let file = project.dir.join("adc.json");
     let adc = serde_json::json!({
         "type": "authorized_user", "client_id": "c", "client_secret": "s",
         "refresh_token": "a-revoked-one", "token_uri": format!("{}/token", oauth.url),
     });
-    write(&file, &adc.to_string());
-    let run: Run = project
-        .credentialed_command(&["plan"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    assert!(
-        run.stderr
-            .contains("cannot get an access token from the authorized_user credentials"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr.contains("gcloud auth application-default login"),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.all().contains("a-revoked-one"), "{}", run.all());
+    with_credentials_file(&project, "adc.json", &adc, &["plan"])
+        .mask(&oauth.url, "[OAUTH]")
+        .run()
+        .code(1)
+        .stderr_has("cannot get an access token from the authorized_user credentials")
+        .stderr_has("gcloud auth application-default login")
+        .output_lacks("a-revoked-one")
+        .golden(GOLDEN, "a revoked login");
     assert!(
         project.emu.requests().is_empty(),
         "no API call without a token"
@@ -370,14 +244,7 @@ fn external_account_exchanges_a_file_sourced_oidc_token_at_sts() {
         "token_url": format!("{}/v1/token", sts.url),
         "credential_source": {"file": oidc_file},
     });
-    let file = project.dir.join("wif.json");
-    write(&file, &config.to_string());
-    let run: Run = project
-        .credentialed_command(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .output()
-        .expect("run natgw")
-        .into();
+    let run = with_credentials_file(&project, "wif.json", &config, &["plan", "-v"]).run();
     assert_used_token(&project, &run, &token, &[&oidc]);
     assert_eq!(sts.seen().len(), 1);
 }
@@ -403,14 +270,7 @@ fn external_account_impersonating_a_service_account() {
         ),
         "credential_source": {"file": oidc_file},
     });
-    let file = project.dir.join("wif.json");
-    write(&file, &config.to_string());
-    let run: Run = project
-        .credentialed_command(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .output()
-        .expect("run natgw")
-        .into();
+    let run = with_credentials_file(&project, "wif.json", &config, &["plan", "-v"]).run();
     assert_used_token(&project, &run, &token, &[&oidc, &federated]);
     assert_eq!(iam.seen().len(), 1, "{:?}", iam.seen());
 }
@@ -436,12 +296,10 @@ fn metadata_server_through_gce_metadata_host() {
             _ => (404, flavor, "not found".into()),
         }
     });
-    let run: Run = project
-        .credentialed_command(&["plan", "-v"])
+    let run = project
+        .credentialed(&["plan", "-v"])
         .env("GCE_METADATA_HOST", &mds.host)
-        .output()
-        .expect("run natgw")
-        .into();
+        .run();
     assert_used_token(&project, &run, &token, &[]);
     let token_calls: Vec<Seen> = mds
         .seen()
@@ -456,25 +314,18 @@ fn metadata_server_through_gce_metadata_host() {
 fn a_raw_access_token_from_the_environment() {
     let project = Project::new(&[]);
     let token = fresh_token("ya29.raw");
-    let run: Run = project
-        .credentialed_command(&["plan", "-v"])
+    let run = project
+        .credentialed(&["plan", "-v"])
         .env("GOOGLE_OAUTH_ACCESS_TOKEN", &token)
-        .output()
-        .expect("run natgw")
-        .into();
+        .run();
     assert_used_token(&project, &run, &token, &[]);
 }
 
 #[test]
 fn no_credentials_says_where_it_looked_and_what_to_do() {
     let project = Project::new(&[]);
-    let run: Run = project
-        .credentialed_command(&["plan"])
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    let err = &run.stderr;
+    let run = project.credentialed(&["plan"]).run();
+    run.code(1).golden(GOLDEN, "no credentials anywhere");
     for want in [
         "no Google credentials found",
         "GOOGLE_OAUTH_ACCESS_TOKEN: not set",
@@ -484,7 +335,7 @@ fn no_credentials_says_where_it_looked_and_what_to_do() {
         "gcloud auth application-default login",
         "Workload Identity Federation",
     ] {
-        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+        run.stderr_has(want);
     }
     assert!(project.emu.requests().is_empty());
 }
@@ -493,75 +344,55 @@ fn no_credentials_says_where_it_looked_and_what_to_do() {
 fn a_bad_credentials_file_is_named() {
     let project = Project::new(&[]);
     let missing = project.dir.join("nowhere.json");
-    let run: Run = project
-        .credentialed_command(&["plan"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &missing)
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    assert!(
-        run.stderr.contains("GOOGLE_APPLICATION_CREDENTIALS names"),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("nowhere.json"), "{}", run.stderr);
-
-    let run: Run = project
-        .credentialed_command(&["plan"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", "")
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    assert!(
-        run.stderr
-            .contains("GOOGLE_APPLICATION_CREDENTIALS is set but empty"),
-        "{}",
-        run.stderr
-    );
-
     let odd = project.dir.join("odd.json");
     write(&odd, r#"{"type": "api_key"}"#);
-    let run: Run = project
-        .credentialed_command(&["plan"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &odd)
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    assert!(
-        run.stderr.contains("its `type` is \"api_key\""),
-        "{}",
-        run.stderr
-    );
-    assert!(run.stderr.contains("external_account"), "{}", run.stderr);
+    let cases: [(&str, &Path, &[&str]); 3] = [
+        (
+            "a missing credentials file",
+            &missing,
+            &["GOOGLE_APPLICATION_CREDENTIALS names", "nowhere.json"],
+        ),
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS empty",
+            Path::new(""),
+            &["GOOGLE_APPLICATION_CREDENTIALS is set but empty"],
+        ),
+        (
+            "a credentials file of an unknown type",
+            &odd,
+            &["its `type` is \"api_key\"", "external_account"],
+        ),
+    ];
+    for (what, file, wants) in cases {
+        let run = project
+            .credentialed(&["plan"])
+            .env("GOOGLE_APPLICATION_CREDENTIALS", file)
+            .run();
+        run.code(1).golden(GOLDEN, what);
+        for want in wants {
+            run.stderr_has(want);
+        }
+    }
 }
 
 #[test]
 fn no_project_anywhere_is_a_clear_error() {
     let project = Project::with_config(&config_without_project(), &[]);
-    let run: Run = project
-        .credentialed_command(&["validate"])
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    assert!(run.stderr.contains("no project"), "{}", run.stderr);
-    assert!(
-        run.stderr.contains("GOOGLE_CLOUD_PROJECT"),
-        "{}",
-        run.stderr
-    );
+    project
+        .credentialed(&["validate"])
+        .run()
+        .code(1)
+        .stderr_has("no project")
+        .stderr_has("GOOGLE_CLOUD_PROJECT")
+        .golden(GOLDEN, "no project anywhere");
 }
 
 #[test]
 fn a_403_names_the_missing_permission() {
     // A fake Google that denies everything the way Compute does.
     let google = Fake::start(|_| {
-        (
+        json_status(
             403,
-            vec![("content-type", "application/json".into())],
             serde_json::json!({"error": {
                 "code": 403,
                 "message": format!("Required 'compute.instances.list' permission for 'projects/{PROJECT}'"),
@@ -571,24 +402,15 @@ fn a_403_names_the_missing_permission() {
         )
     });
     let project = Project::new(&[]);
-    let run: Run = std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
-        .current_dir(&project.dir)
-        .args(["plan", "--anonymous", "--endpoint", &google.url, "-c"])
-        .arg(&project.config)
-        .env("CI", "true")
-        .env_remove("NATGW_ENDPOINT")
+    Natgw::new(&project.dir)
+        .args(["plan", "--anonymous"])
+        .endpoint(&google.url)
+        .config(&project.config)
         .env("NATGW_RETRY_TIMEOUT", "5")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    assert!(
-        run.stderr
-            .contains("lack the IAM permission compute.instances.list"),
-        "{}",
-        run.stderr
-    );
+        .run()
+        .code(1)
+        // No golden file: which of the parallel reads is refused first varies.
+        .stderr_has("lack the IAM permission compute.instances.list");
     assert!(!google.seen().is_empty());
 }
 
@@ -616,7 +438,6 @@ fn service_account_key_with_its_project() {
         return;
     }
     let pem = std::fs::read_to_string(&key).expect("the key");
-    let file = project.dir.join("sa.json");
     let sa = serde_json::json!({
         "type": "service_account",
         "project_id": PROJECT,
@@ -626,20 +447,9 @@ fn service_account_key_with_its_project() {
         "client_id": "1234567890",
         "token_uri": "http://127.0.0.1:1/token",
     });
-    write(&file, &sa.to_string());
-    let run: Run = project
-        .credentialed_command(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .output()
-        .expect("run natgw")
-        .into();
-    run.ok();
-    assert!(
-        run.stderr
-            .contains("credentials: the service_account credentials in"),
-        "{}",
-        run.stderr
-    );
+    let run = with_credentials_file(&project, "sa.json", &sa, &["plan", "-v"]).run();
+    run.ok()
+        .stderr_has("credentials: the service_account credentials in");
     let seen = tokens_seen(&project);
     assert_eq!(seen.len(), 1, "one token for every call: {seen:?}");
     assert!(
@@ -660,24 +470,14 @@ fn a_metadata_server_that_never_answers_is_given_up_on() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let host = silent.local_addr().expect("address").to_string();
     let project = Project::new(&[]);
-    let run: Run = project
-        .credentialed_command(&["plan"])
+    let run = project
+        .credentialed(&["plan"])
         .env("GCE_METADATA_HOST", &host)
-        .output()
-        .expect("run natgw")
-        .into();
-    run.code(1);
-    assert!(
-        run.stderr.contains("no Google credentials found"),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains(&format!("the metadata server ({host}): no answer within")),
-        "{}",
-        run.stderr
-    );
+        .run();
+    run.code(1)
+        .stderr_has("no Google credentials found")
+        .stderr_has(&format!("the metadata server ({host}): no answer within"))
+        .golden(GOLDEN, "a metadata server that never answers");
     drop(silent);
 }
 
@@ -690,7 +490,6 @@ fn impersonated_service_account_file() {
     let token = fresh_token("ya29.sa");
     let oauth = oauth_endpoint(refresh.clone(), user_token.clone());
     let iam = iam_endpoint(SERVICE_ACCOUNT, user_token.clone(), token.clone());
-    let file = project.dir.join("impersonated.json");
     let config = serde_json::json!({
         "type": "impersonated_service_account",
         "service_account_impersonation_url": format!(
@@ -702,13 +501,7 @@ fn impersonated_service_account_file() {
             "refresh_token": refresh, "token_uri": format!("{}/token", oauth.url),
         },
     });
-    write(&file, &config.to_string());
-    let run: Run = project
-        .credentialed_command(&["plan", "-v"])
-        .env("GOOGLE_APPLICATION_CREDENTIALS", &file)
-        .output()
-        .expect("run natgw")
-        .into();
+    let run = with_credentials_file(&project, "impersonated.json", &config, &["plan", "-v"]).run();
     assert_used_token(&project, &run, &token, &[&refresh, &user_token]);
     assert_eq!(iam.seen().len(), 1, "{:?}", iam.seen());
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::harness::Natgw;
 use crate::support::{
     EmulatorProcess, PROJECT, compute_addresses, compute_firewalls, compute_global_operations,
     compute_instances, compute_machine_types, compute_networks, compute_region_operations,
@@ -545,10 +546,8 @@ async fn addresses_internal_external_labels_and_paging() {
     let a = get_address(&emu.url, "ext").await.expect("get");
     assert_eq!(j(&a)["addressType"], "EXTERNAL");
     assert_eq!(j(&a)["status"], "RESERVED");
-    assert_eq!(
-        a.labels.get("natgw-stack").map(String::as_str),
-        Some("gitlab")
-    );
+    // compute.v1.json, Address.labels: "These can only be added or modified by the setLabels method".
+    assert!(a.labels.is_empty(), "{:?}", a.labels);
     assert!(a.address.is_some());
 
     op_ok(&insert_address(&emu.url, json!({"name": "int", "addressType": "INTERNAL", "subnetwork": SUBNET, "address": "10.0.0.10"})).await.expect("internal"));
@@ -833,83 +832,74 @@ async fn instances_use_and_free_reserved_addresses() {
         op_failure(&op),
         (400, "RESOURCE_IN_USE_BY_ANOTHER_RESOURCE".into())
     );
-    // Nor can a second instance take the same addresses.
-    let op = insert_instance(
-        &emu.url,
-        gateway(
+    let us_ip = {
+        let c = compute_addresses(&emu.url).await;
+        c.insert()
+            .set_project(PROJECT)
+            .set_region("us-central1")
+            .set_body(Address::new().set_name("us-ext"))
+            .send()
+            .await
+            .expect("us address");
+        c.get()
+            .set_project(PROJECT)
+            .set_region("us-central1")
+            .set_address("us-ext")
+            .send()
+            .await
+            .expect("us")
+            .address
+            .unwrap_or_default()
+    };
+    // Accepted, then failed in the operation: a second instance cannot take the same addresses, and a natIP
+    // from another region, or not reserved at all, fails.
+    let nat = |ip: &str| json!([{"subnetwork": SUBNET, "accessConfigs": [{"natIP": ip}]}]);
+    for (name, nics, code, reason) in [
+        (
             "gw2",
-            json!({"networkInterfaces": [{"subnetwork": SUBNET, "networkIP": "10.0.0.5"}]}),
+            json!([{"subnetwork": SUBNET, "networkIP": "10.0.0.5"}]),
+            400,
+            None,
         ),
-    )
-    .await
-    .expect("accepted");
-    assert_eq!(op_failure(&op).0, 400);
-    let op = insert_instance(&emu.url, gateway("gw3", json!({"networkInterfaces": [{"subnetwork": SUBNET, "accessConfigs": [{"natIP": ext_ip}]}]}))).await.expect("accepted");
-    assert_eq!(op_failure(&op).0, 400);
-    // A natIP from another region, or not reserved at all, fails.
-    compute_addresses(&emu.url)
-        .await
-        .insert()
-        .set_project(PROJECT)
-        .set_region("us-central1")
-        .set_body(Address::new().set_name("us-ext"))
-        .send()
-        .await
-        .expect("us address");
-    let us_ip = compute_addresses(&emu.url)
-        .await
-        .get()
-        .set_project(PROJECT)
-        .set_region("us-central1")
-        .set_address("us-ext")
-        .send()
-        .await
-        .expect("us")
-        .address
-        .unwrap_or_default();
-    let op = insert_instance(&emu.url, gateway("gw4", json!({"networkInterfaces": [{"subnetwork": SUBNET, "accessConfigs": [{"natIP": us_ip}]}]}))).await.expect("accepted");
-    assert_eq!(op_failure(&op), (400, "INVALID_FIELD_VALUE".into()));
-    let op = insert_instance(&emu.url, gateway("gw5", json!({"networkInterfaces": [{"subnetwork": SUBNET, "accessConfigs": [{"natIP": "203.0.113.9"}]}]}))).await.expect("accepted");
-    assert_eq!(op_failure(&op).0, 400);
-    // A networkIP outside the subnetwork is refused at once; unknown machine type / subnetwork are 404.
-    let e = insert_instance(
-        &emu.url,
-        gateway(
+        ("gw3", nat(&ext_ip), 400, None),
+        ("gw4", nat(&us_ip), 400, Some("INVALID_FIELD_VALUE")),
+        ("gw5", nat("203.0.113.9"), 400, None),
+    ] {
+        let op = insert_instance(&emu.url, gateway(name, json!({"networkInterfaces": nics})))
+            .await
+            .expect("accepted");
+        let (got, got_reason) = op_failure(&op);
+        assert_eq!(got, code, "{name}");
+        if let Some(reason) = reason {
+            assert_eq!(got_reason, reason, "{name}");
+        }
+    }
+    // Refused at once: a networkIP outside the subnetwork, no boot disk, a taken name (409); an unknown
+    // machine type or subnetwork is 404.
+    for (name, extra, code) in [
+        (
             "gw6",
             json!({"networkInterfaces": [{"subnetwork": SUBNET, "networkIP": "192.168.0.5"}]}),
+            400,
         ),
-    )
-    .await
-    .expect_err("outside");
-    assert_eq!(failure(&e).0, 400);
-    let e = insert_instance(
-        &emu.url,
-        gateway(
+        (
             "gw7",
             json!({"machineType": "zones/europe-west1-b/machineTypes/z9-giant"}),
+            404,
         ),
-    )
-    .await
-    .expect_err("machine type");
-    assert_eq!(failure(&e).0, 404);
-    let e = insert_instance(
-        &emu.url,
-        gateway(
+        (
             "gw8",
             json!({"networkInterfaces": [{"subnetwork": "regions/europe-west1/subnetworks/nope"}]}),
+            404,
         ),
-    )
-    .await
-    .expect_err("subnet");
-    assert_eq!(failure(&e).0, 404);
-    let e = insert_instance(&emu.url, gateway("nodisk", json!({"disks": []})))
-        .await
-        .expect_err("boot disk");
-    assert_eq!(failure(&e).0, 400);
-    let e = insert_instance(&emu.url, gateway("gw", json!({})))
-        .await
-        .expect_err("exists");
-    assert_eq!(failure(&e).0, 409);
+        ("nodisk", json!({"disks": []}), 400),
+        ("gw", json!({}), 409),
+    ] {
+        let e = insert_instance(&emu.url, gateway(name, extra))
+            .await
+            .expect_err(name);
+        assert_eq!(failure(&e).0, code, "{name}");
+    }
 
     // aggregatedList with a label filter.
     let instances = compute_instances(&emu.url).await;
@@ -1258,23 +1248,23 @@ async fn routes_rules() {
             .await
             .expect("next hop ip"),
     );
-    let e = route("outside", json!({"nextHopIp": "192.168.1.1"}))
-        .await
-        .expect_err("next hop outside");
-    assert_eq!(failure(&e).0, 400);
-    let e = route("two-hops", json!({"nextHopIp": "10.0.0.5", "nextHopGateway": "global/gateways/default-internet-gateway"})).await.expect_err("two hops");
-    assert_eq!(failure(&e).0, 400);
-    let e = route(
-        "no-net",
-        json!({"nextHopIp": "10.0.0.5", "network": "global/networks/nope"}),
-    )
-    .await
-    .expect_err("network");
-    assert_eq!(failure(&e).0, 404);
-    let e = route("via-ip", json!({"nextHopIp": "10.0.0.5"}))
-        .await
-        .expect_err("exists");
-    assert_eq!(failure(&e).0, 409);
+    for (name, hop, code) in [
+        ("outside", json!({"nextHopIp": "192.168.1.1"}), 400),
+        (
+            "two-hops",
+            json!({"nextHopIp": "10.0.0.5", "nextHopGateway": "global/gateways/default-internet-gateway"}),
+            400,
+        ),
+        (
+            "no-net",
+            json!({"nextHopIp": "10.0.0.5", "network": "global/networks/nope"}),
+            404,
+        ),
+        ("via-ip", json!({"nextHopIp": "10.0.0.5"}), 409),
+    ] {
+        let e = route(name, hop).await.expect_err(name);
+        assert_eq!(failure(&e).0, code, "{name}");
+    }
     let e = routes.insert().set_project(PROJECT).set_body(model::<Route>(json!({"name": "nodest", "network": "global/networks/vpc-network", "priority": 1, "nextHopIp": "10.0.0.5"}))).send().await.expect_err("required");
     assert_eq!(
         failure(&e),
@@ -1742,12 +1732,13 @@ async fn state_survives_a_restart() {
 
 #[test]
 fn cli_bad_flags_exit_non_zero() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
+    let dir = crate::support::temp_dir("emulator-flags");
+    let run = Natgw::new(&dir)
         .args(["emulator", "--fault-rate", "2"])
-        .output()
-        .expect("run natgw");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("fault-rate"));
+        .run();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_ne!(run.code, 0, "{run:?}");
+    run.stderr_has("fault-rate");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

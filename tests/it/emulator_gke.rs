@@ -4,6 +4,7 @@ use google_cloud_container_v1::model::{Cluster, NetworkTags};
 use serde_json::json;
 
 use crate::emulator::{failure, model};
+use crate::harness::Natgw;
 use crate::support::{EmulatorProcess, PROJECT, container};
 
 const CLUSTER: &str = "projects/natgw-test/locations/europe-west1/clusters/gke-gitlab-runner";
@@ -324,13 +325,11 @@ fn a_bad_seed_file_exits_1() {
     let dir = crate::support::temp_dir("badseed");
     let file = dir.join("seed.json");
     std::fs::write(&file, r#"{"project": "p", "netwerks": []}"#).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
+    let run = Natgw::new(&dir)
         .args(["emulator", "--listen", "127.0.0.1:0", "--seed-file"])
         .arg(&file)
-        .output()
-        .expect("run natgw");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("netwerks"));
-    assert!(out.stdout.is_empty(), "no listening line");
+        .run();
     let _ = std::fs::remove_dir_all(&dir);
+    run.code(1).stderr_has("netwerks");
+    assert!(run.stdout.is_empty(), "no listening line");
 }

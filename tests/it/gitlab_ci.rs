@@ -6,8 +6,9 @@ use std::process::{Command, Stdio};
 
 use serde_yaml::Value;
 
-use crate::credentials::{Fake, fresh_token, iam_endpoint, sha256_hex, sts_endpoint, tokens_seen};
-use crate::harness::{Project, Run, closed_port};
+use crate::credentials::{fresh_token, iam_endpoint, sha256_hex, sts_endpoint, tokens_seen};
+use crate::fake::Fake;
+use crate::harness::{Natgw, Project, Run};
 
 const PIPELINE_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/.gitlab-ci.yml");
 const PIPELINE: &str = include_str!("../../examples/.gitlab-ci.yml");
@@ -204,35 +205,12 @@ fn natgw_line(line: &str, dir: &Path, endpoint: &str, credentials: Option<&Path>
         Some("natgw"),
         "the example's scripts run natgw only: {line}"
     );
-    let home = dir.join("home");
-    std::fs::create_dir_all(&home).expect("a HOME");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_natgw"));
-    c.args(words)
-        .current_dir(dir)
-        .env("CI", "true")
-        .env("NATGW_ENDPOINT", endpoint)
-        .env("HOME", &home)
-        .env("GCE_METADATA_HOST", format!("127.0.0.1:{}", closed_port()))
-        .stdin(Stdio::null());
-    for var in [
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "GOOGLE_OAUTH_ACCESS_TOKEN",
-        "GOOGLE_CLOUD_PROJECT",
-        "CLOUDSDK_CORE_PROJECT",
-        "GOOGLE_CLOUD_QUOTA_PROJECT",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        c.env_remove(var);
+    let natgw = Natgw::new(dir).args(words).env("NATGW_ENDPOINT", endpoint);
+    match credentials {
+        Some(path) => natgw.env("GOOGLE_APPLICATION_CREDENTIALS", path),
+        None => natgw,
     }
-    if let Some(path) = credentials {
-        c.env("GOOGLE_APPLICATION_CREDENTIALS", path);
-    }
-    c.output().expect("run natgw").into()
+    .run()
 }
 
 #[test]
@@ -347,5 +325,5 @@ fn the_example_pipeline_runs_in_order_against_the_emulator() {
         Some(&credentials),
     );
     again.ok();
-    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    again.stdout_has("No changes.");
 }

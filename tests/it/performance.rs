@@ -4,47 +4,18 @@ use std::collections::BTreeMap;
 
 use crate::fleet::fleet_config;
 use crate::harness::Project;
-use crate::support::PROJECT;
+use crate::inventory::{create_route, route_marker};
+use crate::support::{PROJECT, request_kind};
 
 /// `gateways` gateways that share the demo world's one node pool.
 fn config(gateways: usize) -> String {
     fleet_config(PROJECT, "perf", gateways)
 }
 
-/// "METHOD /path/with/*/for/names" of a logged request.
-fn kind(r: &serde_json::Value) -> String {
-    let method = r.get("method").and_then(|m| m.as_str()).unwrap_or("?");
-    let path = r.get("path").and_then(|m| m.as_str()).unwrap_or("?");
-    let parts: Vec<&str> = path.split('/').collect();
-    let shaped: Vec<&str> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let named = i > 0
-                && matches!(
-                    parts[i - 1],
-                    "projects"
-                        | "regions"
-                        | "zones"
-                        | "addresses"
-                        | "instances"
-                        | "firewalls"
-                        | "routes"
-                        | "operations"
-                        | "locations"
-                        | "clusters"
-                        | "nodePools"
-                );
-            if named { "*" } else { p }
-        })
-        .collect();
-    format!("{method} {}", shaped.join("/"))
-}
-
 fn count_kinds(requests: &[serde_json::Value]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for r in requests {
-        *out.entry(kind(r)).or_insert(0) += 1;
+        *out.entry(request_kind(r)).or_insert(0) += 1;
     }
     out
 }
@@ -204,37 +175,15 @@ fn a_saved_plan_edited_to_delete_another_stacks_route_deletes_nothing() {
     // Deletes no longer read each resource again, so this guards what stands in front of them: apply re-diffs
     // a saved plan against its fresh observation, and a delete skips the re-read only for resources that
     // observation saw with this stack's marker.
-    use google_cloud_compute_v1::model as gce;
     const FOREIGN: &str = "natgw-other-1-2-3-4-32";
     let p = Project::new(&[]);
     p.natgw(&["apply", "--auto-approve"]).ok();
-    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    rt.block_on(async {
-        let routes = crate::support::compute_routes(&p.emu.url).await;
-        let ops = crate::support::compute_global_operations(&p.emu.url).await;
-        let body = gce::Route::new()
-            .set_name(FOREIGN)
-            .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
-            .set_dest_range("1.2.3.4/32")
-            .set_next_hop_ip("10.0.0.9")
-            .set_priority(1000u32)
-            .set_description(
-                "Managed by natgw, do not edit: natgw-managed=true natgw-stack=other natgw-gateway=other",
-            );
-        let op = routes
-            .insert()
-            .set_project(PROJECT)
-            .set_body(body)
-            .send()
-            .await
-            .expect("insert the other stack's route");
-        ops.wait()
-            .set_project(PROJECT)
-            .set_operation(op.name.expect("an operation name"))
-            .send()
-            .await
-            .expect("wait for the insert");
-    });
+    create_route(
+        &p.emu.url,
+        FOREIGN,
+        "1.2.3.4/32",
+        &route_marker("other", "other"),
+    );
     let plan_path = p.dir.join("destroy.json");
     let plan_arg = plan_path.display().to_string();
     p.natgw(&["plan", "--destroy", "--out", &plan_arg]).ok();

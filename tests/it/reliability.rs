@@ -2,169 +2,23 @@
 //!
 //! Every check counts what the emulator holds through Google's own clients (list calls), not through natgw.
 
-use std::future::Future;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use google_cloud_compute_v1::model::{Address, Route};
-
-use crate::harness::{Project, Run, example_config};
+use crate::fake::{Fake, json_status};
+use crate::harness::{Natgw, Project, Run, example_config};
+use crate::inventory::{
+    EXPECTED_ADDRESSES, EXPECTED_FIREWALLS, EXPECTED_INSTANCES, EXPECTED_ROUTES, Inventory,
+    create_address, create_route, route_marker, strings,
+};
 use crate::support::{
-    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, container,
+    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, runtime,
 };
 
 const REGION: &str = "europe-west1";
-const POOL: &str =
-    "projects/natgw-test/locations/europe-west1/clusters/gke-gitlab-runner/nodePools/runners";
-
-/// What the example config creates, by name.
-const EXPECTED_ADDRESSES: [&str; 2] = ["natgw-gitlab-ext", "natgw-gitlab-int"];
-const EXPECTED_INSTANCES: [&str; 1] = ["natgw-gitlab"];
-const EXPECTED_FIREWALLS: [&str; 1] = ["natgw-gitlab-allow"];
-const EXPECTED_ROUTES: [&str; 1] = ["natgw-gitlab-34-120-10-10-32"];
-
-/// Every resource whose name starts with `natgw-`, one entry per resource (duplicates would show twice),
-/// and the node pool's tags.
-#[derive(Debug, PartialEq, Eq)]
-struct Inventory {
-    addresses: Vec<String>,
-    instances: Vec<String>,
-    firewalls: Vec<String>,
-    routes: Vec<String>,
-    pool_tags: Vec<String>,
-}
-
-impl Inventory {
-    fn applied() -> Inventory {
-        Inventory {
-            addresses: strings(&EXPECTED_ADDRESSES),
-            instances: strings(&EXPECTED_INSTANCES),
-            firewalls: strings(&EXPECTED_FIREWALLS),
-            routes: strings(&EXPECTED_ROUTES),
-            pool_tags: strings(&["existing-tag", "gitlab-runner"]),
-        }
-    }
-
-    fn destroyed() -> Inventory {
-        Inventory {
-            addresses: vec![],
-            instances: vec![],
-            firewalls: vec![],
-            routes: vec![],
-            pool_tags: strings(&["existing-tag"]),
-        }
-    }
-}
-
-fn strings(s: &[&str]) -> Vec<String> {
-    s.iter().map(ToString::to_string).collect()
-}
-
-/// Calls `f` until it does not fail with 429 or 5xx (the emulator may be injecting faults).
-async fn patiently<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, google_cloud_gax::error::Error>>,
-{
-    let mut last = None;
-    for _ in 0..100 {
-        match f().await {
-            Ok(v) => return v,
-            Err(e)
-                if e.http_status_code()
-                    .is_some_and(|c| c == 429 || (500..600).contains(&c)) =>
-            {
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(e) => panic!("{what}: {e:?}"),
-        }
-    }
-    panic!("{what}: still failing after 100 attempts: {last:?}")
-}
-
-fn natgw_names(mut names: Vec<String>) -> Vec<String> {
-    names.retain(|n| n.starts_with("natgw-"));
-    names.sort();
-    names
-}
-
-/// Lists every address, instance, firewall rule and route of the project, and reads the node pool.
-async fn inventory(url: &str) -> Inventory {
-    let addresses_client = compute_addresses(url).await;
-    let instances_client = compute_instances(url).await;
-    let firewalls_client = compute_firewalls(url).await;
-    let routes_client = compute_routes(url).await;
-    let gke = container(url).await;
-
-    let pages = patiently("list addresses", || {
-        addresses_client
-            .aggregated_list()
-            .set_project(PROJECT)
-            .send()
-    })
-    .await;
-    assert!(pages.next_page_token.is_none_or(|t| t.is_empty()));
-    let addresses = pages
-        .items
-        .values()
-        .flat_map(|s| s.addresses.iter())
-        .filter_map(|a| a.name.clone())
-        .collect();
-
-    let pages = patiently("list instances", || {
-        instances_client
-            .aggregated_list()
-            .set_project(PROJECT)
-            .send()
-    })
-    .await;
-    assert!(pages.next_page_token.is_none_or(|t| t.is_empty()));
-    let instances = pages
-        .items
-        .values()
-        .flat_map(|s| s.instances.iter())
-        .filter_map(|i| i.name.clone())
-        .collect();
-
-    let page = patiently("list firewalls", || {
-        firewalls_client.list().set_project(PROJECT).send()
-    })
-    .await;
-    assert!(page.next_page_token.is_none_or(|t| t.is_empty()));
-    let firewalls = page.items.iter().filter_map(|f| f.name.clone()).collect();
-
-    let page = patiently("list routes", || {
-        routes_client.list().set_project(PROJECT).send()
-    })
-    .await;
-    assert!(page.next_page_token.is_none_or(|t| t.is_empty()));
-    let routes = page.items.iter().filter_map(|r| r.name.clone()).collect();
-
-    let pool = patiently("get node pool", || {
-        gke.get_node_pool().set_name(POOL).send()
-    })
-    .await;
-    let pool_tags = pool.config.map(|c| c.tags).unwrap_or_default();
-
-    Inventory {
-        addresses: natgw_names(addresses),
-        instances: natgw_names(instances),
-        firewalls: natgw_names(firewalls),
-        routes: natgw_names(routes),
-        pool_tags,
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 fn inventory_of(project: &Project) -> Inventory {
-    runtime().block_on(inventory(&project.emu.url))
+    Inventory::of(&project.emu.url)
 }
 
 /// A run that did not crash: exit 0 or 1, never a panic (101) or a signal.
@@ -282,11 +136,7 @@ fn exhausted_retries_fail_cleanly() {
         "{}",
         run.stderr
     );
-    assert!(
-        run.stderr.contains("natgw stopped retrying"),
-        "{}",
-        run.stderr
-    );
+    run.stderr_has("natgw stopped retrying");
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 
@@ -320,31 +170,25 @@ fn send(child: &Child, signal: Signal) {
     let _ = status;
 }
 
-/// Starts `natgw apply --auto-approve`, sends `signal` once the emulator has logged `after` requests (or
-/// never, if apply finishes first), and returns how the run ended.
-fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
-    let mut child = p
-        .command(&["apply", "--auto-approve"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn natgw apply");
-    loop {
-        if child.try_wait().expect("poll natgw").is_some() {
-            break;
-        }
-        if p.emu.requests().len() >= after {
+/// Starts `natgw ARGS`, sends `signal` once `now()` says so (or never, if natgw finishes first), and
+/// returns how the run ended.
+fn signalled(p: &Project, args: &[&str], signal: Signal, now: impl Fn() -> bool) -> Run {
+    let mut child = p.cmd(args).spawn();
+    while child.try_wait().expect("poll natgw").is_none() {
+        if now() {
             send(&child, signal);
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let out = child.wait_with_output().expect("wait for natgw");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(child)
+}
+
+/// `natgw apply --auto-approve`, sent `signal` once the emulator has logged `after` requests.
+fn interrupted_apply(p: &Project, after: usize, signal: Signal) -> Run {
+    signalled(p, &["apply", "--auto-approve"], signal, || {
+        p.emu.requests().len() >= after
+    })
 }
 
 /// Interrupts a first apply after `after` requests (and says where it stopped: the measurement), then checks that the next apply converges with no
@@ -463,12 +307,7 @@ fn sigterm_stops_like_ctrl_c() {
 #[test]
 fn a_second_sigint_quits_at_once() {
     let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "3000"]);
-    let mut child = p
-        .command(&["apply", "--auto-approve"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn natgw apply");
+    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
     // Wait until the VM insert was sent: apply is then waiting for a VM that boots for 3 s.
     while !p.mutations().iter().any(|r| {
         r["path"]
@@ -484,10 +323,7 @@ fn a_second_sigint_quits_at_once() {
     send(&child, Signal::Int);
     std::thread::sleep(Duration::from_millis(100));
     send(&child, Signal::Int);
-    let out = child.wait_with_output().expect("wait for natgw");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("second interrupt"), "{stderr}");
+    Run::of(child).code(130).stderr_has("second interrupt");
     assert!(
         inventory_of(&p).routes.is_empty(),
         "no route before the VM is ready"
@@ -505,30 +341,13 @@ fn a_saved_plan_killed_halfway_is_refused_then_a_fresh_apply_converges() {
     let p = Project::new(&["--op-latency-ms", "40", "--boot-ms", "60"]);
     p.natgw(&["plan", "--out", "saved.json"]).ok();
     let before = p.mutations().len();
-    let mut child = p
-        .command(&["apply", "saved.json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn natgw apply");
-    while child.try_wait().expect("poll").is_none() {
-        if p.mutations().len() >= before + 3 {
-            send(&child, Signal::Kill);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.wait();
+    signalled(&p, &["apply", "saved.json"], Signal::Kill, || {
+        p.mutations().len() >= before + 3
+    });
     let sent = p.mutations().len();
     let again = p.natgw(&["apply", "saved.json"]);
     again.code(1);
-    assert!(
-        again
-            .stderr
-            .contains("the project changed since this plan was made"),
-        "{}",
-        again.stderr
-    );
+    again.stderr_has("the project changed since this plan was made");
     assert_eq!(p.mutations().len(), sent, "a stale plan changed something");
     p.natgw(&["apply", "--auto-approve"]).ok();
     assert_eq!(inventory_of(&p), Inventory::applied());
@@ -543,20 +362,9 @@ fn sigkill_during_destroy_then_destroy_finishes() {
         let p = Project::new(&["--op-latency-ms", "40"]);
         p.natgw(&["apply", "--auto-approve"]).ok();
         let before = p.emu.requests().len();
-        let mut child = p
-            .command(&["destroy", "--auto-approve"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn natgw destroy");
-        while child.try_wait().expect("poll").is_none() {
-            if p.emu.requests().len() >= before + after_extra {
-                send(&child, Signal::Kill);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = child.wait();
+        signalled(&p, &["destroy", "--auto-approve"], Signal::Kill, || {
+            p.emu.requests().len() >= before + after_extra
+        });
         p.natgw(&["destroy", "--auto-approve"]).ok();
         assert_eq!(
             inventory_of(&p),
@@ -569,42 +377,6 @@ fn sigkill_during_destroy_then_destroy_finishes() {
 // ---------------------------------------------------------------------------------------------------------
 // Ownership: what natgw does not own, it never changes
 // ---------------------------------------------------------------------------------------------------------
-
-fn create_address(url: &str, name: &str, labels: &[(&str, &str)]) {
-    runtime().block_on(async {
-        let c = compute_addresses(url).await;
-        let body = Address::new()
-            .set_name(name)
-            .set_address_type(google_cloud_compute_v1::model::address::AddressType::External)
-            .set_labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        c.insert()
-            .set_project(PROJECT)
-            .set_region(REGION)
-            .set_body(body)
-            .send()
-            .await
-            .expect("insert an address");
-    });
-}
-
-fn create_route(url: &str, name: &str, description: &str) {
-    runtime().block_on(async {
-        let c = compute_routes(url).await;
-        let body = Route::new()
-            .set_name(name)
-            .set_network(format!("projects/{PROJECT}/global/networks/vpc-network"))
-            .set_dest_range("198.51.100.0/24")
-            .set_next_hop_ip("10.0.0.77")
-            .set_priority(1000u32)
-            .set_description(description);
-        c.insert()
-            .set_project(PROJECT)
-            .set_body(body)
-            .send()
-            .await
-            .expect("insert a route");
-    });
-}
 
 /// A resource that has one of natgw's names but no natgw marker, or another stack's: plan, apply and
 /// destroy refuse to touch it, with a clear error, and send no change at all.
@@ -634,17 +406,9 @@ fn name_clash_with_an_unowned_or_foreign_resource_is_refused() {
         create_address(&p.emu.url, "natgw-gitlab-ext", labels);
         let before = p.mutations().len();
         for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
-            let run = p.natgw(args);
-            assert_eq!(
-                run.code,
-                1,
-                "{what}: {args:?} should refuse:\n{}",
-                run.all()
-            );
-            assert!(
-                run.all().contains("natgw-gitlab-ext"),
-                "{what}: {args:?} should name the resource:\n{}",
-                run.all()
+            p.natgw(args).code(1).output_has("natgw-gitlab-ext").golden(
+                "errors-ownership.txt",
+                &format!("natgw {} over an address with {what}", args[0]),
             );
         }
         // Destroy has nothing of this stack to remove, and leaves the address alone.
@@ -679,9 +443,15 @@ fn other_stacks_and_unmarked_resources_survive_apply_and_destroy() {
     create_route(
         &p.emu.url,
         "natgw-other-198-51-100-0-24",
-        "Managed by natgw, do not edit: natgw-managed=true natgw-stack=someone-else natgw-gateway=other",
+        "198.51.100.0/24",
+        &route_marker("someone-else", "other"),
     );
-    create_route(&p.emu.url, "natgw-unmarked", "made by hand");
+    create_route(
+        &p.emu.url,
+        "natgw-unmarked",
+        "198.51.100.0/24",
+        "made by hand",
+    );
     let theirs = |inv: &Inventory| {
         (
             inv.addresses
@@ -699,6 +469,7 @@ fn other_stacks_and_unmarked_resources_survive_apply_and_destroy() {
     let before = theirs(&inventory_of(&p));
     assert_eq!(before.0.len(), 2);
     assert_eq!(before.1.len(), 2);
+    let setup = p.mutations().len();
 
     let plan = p.natgw(&["plan"]);
     plan.ok();
@@ -721,7 +492,7 @@ fn other_stacks_and_unmarked_resources_survive_apply_and_destroy() {
     assert_eq!(after.firewalls, Vec::<String>::new());
     assert_eq!(after.pool_tags, strings(&["existing-tag"]));
     // Nothing was ever sent for their resources.
-    for r in p.mutations() {
+    for r in p.mutations().into_iter().skip(setup) {
         let path = r["path"].as_str().unwrap_or_default();
         assert!(
             !path.contains("natgw-other")
@@ -844,12 +615,7 @@ fn resources_deleted_by_someone_else_during_destroy_are_fine() {
     let p = Project::new(&["--op-latency-ms", "300"]);
     p.natgw(&["apply", "--auto-approve"]).ok();
     let before = p.emu.requests().len();
-    let child = p
-        .command(&["destroy", "--auto-approve"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn natgw destroy");
+    let child = p.cmd(&["destroy", "--auto-approve"]).spawn();
     // Once the route's delete is sent, the VM and the addresses are deleted behind natgw's back.
     while !p.emu.requests()[before..].iter().any(|r| {
         r["method"] == "DELETE" && r["path"].as_str().is_some_and(|x| x.contains("/routes/"))
@@ -865,24 +631,22 @@ fn resources_deleted_by_someone_else_during_destroy_are_fine() {
             .send()
             .await
             .expect("delete the VM");
+        // natgw, finding the VM gone, goes on to the addresses at once: whoever comes first deletes them.
         let addresses = compute_addresses(&p.emu.url).await;
         for name in EXPECTED_ADDRESSES {
-            addresses
+            let deleted = addresses
                 .delete()
                 .set_project(PROJECT)
                 .set_region(REGION)
                 .set_address(name)
                 .send()
-                .await
-                .expect("delete an address");
+                .await;
+            if let Err(e) = deleted {
+                assert_eq!(e.http_status_code(), Some(404), "delete {name}: {e:?}");
+            }
         }
     });
-    let out = child.wait_with_output().expect("wait for natgw");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::of(child);
     // natgw found them gone (404) and carried on.
     assert!(
         p.emu.requests()[before..].iter().any(|r| r["status"] == 404
@@ -891,8 +655,7 @@ fn resources_deleted_by_someone_else_during_destroy_are_fine() {
                 .is_some_and(|x| x.ends_with("/instances/natgw-gitlab"))),
         "the VM was not found gone"
     );
-    run.ok();
-    assert!(run.stdout.contains("Destroy complete!"), "{}", run.stdout);
+    run.ok().stdout_has("Destroy complete!");
     assert_eq!(inventory_of(&p), Inventory::destroyed());
 }
 
@@ -916,78 +679,21 @@ fn operations_longer_than_the_retry_budget_are_waited_for() {
 /// What the fake API answers: `(status, body)` for a method and a path.
 type Answers = std::sync::Arc<dyn Fn(&str, &str) -> (u16, String) + Send + Sync>;
 
-/// A stand-in for Google that answers every request with `answers`; stops when dropped.
-struct FakeGoogle {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// A stand-in for Google that answers every request with `answers`, as JSON.
+fn fake_google(answers: Answers) -> Fake {
+    Fake::start(move |req| {
+        let (status, body) = answers(&req.method, &req.path);
+        json_status(status, body)
+    })
 }
 
-impl FakeGoogle {
-    fn start(answers: Answers) -> FakeGoogle {
-        let (url_tx, url_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            runtime().block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                let addr = listener.local_addr().expect("local addr");
-                url_tx.send(format!("http://{addr}")).expect("send the URL");
-                let app = axum::Router::new().fallback(
-                    move |method: axum::http::Method, uri: axum::http::Uri| {
-                        let answers = answers.clone();
-                        async move {
-                            let (status, body) = answers(method.as_str(), uri.path());
-                            (
-                                axum::http::StatusCode::from_u16(status).expect("a valid status"),
-                                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                                body,
-                            )
-                        }
-                    },
-                );
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("serve");
-            });
-        });
-        let url = url_rx.recv().expect("the fake's URL");
-        FakeGoogle {
-            url,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FakeGoogle {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn natgw_against(url: &str, config: &std::path::Path, args: &[&str]) -> Run {
-    std::process::Command::new(env!("CARGO_BIN_EXE_natgw"))
+fn natgw_against(url: &str, dir: &std::path::Path, args: &[&str]) -> Run {
+    Natgw::new(dir)
         .args(args)
-        .arg("-c")
-        .arg(config)
-        .args(["--endpoint", url, "--anonymous", "--retry-timeout", "1"])
-        .env("CI", "true")
-        .env_remove("NATGW_ENDPOINT")
-        .env_remove("GOOGLE_CLOUD_PROJECT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run natgw")
-        .into()
+        .config(&dir.join("natgw.toml"))
+        .endpoint(url)
+        .args(["--anonymous", "--retry-timeout", "1"])
+        .run()
 }
 
 /// A pool as GKE would answer it, with the example's tag.
@@ -1106,13 +812,13 @@ fn odd_api_answers_never_crash_natgw() {
     ];
     let mut failures = Vec::new();
     for (what, answers) in cases {
-        let fake = FakeGoogle::start(answers);
+        let fake = fake_google(answers);
         for args in [
             &["plan"][..],
             &["apply", "--auto-approve"],
             &["destroy", "--auto-approve"],
         ] {
-            let run = natgw_against(&fake.url, &config, args);
+            let run = natgw_against(&fake.url, &dir, args);
             if !(run.code == 0 || run.code == 1) || run.all().contains("panicked") {
                 failures.push(format!(
                     "{what}: {args:?}: exit {}\n{}\n{}",

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use google_cloud_auth::credentials::Credentials;
 
+use crate::harness::Natgw;
+
 /// The project the demo world (`--seed-project`) is created in by `EmulatorProcess::seeded`.
 pub(crate) const PROJECT: &str = "natgw-test";
 
@@ -72,11 +74,11 @@ impl EmulatorProcess {
     /// Spawns in a given directory (e.g. to restart on the same `--state` file).
     pub(crate) fn spawn_in(dir: PathBuf, extra_args: &[&str]) -> EmulatorProcess {
         let log = dir.join("requests.jsonl");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_natgw"))
-            .arg("emulator")
-            .args(["--listen", "127.0.0.1:0", "--request-log"])
+        let mut child = Natgw::new(&dir)
+            .args(["emulator", "--listen", "127.0.0.1:0", "--request-log"])
             .arg(&log)
             .args(extra_args)
+            .command()
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -132,6 +134,44 @@ pub(crate) fn read_log(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a request-log line is JSON"))
         .collect()
+}
+
+/// "METHOD /path/with/*/for/names" of a logged request: what request counts are counted by.
+pub(crate) fn request_kind(r: &serde_json::Value) -> String {
+    let method = r.get("method").and_then(|m| m.as_str()).unwrap_or("?");
+    let path = r.get("path").and_then(|m| m.as_str()).unwrap_or("?");
+    let parts: Vec<&str> = path.split('/').collect();
+    let shaped: Vec<&str> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let named = i > 0
+                && matches!(
+                    parts[i - 1],
+                    "projects"
+                        | "regions"
+                        | "zones"
+                        | "addresses"
+                        | "instances"
+                        | "firewalls"
+                        | "routes"
+                        | "operations"
+                        | "locations"
+                        | "clusters"
+                        | "nodePools"
+                );
+            if named { "*" } else { p }
+        })
+        .collect();
+    format!("{method} {}", shaped.join("/"))
+}
+
+/// A runtime for the Google clients of a synchronous test.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
 }
 
 pub(crate) fn anonymous() -> Credentials {

@@ -1,15 +1,19 @@
-//! Instances: network interfaces that use reserved addresses, fingerprints, power and guest attributes.
+//! Instances: network interfaces that use reserved addresses, disks, fingerprints. Power and what the guest
+//! reports are in `instance_state`.
+
+use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-use super::address::{check_fingerprint, free_ip, next_external_ip, subnet, taken_ips};
+use super::address::{Subnet, check_fingerprint, free_ip, next_external_ip, subnet, taken_ips};
 use super::network::network_exists;
 use super::{
-    Answer, Ctx, Reply, body_of, check_labels, insert_body, mutate, parse_ip, stamp, url, usable,
+    Answer, Ctx, body_of, check_labels, insert_body, mutate, parse_ip, stamp, url, usable,
     zone_region_of,
 };
 use crate::emulator::api_error::{ApiError, OpError};
 use crate::emulator::catalog;
+use crate::emulator::org_policy;
 use crate::emulator::schema::{self, Api};
 use crate::emulator::world::{
     Power, Scope, World, fingerprint, last_segment, obj, resolve_ref, rfc3339, str_field,
@@ -25,13 +29,40 @@ pub(super) fn insert_instance(
     body: Option<Value>,
 ) -> Answer {
     let region = zone_region_of(p, z)?;
-    let (mut body, path) = insert_body(world, "Instance", "compute.instances.insert", body, |n| {
+    let (body, path) = insert_body(world, "Instance", "compute.instances.insert", body, |n| {
         format!("projects/{p}/zones/{z}/instances/{n}")
     })?;
     check_labels(body.get("labels"))?;
-    let mt = str_field(&body, "machineType")
-        .unwrap_or_default()
-        .to_string();
+    let mt_path = machine_type(&body, p, z)?;
+    check_boot_disk(&body)?;
+    let nics = resolve_nics(world, &body, p, region)?;
+    org_policy::check_instance_insert(ctx.policies, p, &path, &body)?;
+    let target = path.clone();
+    mutate(
+        world,
+        ctx,
+        p,
+        &Scope::Zone(z.to_string()),
+        "insert",
+        &target,
+        |w| {
+            let (out_nics, uses) = match attach_nics(w, p, region, &nics) {
+                Ok(attached) => attached,
+                Err(e) => return Ok(Err(e)),
+            };
+            let instance = complete_instance(w, ctx, body, &path, &mt_path, out_nics);
+            w.resources.insert(path.clone(), instance);
+            w.power
+                .insert(path.clone(), Power::boot(ctx.now + ctx.timing.op_ms, true));
+            mark_in_use(w, &uses, &url(&path));
+            Ok(Ok(()))
+        },
+    )
+}
+
+/// The machine type's path; it must be one of the zone's.
+fn machine_type(body: &Value, p: &str, z: &str) -> Result<String, ApiError> {
+    let mt = str_field(body, "machineType").unwrap_or_default();
     if mt.is_empty() {
         return Err(ApiError::invalid_field(
             "resource.machineType",
@@ -39,14 +70,19 @@ pub(super) fn insert_instance(
             "Machine type must be specified.",
         ));
     }
-    let mt_path = resolve_ref(&mt, p, &format!("zones/{z}"), "machineTypes");
-    let mt_ok = mt_path.starts_with(&format!("projects/{p}/zones/{z}/machineTypes/"))
+    let mt_path = resolve_ref(mt, p, &format!("zones/{z}"), "machineTypes");
+    let known = mt_path.starts_with(&format!("projects/{p}/zones/{z}/machineTypes/"))
         && catalog::MACHINE_TYPES
             .iter()
             .any(|(n, ..)| *n == last_segment(&mt_path));
-    if !mt_ok {
-        return Err(ApiError::not_found(&mt_path));
+    if known {
+        Ok(mt_path)
+    } else {
+        Err(ApiError::not_found(&mt_path))
     }
+}
+
+fn check_boot_disk(body: &Value) -> Result<(), ApiError> {
     let has_boot_disk = body
         .get("disks")
         .and_then(Value::as_array)
@@ -54,278 +90,353 @@ pub(super) fn insert_instance(
             d.iter()
                 .any(|d| d.get("boot").and_then(Value::as_bool) == Some(true))
         });
-    if !has_boot_disk {
-        return Err(ApiError::invalid_field(
+    if has_boot_disk {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
             "resource.disks",
             "",
             "Boot disk must be specified.",
-        ));
+        ))
     }
-    let nic_values: Vec<Value> = body
+}
+
+/// One network interface as the request gives it, resolved against the world.
+struct NicPlan {
+    given: Value,
+    sub: Subnet,
+    ip: Option<Ipv4Addr>,
+    nat_ips: Vec<Option<Ipv4Addr>>,
+}
+
+/// Resolves every interface synchronously (subnetwork, network, IPs' syntax and range); address conflicts
+/// are left to the operation.
+fn resolve_nics(
+    world: &World,
+    body: &Value,
+    p: &str,
+    region: &str,
+) -> Result<Vec<NicPlan>, ApiError> {
+    let given: Vec<Value> = body
         .get("networkInterfaces")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if nic_values.is_empty() {
+    if given.is_empty() {
         return Err(ApiError::invalid_field(
             "resource.networkInterfaces",
             "",
             "At least one network interface is required.",
         ));
     }
-    // Resolve every interface synchronously; address conflicts are left to the operation.
-    let mut plans = Vec::new();
-    for (i, nic) in nic_values.iter().enumerate() {
-        let field = format!("resource.networkInterfaces[{i}]");
-        let sub = match (str_field(nic, "subnetwork"), str_field(nic, "network")) {
-            (Some(s), _) => subnet(world, s, p, region, &format!("{field}.subnetwork"))?,
-            (None, net) => {
-                let net_path = resolve_ref(net.unwrap_or("default"), p, "global", "networks");
-                network_exists(world, &net_path)?;
-                let net_url = url(&net_path);
-                let found = world
-                    .children(&format!("projects/{p}/regions/{region}/subnetworks/"))
-                    .find(|(_, v)| str_field(v, "network") == Some(net_url.as_str()))
-                    .map(|(k, _)| k.clone())
-                    .ok_or_else(|| {
-                        ApiError::invalid_field(
-                            &format!("{field}.network"),
-                            &net_url,
-                            &format!("The network has no subnetwork in region '{region}'."),
-                        )
-                    })?;
-                subnet(world, &found, p, region, &format!("{field}.subnetwork"))?
+    given
+        .into_iter()
+        .enumerate()
+        .map(|(i, nic)| {
+            resolve_nic(
+                world,
+                nic,
+                &format!("resource.networkInterfaces[{i}]"),
+                p,
+                region,
+            )
+        })
+        .collect()
+}
+
+fn resolve_nic(
+    world: &World,
+    nic: Value,
+    field: &str,
+    p: &str,
+    region: &str,
+) -> Result<NicPlan, ApiError> {
+    let sub = nic_subnet(world, &nic, field, p, region)?;
+    if let Some(n) = str_field(&nic, "network")
+        && url(&resolve_ref(n, p, "global", "networks")) != sub.network_url
+    {
+        return Err(ApiError::invalid_field(
+            &format!("{field}.network"),
+            n,
+            "The subnetwork does not belong to this network.",
+        ));
+    }
+    let ip = match str_field(&nic, "networkIP") {
+        Some(s) => {
+            let ip = parse_ip(&format!("{field}.networkIP"), s)?;
+            if !usable(sub.range, ip) {
+                return Err(ApiError::invalid_field(
+                    &format!("{field}.networkIP"),
+                    s,
+                    &format!(
+                        "The IP address is not a usable address of the subnetwork range {}.",
+                        sub.range
+                    ),
+                ));
             }
-        };
-        if let Some(n) = str_field(nic, "network")
-            && url(&resolve_ref(n, p, "global", "networks")) != sub.network_url
-        {
-            return Err(ApiError::invalid_field(
-                &format!("{field}.network"),
-                n,
-                "The subnetwork does not belong to this network.",
-            ));
+            Some(ip)
         }
-        let ip = match str_field(nic, "networkIP") {
-            Some(s) => {
-                let ip = parse_ip(&format!("{field}.networkIP"), s)?;
-                if !usable(sub.range, ip) {
-                    return Err(ApiError::invalid_field(
-                        &format!("{field}.networkIP"),
-                        s,
-                        &format!(
-                            "The IP address is not a usable address of the subnetwork range {}.",
-                            sub.range
-                        ),
-                    ));
-                }
-                Some(ip)
-            }
+        None => None,
+    };
+    let mut nat_ips = Vec::new();
+    for (j, ac) in access_configs(&nic).iter().enumerate() {
+        nat_ips.push(match str_field(ac, "natIP") {
+            Some(s) => Some(parse_ip(&format!("{field}.accessConfigs[{j}].natIP"), s)?),
             None => None,
-        };
-        let mut nat_ips = Vec::new();
-        for (j, ac) in nic
-            .get("accessConfigs")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
+        });
+    }
+    Ok(NicPlan {
+        given: nic,
+        sub,
+        ip,
+        nat_ips,
+    })
+}
+
+fn access_configs(nic: &Value) -> Vec<Value> {
+    nic.get("accessConfigs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The interface's subnetwork: the one it names, or its network's subnetwork in the region.
+fn nic_subnet(
+    world: &World,
+    nic: &Value,
+    field: &str,
+    p: &str,
+    region: &str,
+) -> Result<Subnet, ApiError> {
+    if let Some(s) = str_field(nic, "subnetwork") {
+        return subnet(world, s, p, region, &format!("{field}.subnetwork"));
+    }
+    let net_path = resolve_ref(
+        str_field(nic, "network").unwrap_or("default"),
+        p,
+        "global",
+        "networks",
+    );
+    network_exists(world, &net_path)?;
+    let net_url = url(&net_path);
+    let found = world
+        .children(&format!("projects/{p}/regions/{region}/subnetworks/"))
+        .find(|(_, v)| str_field(v, "network") == Some(net_url.as_str()))
+        .map(|(k, _)| k.clone())
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                &format!("{field}.network"),
+                &net_url,
+                &format!("The network has no subnetwork in region '{region}'."),
+            )
+        })?;
+    subnet(world, &found, p, region, &format!("{field}.subnetwork"))
+}
+
+/// Gives each interface its internal IP and its external ones, in the operation: the interfaces as stored,
+/// and the reserved addresses they take.
+fn attach_nics(
+    w: &mut World,
+    p: &str,
+    region: &str,
+    nics: &[NicPlan],
+) -> Result<(Vec<Value>, Vec<String>), OpError> {
+    let mut uses = Vec::new();
+    let mut out = Vec::new();
+    for (i, nic) in nics.iter().enumerate() {
+        let ip = internal_ip(w, p, nic, &mut uses)?;
+        let mut acs = Vec::new();
+        for (j, (nat, ac)) in nic
+            .nat_ips
             .iter()
+            .zip(access_configs(&nic.given))
             .enumerate()
         {
-            match str_field(ac, "natIP") {
-                Some(s) => nat_ips.push(Some(parse_ip(
-                    &format!("{field}.accessConfigs[{j}].natIP"),
-                    s,
-                )?)),
-                None => nat_ips.push(None),
-            }
+            let nat_ip = match nat {
+                Some(nat) => {
+                    let field = format!("resource.networkInterfaces[{i}].accessConfigs[{j}].natIP");
+                    uses.push(reserved_external(w, p, region, *nat, &field)?);
+                    nat.to_string()
+                }
+                None => next_external_ip(w),
+            };
+            acs.push(stored_access_config(ac, &nat_ip));
         }
-        plans.push((sub, ip, nat_ips));
+        let mut n = nic.given.clone();
+        let fp = fingerprint(w, &n);
+        let o = obj(&mut n);
+        o.insert("kind".into(), json!("compute#networkInterface"));
+        o.insert("name".into(), json!(format!("nic{i}")));
+        o.insert("network".into(), json!(nic.sub.network_url));
+        o.insert("subnetwork".into(), json!(url(&nic.sub.path)));
+        o.insert("networkIP".into(), json!(ip.to_string()));
+        o.insert("fingerprint".into(), json!(fp));
+        o.entry("stackType").or_insert(json!("IPV4_ONLY"));
+        if acs.is_empty() {
+            o.remove("accessConfigs");
+        } else {
+            o.insert("accessConfigs".into(), Value::Array(acs));
+        }
+        out.push(n);
     }
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Zone(z.to_string()),
-        "insert",
-        &path.clone(),
-        |w| {
-            let self_link = url(&path);
-            let mut uses: Vec<String> = Vec::new();
-            let mut out_nics = Vec::new();
-            for (i, ((sub, ip, nat_ips), nic)) in plans.iter().zip(nic_values.iter()).enumerate() {
-                let ip = match ip {
-                    Some(ip) => {
-                        let reserved = w
-                            .aggregated(p, "addresses")
-                            .find(|(_, _, a)| {
-                                str_field(a, "subnetwork") == Some(url(&sub.path).as_str())
-                                    && str_field(a, "address") == Some(ip.to_string().as_str())
-                            })
-                            .map(|(_, k, a)| (k.clone(), str_field(a, "status") == Some("IN_USE")));
-                        match reserved {
-                            Some((k, false)) => uses.push(k),
-                            Some((k, true)) => {
-                                return Ok(Err(OpError::ip_in_use(format!(
-                                    "IP '{ip}' is already being used by another resource: the address '{k}' is in use."
-                                ))));
-                            }
-                            None => {
-                                if taken_ips(w, &sub.network_url).contains(ip) {
-                                    return Ok(Err(OpError::ip_in_use(format!(
-                                        "IP '{ip}' is already being used by another resource."
-                                    ))));
-                                }
-                            }
-                        }
-                        *ip
-                    }
-                    None => match free_ip(w, &sub.network_url, sub.range) {
-                        Some(ip) => ip,
-                        None => {
-                            return Ok(Err(OpError::new(
-                                400,
-                                "IP_SPACE_EXHAUSTED",
-                                format!("The subnetwork '{}' has no free address.", sub.path),
-                            )));
-                        }
-                    },
-                };
-                let mut acs = Vec::new();
-                let given_acs = nic
-                    .get("accessConfigs")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                for (j, (nat, ac)) in nat_ips.iter().zip(given_acs.iter()).enumerate() {
-                    let nat_ip = match nat {
-                        Some(nat) => {
-                            let found = w
-                                .aggregated(p, "addresses")
-                                .find(|(_, _, a)| {
-                                    str_field(a, "addressType") == Some("EXTERNAL")
-                                        && str_field(a, "address") == Some(nat.to_string().as_str())
-                                })
-                                .map(|(scope, k, a)| {
-                                    (scope, k.clone(), str_field(a, "status") == Some("IN_USE"))
-                                });
-                            match found {
-                                None => {
-                                    return Ok(Err(OpError::invalid(format!(
-                                        "Invalid value for field 'resource.networkInterfaces[{i}].accessConfigs[{j}].natIP': '{nat}'. The specified external IP address '{nat}' is not reserved in project '{p}'."
-                                    ))));
-                                }
-                                Some((scope, _, _)) if scope != format!("regions/{region}") => {
-                                    return Ok(Err(OpError::invalid(format!(
-                                        "Invalid value for field 'resource.networkInterfaces[{i}].accessConfigs[{j}].natIP': '{nat}'. The specified external IP address '{nat}' was not found in region '{region}'."
-                                    ))));
-                                }
-                                Some((_, k, true)) => {
-                                    return Ok(Err(OpError::ip_in_use(format!(
-                                        "External IP address: {nat} is already in-use by the address '{k}'."
-                                    ))));
-                                }
-                                Some((_, k, false)) => uses.push(k),
-                            }
-                            nat.to_string()
-                        }
-                        None => next_external_ip(w),
-                    };
-                    let mut ac = ac.clone();
-                    let o = obj(&mut ac);
-                    o.insert("kind".into(), json!("compute#accessConfig"));
-                    o.entry("type").or_insert(json!("ONE_TO_ONE_NAT"));
-                    o.entry("name").or_insert(json!("External NAT"));
-                    o.entry("networkTier").or_insert(json!("PREMIUM"));
-                    o.insert("natIP".into(), json!(nat_ip));
-                    acs.push(ac);
-                }
-                let mut n = nic.clone();
-                let fp = fingerprint(w, &n);
-                let o = obj(&mut n);
-                o.insert("kind".into(), json!("compute#networkInterface"));
-                o.insert("name".into(), json!(format!("nic{i}")));
-                o.insert("network".into(), json!(sub.network_url));
-                o.insert("subnetwork".into(), json!(url(&sub.path)));
-                o.insert("networkIP".into(), json!(ip.to_string()));
-                o.insert("fingerprint".into(), json!(fp));
-                o.entry("stackType").or_insert(json!("IPV4_ONLY"));
-                if acs.is_empty() {
-                    o.remove("accessConfigs");
-                } else {
-                    o.insert("accessConfigs".into(), Value::Array(acs));
-                }
-                out_nics.push(n);
-            }
-            stamp(w, ctx, &mut body, "compute#instance", &path);
-            let meta_fp = fingerprint(w, &json!(["metadata", path]));
-            let tags_fp = fingerprint(w, &json!(["tags", path]));
-            let label_fp = fingerprint(w, &json!(["labels", path]));
-            let inst_fp = fingerprint(w, &json!(["instance", path]));
-            let o = obj(&mut body);
-            o.insert("networkInterfaces".into(), Value::Array(out_nics));
-            o.insert(
-                "zone".into(),
-                json!(url(&format!("projects/{p}/zones/{z}"))),
-            );
-            o.insert("machineType".into(), json!(url(&mt_path)));
-            let mut metadata = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
-            let mo = obj(&mut metadata);
-            mo.insert("kind".into(), json!("compute#metadata"));
-            mo.insert("fingerprint".into(), json!(meta_fp));
-            o.insert("metadata".into(), metadata);
-            let mut tags = o.get("tags").cloned().unwrap_or_else(|| json!({}));
-            obj(&mut tags).insert("fingerprint".into(), json!(tags_fp));
-            o.insert("tags".into(), tags);
-            o.insert("labelFingerprint".into(), json!(label_fp));
-            o.insert("fingerprint".into(), json!(inst_fp));
-            o.entry("canIpForward").or_insert(json!(false));
-            o.entry("deletionProtection").or_insert(json!(false));
-            o.insert("cpuPlatform".into(), json!("Intel Cascade Lake"));
-            o.insert("startRestricted".into(), json!(false));
-            o.insert(
-                "lastStartTimestamp".into(),
-                json!(rfc3339(ctx.now + ctx.timing.op_ms)),
-            );
-            if let Some(Value::Array(disks)) = o.get_mut("disks") {
-                for (i, d) in disks.iter_mut().enumerate() {
-                    let dname = if i == 0 {
-                        last_segment(&path).to_string()
-                    } else {
-                        format!("{}-{i}", last_segment(&path))
-                    };
-                    let d = obj(d);
-                    d.insert("kind".into(), json!("compute#attachedDisk"));
-                    d.insert("index".into(), json!(i));
-                    d.entry("type").or_insert(json!("PERSISTENT"));
-                    d.entry("mode").or_insert(json!("READ_WRITE"));
-                    d.entry("deviceName").or_insert(json!(dname.clone()));
-                    d.entry("source")
-                        .or_insert(json!(url(&format!("projects/{p}/zones/{z}/disks/{dname}"))));
-                    d.remove("initializeParams");
-                }
-            }
-            w.resources.insert(path.clone(), body);
-            w.power.insert(
-                path.clone(),
-                Power {
-                    running: true,
-                    since: ctx.now + ctx.timing.op_ms,
-                    first_boot: true,
-                    booted: false,
-                    ready: None,
-                },
-            );
-            for a in uses {
-                if let Some(addr) = w.resources.get_mut(&a) {
-                    let o = obj(addr);
-                    o.insert("status".into(), json!("IN_USE"));
-                    o.insert("users".into(), json!([self_link]));
-                }
-            }
-            Ok(Ok(()))
-        },
-    )
+    Ok((out, uses))
+}
+
+/// The interface's internal IP: the one asked for (a reserved address of the subnetwork, which it then
+/// uses, or a free IP), or the first free one.
+fn internal_ip(
+    w: &World,
+    p: &str,
+    nic: &NicPlan,
+    uses: &mut Vec<String>,
+) -> Result<Ipv4Addr, OpError> {
+    let sub = &nic.sub;
+    let Some(ip) = nic.ip else {
+        return free_ip(w, &sub.network_url, sub.range).ok_or_else(|| {
+            OpError::new(
+                400,
+                "IP_SPACE_EXHAUSTED",
+                format!("The subnetwork '{}' has no free address.", sub.path),
+            )
+        });
+    };
+    let reserved = w
+        .aggregated(p, "addresses")
+        .find(|(_, _, a)| {
+            str_field(a, "subnetwork") == Some(url(&sub.path).as_str())
+                && str_field(a, "address") == Some(ip.to_string().as_str())
+        })
+        .map(|(_, k, a)| (k.clone(), str_field(a, "status") == Some("IN_USE")));
+    match reserved {
+        Some((k, false)) => uses.push(k),
+        Some((k, true)) => {
+            return Err(OpError::ip_in_use(format!(
+                "IP '{ip}' is already being used by another resource: the address '{k}' is in use."
+            )));
+        }
+        None if taken_ips(w, &sub.network_url).contains(&ip) => {
+            return Err(OpError::ip_in_use(format!(
+                "IP '{ip}' is already being used by another resource."
+            )));
+        }
+        None => {}
+    }
+    Ok(ip)
+}
+
+/// A natIP must be a reserved external address of the instance's region that nothing uses; returns its path.
+fn reserved_external(
+    w: &World,
+    p: &str,
+    region: &str,
+    nat: Ipv4Addr,
+    field: &str,
+) -> Result<String, OpError> {
+    let found = w
+        .aggregated(p, "addresses")
+        .find(|(_, _, a)| {
+            str_field(a, "addressType") == Some("EXTERNAL")
+                && str_field(a, "address") == Some(nat.to_string().as_str())
+        })
+        .map(|(scope, k, a)| (scope, k.clone(), str_field(a, "status") == Some("IN_USE")));
+    match found {
+        None => Err(OpError::invalid(format!(
+            "Invalid value for field '{field}': '{nat}'. The specified external IP address '{nat}' is not reserved in project '{p}'."
+        ))),
+        Some((scope, _, _)) if scope != format!("regions/{region}") => {
+            Err(OpError::invalid(format!(
+                "Invalid value for field '{field}': '{nat}'. The specified external IP address '{nat}' was not found in region '{region}'."
+            )))
+        }
+        Some((_, k, true)) => Err(OpError::ip_in_use(format!(
+            "External IP address: {nat} is already in-use by the address '{k}'."
+        ))),
+        Some((_, k, false)) => Ok(k),
+    }
+}
+
+fn stored_access_config(given: Value, nat_ip: &str) -> Value {
+    let mut ac = given;
+    let o = obj(&mut ac);
+    o.insert("kind".into(), json!("compute#accessConfig"));
+    o.entry("type").or_insert(json!("ONE_TO_ONE_NAT"));
+    o.entry("name").or_insert(json!("External NAT"));
+    o.entry("networkTier").or_insert(json!("PREMIUM"));
+    o.insert("natIP".into(), json!(nat_ip));
+    ac
+}
+
+/// The instance as the API shows it: output fields, fingerprints, defaults, attached disks.
+fn complete_instance(
+    w: &mut World,
+    ctx: &Ctx<'_>,
+    mut body: Value,
+    path: &str,
+    mt_path: &str,
+    nics: Vec<Value>,
+) -> Value {
+    stamp(w, ctx, &mut body, "compute#instance", path);
+    let meta_fp = fingerprint(w, &json!(["metadata", path]));
+    let tags_fp = fingerprint(w, &json!(["tags", path]));
+    let label_fp = fingerprint(w, &json!(["labels", path]));
+    let inst_fp = fingerprint(w, &json!(["instance", path]));
+    let zone_path = path.rsplit_once("/instances/").map_or(path, |(z, _)| z);
+    let o = obj(&mut body);
+    o.insert("networkInterfaces".into(), Value::Array(nics));
+    o.insert("zone".into(), json!(url(zone_path)));
+    o.insert("machineType".into(), json!(url(mt_path)));
+    let mut metadata = o.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let mo = obj(&mut metadata);
+    mo.insert("kind".into(), json!("compute#metadata"));
+    mo.insert("fingerprint".into(), json!(meta_fp));
+    o.insert("metadata".into(), metadata);
+    let mut tags = o.get("tags").cloned().unwrap_or_else(|| json!({}));
+    obj(&mut tags).insert("fingerprint".into(), json!(tags_fp));
+    o.insert("tags".into(), tags);
+    o.insert("labelFingerprint".into(), json!(label_fp));
+    o.insert("fingerprint".into(), json!(inst_fp));
+    o.entry("canIpForward").or_insert(json!(false));
+    o.entry("deletionProtection").or_insert(json!(false));
+    o.insert("cpuPlatform".into(), json!("Intel Cascade Lake"));
+    o.insert("startRestricted".into(), json!(false));
+    o.insert(
+        "lastStartTimestamp".into(),
+        json!(rfc3339(ctx.now + ctx.timing.op_ms)),
+    );
+    if let Some(Value::Array(disks)) = o.get_mut("disks") {
+        attach_disks(disks, zone_path, last_segment(path));
+    }
+    body
+}
+
+fn attach_disks(disks: &mut [Value], zone_path: &str, instance: &str) {
+    for (i, d) in disks.iter_mut().enumerate() {
+        let dname = if i == 0 {
+            instance.to_string()
+        } else {
+            format!("{instance}-{i}")
+        };
+        let d = obj(d);
+        d.insert("kind".into(), json!("compute#attachedDisk"));
+        d.insert("index".into(), json!(i));
+        d.entry("type").or_insert(json!("PERSISTENT"));
+        d.entry("mode").or_insert(json!("READ_WRITE"));
+        d.entry("deviceName").or_insert(json!(dname.clone()));
+        d.entry("source")
+            .or_insert(json!(url(&format!("{zone_path}/disks/{dname}"))));
+        d.remove("initializeParams");
+    }
+}
+
+/// Reserved addresses an instance took become IN_USE, with the instance as their user.
+fn mark_in_use(w: &mut World, addresses: &[String], self_link: &str) {
+    for a in addresses {
+        if let Some(addr) = w.resources.get_mut(a) {
+            let o = obj(addr);
+            o.insert("status".into(), json!("IN_USE"));
+            o.insert("users".into(), json!([self_link]));
+        }
+    }
 }
 
 pub(super) fn delete_instance(
@@ -443,112 +554,4 @@ pub(super) fn set_instance_field(
             Ok(Ok(()))
         },
     )
-}
-
-pub(super) fn power(
-    world: &mut World,
-    ctx: &Ctx<'_>,
-    p: &str,
-    z: &str,
-    i: &str,
-    verb: &str,
-) -> Answer {
-    let path = format!("projects/{p}/zones/{z}/instances/{i}");
-    world.get(&path)?;
-    let running = world.power.get(&path).is_some_and(|pw| pw.running);
-    if verb == "reset" && !running {
-        return Err(ApiError::new(
-            400,
-            "resourceNotReady",
-            format!("The resource '{path}' is not ready"),
-        ));
-    }
-    let at = ctx.now + ctx.timing.op_ms;
-    mutate(
-        world,
-        ctx,
-        p,
-        &Scope::Zone(z.to_string()),
-        verb,
-        &path.clone(),
-        |w| {
-            let boots = match verb {
-                "start" => !running,
-                "reset" => true,
-                _ => false,
-            };
-            if let Some(pw) = w.power.get_mut(&path) {
-                if boots {
-                    *pw = Power {
-                        running: true,
-                        since: at,
-                        first_boot: false,
-                        booted: false,
-                        ready: None,
-                    };
-                } else if verb == "stop" && running {
-                    *pw = Power {
-                        running: false,
-                        since: at,
-                        first_boot: false,
-                        booted: false,
-                        ready: None,
-                    };
-                }
-            }
-            if boots {
-                if let Some(inst) = w.resources.get_mut(&path) {
-                    obj(inst).insert("lastStartTimestamp".into(), json!(rfc3339(at)));
-                }
-            } else if verb == "stop"
-                && running
-                && let Some(inst) = w.resources.get_mut(&path)
-            {
-                obj(inst).insert("lastStopTimestamp".into(), json!(rfc3339(at)));
-            }
-            Ok(Ok(()))
-        },
-    )
-}
-
-/// The guest attribute `natgw/ready`: present once the instance is RUNNING and its boot's "startup script"
-/// wrote it; before that (and with `--boot-fail`) 404 notFound, as the real API answers for a missing key.
-pub(super) fn guest_attributes(world: &World, ctx: &Ctx<'_>, p: &str, z: &str, i: &str) -> Answer {
-    let path = format!("projects/{p}/zones/{z}/instances/{i}");
-    world.get(&path)?;
-    let query_path = ctx.q("queryPath").unwrap_or("");
-    let variable_key = ctx.q("variableKey").unwrap_or("");
-    let missing = || {
-        let key = if variable_key.is_empty() {
-            query_path
-        } else {
-            variable_key
-        };
-        ApiError::not_found(&format!("{path}/guestAttributes/{key}"))
-    };
-    let power = world.power.get(&path).ok_or_else(missing)?;
-    if power.status(ctx.now, ctx.timing.boot_ms) != "RUNNING" {
-        return Err(missing());
-    }
-    let value = power.ready.clone().ok_or_else(missing)?;
-    let key = "natgw/ready";
-    let mut out = json!({"kind": "compute#guestAttributes", "selfLink": format!("{}/guestAttributes/{}", url(&path), if variable_key.is_empty() { query_path } else { variable_key })});
-    let o = obj(&mut out);
-    if !variable_key.is_empty() {
-        if variable_key != key {
-            return Err(missing());
-        }
-        o.insert("variableKey".into(), json!(variable_key));
-        o.insert("variableValue".into(), json!(value));
-    } else {
-        if !key.starts_with(query_path) || query_path.is_empty() {
-            return Err(missing());
-        }
-        o.insert("queryPath".into(), json!(query_path));
-        o.insert(
-            "queryValue".into(),
-            json!({"items": [{"namespace": "natgw", "key": "ready", "value": value}]}),
-        );
-    }
-    Ok(Reply::read(out))
 }

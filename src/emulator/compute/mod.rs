@@ -7,16 +7,26 @@
 //! reserved address of the instance's region, a subnetwork still in use) are accepted and fail in the operation.
 
 mod address;
+mod backend_service;
 mod firewall;
+mod forwarding_rule;
+mod ha;
+mod health_check;
+mod igm;
 mod instance;
+mod instance_state;
+mod instance_template;
+mod mig_loop;
 mod network;
+mod next_hops;
 mod route;
+
+pub(crate) use self::ha::{emulator_endpoint, reconcile};
 
 use self::address::{delete_address, insert_address, set_address_labels};
 use self::firewall::{insert_firewall, patch_firewall};
-use self::instance::{
-    delete_instance, guest_attributes, insert_instance, power, set_instance_field,
-};
+use self::instance::{delete_instance, insert_instance, set_instance_field};
+use self::instance_state::{Verb, guest_attributes, power, serial_port};
 pub(crate) use self::network::{create_network, create_subnetwork};
 use self::network::{delete_network, delete_subnetwork, insert_network, insert_subnetwork};
 use self::route::{delete_route, insert_route};
@@ -30,6 +40,7 @@ use serde_json::{Map, Value, json};
 use super::api_error::{ApiError, OpError};
 use super::catalog;
 use super::filter::{Filter, page};
+use super::org_policy::Constraint;
 use super::schema::{self, Api};
 use super::world::{COMPUTE_URL, OpSpec, Scope, Timing, World, obj, rfc3339, str_field};
 use crate::net::Ipv4Net;
@@ -39,6 +50,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: i64,
     pub(crate) timing: Timing,
     pub(crate) query: &'a BTreeMap<String, String>,
+    /// Organization policy constraints enforced.
+    pub(crate) policies: &'a [Constraint],
 }
 
 impl Ctx<'_> {
@@ -143,7 +156,8 @@ fn url(path: &str) -> String {
     format!("{COMPUTE_URL}{path}")
 }
 
-/// Google's dispatcher: `rest` is the path after `projects/{project}/`.
+/// Google's dispatcher: `rest` is the path after `projects/{project}/`. A change that repeats a known
+/// `requestId` answers the operation it made the first time; otherwise each kind's routes are tried in turn.
 pub(crate) fn handle(
     world: &mut World,
     ctx: &Ctx<'_>,
@@ -162,16 +176,59 @@ pub(crate) fn handle(
     {
         return Ok(Reply::read(op.render(ctx.now)));
     }
-    match (method, rest) {
+    let request = Request {
+        method,
+        p,
+        rest,
+        body,
+    };
+    let routes: [Route; 7] = [
+        catalog_routes,
+        network_routes,
+        address_routes,
+        instance_routes,
+        global_routes,
+        operation_routes,
+        ha_routes,
+    ];
+    let mut request = request;
+    for route in routes {
+        match route(world, ctx, request) {
+            Ok(answer) => return answer,
+            Err(unmatched) => request = unmatched,
+        }
+    }
+    Err(ApiError::method_not_found(
+        method,
+        &format!("/compute/v1/projects/{p}/{}", rest.join("/")),
+    ))
+}
+
+/// One request, for the routes of `handle`.
+struct Request<'a> {
+    method: &'a str,
+    p: &'a str,
+    rest: &'a [&'a str],
+    body: Option<Value>,
+}
+
+/// A kind's routes: its answer, or the request back when none of its paths matches.
+type Route = for<'a> fn(&mut World, &Ctx<'_>, Request<'a>) -> Result<Answer, Request<'a>>;
+
+fn catalog_routes<'a>(_: &mut World, ctx: &Ctx<'_>, r: Request<'a>) -> Result<Answer, Request<'a>> {
+    let p = r.p;
+    Ok(match (r.method, r.rest) {
         ("GET", ["regions"]) => list_of(
             ctx,
             &format!("projects/{p}/regions"),
             "compute#regionList",
             catalog::regions(p),
         ),
-        ("GET", ["regions", r]) => {
-            catalog_get(catalog::regions(p), r, &format!("projects/{p}/regions/{r}"))
-        }
+        ("GET", ["regions", reg]) => catalog_get(
+            catalog::regions(p),
+            reg,
+            &format!("projects/{p}/regions/{reg}"),
+        ),
         ("GET", ["zones"]) => list_of(
             ctx,
             &format!("projects/{p}/zones"),
@@ -181,52 +238,58 @@ pub(crate) fn handle(
         ("GET", ["zones", z]) => {
             catalog_get(catalog::zones(p), z, &format!("projects/{p}/zones/{z}"))
         }
-        ("GET", ["zones", z, "machineTypes"]) => {
-            zone_region_of(p, z)?;
+        ("GET", ["zones", z, "machineTypes"]) => zone_region_of(p, z).and_then(|_| {
             list_of(
                 ctx,
                 &format!("projects/{p}/zones/{z}/machineTypes"),
                 "compute#machineTypeList",
                 catalog::machine_types(p, z),
             )
-        }
-        ("GET", ["zones", z, "machineTypes", m]) => {
-            zone_region_of(p, z)?;
+        }),
+        ("GET", ["zones", z, "machineTypes", m]) => zone_region_of(p, z).and_then(|_| {
             catalog_get(
                 catalog::machine_types(p, z),
                 m,
                 &format!("projects/{p}/zones/{z}/machineTypes/{m}"),
             )
-        }
+        }),
+        _ => return Err(r),
+    })
+}
 
+fn network_routes<'a>(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    r: Request<'a>,
+) -> Result<Answer, Request<'a>> {
+    let p = r.p;
+    Ok(match (r.method, r.rest) {
         ("GET", ["global", "networks"]) => list(
             world,
             ctx,
             &format!("projects/{p}/global/networks/"),
             "compute#networkList",
         ),
-        ("POST", ["global", "networks"]) => insert_network(world, ctx, p, body),
+        ("POST", ["global", "networks"]) => insert_network(world, ctx, p, r.body),
         ("GET", ["global", "networks", n]) => {
             get(world, ctx, &format!("projects/{p}/global/networks/{n}"))
         }
         ("DELETE", ["global", "networks", n]) => delete_network(world, ctx, p, n),
-
-        ("GET", ["regions", r, "subnetworks"]) => {
-            region_of(p, r)?;
+        ("GET", ["regions", reg, "subnetworks"]) => region_of(p, reg).and_then(|()| {
             list(
                 world,
                 ctx,
-                &format!("projects/{p}/regions/{r}/subnetworks/"),
+                &format!("projects/{p}/regions/{reg}/subnetworks/"),
                 "compute#subnetworkList",
             )
-        }
-        ("POST", ["regions", r, "subnetworks"]) => insert_subnetwork(world, ctx, p, r, body),
-        ("GET", ["regions", r, "subnetworks", s]) => get(
+        }),
+        ("POST", ["regions", reg, "subnetworks"]) => insert_subnetwork(world, ctx, p, reg, r.body),
+        ("GET", ["regions", reg, "subnetworks", s]) => get(
             world,
             ctx,
-            &format!("projects/{p}/regions/{r}/subnetworks/{s}"),
+            &format!("projects/{p}/regions/{reg}/subnetworks/{s}"),
         ),
-        ("DELETE", ["regions", r, "subnetworks", s]) => delete_subnetwork(world, ctx, p, r, s),
+        ("DELETE", ["regions", reg, "subnetworks", s]) => delete_subnetwork(world, ctx, p, reg, s),
         ("GET", ["aggregated", "subnetworks"]) => aggregated(
             world,
             ctx,
@@ -234,40 +297,58 @@ pub(crate) fn handle(
             "subnetworks",
             "compute#subnetworkAggregatedList",
         ),
+        _ => return Err(r),
+    })
+}
 
-        ("GET", ["regions", r, "addresses"]) => {
-            region_of(p, r)?;
+fn address_routes<'a>(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    r: Request<'a>,
+) -> Result<Answer, Request<'a>> {
+    let p = r.p;
+    Ok(match (r.method, r.rest) {
+        ("GET", ["regions", reg, "addresses"]) => region_of(p, reg).and_then(|()| {
             list(
                 world,
                 ctx,
-                &format!("projects/{p}/regions/{r}/addresses/"),
+                &format!("projects/{p}/regions/{reg}/addresses/"),
                 "compute#addressList",
             )
-        }
-        ("POST", ["regions", r, "addresses"]) => insert_address(world, ctx, p, r, body),
-        ("GET", ["regions", r, "addresses", a]) => get(
+        }),
+        ("POST", ["regions", reg, "addresses"]) => insert_address(world, ctx, p, reg, r.body),
+        ("GET", ["regions", reg, "addresses", a]) => get(
             world,
             ctx,
-            &format!("projects/{p}/regions/{r}/addresses/{a}"),
+            &format!("projects/{p}/regions/{reg}/addresses/{a}"),
         ),
-        ("DELETE", ["regions", r, "addresses", a]) => delete_address(world, ctx, p, r, a),
-        ("POST", ["regions", r, "addresses", a, "setLabels"]) => {
-            set_address_labels(world, ctx, p, r, a, body)
+        ("DELETE", ["regions", reg, "addresses", a]) => delete_address(world, ctx, p, reg, a),
+        ("POST", ["regions", reg, "addresses", a, "setLabels"]) => {
+            set_address_labels(world, ctx, p, reg, a, r.body)
         }
         ("GET", ["aggregated", "addresses"]) => {
             aggregated(world, ctx, p, "addresses", "compute#addressAggregatedList")
         }
+        _ => return Err(r),
+    })
+}
 
-        ("GET", ["zones", z, "instances"]) => {
-            zone_region_of(p, z)?;
+fn instance_routes<'a>(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    r: Request<'a>,
+) -> Result<Answer, Request<'a>> {
+    let p = r.p;
+    Ok(match (r.method, r.rest) {
+        ("GET", ["zones", z, "instances"]) => zone_region_of(p, z).and_then(|_| {
             list(
                 world,
                 ctx,
                 &format!("projects/{p}/zones/{z}/instances/"),
                 "compute#instanceList",
             )
-        }
-        ("POST", ["zones", z, "instances"]) => insert_instance(world, ctx, p, z, body),
+        }),
+        ("POST", ["zones", z, "instances"]) => insert_instance(world, ctx, p, z, r.body),
         ("GET", ["zones", z, "instances", i]) => {
             get(world, ctx, &format!("projects/{p}/zones/{z}/instances/{i}"))
         }
@@ -281,43 +362,48 @@ pub(crate) fn handle(
                 i,
                 verb @ ("setMetadata" | "setLabels" | "setTags"),
             ],
-        ) => set_instance_field(world, ctx, p, z, i, verb, body),
-        (
-            "POST",
-            [
-                "zones",
-                z,
-                "instances",
-                i,
-                verb @ ("start" | "stop" | "reset"),
-            ],
-        ) => power(world, ctx, p, z, i, verb),
+        ) => set_instance_field(world, ctx, p, z, i, verb, r.body),
+        ("POST", ["zones", z, "instances", i, verb]) => match Verb::parse(verb) {
+            Some(v) => power(world, ctx, p, z, i, v),
+            None => return Err(r),
+        },
         ("GET", ["zones", z, "instances", i, "getGuestAttributes"]) => {
             guest_attributes(world, ctx, p, z, i)
         }
+        ("GET", ["zones", z, "instances", i, "serialPort"]) => serial_port(world, ctx, p, z, i),
         ("GET", ["aggregated", "instances"]) => {
             aggregated(world, ctx, p, "instances", "compute#instanceAggregatedList")
         }
+        _ => return Err(r),
+    })
+}
 
+/// Routes and firewall rules.
+fn global_routes<'a>(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    r: Request<'a>,
+) -> Result<Answer, Request<'a>> {
+    let p = r.p;
+    Ok(match (r.method, r.rest) {
         ("GET", ["global", "routes"]) => list(
             world,
             ctx,
             &format!("projects/{p}/global/routes/"),
             "compute#routeList",
         ),
-        ("POST", ["global", "routes"]) => insert_route(world, ctx, p, body),
-        ("GET", ["global", "routes", r]) => {
-            get(world, ctx, &format!("projects/{p}/global/routes/{r}"))
+        ("POST", ["global", "routes"]) => insert_route(world, ctx, p, r.body),
+        ("GET", ["global", "routes", name]) => {
+            get(world, ctx, &format!("projects/{p}/global/routes/{name}"))
         }
-        ("DELETE", ["global", "routes", r]) => delete_route(world, ctx, p, r),
-
+        ("DELETE", ["global", "routes", name]) => delete_route(world, ctx, p, name),
         ("GET", ["global", "firewalls"]) => list(
             world,
             ctx,
             &format!("projects/{p}/global/firewalls/"),
             "compute#firewallList",
         ),
-        ("POST", ["global", "firewalls"]) => insert_firewall(world, ctx, p, body),
+        ("POST", ["global", "firewalls"]) => insert_firewall(world, ctx, p, r.body),
         ("GET", ["global", "firewalls", f]) => {
             get(world, ctx, &format!("projects/{p}/global/firewalls/{f}"))
         }
@@ -328,35 +414,56 @@ pub(crate) fn handle(
             &format!("projects/{p}/global/firewalls/{f}"),
             &Scope::Global,
         ),
-        ("PATCH", ["global", "firewalls", f]) => patch_firewall(world, ctx, p, f, body),
+        ("PATCH", ["global", "firewalls", f]) => patch_firewall(world, ctx, p, f, r.body),
+        _ => return Err(r),
+    })
+}
 
+fn operation_routes<'a>(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    r: Request<'a>,
+) -> Result<Answer, Request<'a>> {
+    let p = r.p;
+    let (path, wait) = match (r.method, r.rest) {
         ("GET", ["global", "operations", o]) => {
-            get_op(world, ctx, &format!("projects/{p}/global/operations/{o}"))
+            (format!("projects/{p}/global/operations/{o}"), false)
         }
         ("POST", ["global", "operations", o, "wait"]) => {
-            wait_op(world, &format!("projects/{p}/global/operations/{o}"))
+            (format!("projects/{p}/global/operations/{o}"), true)
         }
-        ("GET", ["regions", r, "operations", o]) => get_op(
-            world,
-            ctx,
-            &format!("projects/{p}/regions/{r}/operations/{o}"),
-        ),
-        ("POST", ["regions", r, "operations", o, "wait"]) => {
-            wait_op(world, &format!("projects/{p}/regions/{r}/operations/{o}"))
+        ("GET", [scope @ ("regions" | "zones"), at, "operations", o]) => {
+            (format!("projects/{p}/{scope}/{at}/operations/{o}"), false)
         }
-        ("GET", ["zones", z, "operations", o]) => get_op(
-            world,
-            ctx,
-            &format!("projects/{p}/zones/{z}/operations/{o}"),
-        ),
-        ("POST", ["zones", z, "operations", o, "wait"]) => {
-            wait_op(world, &format!("projects/{p}/zones/{z}/operations/{o}"))
+        ("POST", [scope @ ("regions" | "zones"), at, "operations", o, "wait"]) => {
+            (format!("projects/{p}/{scope}/{at}/operations/{o}"), true)
         }
+        _ => return Err(r),
+    };
+    Ok(if wait {
+        wait_op(world, &path)
+    } else {
+        get_op(world, ctx, &path)
+    })
+}
 
-        _ => Err(ApiError::method_not_found(
-            method,
-            &format!("/compute/v1/projects/{p}/{}", rest.join("/")),
-        )),
+/// Instance templates, managed instance groups, health checks, backend services and forwarding rules
+/// (`ha.rs`).
+fn ha_routes<'a>(world: &mut World, ctx: &Ctx<'_>, r: Request<'a>) -> Result<Answer, Request<'a>> {
+    match r.rest {
+        ["global", "instanceTemplates", ..]
+        | ["zones", _, "instanceGroupManagers" | "instanceGroups", ..]
+        | [
+            "regions",
+            _,
+            "healthChecks" | "backendServices" | "forwardingRules",
+            ..,
+        ]
+        | [
+            "aggregated",
+            "instanceGroupManagers" | "healthChecks" | "backendServices" | "forwardingRules",
+        ] => Ok(ha::handle(world, ctx, r.method, r.p, r.rest, r.body)),
+        _ => Err(r),
     }
 }
 
@@ -444,7 +551,7 @@ fn aggregated(world: &World, ctx: &Ctx<'_>, project: &str, kind: &str, list_kind
         scoped.entry(scope).or_default().push(v);
     }
     // Like Google, every scope appears; those without items carry a NO_RESULTS_ON_PAGE warning.
-    let all_scopes: Vec<String> = if kind == "instances" {
+    let all_scopes: Vec<String> = if matches!(kind, "instances" | "instanceGroupManagers") {
         catalog::zones(project)
             .into_iter()
             .map(|(z, _)| format!("zones/{z}"))

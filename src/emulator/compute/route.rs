@@ -89,6 +89,7 @@ pub(super) fn insert_route(
             }
             o.insert("nextHopGateway".into(), json!(url(&gw)));
         }
+        "nextHopIlb" => super::forwarding_rule::check_next_hop_ilb(world, p, o, &net_url)?,
         other => {
             return Err(ApiError::invalid_field(
                 &format!("resource.{other}"),

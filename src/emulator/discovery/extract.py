@@ -6,16 +6,28 @@ Usage (from the repository root):
 
 Keeps, for every schema reachable from the request bodies the emulator accepts, each field's type, format,
 enum, $ref, items, additionalProperties, whether it is output only (`readOnly`, or "[Output Only]" in its
-description, which is how older Compute fields say it) and the methods that require it. Descriptions are dropped.
+description, which is how older Compute fields say it), the methods that require it, and the method that alone may
+set it (`onlyVia`, from "These can only be added or modified by the setLabels method", which Compute says of
+`Address.labels` and `ForwardingRule.labels`): an insert does not store such a field. Descriptions are dropped.
 """
 import json
+import re
 import sys
 
 COMPUTE_ROOTS = [
     "Address", "Instance", "Network", "Subnetwork", "Route", "Firewall", "Metadata", "Tags",
     "InstancesSetLabelsRequest", "RegionSetLabelsRequest",
+    "InstanceTemplate", "InstanceGroupManager", "InstanceGroupManagersCreateInstancesRequest",
+    "InstanceGroupManagersUpdatePerInstanceConfigsReq", "InstanceGroupManagersDeletePerInstanceConfigsReq",
+    "InstanceGroupManagersRecreateInstancesRequest", "InstanceGroupManagersApplyUpdatesRequest",
+    "HealthCheck", "BackendService", "ResourceGroupReference",
+    "ForwardingRule",
 ]
 CONTAINER_ROOTS = ["CreateClusterRequest", "UpdateNodePoolRequest"]
+
+
+# The discovery text runs words together ("by thesetLabels method"), so "the" may touch the method name.
+ONLY_VIA = re.compile(r"can only be added or modified by (?:the\s*)?(\w+) method")
 
 
 def field(spec):
@@ -30,6 +42,9 @@ def field(spec):
     description = spec.get("description", "")
     if spec.get("readOnly") or "[Output Only]" in description or description.startswith("Output only"):
         out["readOnly"] = True
+    only_via = ONLY_VIA.search(description)
+    if only_via:
+        out["onlyVia"] = only_via.group(1)
     required = spec.get("annotations", {}).get("required")
     if required:
         out["required"] = required

@@ -40,6 +40,18 @@ pub(crate) enum Ready {
     Yes,
     /// Not written yet, or an older token.
     NotYet,
+    /// constraints/compute.disableGuestAttributesAccess is enforced: read the serial console instead.
+    GuestAttributesBlocked,
+}
+
+const GUEST_ATTRIBUTES_CONSTRAINT: &str = "constraints/compute.disableGuestAttributesAccess";
+
+/// Output of a serial port, from `start` (where Google began, which may be later than asked) to `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SerialChunk {
+    pub(crate) start: i64,
+    pub(crate) contents: String,
+    pub(crate) next: i64,
 }
 
 impl Cloud {
@@ -149,7 +161,11 @@ impl Cloud {
         }
     }
 
-    /// Reserves an address and returns the IP Google gave it.
+    /// Reserves an address and returns the IP Google gave it. Compute stores an address's labels only through
+    /// `setLabels` (compute.v1.json, `Address.labels`: "These can only be added or modified by the setLabels
+    /// method"), so the insert carries the ownership marker in `description` and the labels follow, with the
+    /// fresh `labelFingerprint`. A run stopped between the two leaves an address that is still this stack's
+    /// (by its marker); the next plan sets its labels in place.
     pub(crate) async fn insert_address(&self, a: &Address) -> Result<Ipv4Addr, GcpError> {
         let context = format!("creating address {}", a.name);
         let send = self
@@ -162,7 +178,7 @@ impl Cloud {
             .with_idempotency(true)
             .send();
         match self.change(Scope::Region(&a.region), &context, send).await {
-            // An earlier, interrupted run may have made it: it is ours only if its labels say so (below).
+            // An earlier, interrupted run may have made it: it is ours only if it carries our marker (below).
             Err(GcpError::Api {
                 status: Some(409), ..
             })
@@ -179,11 +195,15 @@ impl Cloud {
             .await
             .map_err(api_error(&context))?;
         let observed = wire::address_from_wire(&got);
-        if observed.owner.map(|o| o.labels()) != Owner::from_labels(&a.labels).map(|o| o.labels()) {
+        if observed.owner.is_none() || observed.owner != Owner::from_labels(&a.labels) {
             return Err(GcpError::Unexpected {
                 context,
                 message: "an address with this name exists and this stack does not own it".into(),
             });
+        }
+        if observed.resource.labels != a.labels {
+            self.set_address_labels(a, observed.preconditions.label_fingerprint.as_deref())
+                .await?;
         }
         observed
             .resource
@@ -244,7 +264,7 @@ impl Cloud {
             .set_request_id(request_id())
             .with_idempotency(true)
             .send();
-        let owner = |a: gce::Address| Owner::from_labels(&a.labels.into_iter().collect());
+        let owner = |a: gce::Address| wire::address_owner(&a);
         self.delete_owned(
             check,
             Scope::Region(region),
@@ -353,6 +373,12 @@ impl Cloud {
             send,
         )
         .await
+        .map_err(|e| {
+            e.for_resource(format!(
+                "projects/{}/zones/{}/instances/{}",
+                self.project, i.zone, i.name
+            ))
+        })
     }
 
     pub(crate) async fn delete_instance(
@@ -653,10 +679,53 @@ impl Cloud {
             }
             // Not written yet.
             Err(e) if e.http_status_code() == Some(404) => Ok(Ready::NotYet),
-            Err(e) => Err(api_error(format!(
-                "reading the guest attributes of instance {name}"
-            ))(e)),
+            Err(e) => {
+                match api_error(format!("reading the guest attributes of instance {name}"))(e) {
+                    GcpError::OrgPolicy { violations, .. }
+                        if violations
+                            .iter()
+                            .any(|v| v.constraint == GUEST_ATTRIBUTES_CONSTRAINT) =>
+                    {
+                        Ok(Ready::GuestAttributesBlocked)
+                    }
+                    other => Err(other),
+                }
+            }
         }
+    }
+
+    /// Serial port 1 of a VM from byte `start` on (`instances.getSerialPortOutput`; `start` and `next` as
+    /// compute.v1.json defines them: a start in discarded output comes back moved up to the oldest byte
+    /// kept).
+    pub(crate) async fn serial_output(
+        &self,
+        zone: &str,
+        name: &str,
+        start: i64,
+    ) -> Result<SerialChunk, GcpError> {
+        let context = format!("reading the serial port output of instance {name}");
+        let got = self
+            .instances
+            .get_serial_port_output()
+            .set_project(&self.project)
+            .set_zone(zone)
+            .set_instance(name)
+            .set_port(1)
+            .set_start(start)
+            .send()
+            .await
+            .map_err(api_error(&context))
+            .map_err(|e| {
+                e.for_resource(format!(
+                    "projects/{}/zones/{zone}/instances/{name}",
+                    self.project
+                ))
+            })?;
+        Ok(SerialChunk {
+            start: got.start.unwrap_or(start),
+            contents: got.contents.unwrap_or_default(),
+            next: got.next.unwrap_or(start),
+        })
     }
 
     pub(crate) async fn insert_route(&self, r: &Route, next_hop: Ipv4Addr) -> Result<(), GcpError> {
@@ -711,8 +780,10 @@ impl Cloud {
     ) -> Result<(), GcpError> {
         let context = format!("updating the network tags of node pool {id}");
         let name = id.resource_name(&self.project);
-        let start = Instant::now();
-        let mut busy_delay = Duration::from_millis(200);
+        let mut busy = ClusterBusy::new(
+            self.cluster_busy_timeout,
+            (self.conn.retry.initial_delay * 10).min(Duration::from_secs(1)),
+        );
         let mut conflicts = 0;
         let mut known = known;
         while conflicts < 5 {
@@ -734,16 +805,7 @@ impl Cloud {
                     (tags, pool.etag)
                 }
             };
-            let mut tags: Vec<String> = current
-                .iter()
-                .filter(|t| !remove.contains(t))
-                .cloned()
-                .collect();
-            for t in add {
-                if !tags.contains(t) {
-                    tags.push(t.clone());
-                }
-            }
+            let tags = crate::model::with_tags(&current, add, remove);
             if tags == current {
                 return Ok(());
             }
@@ -763,15 +825,13 @@ impl Cloud {
                     conflicts += 1;
                     continue;
                 }
-                // GKE runs one operation at a time per cluster: wait for the other one to finish.
-                Err(e) if cluster_busy(&e) && start.elapsed() < self.op_deadline => {
-                    sleep(busy_delay).await;
-                    busy_delay = (busy_delay * 2).min(Duration::from_secs(5));
+                Err(e) if cluster_busy(&e) => {
+                    busy.wait(&e, id, &self.conn.notices, &context).await?;
                     continue;
                 }
                 Err(e) => return Err(api_error(context)(e)),
             };
-            match self.wait_gke(op, &context).await {
+            match self.wait_gke(op, &id.location, &context).await {
                 Err(GcpError::Operation {
                     status: Some(409 | 412),
                     ..
@@ -786,7 +846,14 @@ impl Cloud {
         })
     }
 
-    async fn wait_gke(&self, op: gke::Operation, context: &str) -> Result<(), GcpError> {
+    /// `location`: where the request went. GKE operations live there; the operation's own `location` is
+    /// output only and not relied on.
+    pub(super) async fn wait_gke(
+        &self,
+        op: gke::Operation,
+        location: &str,
+        context: &str,
+    ) -> Result<(), GcpError> {
         let start = Instant::now();
         let mut op = op;
         // GKE has no `wait`: polls 50 ms, 75 ms, 112 ms... after the last, up to every 2 s. Each poll comes at
@@ -815,8 +882,8 @@ impl Cloud {
                 op.name.clone()
             } else {
                 format!(
-                    "projects/{}/locations/{}/operations/{}",
-                    self.project, op.location, op.name
+                    "projects/{}/locations/{location}/operations/{}",
+                    self.project, op.name
                 )
             };
             op = self
@@ -830,12 +897,80 @@ impl Cloud {
     }
 }
 
-/// GKE's answer while another operation runs on the cluster: 400 FAILED_PRECONDITION.
+/// GKE's answer while another operation runs on the cluster: 400 FAILED_PRECONDITION ("Cluster is running
+/// incompatible operation operation-..."). The Terraform provider retries it until its own timeout
+/// (`RetryWhileIncompatibleOperation` in hashicorp/terraform-provider-google, google/tpgresource/utils.go:
+/// "This error can be safely retried until the incompatible operation completes"). A node-pool upgrade can
+/// hold a cluster for an hour, so this wait has its own limit, not the retry budget.
 fn cluster_busy(e: &google_cloud_gax::error::Error) -> bool {
     use google_cloud_gax::error::rpc::Code;
     e.http_status_code() == Some(400)
         && e.status()
             .is_some_and(|s| s.code == Code::FailedPrecondition)
+}
+
+/// The operation a cluster-busy answer names (`operation-...`), if it names one.
+fn busy_operation(e: &google_cloud_gax::error::Error) -> Option<String> {
+    let message = &e.status()?.message;
+    let start = message.find("operation-")?;
+    let name: String = message[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    Some(name.trim_end_matches('-').to_string())
+}
+
+/// Waiting out other operations on a cluster: backoff from `first` (1 s by default) to 15 s (an hour costs a
+/// few hundred calls), one notice per operation named, and an error naming the operation once `limit` has
+/// passed.
+struct ClusterBusy {
+    start: Instant,
+    limit: Duration,
+    delay: Duration,
+    announced: Option<Option<String>>,
+}
+
+impl ClusterBusy {
+    fn new(limit: Duration, first: Duration) -> Self {
+        Self {
+            start: Instant::now(),
+            limit,
+            delay: first,
+            announced: None,
+        }
+    }
+
+    async fn wait(
+        &mut self,
+        e: &google_cloud_gax::error::Error,
+        pool: &NodePoolId,
+        notices: &super::Notices,
+        context: &str,
+    ) -> Result<(), GcpError> {
+        let operation = busy_operation(e);
+        if self.start.elapsed() >= self.limit {
+            return Err(GcpError::ClusterBusy {
+                context: context.into(),
+                operation,
+                after: self.limit,
+            });
+        }
+        if self.announced.as_ref() != Some(&operation) {
+            notices.send(&super::Notice::ClusterBusy {
+                node_pool: pool.to_string(),
+                operation: operation.clone(),
+                limit: self.limit,
+            });
+            self.announced = Some(operation);
+        }
+        sleep(
+            self.delay
+                .min(self.limit.saturating_sub(self.start.elapsed())),
+        )
+        .await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(15));
+        Ok(())
+    }
 }
 
 /// gRPC codes in GKE operation errors, as the HTTP statuses natgw reasons about.
@@ -873,6 +1008,14 @@ fn operation_result(op: &gce::Operation, context: &str) -> Result<(), GcpError> 
         .and_then(|c| u16::try_from(c).ok());
     if errors.is_empty() && status.is_none_or(|s| s < 400) {
         return Ok(());
+    }
+    let violations = super::policy::violations(errors.iter().map(String::as_str));
+    if !violations.is_empty() {
+        return Err(GcpError::OrgPolicy {
+            context: context.into(),
+            resource: None,
+            violations,
+        });
     }
     let message = if errors.is_empty() {
         op.http_error_message
@@ -914,38 +1057,115 @@ fn ensure_owned(stack: &str, owner: Option<Owner>, context: &str) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
-    use crate::emulator::{Emulator, Options, Seed};
-    use crate::gcp::{Connection, auth};
+    use crate::emulator::{Emulator, Options};
     use crate::model::desired;
+
+    async fn demo_cloud() -> (Emulator, Cloud, desired::DesiredGateway) {
+        super::super::demo(Options::default(), |_| {}).await
+    }
+
+    async fn observed_address(
+        cloud: &Cloud,
+        gw: &desired::DesiredGateway,
+    ) -> (
+        crate::model::observed::Observation,
+        crate::model::observed::Observed<Address>,
+    ) {
+        let world = cloud
+            .observe(std::slice::from_ref(&gw.node_pool))
+            .await
+            .expect("observe");
+        let seen = world
+            .addresses
+            .iter()
+            .find(|o| o.resource.name == gw.external_address.name)
+            .expect("address")
+            .clone();
+        (world, seen)
+    }
+
+    /// An address is inserted with the marker in its description, then labelled with `setLabels`.
+    #[tokio::test]
+    async fn an_address_gets_its_labels_after_the_insert() {
+        let (emu, cloud, gw) = demo_cloud().await;
+        cloud
+            .insert_address(&gw.external_address)
+            .await
+            .expect("address");
+        let got = cloud
+            .addresses
+            .get()
+            .set_project("natgw-test")
+            .set_region("europe-west1")
+            .set_address(&gw.external_address.name)
+            .send()
+            .await
+            .expect("read");
+        let labels: std::collections::BTreeMap<String, String> = got.labels.into_iter().collect();
+        assert_eq!(labels, gw.external_address.labels);
+        assert_eq!(
+            got.description.as_deref(),
+            Some(gw.owner.description(&[]).as_str())
+        );
+        // Inserting it again (a retried apply) finds it, ours and labelled, and changes nothing.
+        cloud
+            .insert_address(&gw.external_address)
+            .await
+            .expect("again");
+        emu.shutdown().await.expect("shutdown");
+    }
+
+    /// natgw stopped between the insert and `setLabels`: the address carries only the marker. It is this
+    /// stack's, and the plan sets its labels in place; it is never a conflict.
+    #[tokio::test]
+    async fn an_address_without_its_labels_is_ours_and_labelled_in_place() {
+        let (emu, cloud, gw) = demo_cloud().await;
+        let a = &gw.external_address;
+        let send = cloud
+            .addresses
+            .insert()
+            .set_project("natgw-test")
+            .set_region(&a.region)
+            .set_body(wire::address_to_wire("natgw-test", a))
+            .set_request_id(request_id())
+            .send();
+        cloud
+            .change(Scope::Region(&a.region), "insert", send)
+            .await
+            .expect("insert only");
+        let (world, seen) = observed_address(&cloud, &gw).await;
+        assert!(seen.resource.labels.is_empty(), "{seen:?}");
+        assert!(seen.owned_by(&gw.owner.stack), "{seen:?}");
+
+        let ctx = crate::plan::Context {
+            stack: &gw.owner.stack,
+        };
+        let changes =
+            crate::plan::diff(&ctx, std::slice::from_ref(&gw), &world).expect("no conflict");
+        let change = changes
+            .iter()
+            .find(|c| c.name == a.name)
+            .expect("a change for the address");
+        assert_eq!(change.action, crate::plan::Action::Update, "{change:?}");
+        let fields: Vec<&str> = change.diffs.iter().map(|d| d.field.name()).collect();
+        assert_eq!(fields, ["labels"]);
+
+        cloud
+            .set_address_labels(a, change.preconditions.label_fingerprint.as_deref())
+            .await
+            .expect("labels");
+        let (_, seen) = observed_address(&cloud, &gw).await;
+        assert_eq!(seen.resource.labels, a.labels);
+        emu.shutdown().await.expect("shutdown");
+    }
 
     /// A fingerprint that changed since natgw read it (someone else's change in between) is read again and
     /// the change made, against the emulator over real HTTP.
     #[tokio::test]
     async fn stale_fingerprints_are_read_again() {
-        let emu = Emulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), Options::default())
-            .await
-            .expect("emulator");
-        emu.seed(&Seed::demo("natgw-test")).expect("seed");
-        let conn = Connection::new(Some(emu.url()), auth::anonymous());
-        let cloud = Cloud::connect("natgw-test", &conn).await.expect("clients");
-        let text = include_str!("../../examples/gitlab-runner.toml");
-        let cfg = crate::config::parse(std::path::Path::new("natgw.toml"), text).expect("example");
-        let gw = desired::gateway(&cfg.stack, &cfg.gateways["gitlab"], "#!/bin/bash\n".into());
-        let ext = cloud
-            .insert_address(&gw.external_address)
-            .await
-            .expect("external address");
-        let int = cloud
-            .insert_address(&gw.internal_address)
-            .await
-            .expect("internal address");
-        cloud
-            .insert_instance(&gw.instance, int, ext)
-            .await
-            .expect("instance");
+        let (emu, cloud, gw) = demo_cloud().await;
+        super::super::demo_vm(&cloud, &gw).await;
 
         let stale = Some("00");
         let mut vm = gw.instance.clone();
