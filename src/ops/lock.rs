@@ -82,13 +82,19 @@ pub(crate) struct Held {
     lost: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// What happened while taking the lock, for the caller to show.
+/// What happens to the lock, for the frontend to show.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Notice {
     /// A held lock is being waited for.
     Waiting { who: String },
     /// A stale lock was broken.
     BrokeStale { who: String, why: String },
+    /// `--lock=false`: this run takes no lock.
+    Disabled,
+    /// The lock was no longer this run's when it ended (broken by force-unlock, or as stale).
+    Lost { id: String },
+    /// The release failed: the lock stays until it goes stale or is force-unlocked.
+    NotReleased { id: String, why: String },
 }
 
 fn now() -> u64 {
@@ -251,6 +257,15 @@ impl Held {
         self.holder.lock().map(|h| h.id.clone()).unwrap_or_default()
     }
 
+    /// A release that an interrupt handler can send while the run still owns `self`: the delete is sent,
+    /// not waited for, and only if the lock is still this run's.
+    pub(crate) fn releaser(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (cloud, rule, id) = (self.cloud.clone(), self.rule.clone(), self.id());
+        async move {
+            let _ = cloud.delete_lock(&rule, &id, false).await;
+        }
+    }
+
     /// Gives the lock back. Returns whether it was still this run's (false: someone broke it meanwhile).
     pub(crate) async fn release(self) -> Result<bool, LockError> {
         self.refresher.abort();
@@ -271,15 +286,8 @@ pub(crate) async fn holder(cloud: &Cloud, stack: &str) -> Result<Option<Holder>,
     }
 }
 
-/// `natgw force-unlock ID`: deletes the lock if it has that ID.
-pub(crate) async fn force_unlock(
-    cloud: &Cloud,
-    stack: &str,
-    id: &str,
-) -> Result<Holder, LockError> {
-    if !lock::is_lock_id(id) {
-        return Err(LockError::BadId(id.to_string()));
-    }
+/// The holder of the stack's lock, if the lock has this ID.
+async fn check_id(cloud: &Cloud, stack: &str, id: &str) -> Result<Holder, LockError> {
     let rule = lock::name(cloud.project(), stack);
     let Some(held) = holder(cloud, stack).await? else {
         return Err(LockError::NotLocked {
@@ -296,8 +304,81 @@ pub(crate) async fn force_unlock(
             who: held.who(),
         });
     }
-    cloud.delete_lock(&rule, id, true).await?;
     Ok(held)
+}
+
+/// `natgw force-unlock ID`: deletes the lock if it has that ID (`delete_lock` checks the ID again just
+/// before the delete, so a lock retaken meanwhile survives).
+pub(crate) async fn force_unlock(
+    cloud: &Cloud,
+    stack: &str,
+    id: &str,
+) -> Result<Holder, LockError> {
+    if !lock::is_lock_id(id) {
+        return Err(LockError::BadId(id.to_string()));
+    }
+    let held = check_id(cloud, stack, id).await?;
+    cloud
+        .delete_lock(&lock::name(cloud.project(), stack), id, true)
+        .await?;
+    Ok(held)
+}
+
+/// `natgw force-unlock LOCK_ID [--force]`.
+#[derive(Clone, Debug)]
+pub(crate) struct ForceUnlockOptions {
+    pub(crate) config: std::path::PathBuf,
+    pub(crate) connect: super::ConnectOptions,
+    pub(crate) id: String,
+    /// Do not ask.
+    pub(crate) force: bool,
+    /// Whether the frontend can ask (a terminal).
+    pub(crate) can_ask: bool,
+}
+
+/// How a force-unlock ended.
+#[derive(Debug)]
+pub(crate) enum Unlocked {
+    /// The lock of this holder is gone.
+    Done(Holder),
+    /// The user said no.
+    Cancelled,
+}
+
+/// Removes the stack's lock if it has the given ID, after asking (`confirm`) unless `--force`.
+pub(crate) fn force_unlock_stack(
+    options: &ForceUnlockOptions,
+    frontend: &std::sync::Arc<dyn super::Frontend>,
+    confirm: &(dyn Fn(&Holder) -> Result<bool, super::OpsError> + Sync),
+) -> Result<Unlocked, super::OpsError> {
+    if !lock::is_lock_id(&options.id) {
+        return Err(LockError::BadId(options.id.clone()).into());
+    }
+    // Without a terminal nobody can confirm: refuse before contacting anything, as Terraform does.
+    if !options.force && !options.can_ask {
+        return Err(super::OpsError::Message(format!(
+            "no terminal to confirm the force-unlock: if the holder of lock {} is known to be gone, run natgw force-unlock {} --force",
+            options.id, options.id
+        )));
+    }
+    let loaded = super::context::load(&options.config)?;
+    super::runtime(Some(2))?.block_on(async {
+        let session = super::session::Session::open(&options.connect, &loaded, frontend).await?;
+        let result = async {
+            let cloud = &session.cloud;
+            let stack = &loaded.config.stack;
+            let held = check_id(cloud, stack, &options.id).await?;
+            if !options.force && !confirm(&held)? {
+                return Ok(Unlocked::Cancelled);
+            }
+            Ok(Unlocked::Done(
+                force_unlock(cloud, stack, &options.id).await?,
+            ))
+        }
+        .await;
+        session.finish().await?;
+        result
+    })
 }
 
 #[cfg(test)]
