@@ -121,7 +121,7 @@ fn a_second_apply_fails_at_once_while_the_first_holds_the_lock() {
     second
         .code(1)
         .stderr_has("the stack \"gitlab-runners\" is locked by ")
-        .stderr_has(&format!("running apply since "))
+        .stderr_has("running apply since ")
         .stderr_has(&format!("natgw force-unlock {id}"));
     assert!(
         second
