@@ -37,6 +37,16 @@ pub(crate) fn name(project: &str, stack: &str) -> String {
     format!("natgw-lock-{}", crate::hex::encode(&digest[..5]))
 }
 
+/// Whether a firewall rule's name is a stack lock's (`name`'s shape): such a rule is never one of a stack's
+/// resources. A gateway's own rules end in `-allow` or `-ssh`, so none has this shape.
+pub(crate) fn is_lock_name(name: &str) -> bool {
+    name.strip_prefix("natgw-lock-").is_some_and(|h| {
+        h.len() == 10
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Who holds a lock, as written in the lock rule's description.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Holder {
@@ -268,6 +278,10 @@ mod tests {
         assert_ne!(name("ab", "c"), name("a", "bc"));
         assert!(n.starts_with("natgw-lock-") && n.len() == "natgw-lock-".len() + 10);
         assert!(!n.ends_with("-allow"));
+        assert!(is_lock_name(&n));
+        assert!(!is_lock_name("natgw-lock-0123456789-allow"));
+        assert!(!is_lock_name("natgw-lock-abc-ssh"));
+        assert!(!is_lock_name("natgw-lock-012345678g"));
     }
 
     #[test]
