@@ -176,6 +176,8 @@ async fn wait(shared: &Shared, op_path: &str) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(op_path))
 }
 
+// Each argument is a field of the log line.
+#[allow(clippy::too_many_arguments)]
 fn log(
     shared: &Shared,
     method: &Method,
