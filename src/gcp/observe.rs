@@ -107,7 +107,17 @@ impl Cloud {
                 .await
                 .map_err(api_error("listing firewall rules"))?;
             Ok((
-                page.items.iter().map(firewall_from_wire).collect(),
+                // The stack lock is natgw's bookkeeping, not a resource of any stack: a plan, and the check
+                // that a saved plan's world is unchanged, never see it.
+                page.items
+                    .iter()
+                    .filter(|f| {
+                        !f.name
+                            .as_deref()
+                            .is_some_and(crate::model::lock::is_lock_name)
+                    })
+                    .map(firewall_from_wire)
+                    .collect(),
                 page.next_page_token,
             ))
         })
