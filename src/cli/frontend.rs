@@ -1,7 +1,7 @@
 //! The terminal as the ops layer's frontend: notices become lines through `render` and the shell, and the
 //! approval question is asked on the terminal.
 
-use crate::ops::{Applied, Frontend, Notice, OpsError};
+use crate::ops::{Applied, Frontend, Notice, OpsError, lock};
 use crate::output::Shell;
 use crate::render;
 
@@ -39,6 +39,18 @@ impl Frontend for Terminal {
             Notice::Interrupted => shell.warn(render::apply::INTERRUPTED),
             Notice::Quitting => shell.error(render::apply::QUITTING),
             Notice::Listening(url) => shell.out(&format!("listening on {url}\n")),
+            Notice::InterruptedBeforeChanges => shell.warn(render::lock::INTERRUPTED),
+            Notice::Lock(n) => match n {
+                lock::Notice::Waiting { who } => shell.line(&render::lock::waiting(&who)),
+                lock::Notice::BrokeStale { who, why } => {
+                    shell.warn(&render::lock::broke_stale(&who, &why));
+                }
+                lock::Notice::Disabled => shell.warn(render::lock::DISABLED),
+                lock::Notice::Lost { id } => shell.warn(&render::lock::lost(&id)),
+                lock::Notice::NotReleased { id, why } => {
+                    shell.warn(&render::lock::not_released(&id, &why));
+                }
+            },
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod apply;
 mod emulator;
+mod force_unlock;
 mod frontend;
 mod plan;
 mod startup_script;
@@ -165,6 +166,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Remove everything this stack created.
     Destroy(apply::DestroyArgs),
+    /// Remove the stack lock of a run that is known to be gone.
+    ForceUnlock(force_unlock::Args),
     /// Check the config; contacts nothing.
     Validate,
     /// Print the startup script of a gateway's VM; contacts nothing.
@@ -195,6 +198,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&cli.global, &args, &shell),
         Command::Apply(args) => apply::run_apply(&cli.global, &args, &shell),
         Command::Destroy(args) => apply::run_destroy(&cli.global, &args, &shell),
+        Command::ForceUnlock(args) => force_unlock::run(&cli.global, &args, &shell),
     };
     match result {
         Ok(code) => code,

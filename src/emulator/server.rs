@@ -42,11 +42,18 @@ async fn handle(
     let query: BTreeMap<String, String> = Query::<BTreeMap<String, String>>::try_from_uri(&uri)
         .map(|q| q.0)
         .unwrap_or_default();
+    // An insert names its resource in the body only: the log says which, so that a reader can tell apart
+    // two inserts on one collection.
+    let name = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|b| b.get("name").and_then(|n| n.as_str()).map(str::to_string));
     let (status, body) = match answer(&shared, &method, &uri, &query, &body).await {
         Ok(v) => (200, v),
         Err(e) => (e.code, e.body()),
     };
-    log(&shared, &method, &uri, &query, &headers, status, started);
+    log(
+        &shared, &method, &uri, &query, &headers, name, status, started,
+    );
     let mut resp = (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         body.to_string(),
@@ -169,12 +176,15 @@ async fn wait(shared: &Shared, op_path: &str) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found(op_path))
 }
 
+// Each argument is a field of the log line.
+#[allow(clippy::too_many_arguments)]
 fn log(
     shared: &Shared,
     method: &Method,
     uri: &Uri,
     query: &BTreeMap<String, String>,
     headers: &HeaderMap,
+    name: Option<String>,
     status: u16,
     started: Instant,
 ) {
@@ -199,6 +209,9 @@ fn log(
     });
     if let (Some(rid), Some(o)) = (query.get("requestId"), line.as_object_mut()) {
         o.insert("request_id".into(), json!(rid));
+    }
+    if let (Some(name), Some(o)) = (name, line.as_object_mut()) {
+        o.insert("name".into(), json!(name));
     }
     let mut text = line.to_string();
     text.push('\n');

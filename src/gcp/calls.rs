@@ -19,7 +19,7 @@ use crate::model::ownership::{self, Owner};
 use crate::model::{Address, Firewall, Instance, NodePoolId, Route};
 
 /// Where a Compute operation lives.
-enum Scope<'a> {
+pub(super) enum Scope<'a> {
     Zone(&'a str),
     Region(&'a str),
     Global,
@@ -57,7 +57,7 @@ pub(crate) struct SerialChunk {
 }
 
 impl Cloud {
-    async fn wait(
+    pub(super) async fn wait(
         &self,
         scope: Scope<'_>,
         op: gce::Operation,

@@ -4,6 +4,7 @@ pub(crate) mod auth;
 mod calls;
 #[cfg(test)]
 mod cloud_tests;
+pub(crate) mod lock;
 mod observe;
 mod policy;
 mod retry;

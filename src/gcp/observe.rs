@@ -152,8 +152,15 @@ impl Cloud {
                     self.in_project(project)
                 )))?;
             Ok((
+                // The stack lock is natgw's bookkeeping, not a resource of any stack: a plan, and the check
+                // that a saved plan's world is unchanged, never see it.
                 page.items
                     .iter()
+                    .filter(|f| {
+                        !f.name
+                            .as_deref()
+                            .is_some_and(crate::model::lock::is_lock_name)
+                    })
                     .map(|x| firewall_from_wire(&self.project, x))
                     .collect(),
                 page.next_page_token,

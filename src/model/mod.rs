@@ -5,6 +5,7 @@
 
 pub(crate) mod desired;
 pub(crate) mod fields;
+pub(crate) mod lock;
 pub(crate) mod observed;
 pub(crate) mod ownership;
 pub(crate) mod progress;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::context::{self, Loaded};
+use super::lock::{self, Held};
 use super::plan::make;
 use super::saved::{self, Expected};
 use super::session::Session;
@@ -32,6 +33,8 @@ pub(crate) struct ApplyOptions {
     pub(crate) parallelism: usize,
     /// How long a new or restarted gateway VM may take to report ready.
     pub(crate) ready_timeout: Duration,
+    /// `--lock`, `--lock-timeout`.
+    pub(crate) lock: lock::Options,
 }
 
 /// How an apply or a destroy ended.
@@ -55,7 +58,16 @@ pub(crate) fn apply(
     let saved = read_plan(path, &loaded)?;
     runtime(Some(2))?.block_on(async {
         let session = Session::open(&options.connect, &loaded, frontend).await?;
-        let result = apply_saved(&session, &loaded, saved, path, options, frontend).await;
+        // Taken before re-observing: the check that the project still matches the plan must not read a
+        // world another run is changing.
+        let result = match take_lock(&session, &loaded, "apply PLANFILE", options, frontend).await {
+            Ok(held) => {
+                let result = apply_saved(&session, &loaded, saved, path, options, frontend).await;
+                release(held, frontend).await;
+                result
+            }
+            Err(e) => Err(e),
+        };
         session.finish().await?;
         result
     })
@@ -82,12 +94,141 @@ fn plan_and_apply(
             "no terminal to ask for approval: pass --auto-approve, or apply a saved plan (natgw plan --out FILE, then natgw apply FILE)".into(),
         ));
     }
+    let command = if destroy { "destroy" } else { "apply" };
     runtime(Some(2))?.block_on(async {
         let session = Session::open(&options.connect, loaded, frontend).await?;
-        let result = plan_approve_apply(&session, loaded, destroy, options, frontend).await;
+        let result = match take_lock(&session, loaded, command, options, frontend).await {
+            Ok(held) => {
+                let result = plan_approve_apply(&session, loaded, destroy, options, frontend).await;
+                release(held, frontend).await;
+                result
+            }
+            Err(e) => Err(e),
+        };
         session.finish().await?;
         result
     })
+}
+
+/// Takes the stack lock (unless `--lock=false`), in the project the stack writes to, on the network of its
+/// first gateway by name. Until the walk starts, an interrupt gives the lock back and quits; from then on
+/// the walk's own handler stops it, and the lock is released once changes in flight are done.
+async fn take_lock(
+    session: &Session,
+    loaded: &Loaded,
+    command: &str,
+    options: &ApplyOptions,
+    frontend: &Arc<dyn Frontend>,
+) -> Result<Option<(Held, tokio::task::JoinHandle<()>)>, OpsError> {
+    if !options.lock.enabled {
+        frontend.notify(Notice::Lock(lock::Notice::Disabled));
+        return Ok(None);
+    }
+    let Some(network) = loaded
+        .config
+        .gateways
+        .values()
+        .next()
+        .map(|g| g.network.clone())
+    else {
+        return Ok(None);
+    };
+    let me = context::identity(command);
+    let tell = frontend.clone();
+    let held = lock::acquire(
+        &session.cloud,
+        &loaded.config.stack,
+        &network,
+        &me,
+        &options.lock,
+        &move |n| tell.notify(Notice::Lock(n)),
+    )
+    .await?;
+    let guard = tokio::spawn(release_on_signal(held.releaser(), frontend.clone()));
+    Ok(Some((held, guard)))
+}
+
+/// Gives the lock back; a failure is a warning (the lock goes stale, or is force-unlocked), not the run's.
+async fn release(held: Option<(Held, tokio::task::JoinHandle<()>)>, frontend: &Arc<dyn Frontend>) {
+    let Some((held, guard)) = held else { return };
+    guard.abort();
+    let id = held.id();
+    match held.release().await {
+        Ok(true) => {}
+        Ok(false) => frontend.notify(Notice::Lock(lock::Notice::Lost { id })),
+        Err(e) => frontend.notify(Notice::Lock(lock::Notice::NotReleased {
+            id,
+            why: e.to_string(),
+        })),
+    }
+}
+
+/// Before the walk starts nothing is in flight: an interrupt releases the lock and quits.
+fn release_on_signal(
+    release: impl std::future::Future<Output = ()> + Send + 'static,
+    frontend: Arc<dyn Frontend>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut signals = Signals::new();
+    async move {
+        loop {
+            signals.next().await;
+            if !WALKING.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+        frontend.notify(Notice::InterruptedBeforeChanges);
+        release.await;
+        std::process::exit(130);
+    }
+}
+
+/// Set once the walk has started: from then on an interrupt is the walk's to handle.
+static WALKING: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT and SIGTERM (Ctrl-C elsewhere), registered when made, so that none sent after that can still kill
+/// natgw with the default action.
+struct Signals {
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                int: signal(SignalKind::interrupt()).ok(),
+                term: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = recv(&mut self.int) => {}
+                () = recv(&mut self.term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn plan_approve_apply(
@@ -194,35 +335,11 @@ fn watch_signals(
     frontend: Arc<dyn Frontend>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     static SEEN: AtomicUsize = AtomicUsize::new(0);
-    #[cfg(unix)]
-    let (mut int, mut term) = {
-        use tokio::signal::unix::{SignalKind, signal};
-        (
-            signal(SignalKind::interrupt()).ok(),
-            signal(SignalKind::terminate()).ok(),
-        )
-    };
+    let mut signals = Signals::new();
+    WALKING.store(true, Ordering::SeqCst);
     async move {
         loop {
-            #[cfg(unix)]
-            {
-                async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
-                    match s.as_mut() {
-                        Some(s) => {
-                            s.recv().await;
-                        }
-                        None => std::future::pending::<()>().await,
-                    }
-                }
-                tokio::select! {
-                    () = recv(&mut int) => {}
-                    () = recv(&mut term) => {}
-                }
-            }
-            #[cfg(not(unix))]
-            {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            signals.next().await;
             if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
                 stop.store(true, Ordering::SeqCst);
                 frontend.notify(Notice::Interrupted);

@@ -100,3 +100,31 @@ fn resolve_project(config: &Config) -> Result<String, OpsError> {
         config.path.display()
     )))
 }
+
+/// Who this run is, for the stack lock's holder record: the user (`USER`, else `LOGNAME`, else `USERNAME`),
+/// the host (the kernel's hostname, else `HOSTNAME`) and the command.
+pub(super) fn identity(command: &str) -> super::lock::Identity {
+    // The context edge: the environment is read here.
+    #[allow(clippy::disallowed_methods)]
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let user = ["USER", "LOGNAME", "USERNAME"]
+        .into_iter()
+        .find_map(var)
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| var("HOSTNAME"))
+        .unwrap_or_else(|| "unknown".into());
+    super::lock::Identity {
+        user,
+        host,
+        command: command.to_string(),
+    }
+}

@@ -5,6 +5,7 @@
 mod apply;
 mod context;
 mod emulator;
+pub(crate) mod lock;
 mod plan;
 mod saved;
 mod seed;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub(crate) use apply::{Applied, ApplyOptions, apply, destroy};
 pub(crate) use emulator::{EmulatorOptions, emulator};
+pub(crate) use lock::{ForceUnlockOptions, Unlocked, force_unlock_stack};
 pub(crate) use plan::{PlanOptions, plan};
 pub(crate) use startup_script::startup_script;
 pub(crate) use validate::validate;
@@ -35,6 +37,8 @@ pub(crate) enum OpsError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Script(#[from] crate::startup_script::ScriptError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("{0}")]
     Message(String),
 }
@@ -70,10 +74,14 @@ pub(crate) enum Notice<'a> {
     Progress(Event),
     /// A first interrupt: nothing new starts, changes in flight finish.
     Interrupted,
+    /// An interrupt before any change was made: the lock is given back and natgw exits.
+    InterruptedBeforeChanges,
     /// A second interrupt: natgw exits at once.
     Quitting,
     /// The emulator is serving at this URL.
     Listening(String),
+    /// About the stack lock.
+    Lock(lock::Notice),
 }
 
 /// Whoever started the run: told what happens, asked for approval. Called from any task.

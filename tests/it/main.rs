@@ -16,6 +16,7 @@ mod golden;
 mod ha;
 mod harness;
 mod inventory;
+mod lock;
 mod netns;
 mod performance;
 mod reliability;

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::address::{free_ip, subnet};
+use super::address::{Subnet, free_ip, subnet};
 use super::{Answer, Ctx, insert_body, mutate, parse_ip, region_of, stamp, url, usable};
 use crate::emulator::api_error::{ApiError, OpError};
 use crate::emulator::world::{COMPUTE_URL, Scope, World, obj, resolve_ref, str_field};
@@ -58,58 +58,8 @@ pub(super) fn insert_forwarding_rule(
             "The subnetwork does not belong to this network.",
         ));
     }
-    let protocol = str_field(&body, "IPProtocol").unwrap_or("TCP").to_string();
-    if !["TCP", "UDP", "L3_DEFAULT"].contains(&protocol.as_str()) {
-        return Err(ApiError::invalid_field(
-            "resource.IPProtocol",
-            &protocol,
-            "An internal passthrough forwarding rule takes TCP, UDP or L3_DEFAULT.",
-        ));
-    }
-    let all_ports = body.get("allPorts") == Some(&json!(true));
-    let ports = body
-        .get("ports")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    // compute.v1.json, ForwardingRule.ports: "The ports, portRange, and allPorts fields are mutually
-    // exclusive"; "You can specify a list of up to five ports".
-    if (all_ports && ports > 0) || body.get("portRange").is_some() || ports > 5 {
-        return Err(ApiError::invalid(
-            "Invalid value for field 'resource': ports (at most five), portRange and allPorts are mutually exclusive; an internal passthrough rule takes ports or allPorts.",
-        ));
-    }
-    if !all_ports && ports == 0 && protocol != "L3_DEFAULT" {
-        return Err(ApiError::invalid(
-            "Invalid value for field 'resource': an internal passthrough forwarding rule needs ports or allPorts.",
-        ));
-    }
-    // IPAddress: a reserved address (URL or name), an IP literal, or none for an ephemeral IP.
-    let wanted = str_field(&body, "IPAddress").map(str::to_string);
-    let mut reserved = None;
-    let mut literal = None;
-    if let Some(a) = &wanted {
-        if let Ok(ip) = a.parse::<std::net::Ipv4Addr>() {
-            if !usable(sub.range, ip) {
-                return Err(ApiError::invalid_field(
-                    "resource.IPAddress",
-                    a,
-                    &format!("The IP address is not a usable address of {}.", sub.range),
-                ));
-            }
-            literal = Some(ip);
-        } else {
-            let address = resolve_ref(a, p, &format!("regions/{r}"), "addresses");
-            let found = world.get(&address)?;
-            if str_field(found, "subnetwork") != Some(url(&sub.path).as_str()) {
-                return Err(ApiError::invalid_field(
-                    "resource.IPAddress",
-                    a,
-                    "The address must be an internal address of the forwarding rule's subnetwork.",
-                ));
-            }
-            reserved = Some(address);
-        }
-    }
+    let protocol = protocol_and_ports(&body)?;
+    let (reserved, literal) = requested_ip(world, &body, &sub, p, r)?;
     mutate(
         world,
         ctx,
@@ -118,62 +68,15 @@ pub(super) fn insert_forwarding_rule(
         "insert",
         &path.clone(),
         |w| {
-            // A reserved address given by IP is that address.
-            let reserved = reserved.or_else(|| {
-                let ip = literal?.to_string();
-                w.children(&format!("projects/{p}/regions/{r}/addresses/"))
-                    .find(|(_, v)| {
-                        str_field(v, "address") == Some(ip.as_str())
-                            && str_field(v, "subnetwork") == Some(url(&sub.path).as_str())
-                    })
-                    .map(|(k, _)| k.clone())
-            });
-            let ip = match (&reserved, literal) {
-                (Some(a), _) => {
-                    let v = w.get(a).cloned().unwrap_or_default();
-                    if str_field(&v, "status") == Some("IN_USE") {
-                        return Ok(Err(OpError::ip_in_use(format!(
-                            "IP '{}' is already being used by another resource: the address '{a}' is in use.",
-                            str_field(&v, "address").unwrap_or_default()
-                        ))));
-                    }
-                    str_field(&v, "address").unwrap_or_default().to_string()
-                }
-                (None, Some(ip)) => ip.to_string(),
-                (None, None) => match free_ip(w, &sub.network_url, sub.range) {
-                    Some(ip) => ip.to_string(),
-                    None => {
-                        return Ok(Err(OpError::new(
-                            400,
-                            "IP_SPACE_EXHAUSTED",
-                            format!("The subnetwork '{}' has no free address.", sub.path),
-                        )));
-                    }
-                },
+            let stored = Stored {
+                path: &path,
+                service_path: &service_path,
+                sub: &sub,
+                protocol: &protocol,
+                reserved,
+                literal,
             };
-            stamp(w, ctx, &mut body, "compute#forwardingRule", &path);
-            let o = obj(&mut body);
-            o.insert("IPAddress".into(), json!(ip));
-            o.insert("IPProtocol".into(), json!(protocol));
-            o.insert("backendService".into(), json!(url(&service_path)));
-            o.insert("subnetwork".into(), json!(url(&sub.path)));
-            o.insert("network".into(), json!(sub.network_url));
-            o.insert(
-                "region".into(),
-                json!(url(&format!("projects/{p}/regions/{r}"))),
-            );
-            o.insert("loadBalancingScheme".into(), json!("INTERNAL"));
-            o.entry("networkTier").or_insert(json!("PREMIUM"));
-            o.entry("ipVersion").or_insert(json!("IPV4"));
-            w.resources.insert(path.clone(), body);
-            if let Some(a) = reserved
-                && let Some(addr) = w.resources.get_mut(&a)
-            {
-                let o = obj(addr);
-                o.insert("status".into(), json!("IN_USE"));
-                o.insert("users".into(), json!([url(&path)]));
-            }
-            Ok(Ok(()))
+            Ok(store(w, ctx, p, r, &mut body, stored))
         },
     )
 }
@@ -301,6 +204,159 @@ pub(super) fn check_next_hop_ilb(
     }
     if !is_ip {
         route.insert("nextHopIlb".into(), json!(url(&path)));
+    }
+    Ok(())
+}
+
+/// The protocol, and the ports an internal passthrough rule may take (compute.v1.json, ForwardingRule.ports:
+/// "The ports, portRange, and allPorts fields are mutually exclusive"; "You can specify a list of up to five
+/// ports").
+fn protocol_and_ports(body: &Value) -> Result<String, ApiError> {
+    let protocol = str_field(body, "IPProtocol").unwrap_or("TCP").to_string();
+    if !["TCP", "UDP", "L3_DEFAULT"].contains(&protocol.as_str()) {
+        return Err(ApiError::invalid_field(
+            "resource.IPProtocol",
+            &protocol,
+            "An internal passthrough forwarding rule takes TCP, UDP or L3_DEFAULT.",
+        ));
+    }
+    let all_ports = body.get("allPorts") == Some(&json!(true));
+    let ports = body
+        .get("ports")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if (all_ports && ports > 0) || body.get("portRange").is_some() || ports > 5 {
+        return Err(ApiError::invalid(
+            "Invalid value for field 'resource': ports (at most five), portRange and allPorts are mutually exclusive; an internal passthrough rule takes ports or allPorts.",
+        ));
+    }
+    if !all_ports && ports == 0 && protocol != "L3_DEFAULT" {
+        return Err(ApiError::invalid(
+            "Invalid value for field 'resource': an internal passthrough forwarding rule needs ports or allPorts.",
+        ));
+    }
+    Ok(protocol)
+}
+
+/// `IPAddress`: a reserved address (URL or name), an IP literal, or none for an ephemeral IP.
+fn requested_ip(
+    world: &World,
+    body: &Value,
+    sub: &Subnet,
+    p: &str,
+    r: &str,
+) -> Result<(Option<String>, Option<std::net::Ipv4Addr>), ApiError> {
+    let wanted = str_field(body, "IPAddress").map(str::to_string);
+    let mut reserved = None;
+    let mut literal = None;
+    if let Some(a) = &wanted {
+        if let Ok(ip) = a.parse::<std::net::Ipv4Addr>() {
+            if !usable(sub.range, ip) {
+                return Err(ApiError::invalid_field(
+                    "resource.IPAddress",
+                    a,
+                    &format!("The IP address is not a usable address of {}.", sub.range),
+                ));
+            }
+            literal = Some(ip);
+        } else {
+            let address = resolve_ref(a, p, &format!("regions/{r}"), "addresses");
+            let found = world.get(&address)?;
+            if str_field(found, "subnetwork") != Some(url(&sub.path).as_str()) {
+                return Err(ApiError::invalid_field(
+                    "resource.IPAddress",
+                    a,
+                    "The address must be an internal address of the forwarding rule's subnetwork.",
+                ));
+            }
+            reserved = Some(address);
+        }
+    }
+    Ok((reserved, literal))
+}
+
+/// What the insert's operation stores, once the request was judged.
+struct Stored<'a> {
+    path: &'a str,
+    service_path: &'a str,
+    sub: &'a Subnet,
+    protocol: &'a str,
+    reserved: Option<String>,
+    literal: Option<std::net::Ipv4Addr>,
+}
+
+/// The insert's operation: takes the IP (a reserved address must be free), stores the rule, marks the address
+/// in use.
+fn store(
+    w: &mut World,
+    ctx: &Ctx<'_>,
+    p: &str,
+    r: &str,
+    body: &mut Value,
+    s: Stored<'_>,
+) -> Result<(), OpError> {
+    let Stored {
+        path,
+        service_path,
+        sub,
+        protocol,
+        reserved,
+        literal,
+    } = s;
+    // A reserved address given by IP is that address.
+    let reserved = reserved.or_else(|| {
+        let ip = literal?.to_string();
+        w.children(&format!("projects/{p}/regions/{r}/addresses/"))
+            .find(|(_, v)| {
+                str_field(v, "address") == Some(ip.as_str())
+                    && str_field(v, "subnetwork") == Some(url(&sub.path).as_str())
+            })
+            .map(|(k, _)| k.clone())
+    });
+    let ip = match (&reserved, literal) {
+        (Some(a), _) => {
+            let v = w.get(a).cloned().unwrap_or_default();
+            if str_field(&v, "status") == Some("IN_USE") {
+                return Err(OpError::ip_in_use(format!(
+                    "IP '{}' is already being used by another resource: the address '{a}' is in use.",
+                    str_field(&v, "address").unwrap_or_default()
+                )));
+            }
+            str_field(&v, "address").unwrap_or_default().to_string()
+        }
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => match free_ip(w, &sub.network_url, sub.range) {
+            Some(ip) => ip.to_string(),
+            None => {
+                return Err(OpError::new(
+                    400,
+                    "IP_SPACE_EXHAUSTED",
+                    format!("The subnetwork '{}' has no free address.", sub.path),
+                ));
+            }
+        },
+    };
+    stamp(w, ctx, body, "compute#forwardingRule", path);
+    let o = obj(body);
+    o.insert("IPAddress".into(), json!(ip));
+    o.insert("IPProtocol".into(), json!(protocol));
+    o.insert("backendService".into(), json!(url(service_path)));
+    o.insert("subnetwork".into(), json!(url(&sub.path)));
+    o.insert("network".into(), json!(sub.network_url));
+    o.insert(
+        "region".into(),
+        json!(url(&format!("projects/{p}/regions/{r}"))),
+    );
+    o.insert("loadBalancingScheme".into(), json!("INTERNAL"));
+    o.entry("networkTier").or_insert(json!("PREMIUM"));
+    o.entry("ipVersion").or_insert(json!("IPV4"));
+    w.resources.insert(path.to_string(), body.clone());
+    if let Some(a) = reserved
+        && let Some(addr) = w.resources.get_mut(&a)
+    {
+        let o = obj(addr);
+        o.insert("status".into(), json!("IN_USE"));
+        o.insert("users".into(), json!([url(path)]));
     }
     Ok(())
 }

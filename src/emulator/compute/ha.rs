@@ -29,6 +29,41 @@ pub(super) fn handle(
     rest: &[&str],
     body: Option<Value>,
 ) -> Answer {
+    match rest.first() {
+        Some(&"global") => templates(world, ctx, method, p, rest, body),
+        Some(&"zones") => groups(world, ctx, method, p, rest, body),
+        Some(&"regions") => regional(world, ctx, method, p, rest, body),
+        _ => match (method, rest) {
+            ("GET", ["aggregated", kind]) => {
+                let list_kind = match *kind {
+                    "instanceGroupManagers" => "compute#instanceGroupManagerAggregatedList",
+                    "healthChecks" => "compute#healthChecksAggregatedList",
+                    "backendServices" => "compute#backendServiceAggregatedList",
+                    _ => "compute#forwardingRuleAggregatedList",
+                };
+                aggregated(world, ctx, p, kind, list_kind)
+            }
+            _ => not_found(method, p, rest),
+        },
+    }
+}
+
+fn not_found(method: &str, p: &str, rest: &[&str]) -> Answer {
+    Err(ApiError::method_not_found(
+        method,
+        &format!("/compute/v1/projects/{p}/{}", rest.join("/")),
+    ))
+}
+
+/// Instance templates.
+fn templates(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    method: &str,
+    p: &str,
+    rest: &[&str],
+    body: Option<Value>,
+) -> Answer {
     match (method, rest) {
         ("GET", ["global", "instanceTemplates"]) => list(
             world,
@@ -50,7 +85,20 @@ pub(super) fn handle(
             &Scope::Global,
             "instance_template",
         ),
+        _ => not_found(method, p, rest),
+    }
+}
 
+/// Zonal managed instance groups and the instance groups they manage.
+fn groups(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    method: &str,
+    p: &str,
+    rest: &[&str],
+    body: Option<Value>,
+) -> Answer {
+    match (method, rest) {
         (
             "GET",
             [
@@ -87,7 +135,20 @@ pub(super) fn handle(
         ("POST", ["zones", z, "instanceGroupManagers", n, verb]) => {
             igm_verb(world, ctx, p, z, n, verb, body)
         }
+        _ => not_found(method, p, rest),
+    }
+}
 
+/// Regional health checks, backend services and forwarding rules.
+fn regional(
+    world: &mut World,
+    ctx: &Ctx<'_>,
+    method: &str,
+    p: &str,
+    rest: &[&str],
+    body: Option<Value>,
+) -> Answer {
+    match (method, rest) {
         (
             "GET",
             [
@@ -162,19 +223,7 @@ pub(super) fn handle(
         ("DELETE", ["regions", r, "forwardingRules", n]) => {
             delete_forwarding_rule(world, ctx, p, r, n)
         }
-        ("GET", ["aggregated", kind]) => {
-            let list_kind = match *kind {
-                "instanceGroupManagers" => "compute#instanceGroupManagerAggregatedList",
-                "healthChecks" => "compute#healthChecksAggregatedList",
-                "backendServices" => "compute#backendServiceAggregatedList",
-                _ => "compute#forwardingRuleAggregatedList",
-            };
-            aggregated(world, ctx, p, kind, list_kind)
-        }
-        _ => Err(ApiError::method_not_found(
-            method,
-            &format!("/compute/v1/projects/{p}/{}", rest.join("/")),
-        )),
+        _ => not_found(method, p, rest),
     }
 }
 
