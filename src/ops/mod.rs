@@ -5,6 +5,7 @@
 mod apply;
 mod context;
 mod emulator;
+mod output;
 mod plan;
 mod saved;
 mod seed;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub(crate) use apply::{Applied, ApplyOptions, apply, destroy};
 pub(crate) use emulator::{EmulatorOptions, emulator};
+pub(crate) use output::{OutputOptions, output};
 pub(crate) use plan::{PlanOptions, plan};
 pub(crate) use startup_script::startup_script;
 pub(crate) use validate::validate;

@@ -143,29 +143,11 @@ fn incomplete(destroy: bool, o: &Outcome) -> String {
 
 /// The addresses to know after an apply, Terraform's way: the egress IP goes on the allow-list.
 fn outputs(o: &Outcome) -> String {
-    let show = |ip: Option<std::net::Ipv4Addr>| {
-        ip.map_or("(not known yet)".to_string(), |ip| format!("\"{ip}\""))
-    };
-    let rows: Vec<(String, String)> = o
-        .outputs
-        .iter()
-        .flat_map(|(gateway, out)| {
-            [
-                (format!("{gateway}.egress_ip"), show(out.egress_ip)),
-                (format!("{gateway}.internal_ip"), show(out.internal_ip)),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
+    if o.outputs.is_empty() {
         return String::new();
     }
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut text = String::from("\nOutputs:\n");
-    for (k, v) in rows {
-        let _ = write!(text, "\n{k:width$} = {v}");
-    }
-    text.push('\n');
-    text
+    let rows = super::output::rows(&o.outputs, "(not known yet)");
+    format!("\nOutputs:\n\n{rows}")
 }
 
 /// The outcome in JSON, for `--json`.
