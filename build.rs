@@ -12,8 +12,14 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    let commit = git(&["rev-parse", "--short=12", "HEAD"])
-        .filter(|s| s.chars().all(|c| c.is_ascii_hexdigit()));
+    println!("cargo:rerun-if-env-changed=NATGW_GIT_COMMIT");
+    // A build without .git (the container image's, a tarball) may be told the commit.
+    #[allow(clippy::disallowed_methods, reason = "a build script reads its inputs from the environment")]
+    let given = std::env::var("NATGW_GIT_COMMIT").ok();
+    let hex = |s: &String| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
+    let commit = given
+        .filter(hex)
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]).filter(hex));
     println!(
         "cargo:rustc-env=NATGW_GIT_COMMIT={}",
         commit.as_deref().unwrap_or("unknown")

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::model::progress::{Event, Outcome};
+use crate::model::progress::{Event, Outcome, Wait};
 use crate::output::Style;
 
 /// One progress line (without its newline).
@@ -17,13 +17,23 @@ pub(crate) fn progress(e: &Event, style: Style) -> String {
             name,
             verb,
             elapsed,
+            waiting,
             ..
-        } => format!(
-            "{}: Still {}... [{}s elapsed]",
-            style.bold(name),
-            verb.progressive(),
-            elapsed.as_secs()
-        ),
+        } => match waiting {
+            None => format!(
+                "{}: Still {}... [{}s elapsed]",
+                style.bold(name),
+                verb.progressive(),
+                elapsed.as_secs()
+            ),
+            Some(w) => format!(
+                "{}: Still {}... [{}s elapsed, {}]",
+                style.bold(name),
+                verb.progressive(),
+                elapsed.as_secs(),
+                waiting_for(*w)
+            ),
+        },
         Event::Done {
             name,
             verb,
@@ -39,6 +49,14 @@ pub(crate) fn progress(e: &Event, style: Style) -> String {
             format!("{}: {} failed", style.bold(name), verb.noun())
         }
         Event::Skipped { address, reason } => format!("{address}: skipped: {reason}"),
+    }
+}
+
+fn waiting_for(w: Wait) -> &'static str {
+    match w {
+        Wait::VmRunning => "waiting for the VM to be RUNNING",
+        Wait::StartupScriptReady => "waiting for the startup script to report ready",
+        Wait::BackendHealthy => "waiting for the backend to become healthy",
     }
 }
 
