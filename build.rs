@@ -1,6 +1,10 @@
 //! Puts the git commit into `natgw --version`. A build from a tarball (no `.git`, or no git) still builds:
 //! the version then says the commit is unknown. Nothing here can fail the build.
 
+#![allow(
+    clippy::print_stdout,
+    reason = "cargo reads a build script's instructions from its stdout"
+)]
 use std::process::Command;
 
 /// `git ARGS`, trimmed, when git runs and succeeds.
