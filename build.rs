@@ -18,7 +18,10 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=NATGW_GIT_COMMIT");
     // A build without .git (the container image's, a tarball) may be told the commit.
-    #[allow(clippy::disallowed_methods, reason = "a build script reads its inputs from the environment")]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a build script reads its inputs from the environment"
+    )]
     let given = std::env::var("NATGW_GIT_COMMIT").ok();
     let hex = |s: &String| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
     let commit = given

@@ -70,7 +70,7 @@ fn events(plan: &Plan) -> Vec<Event> {
                 name: name.clone(),
                 verb,
                 elapsed: Duration::from_secs(10),
-                waiting: Some(Wait::StartupScriptReady),
+                waiting: (verb == Verb::Create).then_some(Wait::StartupScriptReady),
             });
             elapsed = Duration::from_secs(14);
         }

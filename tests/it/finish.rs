@@ -24,7 +24,8 @@ fn output_reads_the_addresses_with_one_call_and_says_what_is_missing() {
     all.code(0).stdout_has("(not created yet: run natgw apply)");
     golden.add("output, before apply", &all.transcript());
     let one = p.natgw(&["output", "gitlab"]);
-    one.code(1).stderr_has("gateway gitlab has no egress address");
+    one.code(1)
+        .stderr_has("gateway gitlab has no egress address");
     golden.add("output gitlab, before apply", &one.transcript());
     assert_eq!(
         kinds_since(&p, before),
@@ -50,7 +51,10 @@ fn output_reads_the_addresses_with_one_call_and_says_what_is_missing() {
     ] {
         let run = p.natgw(args);
         run.ok();
-        golden.add(&format!("{}, after apply", args.join(" ")), &run.transcript());
+        golden.add(
+            &format!("{}, after apply", args.join(" ")),
+            &run.transcript(),
+        );
     }
     assert_eq!(
         kinds_since(&p, before),
