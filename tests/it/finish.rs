@@ -150,6 +150,7 @@ fn the_manual_page_renders_without_warnings() {
         .args(["--warnings", "-l"])
         .arg(&page)
         .env("MANWIDTH", "80")
+        .env("LC_ALL", "C")
         .env("MANPAGER", "cat")
         .env("PAGER", "cat")
         .output()
