@@ -213,8 +213,9 @@ enum Command {
     Man,
 }
 
-const OUTPUT_HELP: &str = "Exit status: 0 when every output asked for is known; 1 on an error, or when NAME is not a gateway \
-of the config or its address does not exist in the project yet (run natgw apply).
+const OUTPUT_HELP: &str = "Exit status: 0 when the outputs are printed, a gateway whose addresses do not exist yet \
+shown as not created; 1 when NAME is not a gateway of the config, when NAME's egress address does not exist \
+yet (run natgw apply), or on any error.
 
 Examples:
   natgw output
