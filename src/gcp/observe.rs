@@ -53,7 +53,9 @@ impl Cloud {
         Ok(world)
     }
 
-    async fn list_addresses(&self) -> Result<Vec<Observed<crate::model::Address>>, GcpError> {
+    pub(crate) async fn list_addresses(
+        &self,
+    ) -> Result<Vec<Observed<crate::model::Address>>, GcpError> {
         all_pages(|token| async move {
             let page = self
                 .addresses

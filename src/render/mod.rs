@@ -3,6 +3,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod lock;
+pub(crate) mod output;
 pub(crate) mod validate;
 
 use std::fmt::Write as _;

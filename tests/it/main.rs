@@ -10,6 +10,7 @@ mod credentials;
 mod emulator;
 mod emulator_gke;
 mod fake;
+mod finish;
 mod fleet;
 mod gitlab_ci;
 mod golden;
