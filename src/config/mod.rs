@@ -67,6 +67,7 @@ pub(crate) struct Adopt {
 }
 
 impl Adopt {
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         *self == Adopt::default()
     }

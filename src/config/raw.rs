@@ -484,10 +484,7 @@ fn read_config(cx: &mut Cx<'_>, root: &Spanned<DeTable<'_>>) -> Option<Config> {
                 CONNTRACK_KEYS,
                 "a gateway's conntrack table, [gateways.NAME.conntrack]",
             ),
-            (
-                ADOPT_KEYS,
-                "a gateway's adopt table, [gateways.NAME.adopt]",
-            ),
+            (ADOPT_KEYS, "a gateway's adopt table, [gateways.NAME.adopt]"),
         ],
     );
     let project = optional_string(

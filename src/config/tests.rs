@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::{
-    Adopt, Allow, ConfigError, Conntrack, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE, DEFAULT_ROUTE_PRIORITY,
-    Protocol, Ssh, load, parse, validate_project_id,
+    Adopt, Allow, ConfigError, Conntrack, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE,
+    DEFAULT_ROUTE_PRIORITY, Protocol, Ssh, load, parse, validate_project_id,
 };
 use crate::net::Ipv4Net;
 
@@ -561,6 +561,13 @@ fn adopt_errors_name_the_line_and_field() {
     let shown: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
     assert_eq!(shown.len(), 3, "{shown:#?}");
     assert!(shown[0].starts_with("natgw.toml:20:1: gateways.gw.adopt.firewal: unknown key \"firewal\"; expected one of: external_address, internal_address, instance, routes, firewall"), "{shown:#?}");
-    assert!(shown[1].starts_with("natgw.toml:18:12: gateways.gw.adopt.instance: "), "{shown:#?}");
-    assert!(shown[2].starts_with("natgw.toml:19:17: gateways.gw.adopt.routes[1]: \"r1\" is listed twice"), "{shown:#?}");
+    assert!(
+        shown[1].starts_with("natgw.toml:18:12: gateways.gw.adopt.instance: "),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[2]
+            .starts_with("natgw.toml:19:17: gateways.gw.adopt.routes[1]: \"r1\" is listed twice"),
+        "{shown:#?}"
+    );
 }

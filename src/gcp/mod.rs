@@ -4,7 +4,7 @@ pub(crate) mod auth;
 mod calls;
 #[cfg(test)]
 mod cloud_tests;
-mod observe;
+pub(crate) mod observe;
 mod policy;
 mod retry;
 mod wire;
