@@ -252,6 +252,7 @@ pub(crate) fn diff(
     let added = tags_natgw_added(stack, desired, world)?;
     let mut changes = Vec::new();
     for gw in desired {
+        let gw = &known_names(stack, gw, world);
         gateway_changes(stack, gw, &added, world, &mut changes)?;
     }
     changes.extend(node_pool_changes(stack, desired, &added, world));
@@ -262,6 +263,82 @@ pub(crate) fn diff(
     // Node pools (no gateway) last.
     changes.sort_by_key(|c| c.kind == Kind::NodePool);
     Ok(changes)
+}
+
+/// The gateway with the names its adopted resources kept: the adopt table's, or, once it is gone from the
+/// config, those of the resources this stack owns for this gateway under a name natgw did not derive. An
+/// adopted VM's name is also its network tag, which the firewall rule targets.
+fn known_names(stack: &str, gw: &DesiredGateway, world: &Observation) -> DesiredGateway {
+    let mut gw = gw.clone();
+    let gateway = gw.owner.gateway.clone();
+    let mine = |o: &Option<Owner>| {
+        o.as_ref()
+            .is_some_and(|o| o.stack == stack && o.gateway == gateway)
+    };
+    let pick = |names: Vec<&String>, want: &str| -> Option<String> {
+        if names.iter().any(|n| *n == want) {
+            return None;
+        }
+        names.first().map(|n| (*n).clone())
+    };
+    if gw.adopt.external_address.is_none() || gw.adopt.internal_address.is_none() {
+        for (adopted, want) in [
+            (
+                gw.adopt.external_address.is_some(),
+                &mut gw.external_address,
+            ),
+            (
+                gw.adopt.internal_address.is_some(),
+                &mut gw.internal_address,
+            ),
+        ] {
+            if adopted {
+                continue;
+            }
+            let names = world
+                .addresses
+                .iter()
+                .filter(|o| mine(&o.owner) && o.resource.address_type == want.address_type)
+                .map(|o| &o.resource.name)
+                .collect();
+            if let Some(name) = pick(names, &want.name) {
+                want.name = name;
+            }
+        }
+    }
+    if gw.adopt.firewall.is_none() {
+        let names = world
+            .firewalls
+            .iter()
+            .filter(|o| mine(&o.owner) && !o.facts.contains_key(KEY_ROLE))
+            .map(|o| &o.resource.name)
+            .collect();
+        if let Some(name) = pick(names, &gw.firewall.name) {
+            gw.firewall.name = name;
+        }
+    }
+    if gw.adopt.instance.is_none() {
+        let names = world
+            .instances
+            .iter()
+            .filter(|o| mine(&o.owner))
+            .map(|o| &o.resource.name)
+            .collect();
+        if let Some(name) = pick(names, &gw.instance.name) {
+            let derived = std::mem::replace(&mut gw.instance.name, name.clone());
+            let retag = |tags: &mut Vec<String>| {
+                for t in tags.iter_mut().filter(|t| **t == derived) {
+                    t.clone_from(&name);
+                }
+            };
+            retag(&mut gw.instance.tags);
+            retag(&mut gw.firewall.target_tags);
+            if let Some(ssh) = gw.ssh_firewall.as_mut() {
+                retag(&mut ssh.target_tags);
+            }
+        }
+    }
+    gw
 }
 
 /// The (pool, tag) pairs natgw added: recorded by any of this stack's firewalls or routes, or missing now
@@ -395,7 +472,11 @@ fn gateway_changes(
         Resource::Instance(vm),
         found,
     )?;
-    if adopting {
+    // A VM natgw made carries its marker in the description, which no method changes: one without it was
+    // adopted, with or without the adopt table still there, and is never stopped or replaced unasked.
+    let was_adopted = matches!(&vm_change.before, Some(Resource::Instance(i))
+        if crate::model::ownership::parse_description(&i.description).is_none());
+    if adopting || was_adopted {
         keep_adopted_instance(gateway, &mut vm_change)?;
     }
     if vm_change.before.is_some() {
@@ -421,7 +502,7 @@ fn gateway_changes(
         changes.push(rc);
     }
     for name in &gw.adopt.routes {
-        changes.push(adopted_route(stack, gw, name, world)?);
+        changes.extend(adopted_route(stack, gw, name, world)?);
     }
     Ok(())
 }
@@ -551,15 +632,25 @@ fn keep_adopted_instance(gateway: &str, change: &mut Change) -> Result<(), PlanE
 }
 
 /// A route named in the adopt table: routes cannot be edited, so natgw's own route to the same range takes
-/// over and the adopted one is deleted once it is in place (see `apply::graph`).
+/// over and the adopted one is deleted once it is in place (see `apply::graph`). Gone, with natgw's own routes
+/// in place, it was adopted already: nothing to do.
 fn adopted_route(
     stack: &str,
     gw: &DesiredGateway,
     name: &str,
     world: &Observation,
-) -> Result<Change, PlanError> {
+) -> Result<Option<Change>, PlanError> {
     let gateway = &gw.owner.gateway;
     let found = by_name(&world.routes, name, |r| &r.name, Resource::Route);
+    let taken_over = gw.routes.iter().all(|want| {
+        world
+            .routes
+            .iter()
+            .any(|o| o.resource.name == want.name && o.owned_by(stack))
+    });
+    if found.is_none() && taken_over {
+        return Ok(None);
+    }
     let found = adoptable(stack, gateway, Kind::Route, name, found, true)?
         .ok_or_else(|| adopt_error(gateway, Kind::Route, name, "it does not exist".into()))?;
     let Resource::Route(route) = &found.resource else {
@@ -583,7 +674,7 @@ fn adopted_route(
             ),
         ));
     }
-    Ok(Change {
+    Ok(Some(Change {
         gateway: gateway.clone(),
         kind: Kind::Route,
         name: name.into(),
@@ -594,7 +685,7 @@ fn adopted_route(
         diffs: Vec::new(),
         importing: Some(name.into()),
         warnings: Vec::new(),
-    })
+    }))
 }
 
 /// Node pools: add wanted tags; remove tags natgw added that no gateway wants any more.
