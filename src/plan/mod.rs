@@ -455,15 +455,14 @@ fn gateway_changes(
         owner: None,
         ..
     }) = &found
+        && !i.can_ip_forward
     {
-        if !i.can_ip_forward {
-            return Err(adopt_error(
+        return Err(adopt_error(
                 gateway,
                 Kind::Instance,
                 &vm.name,
                 "it does not forward packets (canIpForward is false), and Google sets canIpForward only when a VM is created: a gateway VM must be created with it".into(),
-            ));
-        }
+        ));
     }
     let mut vm_change = compare(
         stack,
