@@ -256,7 +256,8 @@ fn the_blog_s_gateway_is_adopted_in_place_then_destroyed_like_any_other() {
             ("gitlab.route[\"34.120.10.10/32\"]", ROUTE),
         ]
     );
-    crate::golden::check_section("plan-adopt.json", "plan --json", &json.stdout);
+    let pretty = serde_json::to_string_pretty(&v).expect("JSON");
+    crate::golden::check_section("plan-adopt.json", "plan --json", &pretty);
 
     let setup = p.emu.requests().len();
     p.natgw(&["apply", "--auto-approve"]).ok();
