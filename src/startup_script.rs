@@ -388,6 +388,7 @@ mod tests {
             },
             conntrack: shuffled.conntrack,
             ssh: None,
+            adopt: crate::config::Adopt::default(),
         };
         let b = render(&ScriptInput::from_gateway(&gw)).expect("renders");
         assert_eq!(a, b);

@@ -347,12 +347,18 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
 /// Deletes what the change had before (a delete that finds nothing has succeeded).
 async fn down(shared: &Shared, change: &Change) -> Result<(), StepError> {
     let cloud = &shared.cloud;
-    let check = owner_check(
-        &shared.world,
-        &shared.stack,
-        shared.observed.elapsed(),
-        change.before.as_ref(),
-    );
+    let check = if change.importing.is_some() {
+        // An adopted route: routes cannot be edited, so it never carries a marker; the adopt table naming it
+        // is the consent, and the plan refused it if another stack's marker was there.
+        OwnerCheck::Observed
+    } else {
+        owner_check(
+            &shared.world,
+            &shared.stack,
+            shared.observed.elapsed(),
+            change.before.as_ref(),
+        )
+    };
     match &change.before {
         Some(Resource::Address(a)) => Ok(cloud.delete_address(check, &a.region, &a.name).await?),
         Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, &f.name).await?),
@@ -395,7 +401,11 @@ async fn up_address(shared: &Shared, change: &Change, a: &Address) -> Result<(),
 
 async fn up_firewall(shared: &Shared, change: &Change, f: &Firewall) -> Result<(), StepError> {
     if change.action == Action::Update {
-        shared.cloud.patch_firewall(&shared.stack, f).await?;
+        let adopting = change.importing.is_some();
+        shared
+            .cloud
+            .patch_firewall(&shared.stack, f, adopting)
+            .await?;
     } else {
         shared.cloud.insert_firewall(f).await?;
     }

@@ -51,6 +51,26 @@ pub(crate) struct Gateway {
     pub(crate) conntrack: Conntrack,
     /// `ssh`: who may reach the gateway's sshd; `None` means nobody.
     pub(crate) ssh: Option<Ssh>,
+    /// `[gateways.NAME.adopt]`: existing resources this gateway takes over in place.
+    pub(crate) adopt: Adopt,
+}
+
+/// Names of resources that exist already and that the gateway takes over instead of creating its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Adopt {
+    pub(crate) external_address: Option<String>,
+    pub(crate) internal_address: Option<String>,
+    pub(crate) instance: Option<String>,
+    /// Replaced make-before-break by natgw's own routes: routes cannot be edited.
+    pub(crate) routes: Vec<String>,
+    pub(crate) firewall: Option<String>,
+}
+
+impl Adopt {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Adopt::default()
+    }
 }
 
 /// `ssh = "iap"`: tcp:22 on the gateway is open to Google's IAP TCP forwarding range only (the

@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::fields::{self, quote};
 use super::{
-    Allow, Config, ConfigError, Conntrack, DEFAULT_CONNTRACK_MAX,
+    Adopt, Allow, Config, ConfigError, Conntrack, DEFAULT_CONNTRACK_MAX,
     DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE,
     DEFAULT_ROUTE_PRIORITY, Gateway, NodePoolRef, Problem, Protocol, Ssh, names,
 };
@@ -39,9 +39,17 @@ const GATEWAY_KEYS: &[&str] = &[
     "node_pool",
     "conntrack",
     "ssh",
+    "adopt",
 ];
 const NODE_POOL_KEYS: &[&str] = &["cluster", "location", "name"];
 const CONNTRACK_KEYS: &[&str] = &["max", "tcp_timeout_established"];
+const ADOPT_KEYS: &[&str] = &[
+    "external_address",
+    "internal_address",
+    "instance",
+    "routes",
+    "firewall",
+];
 
 pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut cx = Cx {
@@ -476,6 +484,7 @@ fn read_config(cx: &mut Cx<'_>, root: &Spanned<DeTable<'_>>) -> Option<Config> {
                 CONNTRACK_KEYS,
                 "a gateway's conntrack table, [gateways.NAME.conntrack]",
             ),
+            (ADOPT_KEYS, "a gateway's adopt table, [gateways.NAME.adopt]"),
         ],
     );
     let project = optional_string(
@@ -571,12 +580,14 @@ fn read_gateway(
 ) -> Option<(Gateway, Located)> {
     let pool_place = format!("[{}.node_pool]", t.key);
     let conntrack_place = format!("[{}.conntrack]", t.key);
+    let adopt_place = format!("[{}.adopt]", t.key);
     t.check_keys(
         cx,
         GATEWAY_KEYS,
         &[
             (NODE_POOL_KEYS, &pool_place),
             (CONNTRACK_KEYS, &conntrack_place),
+            (ADOPT_KEYS, &adopt_place),
             (
                 &["project", "stack"],
                 "the top of the file, before any [table]",
@@ -641,6 +652,7 @@ fn read_gateway(
     let node_pool = read_node_pool(cx, t);
     let conntrack = read_conntrack(cx, t);
     let ssh = read_ssh(cx, t);
+    let adopt = read_adopt(cx, t);
 
     if let (Some(dests), Some(sources)) = (&destinations, &source_ranges) {
         for (d, span, key) in dests {
@@ -697,6 +709,7 @@ fn read_gateway(
         node_pool: node_pool?,
         conntrack: conntrack?,
         ssh: ssh?,
+        adopt: adopt?,
     };
     name_span?;
     let located = Located {
@@ -952,6 +965,74 @@ fn read_conntrack(cx: &mut Cx<'_>, gateway: &Table<'_, '_>) -> Option<Conntrack>
     Some(Conntrack {
         max: max?,
         tcp_timeout_established: timeout?,
+    })
+}
+
+/// `[gateways.NAME.adopt]`: names of resources that exist already. Whether they exist and fit the gateway is
+/// for the plan to say: only the cloud knows.
+fn read_adopt(cx: &mut Cx<'_>, gateway: &Table<'_, '_>) -> Option<Adopt> {
+    let Some(v) = gateway.get("adopt") else {
+        return Some(Adopt::default());
+    };
+    let t = table(
+        cx,
+        gateway.child("adopt"),
+        v,
+        "a table naming existing resources: external_address, internal_address, instance, routes, firewall",
+    )?;
+    t.check_keys(cx, ADOPT_KEYS, &[]);
+    let name = |cx: &mut Cx<'_>, key: &str, what: &str| {
+        optional_string(
+            cx,
+            &t,
+            key,
+            &format!("the name of an existing {what}, e.g. \"nat-gateway\""),
+            fields::check_resource_name,
+        )
+        .map(|s| s.map(ToString::to_string))
+    };
+    let external_address = name(cx, "external_address", "external address");
+    let internal_address = name(cx, "internal_address", "internal address");
+    let instance = name(cx, "instance", "VM");
+    let firewall = name(cx, "firewall", "firewall rule");
+    let routes = match t.get("routes") {
+        None => Some(Vec::new()),
+        Some(v) => {
+            let key = t.child("routes");
+            let example = "[\"route-to-gitlab\"]";
+            let items = string_array(cx, &key, v, example)?;
+            let mut ok = true;
+            let mut out: Vec<String> = Vec::with_capacity(items.len());
+            for item in items {
+                if check(
+                    cx,
+                    &item.span,
+                    &item.key,
+                    fields::check_resource_name(item.value),
+                )
+                .is_none()
+                {
+                    ok = false;
+                } else if out.iter().any(|r| r == item.value) {
+                    cx.report(
+                        &item.span,
+                        &item.key,
+                        format!("{} is listed twice", quote(item.value)),
+                    );
+                    ok = false;
+                } else {
+                    out.push(item.value.to_string());
+                }
+            }
+            ok.then_some(out)
+        }
+    };
+    Some(Adopt {
+        external_address: external_address?,
+        internal_address: internal_address?,
+        instance: instance?,
+        routes: routes?,
+        firewall: firewall?,
     })
 }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::{
-    Allow, ConfigError, Conntrack, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE, DEFAULT_ROUTE_PRIORITY,
-    Protocol, Ssh, load, parse, validate_project_id,
+    Adopt, Allow, ConfigError, Conntrack, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE,
+    DEFAULT_ROUTE_PRIORITY, Protocol, Ssh, load, parse, validate_project_id,
 };
 use crate::net::Ipv4Net;
 
@@ -203,7 +203,7 @@ fn reports_every_problem_with_its_location() {
             "natgw.toml:6:8: gateways.gw.zone: zone \"us-east1-b\" is not in region \"europe-west1\"; expected a zone of that region, like \"europe-west1-b\"",
             "natgw.toml:11:12: gateways.gw.node_tag: \"Runner\" is not a valid network tag; did you mean \"runner\"? (expected a network tag: 1 to 63 lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit)",
             "natgw.toml:12:18: gateways.gw.route_priority: 70000 is out of range: expected 0 to 65535",
-            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, network, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack, ssh",
+            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, network, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack, ssh, adopt",
         ]
     );
 }
@@ -529,4 +529,42 @@ fn example_documents_the_defaults() {
     let plain = parse(&path, &text).expect("the example is valid");
     let explicit = parse(&path, &uncommented).expect("the uncommented example is valid");
     assert_eq!(plain, explicit);
+}
+
+#[test]
+fn adopt_names_existing_resources() {
+    let text = format!(
+        "{MINIMAL}\n[gateways.gw.adopt]\nexternal_address = \"nat-gateway-external-address\"\ninternal_address = \"nat-gateway-internal-address\"\ninstance = \"vm-nat-gateway\"\nroutes = [\"routes-gke-gitlab-runner-to-nat-gateway\"]\nfirewall = \"allow-runners-to-nat\"\n"
+    );
+    let cfg = parse(Path::new("natgw.toml"), &text).expect("valid adopt table");
+    let gw = &cfg.gateways["gw"];
+    assert_eq!(
+        gw.adopt,
+        Adopt {
+            external_address: Some("nat-gateway-external-address".into()),
+            internal_address: Some("nat-gateway-internal-address".into()),
+            instance: Some("vm-nat-gateway".into()),
+            routes: vec!["routes-gke-gitlab-runner-to-nat-gateway".into()],
+            firewall: Some("allow-runners-to-nat".into()),
+        }
+    );
+    let plain = parse(Path::new("natgw.toml"), MINIMAL).expect("minimal");
+    assert!(plain.gateways["gw"].adopt.is_empty());
+}
+
+#[test]
+fn adopt_errors_name_the_line_and_field() {
+    let text = format!(
+        "{MINIMAL}\n[gateways.gw.adopt]\ninstance = \"VM_Nat\"\nroutes = [\"r1\", \"r1\"]\nfirewal = \"x\"\n"
+    );
+    let e = parse(Path::new("natgw.toml"), &text).expect_err("three problems");
+    let shown: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "natgw.toml:19:12: gateways.gw.adopt.instance: \"VM_Nat\" is not a valid resource name; did you mean \"vm-nat\"? (expected a resource name: 1 to 63 lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit)",
+            "natgw.toml:20:17: gateways.gw.adopt.routes[1]: \"r1\" is listed twice",
+            "natgw.toml:21:1: gateways.gw.adopt.firewal: unknown key \"firewal\"; did you mean \"firewall\"?",
+        ]
+    );
 }

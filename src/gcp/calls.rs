@@ -293,7 +293,14 @@ impl Cloud {
         .await
     }
 
-    pub(crate) async fn patch_firewall(&self, stack: &str, f: &Firewall) -> Result<(), GcpError> {
+    /// `adopting`: the rule is named in the adopt table, and a rule without any natgw marker is taken over (the
+    /// patch writes the marker); one of another stack never is.
+    pub(crate) async fn patch_firewall(
+        &self,
+        stack: &str,
+        f: &Firewall,
+        adopting: bool,
+    ) -> Result<(), GcpError> {
         let context = format!("updating firewall rule {}", f.name);
         let got = self
             .firewalls
@@ -303,11 +310,10 @@ impl Cloud {
             .send()
             .await
             .map_err(api_error(&context))?;
-        ensure_owned(
-            stack,
-            description_owner(got.description.as_deref()),
-            &context,
-        )?;
+        let owner = description_owner(got.description.as_deref());
+        if !(adopting && owner.is_none()) {
+            ensure_owned(stack, owner, &context)?;
+        }
         let send = self
             .firewalls
             .patch()

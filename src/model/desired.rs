@@ -27,6 +27,8 @@ pub(crate) struct DesiredGateway {
     pub(crate) routes: Vec<Route>,
     pub(crate) node_pool: NodePoolId,
     pub(crate) node_tag: String,
+    /// Existing resources taken over in place; their names replace natgw's derived ones.
+    pub(crate) adopt: config::Adopt,
 }
 
 /// The token the VM reports in the guest attribute `natgw/ready` once its startup script has finished:
@@ -42,9 +44,13 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
         gateway: gw.name.clone(),
     };
     let labels = owner.labels();
-    let vm_name = names::instance(&gw.name);
+    let adopted = |name: &Option<String>, derived: String| name.clone().unwrap_or(derived);
+    let vm_name = adopted(&gw.adopt.instance, names::instance(&gw.name));
     let external_address = Address {
-        name: names::external_address(&gw.name),
+        name: adopted(
+            &gw.adopt.external_address,
+            names::external_address(&gw.name),
+        ),
         region: gw.region.clone(),
         address_type: AddressType::External,
         subnetwork: None,
@@ -53,7 +59,10 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
         labels: labels.clone(),
     };
     let internal_address = Address {
-        name: names::internal_address(&gw.name),
+        name: adopted(
+            &gw.adopt.internal_address,
+            names::internal_address(&gw.name),
+        ),
         region: gw.region.clone(),
         address_type: AddressType::Internal,
         subnetwork: Some(gw.subnetwork.clone()),
@@ -65,7 +74,7 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
     allowed.sort();
     allowed.dedup();
     let firewall = Firewall {
-        name: names::firewall(&gw.name),
+        name: adopted(&gw.adopt.firewall, names::firewall(&gw.name)),
         network: gw.network.clone(),
         priority: FIREWALL_PRIORITY,
         source_ranges: gw.source_ranges.clone(),
@@ -129,6 +138,7 @@ pub(crate) fn gateway(stack: &str, gw: &config::Gateway, startup_script: String)
             name: gw.node_pool.name.clone(),
         },
         node_tag: gw.node_tag.clone(),
+        adopt: gw.adopt.clone(),
     }
 }
 

@@ -27,6 +27,22 @@ impl Loaded {
         set.into_iter().collect()
     }
 
+    /// Every name the config's gateways give, derived or adopted, for observation to see in its one round.
+    pub(super) fn names(&self) -> crate::gcp::observe::Names {
+        let mut n = crate::gcp::observe::Names::default();
+        for g in &self.desired {
+            n.addresses.insert(g.external_address.name.clone());
+            n.addresses.insert(g.internal_address.name.clone());
+            n.instances.insert(g.instance.name.clone());
+            n.firewalls.insert(g.firewall.name.clone());
+            n.firewalls
+                .extend(g.ssh_firewall.iter().map(|f| f.name.clone()));
+            n.routes.extend(g.routes.iter().map(|r| r.name.clone()));
+            n.routes.extend(g.adopt.routes.iter().cloned());
+        }
+        n
+    }
+
     /// What a plan aims at: the config's gateways, or nothing for a destroy.
     pub(super) fn desired(&self, destroy: bool) -> &[DesiredGateway] {
         if destroy { &[] } else { &self.desired }

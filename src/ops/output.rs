@@ -38,7 +38,15 @@ pub(crate) fn output(
     }
     let observed = runtime(Some(2))?.block_on(async {
         let session = Session::open(&options.connect, &loaded, frontend).await?;
-        let result = session.cloud.list_addresses().await;
+        // The same filter as a plan's: every address with natgw's labels, and those the config names
+        // (an adopted address keeps its own name).
+        let names = loaded
+            .desired
+            .iter()
+            .flat_map(|g| [g.external_address.name.clone(), g.internal_address.name.clone()])
+            .collect();
+        let filter = crate::gcp::observe::labelled_filter(&names);
+        let result = session.cloud.list_addresses(&filter).await;
         session.finish().await?;
         Ok::<_, OpsError>(result?)
     })?;

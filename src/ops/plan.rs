@@ -65,7 +65,10 @@ pub(super) async fn make(
     frontend: &dyn Frontend,
 ) -> Result<Plan, OpsError> {
     let started = Instant::now();
-    let world = session.cloud.observe(&loaded.node_pools()).await?;
+    let world = session
+        .cloud
+        .observe_names(&loaded.node_pools(), &loaded.names())
+        .await?;
     frontend.notify(Notice::Debug(format!(
         "observed {} addresses, {} instances, {} firewall rules, {} routes, {} node pools in {} ms",
         world.addresses.len(),

@@ -4,6 +4,7 @@
 // report what they skip.
 #![allow(clippy::disallowed_methods)]
 
+mod adopt;
 mod bad_inputs;
 mod core;
 mod credentials;
