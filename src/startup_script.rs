@@ -371,6 +371,7 @@ mod tests {
             name: shuffled.gateway.clone(),
             region: "europe-west1".to_string(),
             zone: "europe-west1-b".to_string(),
+            ha: None,
             network: "default".to_string(),
             subnetwork: "default".to_string(),
             internal_ip: None,

@@ -15,6 +15,10 @@ pub(crate) const DEFAULT_MACHINE_TYPE: &str = "e2-small";
 pub(crate) const DEFAULT_IMAGE: &str = "projects/debian-cloud/global/images/family/debian-12";
 pub(crate) const DEFAULT_CONNTRACK_MAX: u32 = 65_536;
 pub(crate) const DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED: u32 = 3_600;
+pub(crate) const DEFAULT_HEALTH_INTERVAL_SEC: u32 = 5;
+pub(crate) const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+pub(crate) const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
+pub(crate) const DEFAULT_HEALTH_PORT: u16 = 9090;
 
 /// A validated natgw.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +37,11 @@ pub(crate) struct Config {
 pub(crate) struct Gateway {
     pub(crate) name: String,
     pub(crate) region: String,
+    /// The VM's zone; with `ha`, the first of `ha.zones`.
     pub(crate) zone: String,
+    /// `zones = [..]` instead of `zone`: a gateway in several zones that heals itself (README "High
+    /// availability"). `None`: today's single VM.
+    pub(crate) ha: Option<Ha>,
     pub(crate) network: String,
     pub(crate) subnetwork: String,
     pub(crate) internal_ip: Option<Ipv4Addr>,
@@ -101,6 +109,35 @@ impl Ssh {
     pub(crate) fn port(self) -> u16 {
         match self {
             Ssh::Iap => 22,
+        }
+    }
+}
+
+/// A gateway built to survive: one managed VM per zone, behind a load balancer when there are several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ha {
+    /// In the config's order, at least one, no duplicates, all in the gateway's region.
+    pub(crate) zones: Vec<String>,
+    pub(crate) health_check: HealthCheck,
+}
+
+/// `[gateways.NAME.health_check]`: how Google probes each VM's health endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HealthCheck {
+    pub(crate) interval_sec: u32,
+    pub(crate) healthy_threshold: u32,
+    pub(crate) unhealthy_threshold: u32,
+    /// The port the startup script's health endpoint listens on.
+    pub(crate) port: u16,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            interval_sec: DEFAULT_HEALTH_INTERVAL_SEC,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            port: DEFAULT_HEALTH_PORT,
         }
     }
 }

@@ -43,7 +43,12 @@ pub(crate) fn output(
         let names = loaded
             .desired
             .iter()
-            .flat_map(|g| [g.external_address.name.clone(), g.internal_address.name.clone()])
+            .flat_map(|g| {
+                [
+                    g.external_address.name.clone(),
+                    g.internal_address.name.clone(),
+                ]
+            })
             .collect();
         let filter = crate::gcp::observe::labelled_filter(&names);
         let result = session.cloud.list_addresses(&filter).await;
