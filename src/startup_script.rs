@@ -371,6 +371,7 @@ mod tests {
             name: shuffled.gateway.clone(),
             region: "europe-west1".to_string(),
             zone: "europe-west1-b".to_string(),
+            ha: None,
             network: "default".to_string(),
             network_project: None,
             subnetwork: "default".to_string(),
@@ -389,6 +390,7 @@ mod tests {
             },
             conntrack: shuffled.conntrack,
             ssh: None,
+            adopt: crate::config::Adopt::default(),
         };
         let b = render(&ScriptInput::from_gateway(&gw)).expect("renders");
         assert_eq!(a, b);

@@ -85,6 +85,11 @@ fn before(changes: &[Change], a: Step, b: Step) -> bool {
                     Kind::ExternalAddress | Kind::InternalAddress
                 )
         ),
+        // An adopted route goes only once natgw's routes of the same gateway are in place (make-before-break:
+        // routes cannot be edited, and the runners must never lack a route through the gateway).
+        (Up, Down) if same_gateway && ca.kind == Kind::Route && cb.kind == Kind::Route => {
+            cb.importing.is_some() && ca.action == Action::Create
+        }
         // Tags go once the routes that use them are gone; a deleted rule goes after the tag it records.
         (Down, Up) if ca.kind == Kind::Route && cb.kind == Kind::NodePool => true,
         (Up, Down) if ca.kind == Kind::NodePool && cb.kind == Kind::Firewall => {

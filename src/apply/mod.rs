@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::gcp::{Cloud, GcpError, OwnerCheck};
 use crate::model::fields::{Field, InstanceField};
 use crate::model::observed::Observation;
-use crate::model::progress::{Event, Outcome, Outputs, Verb};
+use crate::model::progress::{Event, Outcome, Outputs, Verb, Wait};
 use crate::model::{Address, Firewall, Instance, Kind, NodePool, Resource, Route};
 use crate::plan::{Action, Change, Plan};
 use crate::walk::{self, State};
@@ -78,6 +78,40 @@ pub(crate) enum StepError {
     Aborted(#[from] walk::Aborted),
     #[error("{0}")]
     Other(String),
+}
+
+tokio::task_local! {
+    /// What the running step waits on, for its progress line: set deep inside the step (`ready::wait`),
+    /// read by the ticker of `run_step`, which polls the step in the same task. A task-local spares every
+    /// step function a parameter that only the waits use.
+    static WAITING: Arc<Mutex<Option<Wait>>>;
+}
+
+/// Tells the progress line of the running step what it waits on (`None`: its API calls).
+fn waiting(w: Option<Wait>) {
+    let _ = WAITING.try_with(|cell| {
+        if let Ok(mut current) = cell.lock() {
+            *current = w;
+        }
+    });
+}
+
+/// Runs `work`, calling `tick` every `every` with what it waits on (see [`waiting`]).
+async fn with_progress<T>(
+    work: impl Future<Output = T>,
+    every: Duration,
+    mut tick: impl FnMut(Option<Wait>),
+) -> T {
+    let waits: Arc<Mutex<Option<Wait>>> = Arc::default();
+    let work = WAITING.scope(waits.clone(), work);
+    tokio::pin!(work);
+    let mut ticker = tokio::time::interval_at(Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = ticker.tick() => tick(waits.lock().ok().and_then(|w| *w)),
+        }
+    }
 }
 
 /// Receives apply's events, from any task.
@@ -257,18 +291,20 @@ async fn run_step(
         verb,
     });
     let start = Instant::now();
-    let work = execute(shared, change, step);
-    tokio::pin!(work);
-    let mut ticker = tokio::time::interval_at(
-        start + shared.options.progress_every,
+    let result = with_progress(
+        execute(shared, change, step),
         shared.options.progress_every,
-    );
-    let result = loop {
-        tokio::select! {
-            r = &mut work => break r,
-            _ = ticker.tick() => events(Event::Still { address: address.clone(), name: name.clone(), verb, elapsed: start.elapsed() }),
-        }
-    };
+        |waiting| {
+            events(Event::Still {
+                address: address.clone(),
+                name: name.clone(),
+                verb,
+                elapsed: start.elapsed(),
+                waiting,
+            });
+        },
+    )
+    .await;
     match &result {
         Ok(()) => events(Event::Done {
             address,
@@ -311,12 +347,18 @@ async fn execute(shared: &Shared, change: &Change, step: Step) -> Result<(), Ste
 /// Deletes what the change had before (a delete that finds nothing has succeeded).
 async fn down(shared: &Shared, change: &Change) -> Result<(), StepError> {
     let cloud = &shared.cloud;
-    let check = owner_check(
-        &shared.world,
-        &shared.stack,
-        shared.observed.elapsed(),
-        change.before.as_ref(),
-    );
+    let check = if change.importing.is_some() {
+        // An adopted route: routes cannot be edited, so it never carries a marker; the adopt table naming it
+        // is the consent, and the plan refused it if another stack's marker was there.
+        OwnerCheck::Observed
+    } else {
+        owner_check(
+            &shared.world,
+            &shared.stack,
+            shared.observed.elapsed(),
+            change.before.as_ref(),
+        )
+    };
     match &change.before {
         Some(Resource::Address(a)) => Ok(cloud.delete_address(check, &a.region, &a.name).await?),
         Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, f).await?),
@@ -359,7 +401,11 @@ async fn up_address(shared: &Shared, change: &Change, a: &Address) -> Result<(),
 
 async fn up_firewall(shared: &Shared, change: &Change, f: &Firewall) -> Result<(), StepError> {
     if change.action == Action::Update {
-        shared.cloud.patch_firewall(&shared.stack, f).await?;
+        let adopting = change.importing.is_some();
+        shared
+            .cloud
+            .patch_firewall(&shared.stack, f, adopting)
+            .await?;
     } else {
         shared.cloud.insert_firewall(f).await?;
     }
@@ -542,6 +588,47 @@ async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Resu
 mod tests {
     use super::*;
     use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
+
+    /// The ticks of a step report what the step said it waits on, and nothing once it said it is done
+    /// waiting. The step moves on only when a tick has seen its state, so no timing is assumed.
+    #[tokio::test]
+    async fn progress_ticks_carry_what_the_step_waits_for() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let step = async move {
+            for w in [
+                None,
+                Some(Wait::VmRunning),
+                Some(Wait::StartupScriptReady),
+                None,
+            ] {
+                waiting(w);
+                rx.recv().await;
+            }
+        };
+        let record = seen.clone();
+        with_progress(step, Duration::from_millis(1), |w| {
+            if let Ok(mut s) = record.lock()
+                && s.last() != Some(&w)
+            {
+                s.push(w);
+                let _ = tx.send(());
+            }
+        })
+        .await;
+        let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(
+            seen,
+            [
+                None,
+                Some(Wait::VmRunning),
+                Some(Wait::StartupScriptReady),
+                None
+            ]
+        );
+        // Outside a step, saying what it waits on is harmless.
+        waiting(Some(Wait::VmRunning));
+    }
 
     #[test]
     fn a_delete_trusts_only_a_fresh_observation_of_its_own_marker() {

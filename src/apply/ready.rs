@@ -15,6 +15,7 @@ use tokio::time::{Instant, sleep};
 use super::StepError;
 use crate::gcp::{Cloud, Ready, SerialChunk};
 use crate::model::Instance;
+use crate::model::progress::Wait;
 
 /// Delays between guest-attribute reads: quick at first (the script usually finishes seconds after boot),
 /// then one every 6 s, which is 10 a minute.
@@ -60,7 +61,15 @@ impl Limiter {
     }
 }
 
+/// Waits until `vm` reports ready, saying what it waits for on the step's progress line.
 pub(super) async fn wait(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(), StepError> {
+    let result = wait_ready(cloud, vm, timeout).await;
+    super::waiting(None);
+    result
+}
+
+async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(), StepError> {
+    super::waiting(Some(Wait::VmRunning));
     let start = Instant::now();
     let deadline = start + timeout;
     let not_ready = |status: &str| {
@@ -86,6 +95,7 @@ pub(super) async fn wait(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Res
         status = cloud.instance_status(&vm.zone, &vm.name).await?;
     }
     // 2. Until the script reports the token.
+    super::waiting(Some(Wait::StartupScriptReady));
     let mut per_minute = Limiter::new(Duration::from_secs(60), 10);
     let mut per_second = Limiter::new(Duration::from_secs(1), 3);
     let mut serial: Option<SerialReader> = None;

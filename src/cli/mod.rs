@@ -4,6 +4,8 @@ mod apply;
 mod emulator;
 mod force_unlock;
 mod frontend;
+mod manual;
+mod output;
 mod plan;
 mod startup_script;
 mod validate;
@@ -17,11 +19,20 @@ use clap::{Parser, Subcommand};
 use crate::ops::ConnectOptions;
 use crate::output::Shell;
 
+/// The version with the commit it was built from (`unknown` in a build without git).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NATGW_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "natgw",
-    version,
-    about = "A dedicated, allow-listed egress IP for GKE node pools"
+    version = VERSION,
+    about = "A dedicated, allow-listed egress IP for GKE node pools",
+    after_help = "Examples:\n  natgw plan\n  natgw apply\n  natgw output gitlab --json\n  natgw --emulator apply --auto-approve"
 )]
 struct Cli {
     #[command(flatten)]
@@ -161,20 +172,61 @@ fn parse_endpoint(s: &str) -> Result<String, String> {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show what apply would change.
+    #[command(
+        after_help = "Examples:\n  natgw plan\n  natgw plan --out plan.json --detailed-exitcode\n  natgw plan --destroy"
+    )]
     Plan(plan::Args),
     /// Make the project match the config (or apply a saved plan).
+    #[command(
+        after_help = "Examples:\n  natgw apply\n  natgw apply --auto-approve\n  natgw apply plan.json"
+    )]
     Apply(apply::ApplyArgs),
     /// Remove everything this stack created.
+    #[command(after_help = "Examples:\n  natgw destroy\n  natgw destroy --auto-approve")]
     Destroy(apply::DestroyArgs),
     /// Remove the stack lock of a run that is known to be gone.
+    #[command(
+        after_help = "Examples:\n  natgw force-unlock 3f2a77c1-9b0e4d12\n  natgw force-unlock 3f2a77c1-9b0e4d12 --force   # without a terminal (CI)"
+    )]
     ForceUnlock(force_unlock::Args),
+    /// Print the gateways' egress and internal IPs as the project has them now; plans nothing.
+    #[command(after_help = OUTPUT_HELP)]
+    Output(output::Args),
     /// Check the config; contacts nothing.
+    #[command(
+        after_help = "Examples:\n  natgw validate\n  natgw validate -c prod/natgw.toml --json"
+    )]
     Validate,
     /// Print the startup script of a gateway's VM; contacts nothing.
+    #[command(
+        after_help = "Examples:\n  natgw startup-script > startup.sh\n  natgw startup-script --gateway gitlab | shellcheck -"
+    )]
     StartupScript(startup_script::Args),
     /// Run the local emulator of the Compute Engine and GKE APIs.
+    #[command(
+        after_help = "Examples:\n  natgw emulator --listen 127.0.0.1:8085\n  NATGW_ENDPOINT=http://127.0.0.1:8085 natgw --anonymous plan"
+    )]
     Emulator(emulator::Args),
+    /// Print the shell completion script for SHELL.
+    #[command(
+        after_help = "Examples:\n  natgw completions bash > ~/.local/share/bash-completion/completions/natgw\n  natgw completions zsh > \"${fpath[1]}/_natgw\"\n  natgw completions fish > ~/.config/fish/completions/natgw.fish"
+    )]
+    Completions(manual::CompletionsArgs),
+    /// Print natgw's manual page (roff).
+    #[command(
+        after_help = "Examples:\n  natgw man | man -l -\n  natgw man > /usr/local/share/man/man1/natgw.1"
+    )]
+    Man,
 }
+
+const OUTPUT_HELP: &str = "Exit status: 0 when the outputs are printed, a gateway whose addresses do not exist yet \
+shown as not created; 1 when NAME is not a gateway of the config, when NAME's egress address does not exist \
+yet (run natgw apply), or on any error.
+
+Examples:
+  natgw output
+  natgw output gitlab
+  natgw output gitlab --json | jq -r .egress_ip";
 
 pub(crate) fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -199,6 +251,9 @@ pub(crate) fn main() -> ExitCode {
         Command::Apply(args) => apply::run_apply(&cli.global, &args, &shell),
         Command::Destroy(args) => apply::run_destroy(&cli.global, &args, &shell),
         Command::ForceUnlock(args) => force_unlock::run(&cli.global, &args, &shell),
+        Command::Output(args) => output::run(&cli.global, &args, &shell),
+        Command::Completions(args) => manual::completions(&args, &shell),
+        Command::Man => manual::man(&shell),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use super::frontend::{ShowPlan, Terminal, report};
-use crate::model::progress::{Event, Outcome, Outputs, Verb};
+use crate::model::progress::{Event, Outcome, Outputs, Verb, Wait};
 use crate::ops::{Applied, Frontend, Notice};
 use crate::output::{Buffer, Shell};
 use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
@@ -70,6 +70,7 @@ fn events(plan: &Plan) -> Vec<Event> {
                 name: name.clone(),
                 verb,
                 elapsed: Duration::from_secs(10),
+                waiting: (verb == Verb::Create).then_some(Wait::StartupScriptReady),
             });
             elapsed = Duration::from_secs(14);
         }

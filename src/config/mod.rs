@@ -15,6 +15,10 @@ pub(crate) const DEFAULT_MACHINE_TYPE: &str = "e2-small";
 pub(crate) const DEFAULT_IMAGE: &str = "projects/debian-cloud/global/images/family/debian-12";
 pub(crate) const DEFAULT_CONNTRACK_MAX: u32 = 65_536;
 pub(crate) const DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED: u32 = 3_600;
+pub(crate) const DEFAULT_HEALTH_INTERVAL_SEC: u32 = 5;
+pub(crate) const DEFAULT_HEALTHY_THRESHOLD: u32 = 2;
+pub(crate) const DEFAULT_UNHEALTHY_THRESHOLD: u32 = 2;
+pub(crate) const DEFAULT_HEALTH_PORT: u16 = 9090;
 
 /// A validated natgw.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +37,11 @@ pub(crate) struct Config {
 pub(crate) struct Gateway {
     pub(crate) name: String,
     pub(crate) region: String,
+    /// The VM's zone; with `ha`, the first of `ha.zones`.
     pub(crate) zone: String,
+    /// `zones = [..]` instead of `zone`: a gateway in several zones that heals itself (README "High
+    /// availability"). `None`: today's single VM.
+    pub(crate) ha: Option<Ha>,
     pub(crate) network: String,
     /// `network_project`: the Shared VPC host project that holds `network` and `subnetwork`, and where the
     /// firewall rules and routes go; `None`: the stack's own project.
@@ -54,6 +62,26 @@ pub(crate) struct Gateway {
     pub(crate) conntrack: Conntrack,
     /// `ssh`: who may reach the gateway's sshd; `None` means nobody.
     pub(crate) ssh: Option<Ssh>,
+    /// `[gateways.NAME.adopt]`: existing resources this gateway takes over in place.
+    pub(crate) adopt: Adopt,
+}
+
+/// Names of resources that exist already and that the gateway takes over instead of creating its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Adopt {
+    pub(crate) external_address: Option<String>,
+    pub(crate) internal_address: Option<String>,
+    pub(crate) instance: Option<String>,
+    /// Replaced make-before-break by natgw's own routes: routes cannot be edited.
+    pub(crate) routes: Vec<String>,
+    pub(crate) firewall: Option<String>,
+}
+
+impl Adopt {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == Adopt::default()
+    }
 }
 
 /// `ssh = "iap"`: tcp:22 on the gateway is open to Google's IAP TCP forwarding range only (the
@@ -84,6 +112,35 @@ impl Ssh {
     pub(crate) fn port(self) -> u16 {
         match self {
             Ssh::Iap => 22,
+        }
+    }
+}
+
+/// A gateway built to survive: one managed VM per zone, behind a load balancer when there are several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ha {
+    /// In the config's order, at least one, no duplicates, all in the gateway's region.
+    pub(crate) zones: Vec<String>,
+    pub(crate) health_check: HealthCheck,
+}
+
+/// `[gateways.NAME.health_check]`: how Google probes each VM's health endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HealthCheck {
+    pub(crate) interval_sec: u32,
+    pub(crate) healthy_threshold: u32,
+    pub(crate) unhealthy_threshold: u32,
+    /// The port the startup script's health endpoint listens on.
+    pub(crate) port: u16,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        Self {
+            interval_sec: DEFAULT_HEALTH_INTERVAL_SEC,
+            healthy_threshold: DEFAULT_HEALTHY_THRESHOLD,
+            unhealthy_threshold: DEFAULT_UNHEALTHY_THRESHOLD,
+            port: DEFAULT_HEALTH_PORT,
         }
     }
 }

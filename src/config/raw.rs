@@ -11,9 +11,11 @@ use toml::de::{DeTable, DeValue};
 
 use super::fields::{self, quote};
 use super::{
-    Allow, Config, ConfigError, Conntrack, DEFAULT_CONNTRACK_MAX,
-    DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE,
-    DEFAULT_ROUTE_PRIORITY, Gateway, NodePoolRef, Problem, Protocol, Ssh, names,
+    Adopt, Allow, Config, ConfigError, Conntrack, DEFAULT_CONNTRACK_MAX,
+    DEFAULT_CONNTRACK_TCP_TIMEOUT_ESTABLISHED, DEFAULT_HEALTH_INTERVAL_SEC, DEFAULT_HEALTH_PORT,
+    DEFAULT_HEALTHY_THRESHOLD, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE, DEFAULT_ROUTE_PRIORITY,
+    DEFAULT_UNHEALTHY_THRESHOLD, Gateway, Ha, HealthCheck, NodePoolRef, Problem, Protocol, Ssh,
+    names,
 };
 use crate::net::Ipv4Net;
 
@@ -26,6 +28,7 @@ const ROOT_KEYS: &[&str] = &["project", "stack", "gateways"];
 const GATEWAY_KEYS: &[&str] = &[
     "region",
     "zone",
+    "zones",
     "network",
     "network_project",
     "subnetwork",
@@ -40,9 +43,24 @@ const GATEWAY_KEYS: &[&str] = &[
     "node_pool",
     "conntrack",
     "ssh",
+    "adopt",
+    "health_check",
+];
+const HEALTH_CHECK_KEYS: &[&str] = &[
+    "interval_sec",
+    "healthy_threshold",
+    "unhealthy_threshold",
+    "port",
 ];
 const NODE_POOL_KEYS: &[&str] = &["cluster", "location", "name"];
 const CONNTRACK_KEYS: &[&str] = &["max", "tcp_timeout_established"];
+const ADOPT_KEYS: &[&str] = &[
+    "external_address",
+    "internal_address",
+    "instance",
+    "routes",
+    "firewall",
+];
 
 pub(super) fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let mut cx = Cx {
@@ -477,6 +495,7 @@ fn read_config(cx: &mut Cx<'_>, root: &Spanned<DeTable<'_>>) -> Option<Config> {
                 CONNTRACK_KEYS,
                 "a gateway's conntrack table, [gateways.NAME.conntrack]",
             ),
+            (ADOPT_KEYS, "a gateway's adopt table, [gateways.NAME.adopt]"),
         ],
     );
     let project = optional_string(
@@ -572,12 +591,16 @@ fn read_gateway(
 ) -> Option<(Gateway, Located)> {
     let pool_place = format!("[{}.node_pool]", t.key);
     let conntrack_place = format!("[{}.conntrack]", t.key);
+    let adopt_place = format!("[{}.adopt]", t.key);
+    let health_place = format!("[{}.health_check]", t.key);
     t.check_keys(
         cx,
         GATEWAY_KEYS,
         &[
             (NODE_POOL_KEYS, &pool_place),
             (CONNTRACK_KEYS, &conntrack_place),
+            (ADOPT_KEYS, &adopt_place),
+            (HEALTH_CHECK_KEYS, &health_place),
             (
                 &["project", "stack"],
                 "the top of the file, before any [table]",
@@ -592,9 +615,7 @@ fn read_gateway(
         "a region like \"europe-west1\"",
         fields::check_region,
     );
-    let zone = required_string(cx, t, "zone", "a zone like \"europe-west1-b\"", |z| {
-        fields::check_zone(z, region.as_ref().map(|r| r.0))
-    });
+    let placement = read_placement(cx, t, region.as_ref().map(|r| r.0));
     let network = required_string(
         cx,
         t,
@@ -649,6 +670,8 @@ fn read_gateway(
     let node_pool = read_node_pool(cx, t);
     let conntrack = read_conntrack(cx, t);
     let ssh = read_ssh(cx, t);
+    let adopt = read_adopt(cx, t);
+    let health_check = read_health_check(cx, t, placement.as_ref());
 
     if let (Some(dests), Some(sources)) = (&destinations, &source_ranges) {
         for (d, span, key) in dests {
@@ -685,7 +708,11 @@ fn read_gateway(
     }
 
     let region = region?.0.to_string();
-    let zone = zone?.0.to_string();
+    let (zone, zones) = placement?;
+    let ha = zones.map(|zones| Ha {
+        zones,
+        health_check: health_check.unwrap_or_default(),
+    });
     let destinations = destinations?;
     let mut sorted: Vec<Ipv4Net> = destinations.iter().map(|(d, _, _)| *d).collect();
     sorted.sort();
@@ -693,6 +720,7 @@ fn read_gateway(
         name: name.to_string(),
         region,
         zone,
+        ha,
         network: network?.0.to_string(),
         network_project: network_project?.map(str::to_string),
         subnetwork: subnetwork?.0.to_string(),
@@ -707,6 +735,7 @@ fn read_gateway(
         node_pool: node_pool?,
         conntrack: conntrack?,
         ssh: ssh?,
+        adopt: adopt?,
     };
     name_span?;
     let located = Located {
@@ -962,6 +991,199 @@ fn read_conntrack(cx: &mut Cx<'_>, gateway: &Table<'_, '_>) -> Option<Conntrack>
     Some(Conntrack {
         max: max?,
         tcp_timeout_established: timeout?,
+    })
+}
+
+/// `[gateways.NAME.adopt]`: names of resources that exist already. Whether they exist and fit the gateway is
+/// for the plan to say: only the cloud knows.
+fn read_adopt(cx: &mut Cx<'_>, gateway: &Table<'_, '_>) -> Option<Adopt> {
+    let Some(v) = gateway.get("adopt") else {
+        return Some(Adopt::default());
+    };
+    let t = table(
+        cx,
+        gateway.child("adopt"),
+        v,
+        "a table naming existing resources: external_address, internal_address, instance, routes, firewall",
+    )?;
+    t.check_keys(cx, ADOPT_KEYS, &[]);
+    let name = |cx: &mut Cx<'_>, key: &str, what: &str| {
+        optional_string(
+            cx,
+            &t,
+            key,
+            &format!("the name of an existing {what}, e.g. \"nat-gateway\""),
+            fields::check_resource_name,
+        )
+        .map(|s| s.map(ToString::to_string))
+    };
+    let external_address = name(cx, "external_address", "external address");
+    let internal_address = name(cx, "internal_address", "internal address");
+    let instance = name(cx, "instance", "VM");
+    let firewall = name(cx, "firewall", "firewall rule");
+    let routes = match t.get("routes") {
+        None => Some(Vec::new()),
+        Some(v) => {
+            let key = t.child("routes");
+            let example = "[\"route-to-gitlab\"]";
+            let items = string_array(cx, &key, v, example)?;
+            let mut ok = true;
+            let mut out: Vec<String> = Vec::with_capacity(items.len());
+            for item in items {
+                if check(
+                    cx,
+                    &item.span,
+                    &item.key,
+                    fields::check_resource_name(item.value),
+                )
+                .is_none()
+                {
+                    ok = false;
+                } else if out.iter().any(|r| r == item.value) {
+                    cx.report(
+                        &item.span,
+                        &item.key,
+                        format!("{} is listed twice", quote(item.value)),
+                    );
+                    ok = false;
+                } else {
+                    out.push(item.value.to_string());
+                }
+            }
+            ok.then_some(out)
+        }
+    };
+    Some(Adopt {
+        external_address: external_address?,
+        internal_address: internal_address?,
+        instance: instance?,
+        routes: routes?,
+        firewall: firewall?,
+    })
+}
+
+/// `zone = ".."` (one VM) or `zones = [..]` (one managed VM per zone): the zone of the VM, or of the first one,
+/// and the zones of an HA gateway.
+fn read_placement(
+    cx: &mut Cx<'_>,
+    t: &Table<'_, '_>,
+    region: Option<&str>,
+) -> Option<(String, Option<Vec<String>>)> {
+    let example = "[\"europe-west1-b\", \"europe-west1-c\"]";
+    match (t.get("zone"), t.get("zones")) {
+        (Some(_), Some(v)) => {
+            cx.report(
+                &v.span(),
+                &t.child("zones"),
+                "zone and zones are mutually exclusive: keep zone for a single VM, or list every zone in zones for a gateway that survives a zone outage".to_string(),
+            );
+            None
+        }
+        (None, Some(v)) => {
+            let key = t.child("zones");
+            let items = string_array(cx, &key, v, example)?;
+            if items.is_empty() {
+                cx.report(
+                    &v.span(),
+                    &key,
+                    format!("the list is empty; expected one or more zones of the gateway's region, like {example}"),
+                );
+                return None;
+            }
+            let mut zones: Vec<String> = Vec::with_capacity(items.len());
+            let mut ok = true;
+            for item in items {
+                if check(
+                    cx,
+                    &item.span,
+                    &item.key,
+                    fields::check_zone(item.value, region),
+                )
+                .is_none()
+                {
+                    ok = false;
+                } else if zones.iter().any(|z| z == item.value) {
+                    cx.report(
+                        &item.span,
+                        &item.key,
+                        format!(
+                            "{} is listed twice; each zone holds one VM",
+                            quote(item.value)
+                        ),
+                    );
+                    ok = false;
+                } else {
+                    zones.push(item.value.to_string());
+                }
+            }
+            let first = zones.first()?.clone();
+            ok.then_some((first, Some(zones)))
+        }
+        _ => {
+            let (zone, _) =
+                required_string(cx, t, "zone", "a zone like \"europe-west1-b\"", |z| {
+                    fields::check_zone(z, region)
+                })?;
+            Some((zone.to_string(), None))
+        }
+    }
+}
+
+/// `[gateways.NAME.health_check]`; only meaningful with `zones`. `None` when invalid or absent.
+fn read_health_check(
+    cx: &mut Cx<'_>,
+    gateway: &Table<'_, '_>,
+    placement: Option<&(String, Option<Vec<String>>)>,
+) -> Option<HealthCheck> {
+    let v = gateway.get("health_check")?;
+    let t = table(
+        cx,
+        gateway.child("health_check"),
+        v,
+        "a table with interval_sec, healthy_threshold, unhealthy_threshold and port",
+    )?;
+    if matches!(placement, Some((_, None))) {
+        cx.report(
+            &v.span(),
+            &t.key,
+            "health_check needs zones = [..]: a single-VM gateway (zone) has no load balancer or managed group to probe it".to_string(),
+        );
+        return None;
+    }
+    t.check_keys(cx, HEALTH_CHECK_KEYS, &[]);
+    // Google's ranges for a health check's interval and thresholds:
+    // https://cloud.google.com/load-balancing/docs/health-check-concepts#health_check_parameters.
+    let mut number = |name: &str,
+                      default: u32,
+                      range: std::ops::RangeInclusive<i64>,
+                      unit: &str| match t.get(name) {
+        None => Some(default),
+        Some(v) => integer(cx, &t.child(name), v, range, unit).and_then(|n| u32::try_from(n).ok()),
+    };
+    let interval_sec = number(
+        "interval_sec",
+        DEFAULT_HEALTH_INTERVAL_SEC,
+        1..=300,
+        " seconds",
+    );
+    let healthy = number(
+        "healthy_threshold",
+        DEFAULT_HEALTHY_THRESHOLD,
+        1..=10,
+        " probes",
+    );
+    let unhealthy = number(
+        "unhealthy_threshold",
+        DEFAULT_UNHEALTHY_THRESHOLD,
+        1..=10,
+        " probes",
+    );
+    let port = number("port", u32::from(DEFAULT_HEALTH_PORT), 1_024..=65_535, "");
+    Some(HealthCheck {
+        interval_sec: interval_sec?,
+        healthy_threshold: healthy?,
+        unhealthy_threshold: unhealthy?,
+        port: u16::try_from(port?).ok()?,
     })
 }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::{
-    Allow, ConfigError, Conntrack, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE, DEFAULT_ROUTE_PRIORITY,
-    Protocol, Ssh, load, parse, validate_project_id,
+    Adopt, Allow, ConfigError, Conntrack, DEFAULT_IMAGE, DEFAULT_MACHINE_TYPE,
+    DEFAULT_ROUTE_PRIORITY, HealthCheck, Protocol, Ssh, load, parse, validate_project_id,
 };
 use crate::net::Ipv4Net;
 
@@ -203,7 +203,7 @@ fn reports_every_problem_with_its_location() {
             "natgw.toml:6:8: gateways.gw.zone: zone \"us-east1-b\" is not in region \"europe-west1\"; expected a zone of that region, like \"europe-west1-b\"",
             "natgw.toml:11:12: gateways.gw.node_tag: \"Runner\" is not a valid network tag; did you mean \"runner\"? (expected a network tag: 1 to 63 lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit)",
             "natgw.toml:12:18: gateways.gw.route_priority: 70000 is out of range: expected 0 to 65535",
-            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, network, network_project, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack, ssh",
+            "natgw.toml:13:1: gateways.gw.colour: unknown key \"colour\"; expected one of: region, zone, zones, network, network_project, subnetwork, internal_ip, destinations, source_ranges, allow, node_tag, route_priority, machine_type, image, node_pool, conntrack, ssh, adopt, health_check",
         ]
     );
 }
@@ -224,6 +224,105 @@ fn ssh_is_iap_or_nothing() {
     assert!(errors(&with("true")).contains("found boolean true"));
     let ok = parse(Path::new("natgw.toml"), &with("\"iap\"")).expect("ssh = \"iap\" is valid");
     assert_eq!(ok.gateways["gw"].ssh, Some(Ssh::Iap));
+}
+
+#[test]
+fn zones_replace_zone_for_an_ha_gateway() {
+    let zones = MINIMAL.replace(
+        "zone = \"europe-west1-b\"",
+        "zones = [\"europe-west1-b\", \"europe-west1-c\"]",
+    );
+    let ok = parse(Path::new("natgw.toml"), &zones).expect("zones is valid");
+    let gw = &ok.gateways["gw"];
+    let ha = gw.ha.as_ref().expect("zones makes an HA gateway");
+    assert_eq!(ha.zones, ["europe-west1-b", "europe-west1-c"]);
+    assert_eq!(gw.zone, "europe-west1-b", "zone is the first of zones");
+    assert_eq!(ha.health_check, HealthCheck::default());
+    assert_eq!(
+        (
+            ha.health_check.interval_sec,
+            ha.health_check.healthy_threshold,
+            ha.health_check.unhealthy_threshold,
+            ha.health_check.port
+        ),
+        (5, 2, 2, 9090)
+    );
+    let single = parse(Path::new("natgw.toml"), MINIMAL).expect("zone is valid");
+    assert_eq!(single.gateways["gw"].ha, None, "zone keeps the single VM");
+
+    let tuned = format!(
+        "{zones}\n[gateways.gw.health_check]\ninterval_sec = 10\nhealthy_threshold = 3\nunhealthy_threshold = 4\nport = 8081\n"
+    );
+    let ok = parse(Path::new("natgw.toml"), &tuned).expect("a health_check table is valid");
+    assert_eq!(
+        ok.gateways["gw"].ha.as_ref().map(|h| h.health_check),
+        Some(HealthCheck {
+            interval_sec: 10,
+            healthy_threshold: 3,
+            unhealthy_threshold: 4,
+            port: 8081
+        })
+    );
+}
+
+#[test]
+fn zones_are_checked_with_their_location() {
+    let both = MINIMAL.replace(
+        "zone = \"europe-west1-b\"",
+        "zone = \"europe-west1-b\"\nzones = [\"europe-west1-b\"]",
+    );
+    let err = errors(&both);
+    assert!(
+        err.starts_with("natgw.toml:7:9: gateways.gw.zones: zone and zones are mutually exclusive"),
+        "{err}"
+    );
+    let with =
+        |zones: &str| MINIMAL.replace("zone = \"europe-west1-b\"", &format!("zones = {zones}"));
+    let err = errors(&with("[\"europe-west1-b\", \"us-east1-b\"]"));
+    assert!(
+        err.starts_with(
+            "natgw.toml:6:28: gateways.gw.zones[1]: zone \"us-east1-b\" is not in region"
+        ),
+        "{err}"
+    );
+    let err = errors(&with("[\"europe-west1-b\", \"europe-west1-b\"]"));
+    assert!(
+        err.starts_with(
+            "natgw.toml:6:28: gateways.gw.zones[1]: \"europe-west1-b\" is listed twice"
+        ),
+        "{err}"
+    );
+    assert!(errors(&with("[]")).contains("gateways.gw.zones: the list is empty"));
+    assert!(errors(&with("\"europe-west1-b\"")).contains("did you mean [\"europe-west1-b\"]?"));
+    let neither = MINIMAL.replace("zone = \"europe-west1-b\"\n", "");
+    assert!(
+        errors(&neither).contains("gateways.gw.zone: missing required key \"zone\""),
+        "{}",
+        errors(&neither)
+    );
+}
+
+#[test]
+fn health_check_needs_zones_and_google_s_ranges() {
+    let single = format!("{MINIMAL}\n[gateways.gw.health_check]\nport = 8081\n");
+    let err = errors(&single);
+    assert!(
+        err.contains("gateways.gw.health_check: health_check needs zones"),
+        "{err}"
+    );
+    let zones = MINIMAL.replace("zone = \"europe-west1-b\"", "zones = [\"europe-west1-b\"]");
+    let bad = format!(
+        "{zones}\n[gateways.gw.health_check]\ninterval_sec = 0\nhealthy_threshold = 11\nport = 80\ntimeout = 1\n"
+    );
+    let err = errors(&bad);
+    for expected in [
+        "gateways.gw.health_check.interval_sec: 0 is out of range: expected 1 to 300 seconds",
+        "gateways.gw.health_check.healthy_threshold: 11 is out of range: expected 1 to 10 probes",
+        "gateways.gw.health_check.port: 80 is out of range: expected 1024 to 65535",
+        "gateways.gw.health_check.timeout: unknown key",
+    ] {
+        assert!(err.contains(expected), "{expected} in {err}");
+    }
 }
 
 #[test]
@@ -586,4 +685,42 @@ fn derived_names_in_a_host_project_count_the_tag() {
             .replace("34.120.10.10/32", "134.120.100.100/32"),
     )
     .expect("no tag, no limit");
+}
+
+#[test]
+fn adopt_names_existing_resources() {
+    let text = format!(
+        "{MINIMAL}\n[gateways.gw.adopt]\nexternal_address = \"nat-gateway-external-address\"\ninternal_address = \"nat-gateway-internal-address\"\ninstance = \"vm-nat-gateway\"\nroutes = [\"routes-gke-gitlab-runner-to-nat-gateway\"]\nfirewall = \"allow-runners-to-nat\"\n"
+    );
+    let cfg = parse(Path::new("natgw.toml"), &text).expect("valid adopt table");
+    let gw = &cfg.gateways["gw"];
+    assert_eq!(
+        gw.adopt,
+        Adopt {
+            external_address: Some("nat-gateway-external-address".into()),
+            internal_address: Some("nat-gateway-internal-address".into()),
+            instance: Some("vm-nat-gateway".into()),
+            routes: vec!["routes-gke-gitlab-runner-to-nat-gateway".into()],
+            firewall: Some("allow-runners-to-nat".into()),
+        }
+    );
+    let plain = parse(Path::new("natgw.toml"), MINIMAL).expect("minimal");
+    assert!(plain.gateways["gw"].adopt.is_empty());
+}
+
+#[test]
+fn adopt_errors_name_the_line_and_field() {
+    let text = format!(
+        "{MINIMAL}\n[gateways.gw.adopt]\ninstance = \"VM_Nat\"\nroutes = [\"r1\", \"r1\"]\nfirewal = \"x\"\n"
+    );
+    let e = parse(Path::new("natgw.toml"), &text).expect_err("three problems");
+    let shown: Vec<String> = e.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "natgw.toml:19:12: gateways.gw.adopt.instance: \"VM_Nat\" is not a valid resource name; did you mean \"vm-nat\"? (expected a resource name: 1 to 63 lowercase letters, digits and hyphens, starting with a letter and ending with a letter or digit)",
+            "natgw.toml:20:17: gateways.gw.adopt.routes[1]: \"r1\" is listed twice",
+            "natgw.toml:21:1: gateways.gw.adopt.firewal: unknown key \"firewal\"; did you mean \"firewall\"?",
+        ]
+    );
 }

@@ -365,7 +365,14 @@ impl Cloud {
         .await
     }
 
-    pub(crate) async fn patch_firewall(&self, stack: &str, f: &Firewall) -> Result<(), GcpError> {
+    /// `adopting`: the rule is named in the adopt table, and a rule without any natgw marker is taken over (the
+    /// patch writes the marker); one of another stack never is.
+    pub(crate) async fn patch_firewall(
+        &self,
+        stack: &str,
+        f: &Firewall,
+        adopting: bool,
+    ) -> Result<(), GcpError> {
         let (p, scope) = self.global_on(&f.network);
         let context = format!("updating firewall rule {}{}", f.name, self.in_project(p));
         let got = self
@@ -376,11 +383,10 @@ impl Cloud {
             .send()
             .await
             .map_err(api_error(&context))?;
-        ensure_owned(
-            stack,
-            description_owner(got.description.as_deref()),
-            &context,
-        )?;
+        let owner = description_owner(got.description.as_deref());
+        if !(adopting && owner.is_none()) {
+            ensure_owned(stack, owner, &context)?;
+        }
         let send = self
             .firewalls
             .patch()
@@ -1151,7 +1157,7 @@ mod tests {
         crate::model::observed::Observed<Address>,
     ) {
         let world = cloud
-            .observe(std::slice::from_ref(&gw.node_pool), &[])
+            .observe(std::slice::from_ref(&gw.node_pool))
             .await
             .expect("observe");
         let seen = world
@@ -1263,7 +1269,7 @@ mod tests {
             .await
             .expect("address labels");
 
-        let world = cloud.observe(&[], &[]).await.expect("observe");
+        let world = cloud.observe(&[]).await.expect("observe");
         let seen = &world.instances[0].resource;
         assert_eq!(seen.startup_script, vm.startup_script);
         assert_eq!(seen.labels.get("team").map(String::as_str), Some("ci"));

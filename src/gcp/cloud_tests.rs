@@ -88,7 +88,7 @@ async fn compute_answers_under_load_are_retried() {
         let ext = s.cloud.insert_address(&s.gw.external_address).await;
         let int = s.cloud.insert_address(&s.gw.internal_address).await;
         let fw = s.cloud.insert_firewall(&s.gw.firewall).await;
-        let world = s.cloud.observe(&[], &[]).await;
+        let world = s.cloud.observe(&[]).await;
         assert!(
             ext.is_ok() && int.is_ok() && fw.is_ok() && world.is_ok(),
             "{kind:?}: {ext:?} {int:?} {fw:?} {:?}",

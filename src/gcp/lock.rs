@@ -33,6 +33,14 @@ impl Cloud {
         &self.project
     }
 
+    /// The same clients, working in another project (a Shared VPC host: the clients themselves are not
+    /// bound to a project, each request names it).
+    pub(crate) fn for_project(&self, project: &str) -> Cloud {
+        let mut c = self.clone();
+        c.project = project.to_string();
+        c
+    }
+
     fn lock_rule(name: &str, network: &str, project: &str, description: String) -> gce::Firewall {
         gce::Firewall::new()
             .set_name(name)

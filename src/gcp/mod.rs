@@ -5,7 +5,7 @@ mod calls;
 #[cfg(test)]
 mod cloud_tests;
 pub(crate) mod lock;
-mod observe;
+pub(crate) mod observe;
 mod policy;
 mod retry;
 mod wire;

@@ -14,6 +14,48 @@ use crate::model::observed::{Observation, Observed};
 /// Every name natgw gives starts with this; the filter returns natgw's resources and any other resource that
 /// holds one of its names (a conflict the plan must report).
 const NAME_FILTER: &str = "name eq \"natgw-.*\"";
+const NAME_PREFIX: &str = "natgw-";
+
+/// The names beyond natgw's own prefix that a plan must see, in the same round: the config's derived names
+/// and the names its adopt tables give. An adopted resource keeps its name, so once adopted it is found by
+/// its ownership marker, with or without the adopt table (see each list call).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Names {
+    pub(crate) addresses: BTreeSet<String>,
+    pub(crate) instances: BTreeSet<String>,
+    pub(crate) firewalls: BTreeSet<String>,
+    pub(crate) routes: BTreeSet<String>,
+}
+
+/// Addresses and instances carry natgw's labels, so one AIP-160 filter finds every owned one whatever its
+/// name, plus whatever holds a name the config wants (a conflict, or a resource to adopt). Compute refuses
+/// to mix this style with regular expressions (compute.v1.json, `filter`: "These two types of filter
+/// expressions cannot be mixed in one request"), hence exact names.
+pub(crate) fn labelled_filter(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        return NAME_FILTER.to_string();
+    }
+    let mut terms = vec![format!(
+        "(labels.{} = \"true\")",
+        crate::model::ownership::LABEL_MANAGED
+    )];
+    terms.extend(names.iter().map(|n| format!("(name = \"{n}\")")));
+    terms.join(" OR ")
+}
+
+/// Routes have no labels and an adopted route is replaced by natgw's own: the prefix and the adopted names,
+/// as one regular expression (Compute names are `[a-z]([-a-z0-9]*[a-z0-9])?`, nothing to escape).
+fn route_filter(names: &BTreeSet<String>) -> String {
+    let extra: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !n.starts_with(NAME_PREFIX))
+        .collect();
+    if extra.is_empty() {
+        return NAME_FILTER.to_string();
+    }
+    format!("name eq \"natgw-.*|{}\"", extra.join("|"))
+}
 
 /// A Shared VPC host project and the tag natgw's names carry there for this stack
 /// (`config::names::host_tag`): the filter returns this stack's resources and nobody else's.
@@ -32,23 +74,35 @@ impl HostScope {
 impl Cloud {
     /// Reads everything natgw could own, and the given node pools. Node pools that natgw's own records name
     /// but the caller did not ask for (a gateway removed from the config) are read in a second round.
-    /// The Shared VPC host projects (`hosts`) are read in the same round: their firewall rules and routes.
-    pub(crate) async fn observe(
+    #[cfg(test)]
+    pub(crate) async fn observe(&self, pools: &[NodePoolId]) -> Result<Observation, GcpError> {
+        self.observe_names(pools, &Names::default(), &[]).await
+    }
+
+    /// `observe`, also seeing the given names (see `Names`). The Shared VPC host projects (`hosts`) are read
+    /// in the same round: their firewall rules and routes.
+    pub(crate) async fn observe_names(
         &self,
         pools: &[NodePoolId],
+        names: &Names,
         hosts: &[HostScope],
     ) -> Result<Observation, GcpError> {
         let mut asked: BTreeSet<NodePoolId> = pools.iter().cloned().collect();
+        let (address_filter, instance_filter) = (
+            labelled_filter(&names.addresses),
+            labelled_filter(&names.instances),
+        );
+        let route_filter = route_filter(&names.routes);
         let (addresses, instances, mut firewalls, mut routes, mut node_pools, in_hosts) = tokio::try_join!(
-            self.list_addresses(),
-            self.list_instances(),
-            self.list_firewalls(&self.project, NAME_FILTER),
-            self.list_routes(&self.project, NAME_FILTER),
+            self.list_addresses(&address_filter),
+            self.list_instances(&instance_filter),
+            self.list_firewalls(&self.project, Some(&names.firewalls), NAME_FILTER),
+            self.list_routes(&self.project, &route_filter),
             self.read_node_pools(asked.iter().cloned().collect()),
             try_join_all(hosts.iter().map(|h| async move {
                 let filter = h.filter();
                 tokio::try_join!(
-                    self.list_firewalls(&h.project, &filter),
+                    self.list_firewalls(&h.project, None, &filter),
                     self.list_routes(&h.project, &filter)
                 )
             })),
@@ -83,13 +137,16 @@ impl Cloud {
         Ok(world)
     }
 
-    async fn list_addresses(&self) -> Result<Vec<Observed<crate::model::Address>>, GcpError> {
+    pub(crate) async fn list_addresses(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<Observed<crate::model::Address>>, GcpError> {
         all_pages(|token| async move {
             let page = self
                 .addresses
                 .aggregated_list()
                 .set_project(&self.project)
-                .set_filter(NAME_FILTER)
+                .set_filter(filter)
                 .set_page_token(token)
                 .send()
                 .await
@@ -108,13 +165,16 @@ impl Cloud {
         .await
     }
 
-    async fn list_instances(&self) -> Result<Vec<Observed<crate::model::Instance>>, GcpError> {
+    async fn list_instances(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<Observed<crate::model::Instance>>, GcpError> {
         all_pages(|token| async move {
             let page = self
                 .instances
                 .aggregated_list()
                 .set_project(&self.project)
-                .set_filter(NAME_FILTER)
+                .set_filter(filter)
                 .set_page_token(token)
                 .send()
                 .await
@@ -133,11 +193,21 @@ impl Cloud {
         .await
     }
 
+    /// Firewall rules have no labels, and Compute takes a regular expression on one field only: an adopted
+    /// rule keeps its name and is natgw's by its description marker, so with adoptable `names` the list is read
+    /// unfiltered (one page holds 500 rules) and kept here: natgw's prefix, a marker, or a name the config
+    /// gives. Without `names` (a Shared VPC host), `filter` alone decides.
     async fn list_firewalls(
         &self,
         project: &str,
+        names: Option<&BTreeSet<String>>,
         filter: &str,
     ) -> Result<Vec<Observed<crate::model::Firewall>>, GcpError> {
+        let filter = if names.is_some_and(|n| !n.is_empty()) {
+            ""
+        } else {
+            filter
+        };
         all_pages(|token| async move {
             let page = self
                 .firewalls
@@ -151,20 +221,26 @@ impl Cloud {
                     "listing firewall rules{}",
                     self.in_project(project)
                 )))?;
-            Ok((
+            let items = page
+                .items
+                .iter()
                 // The stack lock is natgw's bookkeeping, not a resource of any stack: a plan, and the check
                 // that a saved plan's world is unchanged, never see it.
-                page.items
-                    .iter()
-                    .filter(|f| {
-                        !f.name
-                            .as_deref()
-                            .is_some_and(crate::model::lock::is_lock_name)
+                .filter(|f| {
+                    !f.name
+                        .as_deref()
+                        .is_some_and(crate::model::lock::is_lock_name)
+                })
+                .map(|x| firewall_from_wire(&self.project, x))
+                .filter(|f| {
+                    names.is_none_or(|names| {
+                        f.resource.name.starts_with(NAME_PREFIX)
+                            || f.owner.is_some()
+                            || names.contains(&f.resource.name)
                     })
-                    .map(|x| firewall_from_wire(&self.project, x))
-                    .collect(),
-                page.next_page_token,
-            ))
+                })
+                .collect();
+            Ok((items, page.next_page_token))
         })
         .await
     }

@@ -14,6 +14,9 @@ use crate::net::Ipv4Net;
 pub(super) const META_STARTUP_SCRIPT: &str = "startup-script";
 pub(super) const META_READY_TOKEN: &str = "natgw-ready-token";
 pub(super) const META_GUEST_ATTRIBUTES: &str = "enable-guest-attributes";
+/// The boot image, for a VM whose description natgw did not write (an adopted one: no method changes an
+/// instance's description). Google does not report the image of a running VM.
+pub(super) const META_IMAGE: &str = "natgw-image";
 
 /// The last segment of a URL or partial URL: `.../regions/europe-west1` -> `europe-west1`.
 pub(super) fn last_segment(s: &str) -> String {
@@ -265,7 +268,11 @@ pub(super) fn instance_from_wire(own: &str, i: &gce::Instance) -> Observed<Insta
             .as_deref()
             .map(last_segment)
             .unwrap_or_default(),
-        image: facts.get(KEY_IMAGE).cloned().unwrap_or_default(),
+        image: facts
+            .get(KEY_IMAGE)
+            .cloned()
+            .or_else(|| metadata_item(i.metadata.as_ref(), META_IMAGE).map(str::to_string))
+            .unwrap_or_default(),
         network: nic
             .and_then(|n| n.network.as_deref())
             .map(|u| model_ref(own, u))
@@ -312,6 +319,7 @@ pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::
         (META_STARTUP_SCRIPT, i.startup_script.as_str()),
         (META_READY_TOKEN, i.ready_token.as_str()),
         (META_GUEST_ATTRIBUTES, "TRUE"),
+        (META_IMAGE, i.image.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| gce::metadata::Items::new().set_key(k).set_value(v));

@@ -27,6 +27,8 @@ pub(crate) struct DesiredGateway {
     pub(crate) routes: Vec<Route>,
     pub(crate) node_pool: NodePoolId,
     pub(crate) node_tag: String,
+    /// Existing resources taken over in place; their names replace natgw's derived ones.
+    pub(crate) adopt: config::Adopt,
 }
 
 /// The token the VM reports in the guest attribute `natgw/ready` once its startup script has finished:
@@ -68,9 +70,13 @@ pub(crate) fn gateway(
         gateway: gw.name.clone(),
     };
     let labels = owner.labels();
-    let vm_name = names::instance(&gw.name);
+    let adopted = |name: &Option<String>, derived: String| name.clone().unwrap_or(derived);
+    let vm_name = adopted(&gw.adopt.instance, names::instance(&gw.name));
     let external_address = Address {
-        name: names::external_address(&gw.name),
+        name: adopted(
+            &gw.adopt.external_address,
+            names::external_address(&gw.name),
+        ),
         region: gw.region.clone(),
         address_type: AddressType::External,
         subnetwork: None,
@@ -79,7 +85,10 @@ pub(crate) fn gateway(
         labels: labels.clone(),
     };
     let internal_address = Address {
-        name: names::internal_address(&gw.name),
+        name: adopted(
+            &gw.adopt.internal_address,
+            names::internal_address(&gw.name),
+        ),
         region: gw.region.clone(),
         address_type: AddressType::Internal,
         subnetwork: Some(subnetwork.clone()),
@@ -91,7 +100,7 @@ pub(crate) fn gateway(
     allowed.sort();
     allowed.dedup();
     let firewall = Firewall {
-        name: names::firewall(&gw.name, tag),
+        name: adopted(&gw.adopt.firewall, names::firewall(&gw.name, tag)),
         network: network.clone(),
         priority: FIREWALL_PRIORITY,
         source_ranges: gw.source_ranges.clone(),
@@ -155,6 +164,7 @@ pub(crate) fn gateway(
             name: gw.node_pool.name.clone(),
         },
         node_tag: gw.node_tag.clone(),
+        adopt: gw.adopt.clone(),
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) enum Event {
         name: String,
         verb: Verb,
         elapsed: Duration,
+        /// What the step waits for, once its API calls are done; `None` while they run.
+        waiting: Option<Wait>,
     },
     Done {
         address: String,
@@ -34,6 +36,18 @@ pub(crate) enum Event {
         address: String,
         reason: String,
     },
+}
+
+/// What a long step waits on, for its progress line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// A new or restarted VM is not RUNNING yet.
+    VmRunning,
+    /// The VM runs; its startup script has not reported ready.
+    StartupScriptReady,
+    /// An HA gateway's backend is not healthy yet (`regionBackendServices.getHealth`).
+    #[allow(dead_code, reason = "the HA apply (issue 14) reports it")]
+    BackendHealthy,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -124,19 +124,13 @@ async fn take_lock(
         frontend.notify(Notice::Lock(lock::Notice::Disabled));
         return Ok(None);
     }
-    let Some(network) = loaded
-        .config
-        .gateways
-        .values()
-        .next()
-        .map(|g| g.network.clone())
-    else {
+    let Some((cloud, network)) = lock::place(&session.cloud, loaded) else {
         return Ok(None);
     };
     let me = context::identity(command);
     let tell = frontend.clone();
     let held = lock::acquire(
-        &session.cloud,
+        &cloud,
         &loaded.config.stack,
         &network,
         &me,

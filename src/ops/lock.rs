@@ -349,6 +349,19 @@ pub(crate) enum Unlocked {
     Cancelled,
 }
 
+/// Where the stack's lock rule lives: the project that holds the first gateway's network (by name), and that
+/// network. With Shared VPC that is the host project, since a service project usually has no network of its
+/// own; two service projects that use the same stack name on one host then share one lock, which only makes
+/// their runs wait for each other.
+pub(super) fn place(cloud: &Cloud, loaded: &super::context::Loaded) -> Option<(Cloud, String)> {
+    let gw = loaded.config.gateways.values().next()?;
+    let cloud = match crate::model::desired::host_project(cloud.project(), gw) {
+        Some(host) => cloud.for_project(host),
+        None => cloud.clone(),
+    };
+    Some((cloud, gw.network.clone()))
+}
+
 /// Removes the stack's lock if it has the given ID, after asking (`confirm`) unless `--force`.
 pub(crate) fn force_unlock_stack(
     options: &ForceUnlockOptions,
@@ -369,7 +382,10 @@ pub(crate) fn force_unlock_stack(
     super::runtime(Some(2))?.block_on(async {
         let session = super::session::Session::open(&options.connect, &loaded, frontend).await?;
         let result = async {
-            let cloud = &session.cloud;
+            let (cloud, _) = place(&session.cloud, &loaded).ok_or_else(|| {
+                super::OpsError::Message("the config has no gateway, so no stack lock".into())
+            })?;
+            let cloud = &cloud;
             let stack = &loaded.config.stack;
             let held = check_id(cloud, stack, &options.id).await?;
             if !options.force && !confirm(&held)? {

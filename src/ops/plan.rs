@@ -67,7 +67,7 @@ pub(super) async fn make(
     let started = Instant::now();
     let world = session
         .cloud
-        .observe(&loaded.node_pools(), &loaded.hosts())
+        .observe_names(&loaded.node_pools(), &loaded.names(), &loaded.hosts())
         .await?;
     frontend.notify(Notice::Debug(format!(
         "observed {} addresses, {} instances, {} firewall rules, {} routes, {} node pools in {} ms",

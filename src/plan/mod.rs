@@ -71,6 +71,14 @@ pub(crate) struct Change {
     pub(crate) preconditions: Preconditions,
     #[serde(default)]
     pub(crate) diffs: Vec<FieldDiff>,
+    /// The name of an existing resource this change takes over (`[gateways.NAME.adopt]`), as Terraform's
+    /// `change.importing.id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) importing: Option<String>,
+    /// Differences left alone because fixing them would stop or replace an adopted VM, or an interruption
+    /// the change itself causes: each says what it would interrupt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warnings: Vec<String>,
 }
 
 /// A change as saved, before its field names are checked against its kind.
@@ -86,6 +94,10 @@ struct SavedChange {
     preconditions: Preconditions,
     #[serde(default)]
     diffs: Vec<FieldDiff<String>>,
+    #[serde(default)]
+    importing: Option<String>,
+    #[serde(default)]
+    warnings: Vec<String>,
 }
 
 impl TryFrom<SavedChange> for Change {
@@ -117,6 +129,8 @@ impl TryFrom<SavedChange> for Change {
             after: c.after,
             preconditions: c.preconditions,
             diffs,
+            importing: c.importing,
+            warnings: c.warnings,
         })
     }
 }
@@ -158,6 +172,9 @@ pub(crate) struct Plan {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub(crate) struct Summary {
+    /// Existing resources taken over (Terraform's "to import").
+    #[serde(skip)]
+    pub(crate) adopt: usize,
     pub(crate) add: usize,
     pub(crate) change: usize,
     pub(crate) destroy: usize,
@@ -167,6 +184,9 @@ impl Plan {
     pub(crate) fn summary(&self) -> Summary {
         let mut s = Summary::default();
         for c in &self.changes {
+            if c.importing.is_some() {
+                s.adopt += 1;
+            }
             match c.action {
                 Action::NoOp => {}
                 Action::Create => s.add += 1,
@@ -182,7 +202,9 @@ impl Plan {
     }
 
     pub(crate) fn has_changes(&self) -> bool {
-        self.changes.iter().any(|c| c.action != Action::NoOp)
+        self.changes
+            .iter()
+            .any(|c| c.action != Action::NoOp || c.importing.is_some())
     }
 }
 
@@ -201,6 +223,14 @@ pub(crate) enum PlanError {
         "node pool \"{0}\" (gateway {1}) was not found: check [gateways.{1}.node_pool] cluster, location and name"
     )]
     MissingNodePool(NodePoolId, String),
+    #[error("gateways.{gateway}.adopt.{key}: cannot adopt {kind} \"{name}\": {reason}")]
+    Adopt {
+        gateway: String,
+        key: &'static str,
+        kind: &'static str,
+        name: String,
+        reason: String,
+    },
 }
 
 /// Everything diff needs besides the two worlds.
@@ -222,6 +252,7 @@ pub(crate) fn diff(
     let added = tags_natgw_added(stack, desired, world)?;
     let mut changes = Vec::new();
     for gw in desired {
+        let gw = &known_names(stack, gw, world);
         gateway_changes(stack, gw, &added, world, &mut changes)?;
     }
     changes.extend(node_pool_changes(stack, desired, &added, world));
@@ -232,6 +263,82 @@ pub(crate) fn diff(
     // Node pools (no gateway) last.
     changes.sort_by_key(|c| c.kind == Kind::NodePool);
     Ok(changes)
+}
+
+/// The gateway with the names its adopted resources kept: the adopt table's, or, once it is gone from the
+/// config, those of the resources this stack owns for this gateway under a name natgw did not derive. An
+/// adopted VM's name is also its network tag, which the firewall rule targets.
+fn known_names(stack: &str, gw: &DesiredGateway, world: &Observation) -> DesiredGateway {
+    let mut gw = gw.clone();
+    let gateway = gw.owner.gateway.clone();
+    let mine = |o: &Option<Owner>| {
+        o.as_ref()
+            .is_some_and(|o| o.stack == stack && o.gateway == gateway)
+    };
+    let pick = |names: Vec<&String>, want: &str| -> Option<String> {
+        if names.iter().any(|n| *n == want) {
+            return None;
+        }
+        names.first().map(|n| (*n).clone())
+    };
+    if gw.adopt.external_address.is_none() || gw.adopt.internal_address.is_none() {
+        for (adopted, want) in [
+            (
+                gw.adopt.external_address.is_some(),
+                &mut gw.external_address,
+            ),
+            (
+                gw.adopt.internal_address.is_some(),
+                &mut gw.internal_address,
+            ),
+        ] {
+            if adopted {
+                continue;
+            }
+            let names = world
+                .addresses
+                .iter()
+                .filter(|o| mine(&o.owner) && o.resource.address_type == want.address_type)
+                .map(|o| &o.resource.name)
+                .collect();
+            if let Some(name) = pick(names, &want.name) {
+                want.name = name;
+            }
+        }
+    }
+    if gw.adopt.firewall.is_none() {
+        let names = world
+            .firewalls
+            .iter()
+            .filter(|o| mine(&o.owner) && !o.facts.contains_key(KEY_ROLE))
+            .map(|o| &o.resource.name)
+            .collect();
+        if let Some(name) = pick(names, &gw.firewall.name) {
+            gw.firewall.name = name;
+        }
+    }
+    if gw.adopt.instance.is_none() {
+        let names = world
+            .instances
+            .iter()
+            .filter(|o| mine(&o.owner))
+            .map(|o| &o.resource.name)
+            .collect();
+        if let Some(name) = pick(names, &gw.instance.name) {
+            let derived = std::mem::replace(&mut gw.instance.name, name.clone());
+            let retag = |tags: &mut Vec<String>| {
+                for t in tags.iter_mut().filter(|t| **t == derived) {
+                    t.clone_from(&name);
+                }
+            };
+            retag(&mut gw.instance.tags);
+            retag(&mut gw.firewall.target_tags);
+            if let Some(ssh) = gw.ssh_firewall.as_mut() {
+                retag(&mut ssh.target_tags);
+            }
+        }
+    }
+    gw
 }
 
 /// The (pool, tag) pairs natgw added: recorded by any of this stack's firewalls or routes, or missing now
@@ -280,8 +387,20 @@ fn gateway_changes(
     changes: &mut Vec<Change>,
 ) -> Result<(), PlanError> {
     let gateway = &gw.owner.gateway;
-    let ext = address_change(stack, gateway, &gw.external_address, world)?;
-    let int = address_change(stack, gateway, &gw.internal_address, world)?;
+    let ext = address_change(
+        stack,
+        gateway,
+        &gw.external_address,
+        world,
+        gw.adopt.external_address.is_some(),
+    )?;
+    let int = address_change(
+        stack,
+        gateway,
+        &gw.internal_address,
+        world,
+        gw.adopt.internal_address.is_some(),
+    )?;
     let kept_ip = |c: &Change| -> Option<Ipv4Addr> {
         match (&c.action, &c.before) {
             (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
@@ -305,6 +424,8 @@ fn gateway_changes(
     let mut fw = gw.firewall.clone();
     fw.description = record.clone();
     let found = by_name(&world.firewalls, &fw.name, |f| &f.name, Resource::Firewall);
+    let adopting = gw.adopt.firewall.is_some();
+    let found = adoptable(stack, gateway, Kind::Firewall, &fw.name, found, adopting)?;
     changes.push(compare(
         stack,
         gateway,
@@ -327,6 +448,22 @@ fn gateway_changes(
     vm.network_ip = int_ip;
     vm.nat_ip = ext_ip;
     let found = by_name(&world.instances, &vm.name, |i| &i.name, Resource::Instance);
+    let adopting = gw.adopt.instance.is_some();
+    let found = adoptable(stack, gateway, Kind::Instance, &vm.name, found, adopting)?;
+    if let Some(Found {
+        resource: Resource::Instance(i),
+        owner: None,
+        ..
+    }) = &found
+        && !i.can_ip_forward
+    {
+        return Err(adopt_error(
+                gateway,
+                Kind::Instance,
+                &vm.name,
+                "it does not forward packets (canIpForward is false), and Google sets canIpForward only when a VM is created: a gateway VM must be created with it".into(),
+        ));
+    }
     let mut vm_change = compare(
         stack,
         gateway,
@@ -334,6 +471,13 @@ fn gateway_changes(
         Resource::Instance(vm),
         found,
     )?;
+    // A VM natgw made carries its marker in the description, which no method changes: one without it was
+    // adopted, with or without the adopt table still there, and is never stopped or replaced unasked.
+    let was_adopted = matches!(&vm_change.before, Some(Resource::Instance(i))
+        if crate::model::ownership::parse_description(&i.description).is_none());
+    if adopting || was_adopted {
+        keep_adopted_instance(gateway, &mut vm_change)?;
+    }
     if vm_change.before.is_some() {
         if int_replaced {
             force_unknown(&mut vm_change, Field::Instance(InstanceField::NetworkIp));
@@ -356,7 +500,191 @@ fn gateway_changes(
         }
         changes.push(rc);
     }
+    for name in &gw.adopt.routes {
+        changes.extend(adopted_route(stack, gw, name, world)?);
+    }
     Ok(())
+}
+
+/// The `[gateways.NAME.adopt]` key of a kind.
+fn adopt_key(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Route => "routes",
+        other => other.role(),
+    }
+}
+
+fn adopt_error(gateway: &str, kind: Kind, name: &str, reason: String) -> PlanError {
+    PlanError::Adopt {
+        gateway: gateway.into(),
+        key: adopt_key(kind),
+        kind: kind.type_name(),
+        name: name.into(),
+        reason,
+    }
+}
+
+/// What the adopt table names must exist and belong to nobody else. A resource without any natgw marker is
+/// taken over: `compare` then sees it as this stack's, and its ownership markers are among the differences.
+fn adoptable<'a>(
+    stack: &str,
+    gateway: &str,
+    kind: Kind,
+    name: &str,
+    found: Option<Found<'a>>,
+    adopting: bool,
+) -> Result<Option<Found<'a>>, PlanError> {
+    if !adopting {
+        return Ok(found);
+    }
+    match &found {
+        None => Err(adopt_error(
+            gateway,
+            kind,
+            name,
+            "it does not exist in the project: check the name, or remove the key to let natgw create its own".into(),
+        )),
+        Some(Found {
+            owner: Some(o), ..
+        }) if o.stack != stack => Err(adopt_error(
+            gateway,
+            kind,
+            name,
+            format!(
+                "it belongs to natgw stack \"{}\" (gateway \"{}\"); natgw never takes a resource from another stack",
+                o.stack, o.gateway
+            ),
+        )),
+        Some(Found {
+            owner: Some(o), ..
+        }) if o.gateway != gateway => Err(adopt_error(
+            gateway,
+            kind,
+            name,
+            format!("it belongs to this stack's gateway \"{}\"", o.gateway),
+        )),
+        Some(_) => Ok(found.map(|f| Found {
+            adopting: true,
+            ..f
+        })),
+    }
+}
+
+/// An adopted VM is never stopped or replaced by the adoption: its boot image, which Google does not report,
+/// is taken to match (and recorded); differences that need a stop or a new VM become warnings; installing
+/// natgw's startup script is announced with its one reset.
+fn keep_adopted_instance(gateway: &str, change: &mut Change) -> Result<(), PlanError> {
+    let mut kept = Vec::new();
+    for d in std::mem::take(&mut change.diffs) {
+        match d.field {
+            Field::Instance(InstanceField::Image) => {}
+            Field::Instance(
+                f @ (InstanceField::MachineType
+                | InstanceField::ShieldedVm
+                | InstanceField::ServiceAccount),
+            ) => {
+                let interrupts = match f {
+                    InstanceField::MachineType => "a stop and start of the VM",
+                    _ => "a new VM (a stop, a new boot disk and a new instance id)",
+                };
+                change.warnings.push(format!(
+                    "{} is {} where the config wants {}; left as it is: fixing it needs {interrupts}, and with it an interruption of egress",
+                    d.field.name(),
+                    d.before,
+                    d.after
+                ));
+            }
+            _ if d.forces_replacement && !d.unknown => {
+                return Err(adopt_error(
+                    gateway,
+                    Kind::Instance,
+                    &change.name,
+                    format!(
+                        "it does not match the gateway: its {} is {}, the gateway's is {}",
+                        d.field.name(),
+                        d.before,
+                        d.after
+                    ),
+                ));
+            }
+            _ => kept.push(d),
+        }
+    }
+    if kept
+        .iter()
+        .any(|d| d.field == Field::Instance(InstanceField::StartupScript))
+        && change.importing.is_some()
+    {
+        change.warnings.push(
+            "installing natgw's startup script resets the VM once: egress through the gateway stops for one boot".into(),
+        );
+    }
+    change.diffs = kept;
+    change.action = if change.diffs.iter().any(|d| d.forces_replacement) {
+        Action::Replace
+    } else if change.diffs.is_empty() {
+        Action::NoOp
+    } else {
+        Action::Update
+    };
+    Ok(())
+}
+
+/// A route named in the adopt table: routes cannot be edited, so natgw's own route to the same range takes
+/// over and the adopted one is deleted once it is in place (see `apply::graph`). Gone, with natgw's own routes
+/// in place, it was adopted already: nothing to do.
+fn adopted_route(
+    stack: &str,
+    gw: &DesiredGateway,
+    name: &str,
+    world: &Observation,
+) -> Result<Option<Change>, PlanError> {
+    let gateway = &gw.owner.gateway;
+    let found = by_name(&world.routes, name, |r| &r.name, Resource::Route);
+    let taken_over = gw.routes.iter().all(|want| {
+        world
+            .routes
+            .iter()
+            .any(|o| o.resource.name == want.name && o.owned_by(stack))
+    });
+    if found.is_none() && taken_over {
+        return Ok(None);
+    }
+    let found = adoptable(stack, gateway, Kind::Route, name, found, true)?
+        .ok_or_else(|| adopt_error(gateway, Kind::Route, name, "it does not exist".into()))?;
+    let Resource::Route(route) = &found.resource else {
+        return Err(adopt_error(
+            gateway,
+            Kind::Route,
+            name,
+            "it is not a route".into(),
+        ));
+    };
+    if !gw.routes.iter().any(|r| r.dest_range == route.dest_range) {
+        let ranges: Vec<String> = gw.routes.iter().map(|r| r.dest_range.to_string()).collect();
+        return Err(adopt_error(
+            gateway,
+            Kind::Route,
+            name,
+            format!(
+                "it goes to {}, which is not one of the gateway's destinations ({}): natgw only takes over a route it replaces with its own",
+                route.dest_range,
+                ranges.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(Change {
+        gateway: gateway.clone(),
+        kind: Kind::Route,
+        name: name.into(),
+        action: Action::Delete,
+        before: Some(found.resource.clone()),
+        after: None,
+        preconditions: found.preconditions.clone(),
+        diffs: Vec::new(),
+        importing: Some(name.into()),
+        warnings: Vec::new(),
+    }))
 }
 
 /// Node pools: add wanted tags; remove tags natgw added that no gateway wants any more.
@@ -413,6 +741,8 @@ fn node_pool_changes(
             after: Some(Resource::NodePool(after)),
             preconditions: observed.preconditions.clone(),
             diffs,
+            importing: None,
+            warnings: Vec::new(),
         });
     }
     changes
@@ -462,6 +792,8 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
             after: None,
             preconditions: preconditions.clone(),
             diffs: Vec::new(),
+            importing: None,
+            warnings: Vec::new(),
         })
         .collect()
 }
@@ -497,6 +829,8 @@ struct Found<'a> {
     resource: Resource,
     owner: &'a Option<Owner>,
     preconditions: &'a Preconditions,
+    /// Named in the adopt table: without any natgw marker, it is taken over rather than a conflict.
+    adopting: bool,
 }
 
 fn by_name<'a, T: Clone>(
@@ -511,6 +845,7 @@ fn by_name<'a, T: Clone>(
             resource: wrap(o.resource.clone()),
             owner: &o.owner,
             preconditions: &o.preconditions,
+            adopting: false,
         })
 }
 
@@ -519,6 +854,7 @@ fn address_change(
     gateway: &str,
     want: &Address,
     world: &Observation,
+    adopting: bool,
 ) -> Result<Change, PlanError> {
     // Prefer the one in the wanted region; another region's is then a replacement.
     let found = world
@@ -530,9 +866,55 @@ fn address_change(
             resource: Resource::Address(o.resource.clone()),
             owner: &o.owner,
             preconditions: &o.preconditions,
+            adopting: false,
         });
+    let kind = want.kind();
+    let found = adoptable(stack, gateway, kind, &want.name, found, adopting)?;
+    if let (
+        true,
+        Some(Found {
+            resource: Resource::Address(a),
+            ..
+        }),
+    ) = (adopting, &found)
+    {
+        if a.region != want.region {
+            return Err(adopt_error(
+                gateway,
+                kind,
+                &want.name,
+                format!(
+                    "it is in region {}, the gateway's is {}: an address cannot move between regions",
+                    a.region, want.region
+                ),
+            ));
+        }
+        if a.address_type != want.address_type {
+            return Err(adopt_error(
+                gateway,
+                kind,
+                &want.name,
+                format!(
+                    "it is an {:?} address, the key wants an {:?} one",
+                    a.address_type, want.address_type
+                ),
+            ));
+        }
+    }
     let after = Resource::Address(want.clone());
-    compare(stack, gateway, want.kind(), after, found)
+    let change = compare(stack, gateway, kind, after, found)?;
+    if adopting && change.action == Action::Replace {
+        return Err(adopt_error(
+            gateway,
+            kind,
+            &want.name,
+            format!(
+                "matching the config would replace it ({} differs), and a new address has a new IP: the IP that others allow-list would be lost. Change the config to match the address",
+                change.forces_replacement().join(", ")
+            ),
+        ));
+    }
+    Ok(change)
 }
 
 /// What to do to make `found` (if anything was found under the name) into `after`.
@@ -554,10 +936,14 @@ fn compare(
             after: Some(after),
             preconditions: Preconditions::default(),
             diffs: Vec::new(),
+            importing: None,
+            warnings: Vec::new(),
         });
     };
+    let importing = found.owner.is_none() && found.adopting;
     match found.owner {
         Some(o) if o.stack == stack => {}
+        None if importing => {}
         other => {
             return Err(PlanError::Conflict {
                 kind: kind.type_name(),
@@ -596,6 +982,7 @@ fn compare(
     } else {
         Action::Update
     };
+    let importing = importing.then(|| name.clone());
     Ok(Change {
         gateway: gateway.into(),
         kind,
@@ -605,6 +992,8 @@ fn compare(
         after: Some(after),
         preconditions: found.preconditions.clone(),
         diffs,
+        importing,
+        warnings: Vec::new(),
     })
 }
 

@@ -586,6 +586,7 @@ fn summary_counts_replacements_twice() {
     assert_eq!(
         p.summary(),
         Summary {
+            adopt: 0,
             add: 3,
             change: 0,
             destroy: 3

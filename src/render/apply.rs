@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::model::progress::{Event, Outcome};
+use crate::model::progress::{Event, Outcome, Wait};
 use crate::output::Style;
 
 /// One progress line (without its newline).
@@ -17,13 +17,23 @@ pub(crate) fn progress(e: &Event, style: Style) -> String {
             name,
             verb,
             elapsed,
+            waiting,
             ..
-        } => format!(
-            "{}: Still {}... [{}s elapsed]",
-            style.bold(name),
-            verb.progressive(),
-            elapsed.as_secs()
-        ),
+        } => match waiting {
+            None => format!(
+                "{}: Still {}... [{}s elapsed]",
+                style.bold(name),
+                verb.progressive(),
+                elapsed.as_secs()
+            ),
+            Some(w) => format!(
+                "{}: Still {}... [{}s elapsed, {}]",
+                style.bold(name),
+                verb.progressive(),
+                elapsed.as_secs(),
+                waiting_for(*w)
+            ),
+        },
         Event::Done {
             name,
             verb,
@@ -39,6 +49,14 @@ pub(crate) fn progress(e: &Event, style: Style) -> String {
             format!("{}: {} failed", style.bold(name), verb.noun())
         }
         Event::Skipped { address, reason } => format!("{address}: skipped: {reason}"),
+    }
+}
+
+fn waiting_for(w: Wait) -> &'static str {
+    match w {
+        Wait::VmRunning => "waiting for the VM to be RUNNING",
+        Wait::StartupScriptReady => "waiting for the startup script to report ready",
+        Wait::BackendHealthy => "waiting for the backend to become healthy",
     }
 }
 
@@ -143,29 +161,11 @@ fn incomplete(destroy: bool, o: &Outcome) -> String {
 
 /// The addresses to know after an apply, Terraform's way: the egress IP goes on the allow-list.
 fn outputs(o: &Outcome) -> String {
-    let show = |ip: Option<std::net::Ipv4Addr>| {
-        ip.map_or("(not known yet)".to_string(), |ip| format!("\"{ip}\""))
-    };
-    let rows: Vec<(String, String)> = o
-        .outputs
-        .iter()
-        .flat_map(|(gateway, out)| {
-            [
-                (format!("{gateway}.egress_ip"), show(out.egress_ip)),
-                (format!("{gateway}.internal_ip"), show(out.internal_ip)),
-            ]
-        })
-        .collect();
-    if rows.is_empty() {
+    if o.outputs.is_empty() {
         return String::new();
     }
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    let mut text = String::from("\nOutputs:\n");
-    for (k, v) in rows {
-        let _ = write!(text, "\n{k:width$} = {v}");
-    }
-    text.push('\n');
-    text
+    let rows = super::output::rows(&o.outputs, "(not known yet)");
+    format!("\nOutputs:\n\n{rows}")
 }
 
 /// The outcome in JSON, for `--json`.

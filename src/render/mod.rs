@@ -3,6 +3,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod lock;
+pub(crate) mod output;
 pub(crate) mod validate;
 
 use std::fmt::Write as _;
@@ -69,11 +70,25 @@ fn fields(r: &Resource) -> Vec<(Field, Value)> {
         .collect()
 }
 
+/// Terraform's import wording, natgw's word: an adopted resource is taken over, then made to match.
+fn adopted_headline(action: Action) -> &'static str {
+    match action {
+        Action::NoOp => "will be adopted",
+        Action::Update => "will be adopted, then updated in-place",
+        Action::Delete => "will be adopted, then destroyed once natgw's own route is in place",
+        Action::Create | Action::Replace => "will be adopted, then replaced",
+    }
+}
+
 fn change_text(c: &Change, style: Style, out: &mut String) {
+    let words = match &c.importing {
+        Some(_) => adopted_headline(c.action),
+        None => headline(c.action),
+    };
     let _ = writeln!(
         out,
         "  {}",
-        style.bold(&format!("# {} {}", c.address(), headline(c.action)))
+        style.bold(&format!("# {} {words}", c.address()))
     );
     let _ = writeln!(
         out,
@@ -122,6 +137,9 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
         let _ = writeln!(out, "      {sym} {k:width$} = {v}");
     }
     let _ = writeln!(out, "    }}");
+    for w in &c.warnings {
+        let _ = writeln!(out, "    {} {w}", style.yellow("Warning:"));
+    }
 }
 
 /// The plan as text.
@@ -133,14 +151,23 @@ pub(crate) fn plan_text(plan: &Plan, style: Style) -> String {
         return out;
     }
     out.push_str("natgw will perform the following actions:\n\n");
-    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+    for c in plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp || c.importing.is_some())
+    {
         change_text(c, style, &mut out);
         out.push('\n');
     }
     let s = plan.summary();
+    let adopt = if s.adopt > 0 {
+        format!(" {} to adopt,", s.adopt)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{} {} to add, {} to change, {} to destroy.",
+        "{}{adopt} {} to add, {} to change, {} to destroy.",
         style.bold("Plan:"),
         s.add,
         s.change,
@@ -179,22 +206,34 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
             }
             let replace_paths: Vec<Value> =
                 c.forces_replacement().iter().map(|f| json!([f])).collect();
-            json!({
+            let mut change = json!({
+                "actions": c.action.terraform_actions(),
+                "before": to_map(&c.before),
+                "after": to_map(&c.after),
+                "after_unknown": after_unknown,
+                "replace_paths": replace_paths,
+            });
+            if let (Some(id), Some(m)) = (&c.importing, change.as_object_mut()) {
+                m.insert("importing".into(), json!({ "id": id }));
+            }
+            let mut rc = json!({
                 "address": c.address(),
                 "type": c.kind.type_name(),
                 "name": c.name,
                 "gateway": c.gateway,
-                "change": {
-                    "actions": c.action.terraform_actions(),
-                    "before": to_map(&c.before),
-                    "after": to_map(&c.after),
-                    "after_unknown": after_unknown,
-                    "replace_paths": replace_paths,
-                }
-            })
+                "change": change,
+            });
+            if let (false, Some(m)) = (c.warnings.is_empty(), rc.as_object_mut()) {
+                m.insert("warnings".into(), json!(c.warnings));
+            }
+            rc
         })
         .collect();
     let s = plan.summary();
+    let mut summary = json!({"add": s.add, "change": s.change, "destroy": s.destroy});
+    if let (true, Some(m)) = (s.adopt > 0, summary.as_object_mut()) {
+        m.insert("import".into(), json!(s.adopt));
+    }
     json!({
         "format_version": "1.2",
         "natgw_version": plan.natgw_version,
@@ -202,7 +241,7 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
         "stack": plan.stack,
         "destroy": plan.destroy,
         "resource_changes": changes,
-        "summary": {"add": s.add, "change": s.change, "destroy": s.destroy},
+        "summary": summary,
     })
 }
 

@@ -112,3 +112,38 @@ fn colours_only_when_asked() {
     assert!(!plan_text(&plan, Style { color: false }).contains('\x1b'));
     assert!(plan_text(&plan, Style { color: true }).contains("\x1b[32m+\x1b[0m"));
 }
+
+/// A long step's progress line says what it waits for once its API calls are done.
+#[test]
+fn still_lines_say_what_they_wait_for() {
+    use std::time::Duration;
+
+    use crate::model::progress::{Event, Verb, Wait};
+    use crate::render::apply::progress;
+
+    let still = |waiting| Event::Still {
+        address: "gitlab.instance".into(),
+        name: "natgw-gitlab".into(),
+        verb: Verb::Create,
+        elapsed: Duration::from_secs(20),
+        waiting,
+    };
+    let lines: Vec<String> = [
+        None,
+        Some(Wait::VmRunning),
+        Some(Wait::StartupScriptReady),
+        Some(Wait::BackendHealthy),
+    ]
+    .into_iter()
+    .map(|w| progress(&still(w), Style { color: false }))
+    .collect();
+    assert_eq!(
+        lines,
+        [
+            "natgw-gitlab: Still creating... [20s elapsed]",
+            "natgw-gitlab: Still creating... [20s elapsed, waiting for the VM to be RUNNING]",
+            "natgw-gitlab: Still creating... [20s elapsed, waiting for the startup script to report ready]",
+            "natgw-gitlab: Still creating... [20s elapsed, waiting for the backend to become healthy]",
+        ]
+    );
+}

@@ -4,12 +4,14 @@
 // report what they skip.
 #![allow(clippy::disallowed_methods)]
 
+mod adopt;
 mod bad_inputs;
 mod core;
 mod credentials;
 mod emulator;
 mod emulator_gke;
 mod fake;
+mod finish;
 mod fleet;
 mod gitlab_ci;
 mod golden;
