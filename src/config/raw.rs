@@ -583,12 +583,8 @@ fn read_gateways(cx: &mut Cx<'_>, root: &Table<'_, '_>) -> Option<BTreeMap<Strin
     complete.then(|| read.into_iter().map(|(g, _)| (g.name.clone(), g)).collect())
 }
 
-fn read_gateway(
-    cx: &mut Cx<'_>,
-    name: &str,
-    t: &Table<'_, '_>,
-    name_span: Option<Span>,
-) -> Option<(Gateway, Located)> {
+/// Unknown keys of a gateway table, with a hint when the key belongs in one of its sub-tables or at the top.
+fn check_gateway_keys(cx: &mut Cx<'_>, t: &Table<'_, '_>) {
     let pool_place = format!("[{}.node_pool]", t.key);
     let conntrack_place = format!("[{}.conntrack]", t.key);
     let adopt_place = format!("[{}.adopt]", t.key);
@@ -607,7 +603,15 @@ fn read_gateway(
             ),
         ],
     );
+}
 
+fn read_gateway(
+    cx: &mut Cx<'_>,
+    name: &str,
+    t: &Table<'_, '_>,
+    name_span: Option<Span>,
+) -> Option<(Gateway, Located)> {
+    check_gateway_keys(cx, t);
     let region = required_string(
         cx,
         t,
