@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::gcp::lock::{LockRule, Take};
 use crate::gcp::{Cloud, GcpError};
-use crate::model::lock::{self, Here, Holder, Stale};
+use crate::model::lock::{self, Here, Holder};
 
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
@@ -176,7 +176,7 @@ pub(crate) async fn acquire(
         if let Some(why) = lock::stale(&other, &here) {
             notice(Notice::BrokeStale {
                 who: other.who(),
-                why: why_text(&why),
+                why: why.to_string(),
             });
             cloud.delete_lock(&rule, &other.id, true).await?;
             continue;
@@ -197,10 +197,6 @@ pub(crate) async fn acquire(
         }
         tokio::time::sleep(left.min(Duration::from_secs(5))).await;
     }
-}
-
-fn why_text(why: &Stale) -> String {
-    why.to_string()
 }
 
 fn readable(rule: &str, project: &str, held: LockRule) -> Result<Holder, LockError> {
