@@ -51,7 +51,58 @@ pub(crate) fn steps(changes: &[Change]) -> Vec<Step> {
 }
 
 fn is_address(k: Kind) -> bool {
-    matches!(k, Kind::ExternalAddress | Kind::InternalAddress)
+    k.is_address()
+}
+
+/// Building up a gateway in several zones: whether a step of kind `a` must finish before one of kind `b`.
+/// Its zones' addresses come first (the groups' VMs keep them, and an HA kind never exists without them, which
+/// is how a plan knows to read the HA kinds of a gateway the config no longer names); the template, the
+/// autohealing check and the probers' firewall rule before the groups; the groups and the load balancer's
+/// health check before the backend service, which goes before the forwarding rule; and the next hop before
+/// the routes. Tearing down runs the same relation backwards.
+fn ha_up(a: Kind, b: Kind) -> bool {
+    use Kind::{
+        AutohealCheck, BackendService, ForwardingRule, HealthCheck, HealthFirewall, IlbAddress,
+        InstanceGroup, InstanceTemplate, Route, ZoneExternalAddress, ZoneInternalAddress,
+    };
+    let zone_address = matches!(a, ZoneExternalAddress | ZoneInternalAddress);
+    let ha_kind = matches!(
+        b,
+        InstanceGroup
+            | InstanceTemplate
+            | HealthCheck
+            | AutohealCheck
+            | BackendService
+            | ForwardingRule
+            | HealthFirewall
+            | IlbAddress
+    );
+    (zone_address && (ha_kind || (a == ZoneInternalAddress && b == Route)))
+        || matches!(
+            (a, b),
+            (
+                InstanceTemplate | AutohealCheck | HealthFirewall,
+                InstanceGroup
+            ) | (HealthCheck | InstanceGroup, BackendService)
+                | (BackendService | IlbAddress, ForwardingRule)
+                | (ForwardingRule | InstanceGroup, Route)
+        )
+}
+
+/// The order of a gateway in several zones' steps (see [`ha_up`]), and across directions: the groups move
+/// to a new template before the old one goes, and a zone leaves the backend service before its group goes.
+fn ha_before(ca: &Change, a: Direction, cb: &Change, b: Direction) -> bool {
+    use Direction::{Down, Up};
+    match (a, b) {
+        (Up, Up) => ha_up(ca.kind, cb.kind),
+        (Down, Down) => ha_up(cb.kind, ca.kind),
+        (Up, Down) => matches!(
+            (ca.kind, cb.kind),
+            (Kind::InstanceGroup, Kind::InstanceTemplate)
+                | (Kind::BackendService, Kind::InstanceGroup)
+        ),
+        (Down, Up) => false,
+    }
 }
 
 fn address_ip(r: Option<&Resource>) -> Option<std::net::Ipv4Addr> {
@@ -65,6 +116,9 @@ fn address_ip(r: Option<&Resource>) -> Option<std::net::Ipv4Addr> {
 fn before(changes: &[Change], a: Step, b: Step) -> bool {
     let (ca, cb) = (&changes[a.change], &changes[b.change]);
     let same_gateway = !ca.gateway.is_empty() && ca.gateway == cb.gateway;
+    if same_gateway && a.change != b.change && ha_before(ca, a.direction, cb, b.direction) {
+        return true;
+    }
     use Direction::{Down, Up};
     match (a.direction, b.direction) {
         // A replacement deletes, then creates.

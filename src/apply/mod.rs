@@ -5,6 +5,7 @@
 //! Apply follows the plan's changes alone; the reasons shown to the user never steer it.
 
 mod graph;
+mod ha;
 mod ready;
 
 use std::collections::{BTreeMap, HashMap};
@@ -48,8 +49,9 @@ impl Default for Options {
 fn outputs(
     changes: &[Change],
     ips: &HashMap<(String, Kind), Ipv4Addr>,
+    named: &HashMap<String, Ipv4Addr>,
 ) -> BTreeMap<String, Outputs> {
-    changes
+    let mut out: BTreeMap<String, Outputs> = changes
         .iter()
         .filter(|c| c.kind == Kind::ExternalAddress && c.after.is_some())
         .map(|c| {
@@ -59,6 +61,43 @@ fn outputs(
                 Outputs {
                     egress_ip: ip(Kind::ExternalAddress),
                     internal_ip: ip(Kind::InternalAddress),
+                    egress_ips: None,
+                },
+            )
+        })
+        .collect();
+    out.extend(ha_outputs(changes, named));
+    out
+}
+
+/// The outputs of the gateways in several zones: every zone's egress IP, and the next hop (the load
+/// balancer's address, or the one zone's VM's).
+fn ha_outputs(changes: &[Change], named: &HashMap<String, Ipv4Addr>) -> BTreeMap<String, Outputs> {
+    let mut out: BTreeMap<String, (Vec<Option<Ipv4Addr>>, Option<Ipv4Addr>, Option<Ipv4Addr>)> =
+        BTreeMap::new();
+    for c in changes.iter().filter(|c| c.after.is_some()) {
+        let ip = named.get(&c.name).copied();
+        let entry = out.entry(c.gateway.clone());
+        match c.kind {
+            Kind::ZoneExternalAddress => entry.or_default().0.push(ip),
+            Kind::ZoneInternalAddress => entry.or_default().1 = ip,
+            Kind::IlbAddress => entry.or_default().2 = ip,
+            _ => {}
+        }
+    }
+    out.into_iter()
+        .map(|(gateway, (egress, zone_int, ilb))| {
+            let known: Option<Vec<Ipv4Addr>> = egress.iter().copied().collect();
+            let one = match egress.as_slice() {
+                [only] => *only,
+                _ => None,
+            };
+            (
+                gateway,
+                Outputs {
+                    egress_ip: one,
+                    internal_ip: ilb.or(zone_int),
+                    egress_ips: Some(known.unwrap_or_default()),
                 },
             )
         })
@@ -67,7 +106,20 @@ fn outputs(
 
 /// The outputs of a plan with nothing to do: the addresses it observed.
 pub(crate) fn kept_outputs(changes: &[Change]) -> BTreeMap<String, Outputs> {
-    outputs(changes, &known_ips(changes))
+    outputs(changes, &known_ips(changes), &known_named_ips(changes))
+}
+
+/// IPs of the addresses the plan keeps, by name.
+fn known_named_ips(changes: &[Change]) -> HashMap<String, Ipv4Addr> {
+    changes
+        .iter()
+        .filter_map(|c| match (c.action, &c.before) {
+            (Action::NoOp | Action::Update, Some(Resource::Address(a))) => {
+                Some((a.name.clone(), a.address?))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +190,14 @@ struct Shared {
     /// first checks that it reports ready, since an earlier run may have left a VM that never did. The
     /// check runs once per VM; the routes of other gateways do not wait for it.
     kept_vms: HashMap<String, (Instance, tokio::sync::OnceCell<()>)>,
+    /// The gateways in several zones, by name.
+    ha: HashMap<String, Arc<ha::Gateway>>,
+    /// IPs learnt while applying, by address name: the addresses of a gateway in several zones.
+    named_ips: NamedIps,
 }
+
+/// Address name -> IP.
+type NamedIps = Arc<Mutex<HashMap<String, Ipv4Addr>>>;
 
 /// Applies `plan`, whose world was observed at `observed_at` (plan-and-apply observes first; a saved plan is
 /// applied only if a new observation finds the same world, and `observed_at` is then that new one). `stop`
@@ -165,6 +224,8 @@ pub(crate) async fn apply(
         world: plan.world.clone(),
         observed: observed_at,
         kept_vms: kept_vms(&plan.changes),
+        ha: ha::gateways(&plan.changes),
+        named_ips: Arc::new(Mutex::new(known_named_ips(&plan.changes))),
     });
     let mut outcome = Outcome::default();
     let run = |i: usize| {
@@ -190,8 +251,8 @@ pub(crate) async fn apply(
             ended(i, state);
         }
     }
-    if let Ok(ips) = shared.ips.lock() {
-        outcome.outputs = outputs(&plan.changes, &ips);
+    if let (Ok(ips), Ok(named)) = (shared.ips.lock(), shared.named_ips.lock()) {
+        outcome.outputs = outputs(&plan.changes, &ips, &named);
     }
     outcome
 }
@@ -364,6 +425,13 @@ async fn down(shared: &Shared, change: &Change) -> Result<(), StepError> {
         Some(Resource::Firewall(f)) => Ok(cloud.delete_firewall(check, f).await?),
         Some(Resource::Instance(i)) => Ok(cloud.delete_instance(check, &i.zone, &i.name).await?),
         Some(Resource::Route(r)) => Ok(cloud.delete_route(check, r).await?),
+        Some(
+            Resource::InstanceTemplate(_)
+            | Resource::InstanceGroup(_)
+            | Resource::HealthCheck(_)
+            | Resource::BackendService(_)
+            | Resource::ForwardingRule(_),
+        ) => ha::down(shared, change, check).await,
         // A node pool is never natgw's to delete: its tags are removed by an update.
         Some(Resource::NodePool(_)) | None => Err(StepError::Other("nothing to delete".into())),
     }
@@ -377,6 +445,13 @@ async fn up(shared: &Shared, change: &Change) -> Result<(), StepError> {
         Some(Resource::Instance(i)) => up_instance(shared, change, i).await,
         Some(Resource::Route(r)) => up_route(shared, change, r).await,
         Some(Resource::NodePool(p)) => up_node_pool(shared, change, p).await,
+        Some(
+            Resource::InstanceTemplate(_)
+            | Resource::InstanceGroup(_)
+            | Resource::HealthCheck(_)
+            | Resource::BackendService(_)
+            | Resource::ForwardingRule(_),
+        ) => ha::up(shared, change).await,
         None => Err(StepError::Other("nothing to create".into())),
     }
 }
@@ -396,6 +471,12 @@ async fn up_address(shared: &Shared, change: &Change, a: &Address) -> Result<(),
         .lock()
         .map_err(|_| StepError::Other("internal state poisoned".into()))?;
     ips.insert((change.gateway.clone(), change.kind), ip);
+    drop(ips);
+    shared
+        .named_ips
+        .lock()
+        .map_err(|_| StepError::Other("internal state poisoned".into()))?
+        .insert(a.name.clone(), ip);
     Ok(())
 }
 
@@ -425,6 +506,9 @@ async fn up_instance(shared: &Shared, change: &Change, i: &Instance) -> Result<(
 
 /// Creates the route through the gateway's internal address, once a VM the plan keeps reports ready.
 async fn up_route(shared: &Shared, change: &Change, r: &Route) -> Result<(), StepError> {
+    if let Some(done) = ha::up_route(shared, change, r).await {
+        return done;
+    }
     let cloud = &shared.cloud;
     let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
     if let Some((vm, ready)) = shared.kept_vms.get(&change.gateway) {
@@ -485,6 +569,13 @@ fn owner_check<'a>(
             .routes
             .iter()
             .any(|o| o.resource.name == r.name && o.owned_by(stack)),
+        Some(
+            r @ (Resource::InstanceTemplate(_)
+            | Resource::InstanceGroup(_)
+            | Resource::HealthCheck(_)
+            | Resource::BackendService(_)
+            | Resource::ForwardingRule(_)),
+        ) => ha::seen(w, stack, r),
         Some(Resource::NodePool(_)) | None => false,
     };
     if seen {

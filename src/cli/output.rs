@@ -30,7 +30,9 @@ pub(crate) fn run(global: &Global, args: &Args, shell: &Shell) -> Result<ExitCod
     if let Some(name) = &args.gateway {
         // `terraform output NAME` fails on an output that does not exist; a script must not read an empty
         // allow-list entry as an IP.
-        let Some(outputs) = found.gateways.get(name).filter(|o| o.egress_ip.is_some()) else {
+        let Some(outputs) = found.gateways.get(name).filter(|o| {
+            o.egress_ip.is_some() || o.egress_ips.as_ref().is_some_and(|ips| !ips.is_empty())
+        }) else {
             return Err(OpsError::Message(not_created(name, &found.project)));
         };
         if shell.json {

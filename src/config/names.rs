@@ -63,6 +63,68 @@ pub(crate) fn route(gateway: &str, tag: Option<&str>, destination: &Ipv4Net) -> 
     format!("{}-{}", host_scoped(gateway, tag), destination.slug())
 }
 
+/// The zone's suffix in natgw's names: its last segment, `b` for `europe-west1-b`.
+pub(crate) fn zone_suffix(zone: &str) -> &str {
+    zone.rsplit('-').next().unwrap_or(zone)
+}
+
+/// A zone's managed instance group of a gateway in several zones, and the name of its one VM:
+/// `natgw-{gw}-{z}`. The group's VM keeps the addresses [`zone_internal_address`] and
+/// [`zone_external_address`] of the same zone, derived from the group's name (see `zone_address_of`).
+pub(crate) fn zone_group(gateway: &str, zone: &str) -> String {
+    format!("{PREFIX}-{gateway}-{}", zone_suffix(zone))
+}
+
+/// A zone's reserved external (egress) address: `natgw-{gw}-{z}-ext`.
+pub(crate) fn zone_external_address(gateway: &str, zone: &str) -> String {
+    format!("{}-ext", zone_group(gateway, zone))
+}
+
+/// A zone's reserved internal address: `natgw-{gw}-{z}-int`.
+pub(crate) fn zone_internal_address(gateway: &str, zone: &str) -> String {
+    format!("{}-int", zone_group(gateway, zone))
+}
+
+/// The addresses a zone's group preserves for its VM: `({group}-int, {group}-ext)`.
+pub(crate) fn zone_addresses_of(group: &str) -> (String, String) {
+    (format!("{group}-int"), format!("{group}-ext"))
+}
+
+/// The instance template: `natgw-{gw}-{hash}`, the hash of its content (templates cannot change, so a new
+/// content is a new template).
+pub(crate) fn instance_template(gateway: &str, hash: &str) -> String {
+    format!("{PREFIX}-{gateway}-{hash}")
+}
+
+/// Characters of the content hash in [`instance_template`].
+pub(crate) const TEMPLATE_HASH_LEN: usize = 8;
+
+/// The load balancer's health check: `natgw-{gw}-hc`.
+pub(crate) fn health_check(gateway: &str) -> String {
+    format!("{PREFIX}-{gateway}-hc")
+}
+
+/// Autohealing's own health check: `natgw-{gw}-ah`.
+pub(crate) fn autoheal_check(gateway: &str) -> String {
+    format!("{PREFIX}-{gateway}-ah")
+}
+
+/// The internal backend service and its forwarding rule: `natgw-{gw}` (two kinds, one name each).
+pub(crate) fn load_balancer(gateway: &str) -> String {
+    format!("{PREFIX}-{gateway}")
+}
+
+/// The load balancer's reserved internal address, the routes' next hop: `natgw-{gw}-ilb`.
+pub(crate) fn ilb_address(gateway: &str) -> String {
+    format!("{PREFIX}-{gateway}-ilb")
+}
+
+/// The rule that lets Google's health-check probers reach the VMs: `natgw-{gw}-hc`
+/// (`natgw-{gw}-{tag}-hc` in a Shared VPC host project).
+pub(crate) fn health_firewall(gateway: &str, tag: Option<&str>) -> String {
+    format!("{}-hc", host_scoped(gateway, tag))
+}
+
 /// Every name a gateway with these destinations derives, in a fixed order. `shared_vpc`: its firewall
 /// rules and routes carry a host tag (any tag: they all have the same length).
 pub(crate) fn all(gateway: &str, shared_vpc: bool, destinations: &[Ipv4Net]) -> Vec<String> {
@@ -127,6 +189,37 @@ mod tests {
         assert_eq!(
             route("gitlab", Some(&a), &d),
             format!("natgw-gitlab-{a}-34-120-10-10-32")
+        );
+    }
+
+    #[test]
+    fn ha_names_are_never_the_longest() {
+        // The shortest route slug (`0-0-0-0-0`) outlasts every name of a gateway in several zones, so the
+        // route names that `too_long` checks bound them too (a gateway has at least one destination).
+        let shortest: Ipv4Net = "0.0.0.0/0".parse().expect("valid range");
+        let gw = "g";
+        let route = route(gw, None, &shortest).len();
+        let hash = "0".repeat(TEMPLATE_HASH_LEN);
+        for name in [
+            zone_group(gw, "europe-west1-b"),
+            zone_external_address(gw, "europe-west1-b"),
+            zone_internal_address(gw, "europe-west1-b"),
+            instance_template(gw, &hash),
+            health_check(gw),
+            autoheal_check(gw),
+            load_balancer(gw),
+            ilb_address(gw),
+        ] {
+            assert!(name.len() <= route, "{name}");
+        }
+        assert!(health_firewall(gw, Some("000000")).len() < firewall(gw, Some("000000")).len());
+        assert_eq!(zone_group("gitlab", "europe-west1-b"), "natgw-gitlab-b");
+        assert_eq!(
+            zone_addresses_of("natgw-gitlab-b"),
+            (
+                zone_internal_address("gitlab", "europe-west1-b"),
+                zone_external_address("gitlab", "europe-west1-b")
+            )
         );
     }
 

@@ -131,7 +131,7 @@ impl Cloud {
     }
 
     /// Sends one Compute change and waits for its operation.
-    async fn change(
+    pub(super) async fn change(
         &self,
         scope: Scope<'_>,
         context: &str,
@@ -144,7 +144,7 @@ impl Cloud {
     /// Every delete has one shape: read the resource (gone already: done) and prove it carries this stack's
     /// marker, unless the caller has just observed it with the marker (`check`); delete it, wait. A 404
     /// anywhere means someone else finished the job.
-    async fn delete_owned<R>(
+    pub(super) async fn delete_owned<R>(
         &self,
         check: OwnerCheck<'_>,
         scope: Scope<'_>,
@@ -288,7 +288,7 @@ impl Cloud {
     }
 
     /// The scope of a global resource on `network`: the network's project.
-    fn global_on<'a>(&'a self, network: &'a str) -> (&'a str, Scope<'a>) {
+    pub(super) fn global_on<'a>(&'a self, network: &'a str) -> (&'a str, Scope<'a>) {
         let p = wire::network_project(&self.project, network);
         let scope = if p == self.project {
             Scope::Global
@@ -300,7 +300,7 @@ impl Cloud {
 
     /// Google's refusals of a Shared VPC host's subnetwork, with what to fix. `subnetwork` as the model names
     /// it; a subnetwork of the stack's own project leaves the error as it is.
-    fn explain_shared_vpc(&self, subnetwork: &str, e: GcpError) -> GcpError {
+    pub(super) fn explain_shared_vpc(&self, subnetwork: &str, e: GcpError) -> GcpError {
         let host = wire::network_project(&self.project, subnetwork);
         if host == self.project {
             return e;
@@ -1122,12 +1122,16 @@ fn ignore_not_found(r: Result<(), GcpError>) -> Result<(), GcpError> {
     }
 }
 
-fn description_owner(description: Option<&str>) -> Option<Owner> {
+pub(super) fn description_owner(description: Option<&str>) -> Option<Owner> {
     ownership::parse_description(description.unwrap_or_default()).map(|(o, _)| o)
 }
 
 /// natgw never changes or deletes what its stack does not own, even if a plan said so.
-fn ensure_owned(stack: &str, owner: Option<Owner>, context: &str) -> Result<(), GcpError> {
+pub(super) fn ensure_owned(
+    stack: &str,
+    owner: Option<Owner>,
+    context: &str,
+) -> Result<(), GcpError> {
     match owner {
         Some(o) if o.stack == stack => Ok(()),
         _ => Err(GcpError::Unexpected {

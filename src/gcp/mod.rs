@@ -2,6 +2,7 @@
 
 pub(crate) mod auth;
 mod calls;
+mod calls_ha;
 #[cfg(test)]
 mod cloud_tests;
 pub(crate) mod lock;
@@ -9,6 +10,7 @@ pub(crate) mod observe;
 mod policy;
 mod retry;
 mod wire;
+mod wire_ha;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,7 @@ use google_cloud_compute_v1::client::{
 use google_cloud_container_v1::client::ClusterManager;
 
 pub(crate) use calls::{OwnerCheck, Ready, SerialChunk};
+pub(crate) use calls_ha::BackendHealth;
 pub(crate) use observe::HostScope;
 
 /// Where natgw sends its API calls, how it authenticates, how long it retries and waits, and who hears what it
@@ -112,6 +115,8 @@ pub(crate) struct Cloud {
     gke: ClusterManager,
     /// Built on first use (a plan never waits for an operation), shared by every clone.
     ops: Arc<tokio::sync::OnceCell<OpsClients>>,
+    /// The clients of a gateway in several zones, built on first use.
+    ha: Arc<tokio::sync::OnceCell<calls_ha::HaClients>>,
     conn: Arc<Connection>,
     /// Longest wait for one operation.
     op_deadline: Duration,
@@ -245,6 +250,7 @@ impl Cloud {
             routes: joined(routes).await?,
             gke: joined(gke).await?,
             ops: Arc::new(tokio::sync::OnceCell::new()),
+            ha: Arc::new(tokio::sync::OnceCell::new()),
             conn: Arc::new(conn.clone()),
             op_deadline: conn.retry.op_deadline,
             cluster_busy_timeout: conn.retry.cluster_busy_timeout,
@@ -258,6 +264,36 @@ impl Cloud {
             // A failure shows again, with its context, when a change needs the clients.
             let _ = cloud.ops().await;
         });
+    }
+
+    async fn ha(&self) -> Result<&calls_ha::HaClients, GcpError> {
+        use google_cloud_compute_v1::client::{
+            BackendServices, ForwardingRules, HealthChecks, InstanceGroupManagers,
+            InstanceTemplates, RegionBackendServices, RegionHealthChecks,
+        };
+        self.ha
+            .get_or_try_init(|| async {
+                let conn = &self.conn;
+                let (templates, groups, checks, all_checks, services, all_services, rules) = (
+                    spawn_client!(InstanceTemplates, conn),
+                    spawn_client!(InstanceGroupManagers, conn),
+                    spawn_client!(RegionHealthChecks, conn),
+                    spawn_client!(HealthChecks, conn),
+                    spawn_client!(RegionBackendServices, conn),
+                    spawn_client!(BackendServices, conn),
+                    spawn_client!(ForwardingRules, conn),
+                );
+                Ok(calls_ha::HaClients {
+                    templates: joined(templates).await?,
+                    groups: joined(groups).await?,
+                    checks: joined(checks).await?,
+                    all_checks: joined(all_checks).await?,
+                    services: joined(services).await?,
+                    all_services: joined(all_services).await?,
+                    rules: joined(rules).await?,
+                })
+            })
+            .await
     }
 
     async fn ops(&self) -> Result<&OpsClients, GcpError> {

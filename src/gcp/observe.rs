@@ -25,6 +25,8 @@ pub(crate) struct Names {
     pub(crate) instances: BTreeSet<String>,
     pub(crate) firewalls: BTreeSet<String>,
     pub(crate) routes: BTreeSet<String>,
+    /// A gateway of the config has `zones`: its own kinds are read in the same round.
+    pub(crate) ha: bool,
 }
 
 /// Addresses and instances carry natgw's labels, so one AIP-160 filter finds every owned one whatever its
@@ -93,7 +95,14 @@ impl Cloud {
             labelled_filter(&names.instances),
         );
         let route_filter = route_filter(&names.routes);
-        let (addresses, instances, mut firewalls, mut routes, mut node_pools, in_hosts) = tokio::try_join!(
+        let ha = async {
+            if names.ha {
+                self.observe_ha(NAME_FILTER).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (addresses, instances, mut firewalls, mut routes, mut node_pools, in_hosts, ha) = tokio::try_join!(
             self.list_addresses(&address_filter),
             self.list_instances(&instance_filter),
             self.list_firewalls(&self.project, Some(&names.firewalls), NAME_FILTER),
@@ -106,6 +115,7 @@ impl Cloud {
                     self.list_routes(&h.project, &filter)
                 )
             })),
+            ha,
         )?;
         for (f, r) in in_hosts {
             firewalls.extend(f);
@@ -118,6 +128,20 @@ impl Cloud {
             routes,
             ..Observation::default()
         };
+        // A gateway in several zones that the config no longer names: its addresses say so, and its own kinds
+        // are read in a second round.
+        let ha = match ha {
+            Some(ha) => Some(ha),
+            None if world.has_ha_addresses() => Some(self.observe_ha(NAME_FILTER).await?),
+            None => None,
+        };
+        if let Some(ha) = ha {
+            world.templates = ha.templates;
+            world.groups = ha.groups;
+            world.health_checks = ha.health_checks;
+            world.backend_services = ha.backend_services;
+            world.forwarding_rules = ha.forwarding_rules;
+        }
         let recorded: Vec<NodePoolId> = world
             .recorded_node_pools(None)
             .into_iter()
@@ -305,7 +329,7 @@ impl Cloud {
 }
 
 /// Follows `nextPageToken` until the last page.
-async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, GcpError>
+pub(super) async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, GcpError>
 where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = Result<(Vec<T>, Option<String>), GcpError>>,

@@ -398,6 +398,7 @@ pub(super) fn route_from_wire(own: &str, r: &gce::Route) -> Option<Observed<Rout
         // A route natgw could not have made (an IPv6 range) is not natgw's.
         dest_range: r.dest_range.as_deref()?.parse().ok()?,
         next_hop_ip: ip(r.next_hop_ip.as_ref()),
+        next_hop_ilb: r.next_hop_ilb.as_deref().map(ilb_ref),
         priority: r.priority.unwrap_or(1000),
         tags: r.tags.clone(),
         description: description.clone(),
@@ -418,11 +419,29 @@ pub(super) fn route_from_wire(own: &str, r: &gce::Route) -> Option<Observed<Rout
 /// matching packets"; `priority` "from 0 to 65535 ... The default value is 1000"; `tags` "A list of instance
 /// tags to which this route applies"; `description` "Provide this field when you create the resource".
 pub(super) fn route_to_wire(project: &str, r: &Route, next_hop: Ipv4Addr) -> gce::Route {
+    route_base(project, r).set_next_hop_ip(next_hop.to_string())
+}
+
+/// A route through a gateway's internal passthrough load balancer. compute.v1.json, `Route.nextHopIlb`: "The
+/// URL to a forwarding rule of type loadBalancingScheme=INTERNAL that should handle matching packets or the
+/// IP address of the forwarding Rule".
+pub(super) fn route_ilb_to_wire(project: &str, r: &Route, rule: &str) -> gce::Route {
+    route_base(project, r).set_next_hop_ilb(rule.to_string())
+}
+
+/// `nextHopIlb` as the model names it: the rule's path from `projects/` on (or an IP, kept as given).
+fn ilb_ref(url: &str) -> String {
+    match url.find("projects/") {
+        Some(i) => url[i..].to_string(),
+        None => url.to_string(),
+    }
+}
+
+fn route_base(project: &str, r: &Route) -> gce::Route {
     gce::Route::new()
         .set_name(r.name.clone())
         .set_network(network_url(project, &r.network))
         .set_dest_range(r.dest_range.to_string())
-        .set_next_hop_ip(next_hop.to_string())
         .set_priority(r.priority)
         .set_tags(r.tags.clone())
         .set_description(r.description.clone())

@@ -29,6 +29,10 @@ pub(crate) struct DesiredGateway {
     pub(crate) node_tag: String,
     /// Existing resources taken over in place; their names replace natgw's derived ones.
     pub(crate) adopt: config::Adopt,
+    /// `zones = [..]`: the managed groups and load balancer that replace the single VM. With it, the plan
+    /// ignores `external_address`, `internal_address` and `instance` (the firewall rules, routes and node
+    /// pool are the same).
+    pub(crate) ha: Option<super::ha::DesiredHa>,
 }
 
 /// The token the VM reports in the guest attribute `natgw/ready` once its startup script has finished:
@@ -137,6 +141,22 @@ pub(crate) fn gateway(
         description: owner.description(&[(KEY_IMAGE, gw.image.clone())]),
         status: "RUNNING".to_string(),
     };
+    let ha = gw.ha.as_ref().map(|ha| {
+        super::ha::desired(
+            gw,
+            ha,
+            &super::ha::Base {
+                owner: &owner,
+                network: &network,
+                subnetwork: &instance.subnetwork,
+                host_tag: tag,
+                vm_tag: &instance.name,
+                startup_script: &instance.startup_script,
+                ready_token: &instance.ready_token,
+            },
+        )
+    });
+    let next_hop_ilb = ha.as_ref().and_then(|h| h.next_hop_ilb(project));
     let routes = gw
         .destinations
         .iter()
@@ -144,7 +164,12 @@ pub(crate) fn gateway(
             name: names::route(&gw.name, tag, dest),
             network: network.clone(),
             dest_range: *dest,
-            next_hop_ip: gw.internal_ip,
+            next_hop_ip: if next_hop_ilb.is_some() {
+                None
+            } else {
+                gw.internal_ip
+            },
+            next_hop_ilb: next_hop_ilb.clone(),
             priority: gw.route_priority,
             tags: vec![gw.node_tag.clone()],
             description: owner.description(&[]),
@@ -165,6 +190,7 @@ pub(crate) fn gateway(
         },
         node_tag: gw.node_tag.clone(),
         adopt: gw.adopt.clone(),
+        ha,
     }
 }
 

@@ -6,6 +6,10 @@
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use super::fields_ha::{
+    BackendServiceField, ForwardingRuleField, HealthCheckField, InstanceGroupField,
+    InstanceTemplateField,
+};
 use super::{Address, Firewall, Instance, Kind, NodePool, Resource, Route};
 
 /// How a field may change.
@@ -38,7 +42,7 @@ pub(crate) struct Spec {
     pub(crate) display: Display,
 }
 
-const fn spec(name: &'static str, mutability: Mutability, display: Display) -> Spec {
+pub(crate) const fn spec(name: &'static str, mutability: Mutability, display: Display) -> Spec {
     Spec {
         name,
         mutability,
@@ -246,6 +250,7 @@ pub(crate) enum RouteField {
     Network,
     DestRange,
     NextHopIp,
+    NextHopIlb,
     Priority,
     Tags,
     Description,
@@ -257,6 +262,7 @@ impl RouteField {
         Self::Network,
         Self::DestRange,
         Self::NextHopIp,
+        Self::NextHopIlb,
         Self::Priority,
         Self::Tags,
         Self::Description,
@@ -270,6 +276,7 @@ impl RouteField {
             Self::Network => spec("network", Replace, Value),
             Self::DestRange => spec("dest_range", Replace, Value),
             Self::NextHopIp => spec("next_hop_ip", Replace, Computed),
+            Self::NextHopIlb => spec("next_hop_ilb", Replace, Value),
             Self::Priority => spec("priority", Replace, Value),
             Self::Tags => spec("tags", Replace, Value),
             // Set when the route is made; a route is never replaced for its description alone.
@@ -283,6 +290,7 @@ impl RouteField {
             Self::Network => json(&r.network),
             Self::DestRange => json(&r.dest_range),
             Self::NextHopIp => json(&r.next_hop_ip),
+            Self::NextHopIlb => json(&r.next_hop_ilb),
             Self::Priority => json(&r.priority),
             Self::Tags => json(&r.tags),
             Self::Description => json(&r.description),
@@ -325,6 +333,11 @@ pub(crate) enum Field {
     Instance(InstanceField),
     Route(RouteField),
     NodePool(NodePoolField),
+    InstanceTemplate(InstanceTemplateField),
+    InstanceGroup(InstanceGroupField),
+    HealthCheck(HealthCheckField),
+    BackendService(BackendServiceField),
+    ForwardingRule(ForwardingRuleField),
 }
 
 impl Field {
@@ -335,6 +348,11 @@ impl Field {
             Field::Instance(f) => f.spec(),
             Field::Route(f) => f.spec(),
             Field::NodePool(f) => f.spec(),
+            Field::InstanceTemplate(f) => f.spec(),
+            Field::InstanceGroup(f) => f.spec(),
+            Field::HealthCheck(f) => f.spec(),
+            Field::BackendService(f) => f.spec(),
+            Field::ForwardingRule(f) => f.spec(),
         }
     }
 
@@ -353,11 +371,35 @@ impl Field {
     /// Every field of a kind, in declaration order.
     pub(crate) fn all(kind: Kind) -> Vec<Field> {
         match kind {
-            Kind::ExternalAddress | Kind::InternalAddress => AddressField::ALL
+            Kind::ExternalAddress
+            | Kind::InternalAddress
+            | Kind::ZoneExternalAddress
+            | Kind::ZoneInternalAddress
+            | Kind::IlbAddress => AddressField::ALL
                 .iter()
                 .map(|&f| Field::Address(f))
                 .collect(),
-            Kind::Firewall | Kind::SshFirewall => FirewallField::ALL
+            Kind::InstanceTemplate => InstanceTemplateField::ALL
+                .iter()
+                .map(|&f| Field::InstanceTemplate(f))
+                .collect(),
+            Kind::InstanceGroup => InstanceGroupField::ALL
+                .iter()
+                .map(|&f| Field::InstanceGroup(f))
+                .collect(),
+            Kind::HealthCheck | Kind::AutohealCheck => HealthCheckField::ALL
+                .iter()
+                .map(|&f| Field::HealthCheck(f))
+                .collect(),
+            Kind::BackendService => BackendServiceField::ALL
+                .iter()
+                .map(|&f| Field::BackendService(f))
+                .collect(),
+            Kind::ForwardingRule => ForwardingRuleField::ALL
+                .iter()
+                .map(|&f| Field::ForwardingRule(f))
+                .collect(),
+            Kind::Firewall | Kind::SshFirewall | Kind::HealthFirewall => FirewallField::ALL
                 .iter()
                 .map(|&f| Field::Firewall(f))
                 .collect(),
@@ -394,6 +436,11 @@ impl Resource {
             Resource::Instance(_) => Kind::Instance,
             Resource::Route(_) => Kind::Route,
             Resource::NodePool(_) => Kind::NodePool,
+            Resource::InstanceTemplate(_) => Kind::InstanceTemplate,
+            Resource::InstanceGroup(_) => Kind::InstanceGroup,
+            Resource::HealthCheck(_) => Kind::HealthCheck,
+            Resource::BackendService(_) => Kind::BackendService,
+            Resource::ForwardingRule(_) => Kind::ForwardingRule,
         }
     }
 
@@ -405,12 +452,22 @@ impl Resource {
             (Resource::Instance(i), Field::Instance(f)) => f.value(i),
             (Resource::Route(r), Field::Route(f)) => f.value(r),
             (Resource::NodePool(p), Field::NodePool(f)) => f.value(p),
+            (Resource::InstanceTemplate(t), Field::InstanceTemplate(f)) => f.value(t),
+            (Resource::InstanceGroup(g), Field::InstanceGroup(f)) => f.value(g),
+            (Resource::HealthCheck(h), Field::HealthCheck(f)) => f.value(h),
+            (Resource::BackendService(b), Field::BackendService(f)) => f.value(b),
+            (Resource::ForwardingRule(r), Field::ForwardingRule(f)) => f.value(r),
             (
                 Resource::Address(_)
                 | Resource::Firewall(_)
                 | Resource::Instance(_)
                 | Resource::Route(_)
-                | Resource::NodePool(_),
+                | Resource::NodePool(_)
+                | Resource::InstanceTemplate(_)
+                | Resource::InstanceGroup(_)
+                | Resource::HealthCheck(_)
+                | Resource::BackendService(_)
+                | Resource::ForwardingRule(_),
                 _,
             ) => Value::Null,
         }
@@ -428,7 +485,7 @@ impl Resource {
 }
 
 /// Serialising these types cannot fail: no maps with non-string keys, no custom serialisers that error.
-fn json<T: Serialize>(v: &T) -> Value {
+pub(crate) fn json<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
@@ -467,11 +524,57 @@ mod tests {
             }),
             Kind::Route => Resource::Route(Route {
                 next_hop_ip: ip,
+                next_hop_ilb: Some("projects/p/regions/r/forwardingRules/f".into()),
                 ..d.routes[0].clone()
             }),
+            Kind::ZoneExternalAddress
+            | Kind::ZoneInternalAddress
+            | Kind::IlbAddress
+            | Kind::HealthFirewall
+            | Kind::HealthCheck
+            | Kind::AutohealCheck
+            | Kind::InstanceTemplate
+            | Kind::InstanceGroup
+            | Kind::BackendService
+            | Kind::ForwardingRule => ha_sample(kind, ip),
             Kind::NodePool => Resource::NodePool(NodePool {
                 id: d.node_pool,
                 tags: vec![d.node_tag],
+            }),
+        }
+    }
+
+    /// A resource of a gateway in several zones, every optional field set.
+    fn ha_sample(kind: Kind, ip: Option<std::net::Ipv4Addr>) -> Resource {
+        let cfg = crate::plan::tests::config_from(crate::plan::tests::HA_EXAMPLE);
+        let gw = cfg.gateways.values().next().expect("a gateway");
+        let d = desired::gateway("p", &cfg.stack, gw, "#!/bin/bash\n".into());
+        let ha = d.ha.expect("zones");
+        let lb = ha.lb.clone().expect("two zones");
+        let zone = ha.zones[0].clone();
+        match kind {
+            Kind::ZoneExternalAddress => Resource::Address(Address {
+                address: ip,
+                subnetwork: Some("default".into()),
+                ..zone.external_address
+            }),
+            Kind::ZoneInternalAddress => Resource::Address(Address {
+                address: ip,
+                ..zone.internal_address
+            }),
+            Kind::IlbAddress => Resource::Address(Address {
+                address: ip,
+                ..lb.address
+            }),
+            Kind::HealthFirewall => Resource::Firewall(ha.health_firewall),
+            Kind::HealthCheck => Resource::HealthCheck(ha.health_check),
+            Kind::AutohealCheck => Resource::HealthCheck(ha.autoheal_check),
+            Kind::InstanceTemplate => Resource::InstanceTemplate(ha.template),
+            Kind::InstanceGroup => Resource::InstanceGroup(zone.group),
+            Kind::BackendService => Resource::BackendService(lb.backend_service),
+            _ => Resource::ForwardingRule(crate::model::ha::ForwardingRule {
+                ip_address: ip,
+                ..lb.forwarding_rule
             }),
         }
     }

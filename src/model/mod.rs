@@ -5,6 +5,8 @@
 
 pub(crate) mod desired;
 pub(crate) mod fields;
+pub(crate) mod fields_ha;
+pub(crate) mod ha;
 pub(crate) mod lock;
 pub(crate) mod observed;
 pub(crate) mod ownership;
@@ -30,6 +32,20 @@ pub(crate) enum Kind {
     Instance,
     Route,
     NodePool,
+    /// A gateway in several zones (`model::ha`): each zone's reserved addresses,
+    ZoneExternalAddress,
+    ZoneInternalAddress,
+    /// the load balancer's address,
+    IlbAddress,
+    /// the rule that lets Google's health-check probers in,
+    HealthFirewall,
+    HealthCheck,
+    AutohealCheck,
+    InstanceTemplate,
+    /// each zone's managed instance group,
+    InstanceGroup,
+    BackendService,
+    ForwardingRule,
 }
 
 impl Kind {
@@ -43,13 +59,32 @@ impl Kind {
         Kind::Instance,
         Kind::Route,
         Kind::NodePool,
+        Kind::ZoneExternalAddress,
+        Kind::ZoneInternalAddress,
+        Kind::IlbAddress,
+        Kind::HealthFirewall,
+        Kind::HealthCheck,
+        Kind::AutohealCheck,
+        Kind::InstanceTemplate,
+        Kind::InstanceGroup,
+        Kind::BackendService,
+        Kind::ForwardingRule,
     ];
 
     /// The resource type as shown in plans, Terraform style.
     pub(crate) fn type_name(self) -> &'static str {
         match self {
-            Kind::ExternalAddress | Kind::InternalAddress => "compute_address",
-            Kind::Firewall | Kind::SshFirewall => "compute_firewall",
+            Kind::ExternalAddress
+            | Kind::InternalAddress
+            | Kind::ZoneExternalAddress
+            | Kind::ZoneInternalAddress
+            | Kind::IlbAddress => "compute_address",
+            Kind::Firewall | Kind::SshFirewall | Kind::HealthFirewall => "compute_firewall",
+            Kind::HealthCheck | Kind::AutohealCheck => "compute_region_health_check",
+            Kind::InstanceTemplate => "compute_instance_template",
+            Kind::InstanceGroup => "compute_instance_group_manager",
+            Kind::BackendService => "compute_region_backend_service",
+            Kind::ForwardingRule => "compute_forwarding_rule",
             Kind::Instance => "compute_instance",
             Kind::Route => "compute_route",
             Kind::NodePool => "container_node_pool",
@@ -66,6 +101,16 @@ impl Kind {
             Kind::Instance => "instance",
             Kind::Route => "route",
             Kind::NodePool => "node_pool_tags",
+            Kind::ZoneExternalAddress => "zone_external_address",
+            Kind::ZoneInternalAddress => "zone_internal_address",
+            Kind::IlbAddress => "ilb_address",
+            Kind::HealthFirewall => "health_firewall",
+            Kind::HealthCheck => "health_check",
+            Kind::AutohealCheck => "autoheal_check",
+            Kind::InstanceTemplate => "instance_template",
+            Kind::InstanceGroup => "instance_group",
+            Kind::BackendService => "backend_service",
+            Kind::ForwardingRule => "forwarding_rule",
         }
     }
 }
@@ -92,11 +137,39 @@ pub(crate) struct Address {
 }
 
 impl Address {
+    /// By its type, or the `natgw-role` label of a gateway in several zones.
     pub(crate) fn kind(&self) -> Kind {
-        match self.address_type {
-            AddressType::External => Kind::ExternalAddress,
-            AddressType::Internal => Kind::InternalAddress,
+        match (
+            self.labels.get(ownership::LABEL_ROLE).map(String::as_str),
+            self.address_type,
+        ) {
+            (Some(ha::ROLE_ZONE_EXT), _) => Kind::ZoneExternalAddress,
+            (Some(ha::ROLE_ZONE_INT), _) => Kind::ZoneInternalAddress,
+            (Some(ha::ROLE_ILB), _) => Kind::IlbAddress,
+            (_, AddressType::External) => Kind::ExternalAddress,
+            (_, AddressType::Internal) => Kind::InternalAddress,
         }
+    }
+}
+
+impl Kind {
+    /// A kind a gateway has several of (one per zone): plans show each one's name.
+    pub(crate) fn per_zone(self) -> bool {
+        matches!(
+            self,
+            Kind::ZoneExternalAddress | Kind::ZoneInternalAddress | Kind::InstanceGroup
+        )
+    }
+
+    pub(crate) fn is_address(self) -> bool {
+        matches!(
+            self,
+            Kind::ExternalAddress
+                | Kind::InternalAddress
+                | Kind::ZoneExternalAddress
+                | Kind::ZoneInternalAddress
+                | Kind::IlbAddress
+        )
     }
 }
 
@@ -149,6 +222,10 @@ pub(crate) struct Route {
     pub(crate) dest_range: Ipv4Net,
     /// `None` in a desired route: the internal address, known after apply.
     pub(crate) next_hop_ip: Option<Ipv4Addr>,
+    /// A gateway in two or more zones: its forwarding rule, `projects/P/regions/R/forwardingRules/N`
+    /// (`nextHopIlb`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) next_hop_ilb: Option<String>,
     pub(crate) priority: u32,
     pub(crate) tags: Vec<String>,
     pub(crate) description: String,
@@ -230,6 +307,11 @@ pub(crate) enum Resource {
     Instance(Instance),
     Route(Route),
     NodePool(NodePool),
+    InstanceTemplate(ha::InstanceTemplate),
+    InstanceGroup(ha::InstanceGroup),
+    HealthCheck(ha::HealthCheck),
+    BackendService(ha::BackendService),
+    ForwardingRule(ha::ForwardingRule),
 }
 
 impl Resource {
@@ -240,6 +322,11 @@ impl Resource {
             Resource::Instance(i) => i.name.clone(),
             Resource::Route(r) => r.name.clone(),
             Resource::NodePool(p) => p.id.to_string(),
+            Resource::InstanceTemplate(t) => t.name.clone(),
+            Resource::InstanceGroup(g) => g.name.clone(),
+            Resource::HealthCheck(h) => h.name.clone(),
+            Resource::BackendService(b) => b.name.clone(),
+            Resource::ForwardingRule(f) => f.name.clone(),
         }
     }
 }

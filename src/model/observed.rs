@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::ownership::{self, Owner};
-use crate::model::{Address, Firewall, Instance, NodePool, NodePoolId, Route};
+use crate::model::{Address, Firewall, Instance, NodePool, NodePoolId, Route, ha};
 
 /// Server-side facts that are not part of the resource's shape but that updates need.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +91,18 @@ pub(crate) struct Observation {
     pub(crate) instances: Vec<Observed<Instance>>,
     pub(crate) routes: Vec<Observed<Route>>,
     pub(crate) node_pools: Vec<Observed<NodePool>>,
+    /// A gateway in several zones' own kinds (`model::ha`): read only when a config gateway has `zones` or
+    /// an address natgw owns says a gateway had them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) templates: Vec<Observed<ha::InstanceTemplate>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) groups: Vec<Observed<ha::InstanceGroup>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) health_checks: Vec<Observed<ha::HealthCheck>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) backend_services: Vec<Observed<ha::BackendService>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) forwarding_rules: Vec<Observed<ha::ForwardingRule>>,
     /// Node pools natgw looked for and did not find.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) missing_node_pools: Vec<NodePoolId>,
@@ -133,6 +145,20 @@ impl Observation {
         ids
     }
 
+    /// Whether an address natgw owns (any stack's) belongs to a gateway in several zones: then the HA kinds
+    /// must be read, even if no gateway of the config has `zones` any more.
+    pub(crate) fn has_ha_addresses(&self) -> bool {
+        self.addresses.iter().any(|a| {
+            a.owner.is_some()
+                && matches!(
+                    a.resource.kind(),
+                    crate::model::Kind::ZoneExternalAddress
+                        | crate::model::Kind::ZoneInternalAddress
+                        | crate::model::Kind::IlbAddress
+                )
+        })
+    }
+
     pub(crate) fn node_pool(&self, id: &NodePoolId) -> Option<&Observed<NodePool>> {
         self.node_pools.iter().find(|p| &p.resource.id == id)
     }
@@ -156,6 +182,17 @@ impl Observation {
             .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
         w.node_pools
             .sort_by(|a, b| a.resource.id.cmp(&b.resource.id));
+        w.templates
+            .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
+        w.groups.sort_by(|a, b| {
+            (&a.resource.zone, &a.resource.name).cmp(&(&b.resource.zone, &b.resource.name))
+        });
+        w.health_checks
+            .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
+        w.backend_services
+            .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
+        w.forwarding_rules
+            .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));
         w.missing_node_pools.sort();
         w
     }

@@ -17,6 +17,8 @@ pub(crate) const KEY_TAG_ADDED: &str = "natgw-tag-added";
 /// What an owned resource is for, where its kind alone does not say: a gateway has two firewall rules.
 /// Absent on the gateway's main rule (written before the key existed).
 pub(crate) const KEY_ROLE: &str = "natgw-role";
+/// The same, as a label: the addresses of a gateway in several zones (`model::ha`).
+pub(crate) const LABEL_ROLE: &str = KEY_ROLE;
 
 /// The VM's boot image: an instance does not echo it back, so natgw records it.
 pub(crate) const KEY_IMAGE: &str = "natgw-image";

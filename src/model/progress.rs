@@ -46,8 +46,9 @@ pub(crate) enum Wait {
     /// The VM runs; its startup script has not reported ready.
     StartupScriptReady,
     /// An HA gateway's backend is not healthy yet (`regionBackendServices.getHealth`).
-    #[allow(dead_code, reason = "the HA apply (issue 14) reports it")]
     BackendHealthy,
+    /// A rolling change waits for another zone's VM to be healthy before it replaces the last healthy one.
+    AnotherBackendHealthy,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,8 +102,13 @@ pub(crate) struct Outcome {
 /// A gateway's addresses once applied: the egress IP is the one to put on the allow-list.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Outputs {
+    /// A gateway in several zones has one only with one zone; `egress_ips` lists them all.
     pub(crate) egress_ip: Option<Ipv4Addr>,
+    /// The routes' next hop: the VM's, or a gateway in several zones' load balancer's.
     pub(crate) internal_ip: Option<Ipv4Addr>,
+    /// A gateway in several zones: every zone's egress IP, the list to allow-list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) egress_ips: Option<Vec<Ipv4Addr>>,
 }
 
 impl Outcome {

@@ -55,6 +55,16 @@ impl Loaded {
                 .extend(g.ssh_firewall.iter().map(|f| f.name.clone()));
             n.routes.extend(g.routes.iter().map(|r| r.name.clone()));
             n.routes.extend(g.adopt.routes.iter().cloned());
+            if let Some(ha) = &g.ha {
+                n.ha = true;
+                n.firewalls.insert(ha.health_firewall.name.clone());
+                for z in &ha.zones {
+                    n.addresses.insert(z.external_address.name.clone());
+                    n.addresses.insert(z.internal_address.name.clone());
+                }
+                n.addresses
+                    .extend(ha.lb.iter().map(|lb| lb.address.name.clone()));
+            }
         }
         n
     }
@@ -71,16 +81,7 @@ pub(super) fn load(path: &Path) -> Result<Loaded, OpsError> {
     let text = config::read(path)?;
     let config = config::parse(path, &text)?;
     for gw in config.gateways.values() {
-        if gw.ha.is_some() {
-            // The config reads `zones`, but the resources that make it survive (issue 14) are not built
-            // yet: refuse rather than build a single VM that the config says survives a zone outage.
-            return Err(OpsError::Message(format!(
-                "{}: gateways.{}.zones: a gateway in several zones (high availability) is not supported by plan or apply yet; use zone = \"{}\" for a single VM",
-                path.display(),
-                gw.name,
-                gw.zone
-            )));
-        }
+        refuse_ha_combination(path, gw)?;
     }
     let digest = crate::hex::encode(&Sha256::digest(text.as_bytes()));
     let project = resolve_project(&config)?;
@@ -95,6 +96,32 @@ pub(super) fn load(path: &Path) -> Result<Loaded, OpsError> {
         digest,
         desired,
     })
+}
+
+/// What a gateway in several zones does not support yet: taking over existing resources, and a Shared VPC
+/// host project (the load balancer would sit in the service project, its routes in the host).
+fn refuse_ha_combination(path: &Path, gw: &config::Gateway) -> Result<(), OpsError> {
+    if gw.ha.is_none() {
+        return Ok(());
+    }
+    let (key, why) = if gw.adopt != config::Adopt::default() {
+        (
+            "adopt",
+            "a gateway in several zones is built new (its VMs belong to managed instance groups); adopt existing resources with a single-VM gateway (zone = \"..\")",
+        )
+    } else if gw.network_project.is_some() {
+        (
+            "network_project",
+            "a gateway in several zones does not support a Shared VPC host project yet; use zone = \"..\" for a single VM",
+        )
+    } else {
+        return Ok(());
+    };
+    Err(OpsError::Message(format!(
+        "{}: gateways.{}.{key} with zones: {why}",
+        path.display(),
+        gw.name
+    )))
 }
 
 /// The config's `project`, else `GOOGLE_CLOUD_PROJECT`, else `CLOUDSDK_CORE_PROJECT`, else the credentials'
@@ -162,20 +189,37 @@ mod tests {
     use super::load;
 
     #[test]
-    fn a_gateway_with_zones_is_refused_until_ha_is_built() {
+    fn a_gateway_with_zones_loads_but_not_with_adopt_or_a_host_project() {
         let example = include_str!("../../examples/gitlab-runner.toml");
         let zone = "zone          = \"europe-west1-b\"";
         assert!(example.contains(zone), "{example}");
-        let text = example.replace(zone, "zones = [\"europe-west1-b\", \"europe-west1-c\"]");
+        let ha = example.replace(zone, "zones = [\"europe-west1-b\", \"europe-west1-c\"]");
         let dir = std::env::temp_dir().join(format!("natgw-ha-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let path = dir.join("natgw.toml");
-        std::fs::write(&path, text).expect("the config is written");
-        let refused = load(&path).err().map(|e| e.to_string());
+        let load_text = |text: &str| {
+            std::fs::write(&path, text).expect("the config is written");
+            load(&path).map(|l| l.desired).map_err(|e| e.to_string())
+        };
+        let loaded = load_text(&ha);
+        let adopting = load_text(&format!(
+            "{ha}\n[gateways.gitlab.adopt]\ninstance = \"old-nat\"\n"
+        ));
+        let hosted = load_text(&ha.replace(
+            "network       = \"vpc-network\"",
+            "network       = \"vpc-network\"\nnetwork_project = \"net-host\"",
+        ));
         std::fs::remove_dir_all(&dir).expect("the temporary directory is removed");
-        let message = refused.expect("zones is refused");
+        let desired = loaded.expect("zones load");
+        assert_eq!(desired[0].ha.as_ref().map(|h| h.zones.len()), Some(2));
+        let message = adopting.expect_err("adopt with zones");
         assert!(
-            message.contains("gateways.gitlab.zones: a gateway in several zones (high availability) is not supported by plan or apply yet"),
+            message.contains("gateways.gitlab.adopt with zones"),
+            "{message}"
+        );
+        let message = hosted.expect_err("a host project with zones");
+        assert!(
+            message.contains("gateways.gitlab.network_project with zones"),
             "{message}"
         );
     }

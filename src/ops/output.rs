@@ -44,10 +44,23 @@ pub(crate) fn output(
             .desired
             .iter()
             .flat_map(|g| {
+                let ha = g.ha.iter().flat_map(|ha| {
+                    ha.zones
+                        .iter()
+                        .flat_map(|z| {
+                            [
+                                z.external_address.name.clone(),
+                                z.internal_address.name.clone(),
+                            ]
+                        })
+                        .chain(ha.lb.iter().map(|lb| lb.address.name.clone()))
+                });
                 [
                     g.external_address.name.clone(),
                     g.internal_address.name.clone(),
                 ]
+                .into_iter()
+                .chain(ha.collect::<Vec<_>>())
             })
             .collect();
         let filter = crate::gcp::observe::labelled_filter(&names);
@@ -75,13 +88,37 @@ pub(crate) fn output(
                     })
                     .and_then(|o: &Observed<Address>| o.resource.address)
             };
-            (
-                g.owner.gateway.clone(),
-                Outputs {
+            let outputs = match &g.ha {
+                None => Outputs {
                     egress_ip: ip(&g.external_address),
                     internal_ip: ip(&g.internal_address),
+                    egress_ips: None,
                 },
-            )
+                Some(ha) => {
+                    let egress: Vec<Option<std::net::Ipv4Addr>> =
+                        ha.zones.iter().map(|z| ip(&z.external_address)).collect();
+                    let next_hop = match (&ha.lb, ha.zones.as_slice()) {
+                        (Some(lb), _) => ip(&lb.address),
+                        (None, [zone]) => ip(&zone.internal_address),
+                        (None, _) => None,
+                    };
+                    Outputs {
+                        egress_ip: match egress.as_slice() {
+                            [only] => *only,
+                            _ => None,
+                        },
+                        internal_ip: next_hop,
+                        // Known once every zone's address exists; empty until then.
+                        egress_ips: Some(
+                            egress
+                                .into_iter()
+                                .collect::<Option<Vec<_>>>()
+                                .unwrap_or_default(),
+                        ),
+                    }
+                }
+            };
+            (g.owner.gateway.clone(), outputs)
         })
         .collect();
     Ok(GatewayOutputs {

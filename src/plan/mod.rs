@@ -143,6 +143,9 @@ impl Change {
                 format!("{}.route[\"{}\"]", self.gateway, r.dest_range)
             }
             (Kind::NodePool, _) => format!("node_pool[\"{}\"]", self.name),
+            (kind, _) if kind.per_zone() => {
+                format!("{}.{}[\"{}\"]", self.gateway, kind.role(), self.name)
+            }
             (kind, _) => format!("{}.{}", self.gateway, kind.role()),
         }
     }
@@ -223,6 +226,14 @@ pub(crate) enum PlanError {
         "node pool \"{0}\" (gateway {1}) was not found: check [gateways.{1}.node_pool] cluster, location and name"
     )]
     MissingNodePool(NodePoolId, String),
+    #[error(
+        "gateways.{gateway}: the gateway exists with `{from}` and the config now says `{to}`; natgw does not move a gateway between a single VM and several zones yet (it would cut egress while it rebuilds). To move it: add a second gateway with `{to}` under another name, apply, allow-list its egress IPs, then remove this one and apply again; or destroy this gateway first (egress stops until the next apply)"
+    )]
+    Migration {
+        gateway: String,
+        from: &'static str,
+        to: &'static str,
+    },
     #[error("gateways.{gateway}.adopt.{key}: cannot adopt {kind} \"{name}\": {reason}")]
     Adopt {
         gateway: String,
@@ -386,6 +397,10 @@ fn gateway_changes(
     world: &Observation,
     changes: &mut Vec<Change>,
 ) -> Result<(), PlanError> {
+    if let Some(desired) = &gw.ha {
+        return ha::gateway_changes(stack, gw, desired, added, world, changes);
+    }
+    ha::refuse_migration(stack, gw, world)?;
     let gateway = &gw.owner.gateway;
     let ext = address_change(
         stack,
@@ -414,35 +429,7 @@ fn gateway_changes(
     changes.push(ext);
     changes.push(int);
 
-    // The firewall rule and every route record the node-pool tag.
-    let tag_added = added.contains(&(gw.node_pool.clone(), gw.node_tag.clone()));
-    let record = gw.owner.description(&[
-        (KEY_NODE_POOL, gw.node_pool.to_string()),
-        (KEY_NODE_TAG, gw.node_tag.clone()),
-        (KEY_TAG_ADDED, tag_added.to_string()),
-    ]);
-    let mut fw = gw.firewall.clone();
-    fw.description = record.clone();
-    let found = by_name(&world.firewalls, &fw.name, |f| &f.name, Resource::Firewall);
-    let adopting = gw.adopt.firewall.is_some();
-    let found = adoptable(stack, gateway, Kind::Firewall, &fw.name, found, adopting)?;
-    changes.push(compare(
-        stack,
-        gateway,
-        Kind::Firewall,
-        Resource::Firewall(fw),
-        found,
-    )?);
-    if let Some(ssh) = &gw.ssh_firewall {
-        let found = by_name(&world.firewalls, &ssh.name, |f| &f.name, Resource::Firewall);
-        changes.push(compare(
-            stack,
-            gateway,
-            Kind::SshFirewall,
-            Resource::Firewall(ssh.clone()),
-            found,
-        )?);
-    }
+    let record = firewall_changes(stack, gw, added, world, changes)?;
 
     let mut vm = gw.instance.clone();
     vm.network_ip = int_ip;
@@ -504,6 +491,47 @@ fn gateway_changes(
         changes.extend(adopted_route(stack, gw, name, world)?);
     }
     Ok(())
+}
+
+/// The gateway's firewall rules; returns the record (its description) that the rule and every route carry:
+/// the node-pool tag, and whether natgw added it.
+fn firewall_changes(
+    stack: &str,
+    gw: &DesiredGateway,
+    added: &AddedTags,
+    world: &Observation,
+    changes: &mut Vec<Change>,
+) -> Result<String, PlanError> {
+    let gateway = &gw.owner.gateway;
+    let tag_added = added.contains(&(gw.node_pool.clone(), gw.node_tag.clone()));
+    let record = gw.owner.description(&[
+        (KEY_NODE_POOL, gw.node_pool.to_string()),
+        (KEY_NODE_TAG, gw.node_tag.clone()),
+        (KEY_TAG_ADDED, tag_added.to_string()),
+    ]);
+    let mut fw = gw.firewall.clone();
+    fw.description = record.clone();
+    let found = by_name(&world.firewalls, &fw.name, |f| &f.name, Resource::Firewall);
+    let adopting = gw.adopt.firewall.is_some();
+    let found = adoptable(stack, gateway, Kind::Firewall, &fw.name, found, adopting)?;
+    changes.push(compare(
+        stack,
+        gateway,
+        Kind::Firewall,
+        Resource::Firewall(fw),
+        found,
+    )?);
+    if let Some(ssh) = &gw.ssh_firewall {
+        let found = by_name(&world.firewalls, &ssh.name, |f| &f.name, Resource::Firewall);
+        changes.push(compare(
+            stack,
+            gateway,
+            Kind::SshFirewall,
+            Resource::Firewall(ssh.clone()),
+            found,
+        )?);
+    }
+    Ok(record)
 }
 
 /// The `[gateways.NAME.adopt]` key of a kind.
@@ -765,6 +793,7 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
     let firewalls = world.firewalls.iter().filter_map(|o| {
         let kind = match o.facts.get(KEY_ROLE).map(String::as_str) {
             Some(ROLE_SSH) => Kind::SshFirewall,
+            _ if ha::is_health_firewall(&o.facts) => Kind::HealthFirewall,
             _ => Kind::Firewall,
         };
         let r = Resource::Firewall(o.resource.clone());
@@ -782,6 +811,7 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
         .chain(firewalls)
         .chain(instances)
         .chain(routes)
+        .chain(ha::owned(world, stack))
         .filter(|(kind, _, r, _)| !wanted.contains(&(*kind, r.name())))
         .map(|(kind, owner, before, preconditions)| Change {
             gateway: owner.gateway.clone(),
@@ -1011,10 +1041,16 @@ fn as_good_as(field: Field, before: &Value) -> bool {
         | Field::Firewall(_)
         | Field::Instance(_)
         | Field::Route(_)
-        | Field::NodePool(_) => false,
+        | Field::NodePool(_)
+        | Field::InstanceTemplate(_)
+        | Field::InstanceGroup(_)
+        | Field::HealthCheck(_)
+        | Field::BackendService(_)
+        | Field::ForwardingRule(_) => false,
     }
 }
 
+mod ha;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -57,6 +57,9 @@ fn waiting_for(w: Wait) -> &'static str {
         Wait::VmRunning => "waiting for the VM to be RUNNING",
         Wait::StartupScriptReady => "waiting for the startup script to report ready",
         Wait::BackendHealthy => "waiting for the backend to become healthy",
+        Wait::AnotherBackendHealthy => {
+            "waiting for another zone's backend to become healthy before replacing the last healthy one"
+        }
     }
 }
 

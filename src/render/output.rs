@@ -14,8 +14,21 @@ pub(crate) fn rows(outputs: &BTreeMap<String, Outputs>, unknown: &str) -> String
     let rows: Vec<(String, String)> = outputs
         .iter()
         .flat_map(|(gateway, out)| {
+            let egress = match &out.egress_ips {
+                None => (format!("{gateway}.egress_ip"), show(out.egress_ip)),
+                Some(ips) if ips.is_empty() => {
+                    (format!("{gateway}.egress_ips"), unknown.to_string())
+                }
+                Some(ips) => {
+                    let list: Vec<String> = ips.iter().map(|ip| format!("\"{ip}\"")).collect();
+                    (
+                        format!("{gateway}.egress_ips"),
+                        format!("[{}]", list.join(", ")),
+                    )
+                }
+            };
             [
-                (format!("{gateway}.egress_ip"), show(out.egress_ip)),
+                egress,
                 (format!("{gateway}.internal_ip"), show(out.internal_ip)),
             ]
         })
