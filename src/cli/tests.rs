@@ -90,6 +90,7 @@ fn outputs() -> BTreeMap<String, Outputs> {
         Outputs {
             egress_ip: Some(Ipv4Addr::new(34, 1, 1, 11)),
             internal_ip: Some(Ipv4Addr::new(10, 0, 0, 50)),
+            egress_ips: None,
         },
     )])
 }
@@ -166,6 +167,7 @@ fn golden_apply_incomplete() {
             Outputs {
                 egress_ip: Some(Ipv4Addr::new(34, 1, 1, 11)),
                 internal_ip: None,
+                egress_ips: None,
             },
         )]),
         ..Outcome::default()

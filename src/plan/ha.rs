@@ -11,7 +11,7 @@ use super::{
 };
 use crate::model::desired::DesiredGateway;
 use crate::model::fields::{Field, RouteField};
-use crate::model::fields_ha::ForwardingRuleField;
+use crate::model::fields_ha::{ForwardingRuleField, InstanceGroupField};
 use crate::model::ha::{DesiredHa, ROLE_AUTOHEAL, ROLE_HEALTH};
 use crate::model::observed::Observation;
 use crate::model::ownership::{KEY_ROLE, Owner};
@@ -72,13 +72,20 @@ pub(super) fn gateway_changes(
             |g| &g.name,
             Resource::InstanceGroup,
         );
-        changes.push(compare(
+        let mut gc = compare(
             stack,
             gateway,
             Kind::InstanceGroup,
             Resource::InstanceGroup(z.group.clone()),
             found,
-        )?);
+        )?;
+        let new_template = Field::InstanceGroup(InstanceGroupField::InstanceTemplate);
+        if ha.lb.is_none() && gc.diffs.iter().any(|d| d.field == new_template) {
+            gc.warnings.push(
+                "with one zone, its VM is replaced for the new template: egress through the gateway stops for one boot (a second zone would carry it)".into(),
+            );
+        }
+        changes.push(gc);
     }
     let found = by_name(
         &world.templates,

@@ -1055,3 +1055,5 @@ mod ha;
 mod proptests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_ha;

@@ -305,6 +305,7 @@ fn with_strangers(mut w: Observation) -> Observation {
             network: "vpc-network".into(),
             dest_range: "198.51.100.0/24".parse().expect("a range"),
             next_hop_ip: Some(Ipv4Addr::new(10, 0, 0, 99)),
+            next_hop_ilb: None,
             priority: 900,
             tags: vec!["theirs".into()],
             description,

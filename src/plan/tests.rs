@@ -12,6 +12,26 @@ use crate::model::ownership::Owner;
 
 pub(crate) const EXAMPLE: &str = include_str!("../../examples/gitlab-runner.toml");
 
+/// The example with two zones: a gateway that survives a zone outage.
+pub(crate) const HA_EXAMPLE: &str = r#"
+project = "acme-ci"
+stack   = "gitlab-runners"
+
+[gateways.gitlab]
+region        = "europe-west1"
+zones         = ["europe-west1-b", "europe-west1-c"]
+network       = "vpc-network"
+subnetwork    = "runners"
+destinations  = ["34.120.10.10/32"]
+source_ranges = ["10.0.0.0/20", "10.4.0.0/14"]
+node_tag      = "gitlab-runner"
+
+[gateways.gitlab.node_pool]
+cluster  = "gke-gitlab-runner"
+location = "europe-west1"
+name     = "runners"
+"#;
+
 pub(crate) fn config_from(text: &str) -> config::Config {
     config::parse(std::path::Path::new("natgw.toml"), text).expect("test config parses")
 }
@@ -110,6 +130,31 @@ pub(crate) fn applied_world(desired: &[DesiredGateway], base: &Observation) -> O
                         let d = r.description.clone();
                         w.routes.push(observed(r, &owner, Some(&d)));
                     }
+                    Resource::InstanceTemplate(t) => {
+                        w.templates.retain(|x| x.resource.name != t.name);
+                        let d = t.description.clone();
+                        w.templates.push(observed(t, &owner, Some(&d)));
+                    }
+                    Resource::InstanceGroup(g) => {
+                        w.groups.retain(|x| x.resource.name != g.name);
+                        let d = g.description.clone();
+                        w.groups.push(observed(g, &owner, Some(&d)));
+                    }
+                    Resource::HealthCheck(h) => {
+                        w.health_checks.retain(|x| x.resource.name != h.name);
+                        let d = h.description.clone();
+                        w.health_checks.push(observed(h, &owner, Some(&d)));
+                    }
+                    Resource::BackendService(b) => {
+                        w.backend_services.retain(|x| x.resource.name != b.name);
+                        let d = b.description.clone();
+                        w.backend_services.push(observed(b, &owner, Some(&d)));
+                    }
+                    Resource::ForwardingRule(f) => {
+                        w.forwarding_rules.retain(|x| x.resource.name != f.name);
+                        let d = f.description.clone();
+                        w.forwarding_rules.push(observed(f, &owner, Some(&d)));
+                    }
                     Resource::NodePool(p) => {
                         w.node_pools.retain(|x| x.resource.id != p.id);
                         w.node_pools.push(Observed {
@@ -127,6 +172,11 @@ pub(crate) fn applied_world(desired: &[DesiredGateway], base: &Observation) -> O
                 w.firewalls.retain(|x| x.resource.name != name);
                 w.instances.retain(|x| x.resource.name != name);
                 w.routes.retain(|x| x.resource.name != name);
+                w.templates.retain(|x| x.resource.name != name);
+                w.groups.retain(|x| x.resource.name != name);
+                w.health_checks.retain(|x| x.resource.name != name);
+                w.backend_services.retain(|x| x.resource.name != name);
+                w.forwarding_rules.retain(|x| x.resource.name != name);
             }
             _ => {}
         }
@@ -154,12 +204,30 @@ pub(crate) fn applied_world(desired: &[DesiredGateway], base: &Observation) -> O
             .as_ref()
             .map(|o| o.gateway.clone())
             .unwrap_or_default();
-        r.resource.next_hop_ip = find_ip(&config::names::internal_address(&gw));
+        if r.resource.next_hop_ilb.is_none() {
+            // A single VM's internal address, or a gateway in one zone's.
+            let zone_int = addrs
+                .iter()
+                .find(|a| {
+                    a.resource.kind() == crate::model::Kind::ZoneInternalAddress
+                        && a.owner.as_ref().is_some_and(|o| o.gateway == gw)
+                })
+                .and_then(|a| a.resource.address);
+            r.resource.next_hop_ip = find_ip(&config::names::internal_address(&gw)).or(zone_int);
+        }
+    }
+    for f in &mut w.forwarding_rules {
+        let gw = f
+            .owner
+            .as_ref()
+            .map(|o| o.gateway.clone())
+            .unwrap_or_default();
+        f.resource.ip_address = find_ip(&config::names::ilb_address(&gw));
     }
     w
 }
 
-fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
+pub(super) fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
     diff(
         &Context {
             stack: "gitlab-runners",
@@ -170,7 +238,7 @@ fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
     .expect("plan")
 }
 
-fn actions(changes: &[Change]) -> Vec<(String, Action)> {
+pub(super) fn actions(changes: &[Change]) -> Vec<(String, Action)> {
     changes
         .iter()
         .filter(|c| c.action != Action::NoOp)
