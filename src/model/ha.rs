@@ -27,14 +27,17 @@ pub(crate) const ROLE_ZONE_VM: &str = "zone-vm";
 /// The path the health checks ask for; the VM's endpoint answers on any path.
 pub(crate) const HEALTH_PATH: &str = "/";
 
-/// Autohealing's check, more conservative than the load balancer's, as Google recommends ("Use separate
+/// Autohealing's check is more conservative than the load balancer's, as Google recommends ("Use separate
 /// health checks for load balancing and for autohealing ... the autohealing health check should be more
 /// conservative": <https://cloud.google.com/compute/docs/instance-groups/autohealing-instances-in-migs>):
-/// a VM leaves the load balancer well before its group recreates it.
-pub(crate) const AUTOHEAL_INTERVAL_SEC: u32 = 10;
-pub(crate) const AUTOHEAL_TIMEOUT_SEC: u32 = 5;
-pub(crate) const AUTOHEAL_HEALTHY_THRESHOLD: u32 = 2;
-pub(crate) const AUTOHEAL_UNHEALTHY_THRESHOLD: u32 = 3;
+/// twice the interval and one more failure, so a VM leaves the load balancer well before its group
+/// recreates it (defaults: every 10 s, 3 failures, 30 s).
+fn autoheal_interval(interval_sec: u32) -> u32 {
+    (interval_sec * 2).min(300)
+}
+fn autoheal_unhealthy(unhealthy_threshold: u32) -> u32 {
+    (unhealthy_threshold + 1).min(10)
+}
 /// How long a new VM has before autohealing judges it: a boot and the startup script (Google's default,
 /// `InstanceGroupManagerAutoHealingPolicy.initialDelaySec`, is 300).
 pub(crate) const AUTOHEAL_INITIAL_DELAY_SEC: u32 = 300;
@@ -232,10 +235,10 @@ pub(crate) fn desired(gw: &config::Gateway, ha: &config::Ha, base: &Base<'_>) ->
     };
     let autoheal_check = HealthCheck {
         name: names::autoheal_check(name),
-        check_interval_sec: AUTOHEAL_INTERVAL_SEC.max(hc.interval_sec),
-        timeout_sec: AUTOHEAL_TIMEOUT_SEC.min(AUTOHEAL_INTERVAL_SEC.max(hc.interval_sec)),
-        healthy_threshold: AUTOHEAL_HEALTHY_THRESHOLD,
-        unhealthy_threshold: AUTOHEAL_UNHEALTHY_THRESHOLD.max(hc.unhealthy_threshold),
+        check_interval_sec: autoheal_interval(hc.interval_sec),
+        timeout_sec: hc.interval_sec,
+        healthy_threshold: hc.healthy_threshold,
+        unhealthy_threshold: autoheal_unhealthy(hc.unhealthy_threshold),
         description: owner.description(&[(KEY_ROLE, ROLE_AUTOHEAL.to_string())]),
         ..health_check.clone()
     };

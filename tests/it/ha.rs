@@ -49,7 +49,7 @@ fn done<T: Serialize>(op: &T) {
 }
 
 /// A raw request to the emulator's own endpoints: `(status, JSON body)`.
-fn raw(url: &str, method: &str, path: &str) -> (u16, Value) {
+pub(crate) fn raw(url: &str, method: &str, path: &str) -> (u16, Value) {
     let addr = url.trim_start_matches("http://");
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     write!(
@@ -80,7 +80,7 @@ fn next_hops(url: &str) -> Value {
 }
 
 /// `(name, zone, healthy)` of each VM in a next-hops answer, sorted.
-fn carriers(hops: &Value) -> Vec<(String, String, bool)> {
+pub(crate) fn carriers(hops: &Value) -> Vec<(String, String, bool)> {
     let mut out: Vec<(String, String, bool)> = hops["instances"]
         .as_array()
         .expect("instances")

@@ -16,6 +16,7 @@ mod fleet;
 mod gitlab_ci;
 mod golden;
 mod ha;
+mod ha_natgw;
 mod harness;
 mod inventory;
 mod lock;

@@ -229,3 +229,23 @@ client!(
 );
 client!(container, google_cloud_container_v1::client::ClusterManager);
 client!(compute_projects, google_cloud_compute_v1::client::Projects);
+client!(
+    compute_instance_group_managers,
+    google_cloud_compute_v1::client::InstanceGroupManagers
+);
+client!(
+    compute_instance_templates,
+    google_cloud_compute_v1::client::InstanceTemplates
+);
+client!(
+    compute_region_health_checks,
+    google_cloud_compute_v1::client::RegionHealthChecks
+);
+client!(
+    compute_region_backend_services,
+    google_cloud_compute_v1::client::RegionBackendServices
+);
+client!(
+    compute_forwarding_rules,
+    google_cloud_compute_v1::client::ForwardingRules
+);

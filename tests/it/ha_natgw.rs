@@ -1,0 +1,363 @@
+//! natgw's gateway in several zones against the emulator: apply from nothing converges and carries traffic
+//! in both zones, a broken VM fails over and heals with its IPs, a new machine type rolls zone by zone
+//! without a moment without a healthy next hop, one zone routes to its VM, and destroy leaves nothing.
+//! Timing is the emulator's clock (`at_ms`), never the test's.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::emulator::{j, model};
+use crate::ha::{carriers, raw};
+use crate::harness::{Project, Run, example_config};
+use crate::inventory::Inventory;
+use crate::support::{
+    PROJECT, compute_addresses, compute_forwarding_rules, compute_instance_group_managers,
+    compute_instance_templates, compute_instances, compute_region_backend_services,
+    compute_region_health_checks, compute_routes, runtime,
+};
+
+const REGION: &str = "europe-west1";
+const ZONES: [&str; 2] = ["europe-west1-b", "europe-west1-c"];
+/// The load balancer's health check of the test config: a failed VM leaves within 2 × 1 s.
+const INTERVAL_MS: i64 = 1000;
+const UNHEALTHY_THRESHOLD: i64 = 2;
+
+/// The example with `zones` and a quick health check.
+fn config(zones: &[&str]) -> String {
+    let text = example_config();
+    let zone = "zone          = \"europe-west1-b\"";
+    assert!(text.contains(zone), "{text}");
+    let list: Vec<String> = zones.iter().map(|z| format!("\"{z}\"")).collect();
+    let mut out = text.replace(zone, &format!("zones = [{}]", list.join(", ")));
+    out.push_str(&format!(
+        "\n[gateways.gitlab.health_check]\ninterval_sec = {}\nunhealthy_threshold = {UNHEALTHY_THRESHOLD}\n",
+        INTERVAL_MS / 1000
+    ));
+    out
+}
+
+/// The VMs that carry a new connection from a runner to the gateway's destination right now.
+fn next_hops(url: &str) -> Value {
+    let (status, body) = raw(
+        url,
+        "GET",
+        &format!(
+            "/_emulator/next-hops?project={PROJECT}&network=vpc-network&destination=34.120.10.10&tag=gitlab-runner"
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn both_healthy() -> Vec<(String, String, bool)> {
+    vec![
+        ("natgw-gitlab-b".into(), ZONES[0].into(), true),
+        ("natgw-gitlab-c".into(), ZONES[1].into(), true),
+    ]
+}
+
+/// Polls next-hops every 100 ms until `done` holds; every answer, the last one `done`'s. Gives up after 60 s
+/// so that a broken gateway fails the test instead of hanging it.
+fn poll_until(url: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..600 {
+        let hops = next_hops(url);
+        let stop = done(&hops);
+        seen.push(hops);
+        if stop {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("never reached: last answer {:?}", seen.last());
+}
+
+/// `(id, internal IP, external IP)` of a VM.
+fn identity(url: &str, zone: &str, name: &str) -> (String, String, String) {
+    let v = runtime().block_on(async {
+        j(&compute_instances(url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_zone(zone)
+            .set_instance(name)
+            .send()
+            .await
+            .expect("get instance"))
+    });
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    (
+        s(&v["id"]),
+        s(&v["networkInterfaces"][0]["networkIP"]),
+        s(&v["networkInterfaces"][0]["accessConfigs"][0]["natIP"]),
+    )
+}
+
+/// The IP of a reserved address.
+fn address_ip(url: &str, name: &str) -> String {
+    runtime().block_on(async {
+        compute_addresses(url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_region(REGION)
+            .set_address(name)
+            .send()
+            .await
+            .expect("get address")
+            .address
+            .unwrap_or_default()
+    })
+}
+
+/// The names of every HA kind natgw could have made, by kind: nothing is left after a destroy.
+fn ha_leftovers(url: &str) -> Vec<String> {
+    runtime().block_on(async {
+        let mut out = Vec::new();
+        let templates = compute_instance_templates(url)
+            .await
+            .list()
+            .set_project(PROJECT)
+            .send()
+            .await
+            .expect("templates");
+        out.extend(templates.items.iter().filter_map(|t| t.name.clone()));
+        let groups = compute_instance_group_managers(url)
+            .await
+            .aggregated_list()
+            .set_project(PROJECT)
+            .send()
+            .await
+            .expect("groups");
+        out.extend(groups.items.values().flat_map(|s| {
+            s.instance_group_managers
+                .iter()
+                .filter_map(|g| g.name.clone())
+        }));
+        let checks = compute_region_health_checks(url)
+            .await
+            .list()
+            .set_project(PROJECT)
+            .set_region(REGION)
+            .send()
+            .await
+            .expect("health checks");
+        out.extend(checks.items.iter().filter_map(|h| h.name.clone()));
+        let services = compute_region_backend_services(url)
+            .await
+            .list()
+            .set_project(PROJECT)
+            .set_region(REGION)
+            .send()
+            .await
+            .expect("backend services");
+        out.extend(services.items.iter().filter_map(|b| b.name.clone()));
+        let rules = compute_forwarding_rules(url)
+            .await
+            .list()
+            .set_project(PROJECT)
+            .set_region(REGION)
+            .send()
+            .await
+            .expect("forwarding rules");
+        out.extend(rules.items.iter().filter_map(|f| f.name.clone()));
+        out
+    })
+}
+
+/// Autohealing waits for a boot (`initialDelaySec` 300) on the emulator's clock, which is real time: the
+/// test shortens it out of band, as someone could in the console, to 10 s (a delay shorter than a boot
+/// and two healthy probes would recreate the new VM again and again, as Google would).
+fn shorten_initial_delay(url: &str, zone: &str, group: &str) {
+    runtime().block_on(async {
+        let groups = compute_instance_group_managers(url).await;
+        let g = groups
+            .get()
+            .set_project(PROJECT)
+            .set_zone(zone)
+            .set_instance_group_manager(group)
+            .send()
+            .await
+            .expect("get group");
+        let check = g.auto_healing_policies[0]
+            .health_check
+            .clone()
+            .expect("an autohealing check");
+        let op = groups
+            .patch()
+            .set_project(PROJECT)
+            .set_zone(zone)
+            .set_instance_group_manager(group)
+            .set_body(
+                model::<google_cloud_compute_v1::model::InstanceGroupManager>(
+                    json!({"autoHealingPolicies": [{"healthCheck": check, "initialDelaySec": 10}]}),
+                ),
+            )
+            .send()
+            .await
+            .expect("patch group");
+        assert_eq!(j(&op)["status"], "DONE");
+    });
+}
+
+#[test]
+fn a_two_zone_gateway_converges_fails_over_heals_and_is_destroyed() {
+    let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
+    let url = p.emu.url.clone();
+    let applied = p.natgw(&["apply", "--auto-approve"]);
+    applied.ok();
+    let egress: Vec<String> = ["b", "c"]
+        .iter()
+        .map(|z| address_ip(&url, &format!("natgw-gitlab-{z}-ext")))
+        .collect();
+    applied.stdout_has(&format!(
+        "gitlab.egress_ips  = [\"{}\", \"{}\"]",
+        egress[0], egress[1]
+    ));
+    let vip = address_ip(&url, "natgw-gitlab-ilb");
+    applied.stdout_has(&format!("gitlab.internal_ip = \"{vip}\""));
+
+    // Converged: nothing to do, and the same outputs in JSON.
+    p.natgw(&["plan", "--detailed-exitcode"])
+        .code(0)
+        .output_has("No changes.");
+    let out = p.natgw(&["output", "--json"]);
+    let out: Value = serde_json::from_str(&out.ok().stdout).expect("JSON");
+    assert_eq!(out["gitlab"]["egress_ips"], json!(egress), "{out}");
+    assert_eq!(out["gitlab"]["internal_ip"], json!(vip), "{out}");
+
+    // The route goes through the load balancer, and both zones carry traffic with their reserved IPs.
+    let seen = poll_until(&url, |h| carriers(h) == both_healthy());
+    assert_eq!(
+        seen.last().expect("an answer")["routes"],
+        json!(["natgw-gitlab-34-120-10-10-32"])
+    );
+    let mut before = Vec::new();
+    for (zone, z) in ZONES.iter().zip(["b", "c"]) {
+        let name = format!("natgw-gitlab-{z}");
+        let (id, ip, nat) = identity(&url, zone, &name);
+        assert_eq!(ip, address_ip(&url, &format!("{name}-int")), "{name}");
+        assert_eq!(nat, address_ip(&url, &format!("{name}-ext")), "{name}");
+        before.push((id, ip, nat));
+    }
+
+    // Zone b's VM breaks: within interval × unhealthy threshold and one interval, only zone c carries.
+    shorten_initial_delay(&url, ZONES[0], "natgw-gitlab-b");
+    let (status, failed) = raw(
+        &url,
+        "POST",
+        &format!(
+            "/_emulator/instances/{PROJECT}/{}/natgw-gitlab-b:fail",
+            ZONES[0]
+        ),
+    );
+    assert_eq!(status, 200, "{failed}");
+    let failed_at = failed["failed_at_ms"].as_i64().expect("failed_at_ms");
+    let only_c = vec![("natgw-gitlab-c".to_string(), ZONES[1].to_string(), true)];
+    let seen = poll_until(&url, |h| carriers(h) == only_c);
+    let switched = seen.last().expect("an answer")["at_ms"]
+        .as_i64()
+        .expect("at_ms");
+    assert!(
+        switched <= failed_at + INTERVAL_MS * UNHEALTHY_THRESHOLD + INTERVAL_MS,
+        "failed over {} ms after the failure",
+        switched - failed_at
+    );
+    for h in &seen[..seen.len() - 1] {
+        assert_eq!(carriers(h), both_healthy(), "{h}");
+    }
+
+    // Autohealing recreates it with the same name and IPs, and it carries traffic again.
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    let (id, ip, nat) = identity(&url, ZONES[0], "natgw-gitlab-b");
+    assert_ne!(id, before[0].0, "a new VM");
+    assert_eq!((ip, nat), (before[0].1.clone(), before[0].2.clone()));
+
+    // Destroy removes everything, the VMs with their groups.
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(Inventory::of(&url), Inventory::destroyed());
+    assert_eq!(ha_leftovers(&url), Vec::<String>::new());
+}
+
+#[test]
+fn a_new_machine_type_rolls_zone_by_zone_and_a_healthy_vm_always_carries() {
+    let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    let before: Vec<String> = ZONES
+        .iter()
+        .zip(["b", "c"])
+        .map(|(zone, z)| identity(&url, zone, &format!("natgw-gitlab-{z}")).0)
+        .collect();
+
+    let bigger = config(&ZONES).replace(
+        "node_tag      = \"gitlab-runner\"",
+        "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
+    );
+    p.write_config(&bigger);
+    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
+    let mut samples = Vec::new();
+    while child.try_wait().expect("the apply runs").is_none() {
+        samples.push(next_hops(&url));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Run::of(child)
+        .ok()
+        .stdout_has("Apply complete! Resources: 1 added, 2 changed, 1 destroyed.");
+    assert!(
+        samples.len() > 5,
+        "the apply was sampled {} times",
+        samples.len()
+    );
+    for h in &samples {
+        assert!(
+            carriers(h).iter().any(|(_, _, healthy)| *healthy),
+            "no healthy VM carried traffic: {h}"
+        );
+    }
+    // Both VMs are new, on the new machine type, and healthy.
+    for ((zone, z), old) in ZONES.iter().zip(["b", "c"]).zip(&before) {
+        let (id, _, _) = identity(&url, zone, &format!("natgw-gitlab-{z}"));
+        assert_ne!(&id, old, "zone {z} has a new VM");
+    }
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+#[test]
+fn one_zone_routes_to_its_vm_and_destroy_leaves_nothing() {
+    let p = Project::with_config(&config(&ZONES[..1]), &["--boot-ms", "100"]);
+    let url = p.emu.url.clone();
+    let applied = p.natgw(&["apply", "--auto-approve"]);
+    let egress = address_ip(&url, "natgw-gitlab-b-ext");
+    applied
+        .ok()
+        .stdout_has(&format!("gitlab.egress_ips  = [\"{egress}\"]"));
+    let internal = address_ip(&url, "natgw-gitlab-b-int");
+    let route = runtime().block_on(async {
+        compute_routes(&url)
+            .await
+            .get()
+            .set_project(PROJECT)
+            .set_route("natgw-gitlab-34-120-10-10-32")
+            .send()
+            .await
+            .expect("the route")
+    });
+    assert_eq!(route.next_hop_ip.as_deref(), Some(internal.as_str()));
+    assert_eq!(route.next_hop_ilb, None);
+    assert!(
+        !ha_leftovers(&url).iter().any(|n| n == "natgw-gitlab"),
+        "no load balancer with one zone"
+    );
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    assert_eq!(
+        carriers(&next_hops(&url)),
+        vec![("natgw-gitlab-b".to_string(), ZONES[0].to_string(), true)]
+    );
+    p.natgw(&["destroy", "--auto-approve"]).ok();
+    assert_eq!(Inventory::of(&url), Inventory::destroyed());
+    assert_eq!(ha_leftovers(&url), Vec::<String>::new());
+}
