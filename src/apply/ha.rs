@@ -2,7 +2,7 @@
 //! keep egress flowing: a route is created only once a backend is healthy, and a new template reaches the
 //! zones one at a time, unhealthy ones first, never taking down the last healthy VM.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use crate::model::fields::Field;
 use crate::model::fields_ha::InstanceGroupField;
 use crate::model::ha::{BackendService, HealthCheck, InstanceGroup, InstanceTemplate};
 use crate::model::observed::Observation;
-use crate::model::progress::Wait;
+use crate::model::progress::{Outputs, Wait};
 use crate::model::{Instance, Kind, Resource, Route};
 use crate::plan::{Action, Change};
 
@@ -464,6 +464,51 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
             .await?;
     }
     Ok(cloud.insert_route(r, next_hop).await?)
+}
+
+/// The IPs of one gateway in several zones, as apply learns them.
+#[derive(Default)]
+struct Ips {
+    /// Each zone's egress IP, in the plan's (zone) order.
+    egress: Vec<Option<Ipv4Addr>>,
+    zone_internal: Option<Ipv4Addr>,
+    ilb: Option<Ipv4Addr>,
+}
+
+/// The outputs of the gateways in several zones: every zone's egress IP, and the next hop (the load
+/// balancer's address, or the one zone's VM's).
+pub(super) fn outputs(
+    changes: &[Change],
+    named: &HashMap<String, Ipv4Addr>,
+) -> BTreeMap<String, Outputs> {
+    let mut out: BTreeMap<String, Ips> = BTreeMap::new();
+    for c in changes.iter().filter(|c| c.after.is_some()) {
+        let ip = named.get(&c.name).copied();
+        let entry = out.entry(c.gateway.clone());
+        match c.kind {
+            Kind::ZoneExternalAddress => entry.or_default().egress.push(ip),
+            Kind::ZoneInternalAddress => entry.or_default().zone_internal = ip,
+            Kind::IlbAddress => entry.or_default().ilb = ip,
+            _ => {}
+        }
+    }
+    out.into_iter()
+        .map(|(gateway, ips)| {
+            let one = match ips.egress.as_slice() {
+                [only] => *only,
+                _ => None,
+            };
+            let known: Option<Vec<Ipv4Addr>> = ips.egress.iter().copied().collect();
+            (
+                gateway,
+                Outputs {
+                    egress_ip: one,
+                    internal_ip: ips.ilb.or(ips.zone_internal),
+                    egress_ips: Some(known.unwrap_or_default()),
+                },
+            )
+        })
+        .collect()
 }
 
 fn named_ip(shared: &Shared, name: &str) -> Result<Ipv4Addr, StepError> {

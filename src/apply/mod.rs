@@ -66,42 +66,8 @@ fn outputs(
             )
         })
         .collect();
-    out.extend(ha_outputs(changes, named));
+    out.extend(ha::outputs(changes, named));
     out
-}
-
-/// The outputs of the gateways in several zones: every zone's egress IP, and the next hop (the load
-/// balancer's address, or the one zone's VM's).
-fn ha_outputs(changes: &[Change], named: &HashMap<String, Ipv4Addr>) -> BTreeMap<String, Outputs> {
-    let mut out: BTreeMap<String, (Vec<Option<Ipv4Addr>>, Option<Ipv4Addr>, Option<Ipv4Addr>)> =
-        BTreeMap::new();
-    for c in changes.iter().filter(|c| c.after.is_some()) {
-        let ip = named.get(&c.name).copied();
-        let entry = out.entry(c.gateway.clone());
-        match c.kind {
-            Kind::ZoneExternalAddress => entry.or_default().0.push(ip),
-            Kind::ZoneInternalAddress => entry.or_default().1 = ip,
-            Kind::IlbAddress => entry.or_default().2 = ip,
-            _ => {}
-        }
-    }
-    out.into_iter()
-        .map(|(gateway, (egress, zone_int, ilb))| {
-            let known: Option<Vec<Ipv4Addr>> = egress.iter().copied().collect();
-            let one = match egress.as_slice() {
-                [only] => *only,
-                _ => None,
-            };
-            (
-                gateway,
-                Outputs {
-                    egress_ip: one,
-                    internal_ip: ilb.or(zone_int),
-                    egress_ips: Some(known.unwrap_or_default()),
-                },
-            )
-        })
-        .collect()
 }
 
 /// The outputs of a plan with nothing to do: the addresses it observed.

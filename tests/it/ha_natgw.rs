@@ -24,7 +24,7 @@ const INTERVAL_MS: i64 = 1000;
 const UNHEALTHY_THRESHOLD: i64 = 2;
 
 /// The example with `zones` and a quick health check.
-fn config(zones: &[&str]) -> String {
+pub(crate) fn config(zones: &[&str]) -> String {
     let text = example_config();
     let zone = "zone          = \"europe-west1-b\"";
     assert!(text.contains(zone), "{text}");
@@ -327,7 +327,7 @@ fn a_new_machine_type_rolls_zone_by_zone_and_a_healthy_vm_always_carries() {
 }
 
 #[test]
-fn one_zone_routes_to_its_vm_and_destroy_leaves_nothing() {
+fn one_zone_routes_to_its_vm_and_a_renamed_gateway_leaves_nothing_behind() {
     let p = Project::with_config(&config(&ZONES[..1]), &["--boot-ms", "100"]);
     let url = p.emu.url.clone();
     let applied = p.natgw(&["apply", "--auto-approve"]);
@@ -357,6 +357,12 @@ fn one_zone_routes_to_its_vm_and_destroy_leaves_nothing() {
         carriers(&next_hops(&url)),
         vec![("natgw-gitlab-b".to_string(), ZONES[0].to_string(), true)]
     );
+    // The gateway renamed and made a single VM: the config no longer has zones, and the plan still finds
+    // the old gateway's groups and load balancer kinds through its addresses, and removes them.
+    p.write_config(&example_config().replace("[gateways.gitlab", "[gateways.gl2"));
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(ha_leftovers(&url), Vec::<String>::new());
+    assert_eq!(Inventory::of(&url).instances, vec!["natgw-gl2".to_string()]);
     p.natgw(&["destroy", "--auto-approve"]).ok();
     assert_eq!(Inventory::of(&url), Inventory::destroyed());
     assert_eq!(ha_leftovers(&url), Vec::<String>::new());

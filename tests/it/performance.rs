@@ -71,6 +71,41 @@ fn a_noop_plan_is_one_round_of_filtered_reads_whatever_the_number_of_gateways() 
 }
 
 #[test]
+fn a_noop_plan_of_a_gateway_in_several_zones_is_still_one_round_of_at_most_15_reads() {
+    let p = Project::with_config(
+        &crate::ha_natgw::config(&["europe-west1-b", "europe-west1-c"]),
+        &[],
+    );
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let plan = requests_of(&p, &["plan", "--detailed-exitcode"], 0);
+    for r in &plan {
+        let path = r.get("path").and_then(|x| x.as_str()).unwrap_or_default();
+        let query = r.get("query").and_then(|x| x.as_str()).unwrap_or_default();
+        assert!(
+            path.contains("/nodePools/") || query.contains("filter="),
+            "a list without a name filter reads the whole project: {r}"
+        );
+    }
+    let expected: BTreeMap<String, usize> = [
+        "GET /compute/v1/projects/*/aggregated/addresses",
+        "GET /compute/v1/projects/*/aggregated/instances",
+        "GET /compute/v1/projects/*/global/firewalls",
+        "GET /compute/v1/projects/*/global/routes",
+        "GET /v1/projects/*/locations/*/clusters/*/nodePools/*",
+        "GET /compute/v1/projects/*/global/instanceTemplates",
+        "GET /compute/v1/projects/*/aggregated/instanceGroupManagers",
+        "GET /compute/v1/projects/*/aggregated/healthChecks",
+        "GET /compute/v1/projects/*/aggregated/backendServices",
+        "GET /compute/v1/projects/*/aggregated/forwardingRules",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), 1))
+    .collect();
+    assert_eq!(count_kinds(&plan), expected);
+    assert!(plan.len() <= 15, "{} requests", plan.len());
+}
+
+#[test]
 fn waiting_on_an_operation_costs_a_bounded_number_of_requests() {
     // The same apply with operations that take 0.2 s and 1.5 s: Compute operations are awaited with the
     // `wait` endpoint (one call each), GKE's are polled with backoff.
