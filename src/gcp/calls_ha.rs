@@ -33,6 +33,28 @@ pub(super) struct HaClients {
     pub(super) rules: ForwardingRules,
 }
 
+/// Every page of an aggregated list: the items of every zone or region, mapped to the model.
+macro_rules! aggregated {
+    ($client:expr, $project:expr, $filter:expr, $what:literal, $field:ident, $map:expr) => {
+        all_pages(|token| async move {
+            let page = $client
+                .aggregated_list()
+                .set_project($project)
+                .set_filter($filter)
+                .set_page_token(token)
+                .send()
+                .await
+                .map_err(api_error(concat!("listing ", $what)))?;
+            let items = page
+                .items
+                .values()
+                .flat_map(|s| s.$field.iter().map($map))
+                .collect();
+            Ok((items, page.next_page_token))
+        })
+    };
+}
+
 /// Everything natgw could own among the HA kinds, read in one parallel round.
 #[derive(Debug, Default)]
 pub(crate) struct HaObservation {
@@ -75,86 +97,38 @@ impl Cloud {
                 .collect();
             Ok((items, page.next_page_token))
         });
-        let groups = all_pages(|token| async move {
-            let page = ha
-                .groups
-                .aggregated_list()
-                .set_project(p)
-                .set_filter(filter)
-                .set_page_token(token)
-                .send()
-                .await
-                .map_err(api_error("listing managed instance groups"))?;
-            let items = page
-                .items
-                .values()
-                .flat_map(|s| {
-                    s.instance_group_managers
-                        .iter()
-                        .map(wire_ha::group_from_wire)
-                })
-                .collect();
-            Ok((items, page.next_page_token))
-        });
-        let checks = all_pages(|token| async move {
-            let page = ha
-                .all_checks
-                .aggregated_list()
-                .set_project(p)
-                .set_filter(filter)
-                .set_page_token(token)
-                .send()
-                .await
-                .map_err(api_error("listing health checks"))?;
-            let items = page
-                .items
-                .values()
-                .flat_map(|s| s.health_checks.iter().map(wire_ha::health_check_from_wire))
-                .collect();
-            Ok((items, page.next_page_token))
-        });
-        let services = all_pages(|token| async move {
-            let page = ha
-                .all_services
-                .aggregated_list()
-                .set_project(p)
-                .set_filter(filter)
-                .set_page_token(token)
-                .send()
-                .await
-                .map_err(api_error("listing backend services"))?;
-            let items = page
-                .items
-                .values()
-                .flat_map(|s| {
-                    s.backend_services
-                        .iter()
-                        .map(wire_ha::backend_service_from_wire)
-                })
-                .collect();
-            Ok((items, page.next_page_token))
-        });
-        let rules = all_pages(|token| async move {
-            let page = ha
-                .rules
-                .aggregated_list()
-                .set_project(p)
-                .set_filter(filter)
-                .set_page_token(token)
-                .send()
-                .await
-                .map_err(api_error("listing forwarding rules"))?;
-            let items = page
-                .items
-                .values()
-                .flat_map(|s| {
-                    s.forwarding_rules
-                        .iter()
-                        .map(|f| wire_ha::forwarding_rule_from_wire(own, f))
-                })
-                .collect();
-            Ok((items, page.next_page_token))
-        });
+        let groups = aggregated!(
+            ha.groups,
+            p,
+            filter,
+            "managed instance groups",
+            instance_group_managers,
+            wire_ha::group_from_wire
+        );
+        let checks = aggregated!(
+            ha.all_checks,
+            p,
+            filter,
+            "health checks",
+            health_checks,
+            wire_ha::health_check_from_wire
+        );
+        let services = aggregated!(
+            ha.all_services,
+            p,
+            filter,
+            "backend services",
+            backend_services,
+            wire_ha::backend_service_from_wire
+        );
+        let rules = aggregated!(
+            ha.rules,
+            p,
+            filter,
+            "forwarding rules",
+            forwarding_rules,
+            |f| wire_ha::forwarding_rule_from_wire(own, f)
+        );
         let (templates, groups, health_checks, backend_services, forwarding_rules) =
             tokio::try_join!(templates, groups, checks, services, rules)?;
         Ok(HaObservation {

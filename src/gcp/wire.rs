@@ -240,7 +240,16 @@ pub(super) fn firewall_to_wire(project: &str, f: &Firewall) -> gce::Firewall {
         .set_description(f.description.clone())
 }
 
-fn metadata_item<'a>(m: Option<&'a gce::Metadata>, key: &str) -> Option<&'a str> {
+/// Shielded VM: secure boot, vTPM and integrity monitoring all on.
+pub(super) fn shielded(c: Option<&gce::ShieldedInstanceConfig>) -> bool {
+    c.is_some_and(|s| {
+        s.enable_secure_boot == Some(true)
+            && s.enable_vtpm == Some(true)
+            && s.enable_integrity_monitoring == Some(true)
+    })
+}
+
+pub(super) fn metadata_item<'a>(m: Option<&'a gce::Metadata>, key: &str) -> Option<&'a str> {
     m?.items
         .iter()
         .find(|i| i.key.as_deref() == Some(key))?
@@ -255,11 +264,7 @@ pub(super) fn instance_from_wire(own: &str, i: &gce::Instance) -> Observed<Insta
         .map(|(_, f)| f)
         .unwrap_or_default();
     let nic = i.network_interfaces.first();
-    let shielded = i.shielded_instance_config.as_ref().is_some_and(|s| {
-        s.enable_secure_boot == Some(true)
-            && s.enable_vtpm == Some(true)
-            && s.enable_integrity_monitoring == Some(true)
-    });
+    let shielded = shielded(i.shielded_instance_config.as_ref());
     let resource = Instance {
         name: i.name.clone().unwrap_or_default(),
         zone: i.zone.as_deref().map(last_segment).unwrap_or_default(),
@@ -315,19 +320,29 @@ pub(super) fn instance_from_wire(own: &str, i: &gce::Instance) -> Observed<Insta
 }
 
 pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::Metadata {
-    let items = [
-        (META_STARTUP_SCRIPT, i.startup_script.as_str()),
-        (META_READY_TOKEN, i.ready_token.as_str()),
-        (META_GUEST_ATTRIBUTES, "TRUE"),
-        (META_IMAGE, i.image.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| gce::metadata::Items::new().set_key(k).set_value(v));
-    let mut m = gce::Metadata::new().set_items(items);
+    let mut m = gateway_metadata(&i.startup_script, &i.ready_token, &i.image);
     if let Some(fp) = fingerprint {
         m = m.set_fingerprint(unhex(fp));
     }
     m
+}
+
+/// A gateway VM's metadata: its startup script, the token it reports once ready, guest attributes on (where
+/// it reports), and the boot image natgw records.
+pub(super) fn gateway_metadata(
+    startup_script: &str,
+    ready_token: &str,
+    image: &str,
+) -> gce::Metadata {
+    let items = [
+        (META_STARTUP_SCRIPT, startup_script),
+        (META_READY_TOKEN, ready_token),
+        (META_GUEST_ATTRIBUTES, "TRUE"),
+        (META_IMAGE, image),
+    ]
+    .into_iter()
+    .map(|(k, v)| gce::metadata::Items::new().set_key(k).set_value(v));
+    gce::Metadata::new().set_items(items)
 }
 
 /// The VM: both reserved addresses, IP forwarding, Shielded VM, no service account. What compute.v1.json says

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use google_cloud_compute_v1::model as gce;
 
 use super::wire::{
-    META_GUEST_ATTRIBUTES, META_IMAGE, META_READY_TOKEN, META_STARTUP_SCRIPT, last_segment,
-    model_ref, network_url, subnetwork_url,
+    self, META_READY_TOKEN, META_STARTUP_SCRIPT, last_segment, metadata_item, model_ref,
+    network_url, subnetwork_url,
 };
 use crate::config::names;
 use crate::model::ha::{
@@ -17,14 +17,6 @@ use crate::model::observed::{self, Observed, Preconditions};
 
 fn sorted(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
     labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-fn metadata_item<'a>(m: Option<&'a gce::Metadata>, key: &str) -> Option<&'a str> {
-    m?.items
-        .iter()
-        .find(|i| i.key.as_deref() == Some(key))?
-        .value
-        .as_deref()
 }
 
 fn u32_of(v: Option<i32>) -> u32 {
@@ -61,11 +53,7 @@ pub(super) fn template_from_wire(
     let subnetwork = nic
         .and_then(|n| n.subnetwork.as_deref())
         .unwrap_or_default();
-    let shielded = p.shielded_instance_config.as_ref().is_some_and(|s| {
-        s.enable_secure_boot == Some(true)
-            && s.enable_vtpm == Some(true)
-            && s.enable_integrity_monitoring == Some(true)
-    });
+    let shielded = wire::shielded(p.shielded_instance_config.as_ref());
     let resource = InstanceTemplate {
         name: t.name.clone().unwrap_or_default(),
         region: region_in(subnetwork),
@@ -127,16 +115,7 @@ pub(super) fn template_to_wire(project: &str, t: &InstanceTemplate) -> gce::Inst
         .set_initialize_params(
             gce::AttachedDiskInitializeParams::new().set_source_image(t.image.clone()),
         );
-    let metadata = gce::Metadata::new().set_items(
-        [
-            (META_STARTUP_SCRIPT, t.startup_script.as_str()),
-            (META_READY_TOKEN, t.ready_token.as_str()),
-            (META_GUEST_ATTRIBUTES, "TRUE"),
-            (META_IMAGE, t.image.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| gce::metadata::Items::new().set_key(k).set_value(v)),
-    );
+    let metadata = wire::gateway_metadata(&t.startup_script, &t.ready_token, &t.image);
     let properties = gce::InstanceProperties::new()
         .set_machine_type(t.machine_type.clone())
         .set_can_ip_forward(t.can_ip_forward)

@@ -68,11 +68,16 @@ pub(crate) fn raw(url: &str, method: &str, path: &str) -> (u16, Value) {
 }
 
 fn next_hops(url: &str) -> Value {
+    next_hops_of(url, DEST, "existing-tag")
+}
+
+/// The VMs that carry a new connection from a node tagged `tag` in `vpc-network` to `destination` now.
+pub(crate) fn next_hops_of(url: &str, destination: &str, tag: &str) -> Value {
     let (status, body) = raw(
         url,
         "GET",
         &format!(
-            "/_emulator/next-hops?project={PROJECT}&network=vpc-network&destination={DEST}&tag=existing-tag"
+            "/_emulator/next-hops?project={PROJECT}&network=vpc-network&destination={destination}&tag={tag}"
         ),
     );
     assert_eq!(status, 200, "{body}");

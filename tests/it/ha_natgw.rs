@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::emulator::{j, model};
-use crate::ha::{carriers, raw};
+use crate::ha::{carriers, next_hops_of, raw};
 use crate::harness::{Project, Run, example_config};
 use crate::inventory::Inventory;
 use crate::support::{
@@ -39,15 +39,7 @@ pub(crate) fn config(zones: &[&str]) -> String {
 
 /// The VMs that carry a new connection from a runner to the gateway's destination right now.
 fn next_hops(url: &str) -> Value {
-    let (status, body) = raw(
-        url,
-        "GET",
-        &format!(
-            "/_emulator/next-hops?project={PROJECT}&network=vpc-network&destination=34.120.10.10&tag=gitlab-runner"
-        ),
-    );
-    assert_eq!(status, 200, "{body}");
-    body
+    next_hops_of(url, "34.120.10.10", "gitlab-runner")
 }
 
 fn both_healthy() -> Vec<(String, String, bool)> {
