@@ -162,7 +162,7 @@ async fn instance(url: &str, zone: &str, name: &str) -> Value {
 }
 
 /// `(id, internal IP, external IP)` of a VM.
-async fn identity(url: &str, zone: &str, name: &str) -> (String, String, String) {
+pub(crate) async fn identity(url: &str, zone: &str, name: &str) -> (String, String, String) {
     let v = instance(url, zone, name).await;
     (
         v["id"].as_str().unwrap_or_default().to_string(),

@@ -13,8 +13,8 @@ use crate::harness::{Project, Run, example_config};
 use crate::inventory::Inventory;
 use crate::support::{
     PROJECT, compute_addresses, compute_forwarding_rules, compute_instance_group_managers,
-    compute_instance_templates, compute_instances, compute_region_backend_services,
-    compute_region_health_checks, compute_routes, runtime,
+    compute_instance_templates, compute_region_backend_services, compute_region_health_checks,
+    compute_routes, runtime,
 };
 
 const REGION: &str = "europe-west1";
@@ -67,23 +67,7 @@ fn poll_until(url: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
 
 /// `(id, internal IP, external IP)` of a VM.
 fn identity(url: &str, zone: &str, name: &str) -> (String, String, String) {
-    let v = runtime().block_on(async {
-        j(&compute_instances(url)
-            .await
-            .get()
-            .set_project(PROJECT)
-            .set_zone(zone)
-            .set_instance(name)
-            .send()
-            .await
-            .expect("get instance"))
-    });
-    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    (
-        s(&v["id"]),
-        s(&v["networkInterfaces"][0]["networkIP"]),
-        s(&v["networkInterfaces"][0]["accessConfigs"][0]["natIP"]),
-    )
+    runtime().block_on(crate::ha::identity(url, zone, name))
 }
 
 /// The IP of a reserved address.
