@@ -130,3 +130,46 @@ fn an_external_ip_policy_names_the_constraint_and_the_exception() {
         "the refused VM exists"
     );
 }
+
+/// An enforced restrictLoadBalancerCreationForTypes refuses an internal passthrough load balancer's
+/// forwarding rule with Google's 412 and text, naming the rule and its type (what an HA gateway needs).
+#[test]
+fn a_load_balancer_policy_refuses_the_forwarding_rule_with_its_type() {
+    use google_cloud_compute_v1::client::ForwardingRules;
+    use google_cloud_compute_v1::model::ForwardingRule;
+
+    let p = Project::new(&[
+        "--org-policy",
+        "constraints/compute.restrictLoadBalancerCreationForTypes",
+    ]);
+    let err = crate::support::runtime().block_on(async {
+        let rules = ForwardingRules::builder()
+            .with_endpoint(&p.emu.url)
+            .with_credentials(crate::support::anonymous())
+            .build()
+            .await
+            .expect("build ForwardingRules");
+        rules
+            .insert()
+            .set_project(crate::support::PROJECT)
+            .set_region("europe-west1")
+            .set_body(
+                ForwardingRule::new()
+                    .set_name("ilb")
+                    .set_load_balancing_scheme(
+                        google_cloud_compute_v1::model::forwarding_rule::LoadBalancingScheme::Internal,
+                    )
+                    .set_backend_service("regions/europe-west1/backendServices/ilb"),
+            )
+            .send()
+            .await
+            .expect_err("refused")
+    });
+    assert_eq!(err.http_status_code(), Some(412), "{err:?}");
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("Forwarding Rule projects/natgw-test/regions/europe-west1/forwardingRules/ilb of type INTERNAL_TCP_UDP is not allowed."),
+        "{text}"
+    );
+    assert!(text.contains("conditionNotMet"), "{text}");
+}
