@@ -582,6 +582,12 @@ impl Cloud {
         self.change(Scope::Region(&f.region), &context, send)
             .await
             .map_err(|e| self.explain_shared_vpc(&f.subnetwork, e))
+            .map_err(|e| {
+                e.for_resource(format!(
+                    "projects/{}/regions/{}/forwardingRules/{}",
+                    self.project, f.region, f.name
+                ))
+            })
     }
 
     pub(crate) async fn delete_forwarding_rule(

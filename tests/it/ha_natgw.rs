@@ -343,3 +343,25 @@ fn one_zone_routes_to_its_vm_and_a_renamed_gateway_leaves_nothing_behind() {
     assert_eq!(Inventory::of(&url), Inventory::destroyed());
     assert_eq!(ha_leftovers(&url), Vec::<String>::new());
 }
+
+#[test]
+fn a_load_balancer_policy_stops_apply_before_any_route_and_names_the_exception() {
+    let p = Project::with_config(
+        &config(&ZONES),
+        &[
+            "--org-policy",
+            "constraints/compute.restrictLoadBalancerCreationForTypes",
+        ],
+    );
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"])
+        .code(1)
+        .stderr_has("constraints/compute.restrictLoadBalancerCreationForTypes")
+        .stderr_has("INTERNAL_TCP_UDP")
+        .stderr_has("forwardingRules/natgw-gitlab");
+    assert_eq!(
+        Inventory::of(&url).routes,
+        Vec::<String>::new(),
+        "no route without a next hop"
+    );
+}
