@@ -473,6 +473,16 @@ impl Resource {
         }
     }
 
+    /// Whether a field is part of this resource's shape: a route has one next hop, an IP or a load
+    /// balancer, and plans show only that one.
+    pub(crate) fn has(&self, field: Field) -> bool {
+        match (self, field) {
+            (Resource::Route(r), Field::Route(RouteField::NextHopIp)) => r.next_hop_ilb.is_none(),
+            (Resource::Route(r), Field::Route(RouteField::NextHopIlb)) => r.next_hop_ilb.is_some(),
+            _ => true,
+        }
+    }
+
     /// Every field with its value, ordered by name (the order plans list them in).
     pub(crate) fn values(&self) -> Vec<(Field, Value)> {
         let mut fields: Vec<(Field, Value)> = Field::all(self.field_kind())

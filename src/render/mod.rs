@@ -66,7 +66,7 @@ fn show_value(v: &Value) -> String {
 fn fields(r: &Resource) -> Vec<(Field, Value)> {
     r.values()
         .into_iter()
-        .filter(|(f, _)| f.display() != Display::Hidden)
+        .filter(|(f, _)| f.display() != Display::Hidden && r.has(*f))
         .collect()
 }
 
