@@ -7,7 +7,7 @@
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::config::{Allow, Conntrack, Gateway, Protocol, Ssh};
+use crate::config::{Allow, Conntrack, Gateway, HealthCheck, Protocol, Ssh};
 use crate::net::Ipv4Net;
 
 const TEMPLATE_NAME: &str = "startup.sh.j2";
@@ -23,6 +23,9 @@ pub(crate) struct ScriptInput {
     pub(crate) conntrack: Conntrack,
     /// What may reach the gateway itself besides loopback, replies, ICMP and DHCP.
     pub(crate) input_exceptions: Vec<InputException>,
+    /// `zones`: the port of the health endpoint that Google's health checks probe. Only the port
+    /// reaches the script: tuning the probes' interval or thresholds must not replace the VMs.
+    pub(crate) health_port: Option<u16>,
 }
 
 /// A service of the gateway's own that one source range may reach: the script's input filter
@@ -44,6 +47,19 @@ impl InputException {
             source: ssh.source_range(),
             because: format!("ssh = \"{}\"", ssh.as_str()),
         }
+    }
+
+    /// `zones`: the health endpoint, open to Google's health-check probes only.
+    pub(crate) fn health_check(port: u16) -> Vec<Self> {
+        HealthCheck::source_ranges()
+            .into_iter()
+            .map(|source| Self {
+                protocol: Protocol::Tcp,
+                port,
+                source,
+                because: "Google's health checks".to_string(),
+            })
+            .collect()
     }
 
     fn nft(&self) -> String {
@@ -69,18 +85,25 @@ impl ScriptInput {
     /// Takes the gateway's fields; lists are sorted and deduplicated so that reordering them
     /// in natgw.toml does not change the script (and so does not update the VM).
     pub(crate) fn from_gateway(gw: &Gateway) -> Self {
+        let health_port = gw.ha.as_ref().map(|ha| ha.health_check.port);
+        let exceptions: Vec<InputException> = gw
+            .ssh
+            .into_iter()
+            .map(InputException::ssh)
+            .chain(
+                health_port
+                    .into_iter()
+                    .flat_map(InputException::health_check),
+            )
+            .collect();
         Self {
             gateway: gw.name.clone(),
             source_ranges: sorted(&gw.source_ranges),
             destinations: sorted(&gw.destinations),
             allow: sorted(&gw.allow),
             conntrack: gw.conntrack,
-            input_exceptions: sorted(
-                &gw.ssh
-                    .into_iter()
-                    .map(InputException::ssh)
-                    .collect::<Vec<_>>(),
-            ),
+            input_exceptions: sorted(&exceptions),
+            health_port,
         }
     }
 }
@@ -114,6 +137,7 @@ struct Context {
     input_exceptions: Vec<ExceptionContext>,
     conntrack_max: String,
     conntrack_tcp_timeout_established: String,
+    health_port: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -207,6 +231,7 @@ pub(crate) fn render(input: &ScriptInput) -> Result<String, ScriptError> {
             .collect(),
         conntrack_max: input.conntrack.max.to_string(),
         conntrack_tcp_timeout_established: input.conntrack.tcp_timeout_established.to_string(),
+        health_port: input.health_port.map(|p| p.to_string()),
     };
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -258,6 +283,7 @@ mod tests {
                 tcp_timeout_established: 1_800,
             },
             input_exceptions: Vec::new(),
+            health_port: None,
         }
     }
 
