@@ -273,6 +273,21 @@ fn render_config(dir: &Path, config: &str, name: &str) -> PathBuf {
     path
 }
 
+/// A lab for `test`, or `None` (said, or failed under `NATGW_IT_REQUIRE_NETNS`) when this machine
+/// cannot run it.
+fn lab_for(test: &str, setup: Setup) -> Option<Lab> {
+    if skipped(test) {
+        return None;
+    }
+    match Lab::new(setup) {
+        Ok(lab) => Some(lab),
+        Err(reason) => {
+            skip_because(test, Some(reason));
+            None
+        }
+    }
+}
+
 static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
 
 /// Namespaces, helper processes and a scratch directory, all removed on drop.
@@ -872,15 +887,8 @@ fn add_foreign_rule(setup: Setup, gw: &str) -> &'static str {
 /// topology runs with `ssh = "iap"`, the one-interface one without: each setup sees both.
 fn prove(topology: Topology, setup: Setup) {
     let test = format!("netns {topology:?} {setup:?}");
-    if skipped(&test) {
+    let Some(mut lab) = lab_for(&test, setup) else {
         return;
-    }
-    let mut lab = match Lab::new(setup) {
-        Ok(lab) => lab,
-        Err(reason) => {
-            skip_because(&test, Some(reason));
-            return;
-        }
     };
     let ssh = matches!(topology, Topology::TwoInterfaces);
     let script = render_script(&lab.dir, ssh);
@@ -1292,16 +1300,7 @@ fn netns_one_interface_both() {
 
 /// A gateway namespace with one interface, a default route and the metadata server.
 fn small_lab(test: &str, setup: Setup, token: &str) -> Option<(Lab, PathBuf, String)> {
-    if skipped(test) {
-        return None;
-    }
-    let mut lab = match Lab::new(setup) {
-        Ok(lab) => lab,
-        Err(reason) => {
-            skip_because(test, Some(reason));
-            return None;
-        }
-    };
+    let mut lab = lab_for(test, setup)?;
     let script = render_script(&lab.dir, false);
     let gw = lab.netns("gw");
     let peer = lab.netns("peer");

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{
     ALLOWED_DST, ALLOWED_PORT, ALLOWED_SRC, CONFIG, IAP_SRC, Lab, Net, SYSCTL_FILE, Setup,
-    Topology, build, connect, metadata_url, must, render_config, run, skip_because, skipped, text,
+    Topology, build, connect, lab_for, metadata_url, must, render_config, run, text,
 };
 
 /// One address in each of Google's health-check ranges, 35.191.0.0/16 and 130.211.0.0/22.
@@ -188,15 +188,8 @@ fn remove_nat_rule(setup: Setup, gw: &str) {
 
 fn prove_health(setup: Setup) {
     let test = format!("netns health {setup:?}");
-    if skipped(&test) {
+    let Some(mut lab) = lab_for(&test, setup) else {
         return;
-    }
-    let mut lab = match Lab::new(setup) {
-        Ok(lab) => lab,
-        Err(reason) => {
-            skip_because(&test, Some(reason));
-            return;
-        }
     };
     let script = render_config(&lab.dir, &ha_config(), "startup-ha.sh");
     // One interface, as on Compute Engine.
