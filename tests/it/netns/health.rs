@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::{
     ALLOWED_DST, ALLOWED_PORT, ALLOWED_SRC, CONFIG, IAP_SRC, Lab, Net, SYSCTL_FILE, Setup,
-    Topology, build, connect, lab_for, metadata_url, must, render_config, run, text,
+    Topology, build, connect, ip, lab_for, metadata_url, must, render_config, run, small_lab, text,
 };
 
 /// One address in each of Google's health-check ranges, 35.191.0.0/16 and 130.211.0.0/22.
@@ -343,4 +343,42 @@ fn netns_health_iptables_nft() {
 #[test]
 fn netns_health_iptables_legacy() {
     prove_health(Setup::IptablesLegacy);
+}
+
+/// A health endpoint that cannot start (its port taken, say) fails the run like a missing
+/// rule: forwarding off, the reason on the serial console, no readiness.
+#[test]
+fn netns_health_endpoint_that_cannot_start_fails_the_run() {
+    let test = "netns health endpoint cannot start";
+    let token = "token-health-fails";
+    let Some((lab, _, gw)) = small_lab(test, Setup::Nft, token) else {
+        return;
+    };
+    let script = render_config(&lab.dir, &ha_config(), "startup-ha.sh");
+    ip(&format!("-n {gw} route add default via 192.0.2.2"));
+    let calls = lab.dir.join("calls");
+    lab.fake(
+        "systemctl",
+        r#"if [[ "$1" == restart ]]; then echo "Job for natgw-health.socket failed." >&2; exit 1; fi"#,
+        &calls,
+    );
+
+    let run = lab.run_script(&script, &metadata_url());
+    assert!(!run.success, "{test}: must fail:\n{}", run.log);
+    assert!(
+        run.log.contains(&format!(
+            "natgw: ERROR: cannot start the health endpoint on tcp:{HEALTH_PORT} (Job for natgw-health.socket failed.)"
+        )),
+        "{test}: {}",
+        run.log
+    );
+    assert_eq!(
+        lab.console_lines(),
+        (
+            Some("natgw-summary: backend=nft egress=eth0 sources=10.10.0.0/25 destinations=198.51.100.10/32 verify=failed:health-endpoint".to_string()),
+            None
+        )
+    );
+    assert_eq!(lab.ip_forward(), "0", "{test}: forwarding left on");
+    assert_eq!(lab.read_ready().as_deref(), Some("pending"));
 }
