@@ -1529,13 +1529,13 @@ const HELPER_PY: &str = r##"# Test helper for tests/it/netns.rs, run inside netw
 #   ping SRC DST                     one ICMP echo from SRC; exit 1 if no reply came back
 #   metadata PORT TOKEN OUTFILE      a fake metadata server on 127.0.0.1: serves the ready token,
 #                                    stores what is PUT to guest-attributes/natgw/ready in OUTFILE
-#   inetd ADDR PORT USER CMD...      what a systemd socket with Accept=yes does: runs CMD as USER
-#                                    once per connection, with the connection as stdin and stdout
+#   inetd ADDR PORT UID CMD...       what a systemd socket with Accept=yes does: runs CMD as user
+#                                    and group UID once per connection, with the connection as
+#                                    stdin and stdout
 #   http SRC DST PORT                GET / from SRC as Google's health checks do; print the
 #                                    status line, then the body; exit 1 if no connection
 import http.server
 import os
-import pwd
 import socket
 import subprocess
 import sys
@@ -1665,13 +1665,11 @@ def metadata(port, token, outfile):
     server.serve_forever()
 
 
-def inetd(addr, port, user, *argv):
-    account = pwd.getpwnam(user)
-
+def inetd(addr, port, uid, *argv):
     def as_user():
         os.setgroups([])
-        os.setgid(account.pw_gid)
-        os.setuid(account.pw_uid)
+        os.setgid(int(uid))
+        os.setuid(int(uid))
 
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

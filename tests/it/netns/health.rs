@@ -2,8 +2,8 @@
 //!
 //! There is no systemd in a test namespace, so the test does what systemd would with the units
 //! the script wrote: it reads them, runs the checker service's `ExecStart`, and answers each
-//! connection to the socket's `ListenStream` with the answer service's `ExecStart`, as its
-//! `User`, the connection as stdin and stdout (the helper's `inetd`, for `Accept=yes`). So the
+//! connection to the socket's `ListenStream` with the answer service's `ExecStart`, as a user of
+//! `DynamicUser`'s range, the connection as stdin and stdout (the helper's `inetd`, for `Accept=yes`). So the
 //! code probed is the code the VM runs, not a copy. `systemctl` is a fake that records calls.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use super::{
     ALLOWED_DST, ALLOWED_PORT, ALLOWED_SRC, CONFIG, IAP_SRC, Lab, Net, SYSCTL_FILE, Setup,
-    Topology, build, connect, ip, lab_for, metadata_url, must, render_config, run, small_lab, text,
+    Topology, build, connect, find_program, ip, lab_for, metadata_url, must, render_config, run,
+    skip_because, small_lab, text,
 };
 
 /// One address in each of Google's health-check ranges, 35.191.0.0/16 and 130.211.0.0/22.
@@ -20,6 +21,13 @@ pub(super) const HEALTH_CHECK_SRCS: [&str; 2] = ["35.191.0.10", "130.211.0.10"];
 /// Not the default (9090): the port comes from the config.
 const HEALTH_PORT: u16 = 9191;
 const UNIT_DIR: &str = "/run/systemd/system";
+const UNITS: [&str; 3] = [
+    "natgw-health-check.service",
+    "natgw-health.socket",
+    "natgw-health@.service",
+];
+/// A user id from systemd's range for `DynamicUser=yes` (61184 to 65519), which no file has.
+const DYNAMIC_UID: &str = "61184";
 /// How many times to probe for an expected answer, 200 ms apart. The checker re-checks every
 /// 2 s; the bound only keeps a broken endpoint from hanging the test.
 const PROBES: usize = 100;
@@ -47,6 +55,39 @@ fn unit(lab: &Lab, name: &str) -> BTreeMap<String, String> {
 fn key<'a>(unit: &'a BTreeMap<String, String>, name: &str, key: &str) -> &'a str {
     unit.get(key)
         .unwrap_or_else(|| panic!("{name} has no {key}=: {unit:?}"))
+}
+
+/// systemd's own reading of the units as the script wrote them. `verify` exits 0 on an unknown
+/// key or an unsafe setting, so its silence is what counts.
+fn verify_units(lab: &Lab, test: &str) {
+    let Some(analyze) = find_program("systemd-analyze") else {
+        skip_because(
+            &format!("{test}: systemd-analyze verify"),
+            Some("`systemd-analyze` is not installed".to_string()),
+        );
+        return;
+    };
+    let dir = lab.dir.join("units");
+    std::fs::create_dir_all(&dir).expect("create a directory for the units");
+    let files: Vec<_> = UNITS
+        .iter()
+        .map(|name| {
+            let path = dir.join(name);
+            let text = lab.must_in_gateway(r#"cat "$1""#, &[&format!("{UNIT_DIR}/{name}")]);
+            std::fs::write(&path, text).expect("write a unit");
+            path
+        })
+        .collect();
+    let out = run(Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .args(&files));
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{test}: systemd-analyze verify ({}):\n{}{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
 }
 
 /// Starts what systemd would start for the units; returns the checker's index in `children`.
@@ -90,13 +131,8 @@ fn start_units(lab: &mut Lab) -> usize {
 
     let (addr, port) = listen.rsplit_once(':').expect("address:port");
     let helper = lab.dir.join("helper.py").display().to_string();
-    let mut args = vec![
-        helper.as_str(),
-        "inetd",
-        addr,
-        port,
-        key(&answer, "natgw-health@.service", "User"),
-    ];
+    assert_eq!(key(&answer, "natgw-health@.service", "DynamicUser"), "yes");
+    let mut args = vec![helper.as_str(), "inetd", addr, port, DYNAMIC_UID];
     args.extend(key(&answer, "natgw-health@.service", "ExecStart").split_whitespace());
     let mut inetd = lab.gateway_command(r#"exec python3 "$@""#, &args);
     lab.spawn_listening(&mut inetd);
@@ -208,14 +244,7 @@ fn prove_health(setup: Setup) {
         "+run/natgw/health-answer".to_string(),
         "+run/natgw/health-check".to_string(),
     ];
-    expected.extend(
-        [
-            "natgw-health-check.service",
-            "natgw-health.socket",
-            "natgw-health@.service",
-        ]
-        .map(|u| format!("+{}/{u}", &UNIT_DIR[1..])),
-    );
+    expected.extend(UNITS.map(|u| format!("+{}/{u}", &UNIT_DIR[1..])));
     expected.sort();
     assert_eq!(first.changes, expected, "{test}: log:\n{}", first.log);
     let restart = "systemctl restart natgw-health-check.service natgw-health.socket";
@@ -225,6 +254,7 @@ fn prove_health(setup: Setup) {
         "{test}"
     );
 
+    verify_units(&lab, &test);
     let checker = start_units(&mut lab);
     let in_gw = |script: &str| lab.must_in_gateway(script, &[]);
     assert_eq!(
