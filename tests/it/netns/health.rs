@@ -3,8 +3,9 @@
 //! There is no systemd in a test namespace, so the test does what systemd would with the units
 //! the script wrote: it reads them, runs the checker service's `ExecStart`, and answers each
 //! connection to the socket's `ListenStream` with the answer service's `ExecStart`, as a user of
-//! `DynamicUser`'s range, the connection as stdin and stdout (the helper's `inetd`, for `Accept=yes`). So the
-//! code probed is the code the VM runs, not a copy. `systemctl` is a fake that records calls.
+//! `DynamicUser`'s range, the connection as stdin and stdout (the helper's `inetd`, for
+//! `Accept=yes`). So the code probed is the code the VM runs, not a copy. `systemctl` is a fake
+//! that records its calls; `systemd-analyze verify` reads the units as systemd would.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
