@@ -12,7 +12,6 @@ use super::desired::FIREWALL_PRIORITY;
 use super::ownership::{KEY_IMAGE, KEY_ROLE, LABEL_ROLE, Owner};
 use super::{Address, AddressType, Firewall};
 use crate::config::{self, names};
-use crate::net::Ipv4Net;
 
 /// `natgw-role` of the load balancer's health check, of autohealing's, and of the probers' firewall rule.
 pub(crate) const ROLE_HEALTH: &str = "health";
@@ -41,18 +40,6 @@ fn autoheal_unhealthy(unhealthy_threshold: u32) -> u32 {
 /// How long a new VM has before autohealing judges it: a boot and the startup script (Google's default,
 /// `InstanceGroupManagerAutoHealingPolicy.initialDelaySec`, is 300).
 pub(crate) const AUTOHEAL_INITIAL_DELAY_SEC: u32 = 300;
-
-/// Where Google's health-check probes come from:
-/// <https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges>.
-pub(crate) fn probe_ranges() -> Vec<Ipv4Net> {
-    [
-        Ipv4Net::new(Ipv4Addr::new(35, 191, 0, 0), 16),
-        Ipv4Net::new(Ipv4Addr::new(130, 211, 0, 0), 22),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
 
 /// The VMs' instance template (`compute.instanceTemplates`). Templates cannot change: its name carries a
 /// hash of its content, so a change is a new template that the groups move to.
@@ -325,7 +312,7 @@ pub(crate) fn desired(gw: &config::Gateway, ha: &config::Ha, base: &Base<'_>) ->
         name: names::health_firewall(name, base.host_tag),
         network: base.network.to_string(),
         priority: FIREWALL_PRIORITY,
-        source_ranges: probe_ranges(),
+        source_ranges: config::HealthCheck::source_ranges().to_vec(),
         allowed: vec![format!("tcp:{}", hc.port)],
         target_tags: vec![base.vm_tag.to_string()],
         description: owner.description(&[(KEY_ROLE, ROLE_HEALTH.to_string())]),
