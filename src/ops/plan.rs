@@ -84,7 +84,14 @@ pub(super) async fn make(
         },
         loaded.desired(destroy),
         &world,
-    )?;
+    )
+    .map_err(|e| match e {
+        // Names the file: the fix is in it.
+        plan::PlanError::Migration { .. } => {
+            OpsError::Message(format!("{}: {e}", loaded.config.path.display()))
+        }
+        other => other.into(),
+    })?;
     Ok(Plan {
         format_version: FORMAT_VERSION,
         natgw_version: env!("CARGO_PKG_VERSION").to_string(),

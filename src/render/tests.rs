@@ -133,6 +133,7 @@ fn still_lines_say_what_they_wait_for() {
         Some(Wait::VmRunning),
         Some(Wait::StartupScriptReady),
         Some(Wait::BackendHealthy),
+        Some(Wait::AnotherBackendHealthy),
     ]
     .into_iter()
     .map(|w| progress(&still(w), Style { color: false }))
@@ -144,6 +145,7 @@ fn still_lines_say_what_they_wait_for() {
             "natgw-gitlab: Still creating... [20s elapsed, waiting for the VM to be RUNNING]",
             "natgw-gitlab: Still creating... [20s elapsed, waiting for the startup script to report ready]",
             "natgw-gitlab: Still creating... [20s elapsed, waiting for the backend to become healthy]",
+            "natgw-gitlab: Still creating... [20s elapsed, waiting for another zone's backend to become healthy before replacing the last healthy one]",
         ]
     );
 }

@@ -306,7 +306,9 @@ fn a_new_machine_type_rolls_zone_by_zone_and_a_healthy_vm_always_carries() {
 fn one_zone_routes_to_its_vm_and_a_renamed_gateway_leaves_nothing_behind() {
     let p = Project::with_config(&config(&ZONES[..1]), &["--boot-ms", "100"]);
     let url = p.emu.url.clone();
-    let applied = p.natgw(&["apply", "--auto-approve"]);
+    // Through a saved plan: apply checks that the project, HA kinds included, is as the plan saw it.
+    p.natgw(&["plan", "--out", "ha.plan"]).ok();
+    let applied = p.natgw(&["apply", "ha.plan"]);
     let egress = address_ip(&url, "natgw-gitlab-b-ext");
     applied
         .ok()
@@ -329,6 +331,9 @@ fn one_zone_routes_to_its_vm_and_a_renamed_gateway_leaves_nothing_behind() {
         "no load balancer with one zone"
     );
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    // A saved plan of the applied gateway still matches the project it saw, groups and template included.
+    p.natgw(&["plan", "--out", "again.plan"]).ok();
+    p.natgw(&["apply", "again.plan"]).ok();
     assert_eq!(
         carriers(&next_hops(&url)),
         vec![("natgw-gitlab-b".to_string(), ZONES[0].to_string(), true)]
@@ -364,4 +369,18 @@ fn a_load_balancer_policy_stops_apply_before_any_route_and_names_the_exception()
         Vec::<String>::new(),
         "no route without a next hop"
     );
+}
+
+#[test]
+fn moving_a_gateway_from_zone_to_zones_is_refused_naming_the_file_and_changing_nothing() {
+    let p = Project::new(&[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let before = p.mutations().len();
+    p.write_config(&config(&ZONES));
+    let refused = p.natgw(&["apply", "--auto-approve"]);
+    refused
+        .code(1)
+        .stderr_has("natgw.toml: gateways.gitlab: the gateway exists with `zone` and the config now says `zones`")
+        .stderr_has("add a second gateway with `zones` under another name");
+    assert_eq!(p.mutations().len(), before, "nothing was changed");
 }
