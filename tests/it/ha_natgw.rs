@@ -384,3 +384,58 @@ fn moving_a_gateway_from_zone_to_zones_is_refused_naming_the_file_and_changing_n
         .stderr_has("add a second gateway with `zones` under another name");
     assert_eq!(p.mutations().len(), before, "nothing was changed");
 }
+
+#[test]
+fn a_roll_replaces_an_unhealthy_zone_first_and_never_the_last_healthy_vm() {
+    let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    // Zone c's VM breaks; zone b's is the last healthy one.
+    let (status, _) = raw(
+        &url,
+        "POST",
+        &format!(
+            "/_emulator/instances/{PROJECT}/{}/natgw-gitlab-c:fail",
+            ZONES[1]
+        ),
+    );
+    assert_eq!(status, 200);
+    let only_b = vec![("natgw-gitlab-b".to_string(), ZONES[0].to_string(), true)];
+    poll_until(&url, |h| carriers(h) == only_b);
+
+    p.write_config(&config(&ZONES).replace(
+        "node_tag      = \"gitlab-runner\"",
+        "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
+    ));
+    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
+    let mut samples = Vec::new();
+    while child.try_wait().expect("the apply runs").is_none() {
+        samples.push(next_hops(&url));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Run::of(child).ok();
+    // Zone b was replaced only once zone c's new VM was healthy: a healthy VM carried throughout.
+    assert!(
+        samples.len() > 5,
+        "the apply was sampled {} times",
+        samples.len()
+    );
+    for h in &samples {
+        assert!(
+            carriers(h).iter().any(|(_, _, healthy)| *healthy),
+            "no healthy VM carried traffic: {h}"
+        );
+    }
+    let first_c = samples.iter().position(|h| {
+        carriers(h)
+            .iter()
+            .any(|(n, _, ok)| n == "natgw-gitlab-c" && *ok)
+    });
+    let last_old_b = samples.iter().rposition(|h| carriers(h) == only_b);
+    assert!(
+        matches!((first_c, last_old_b), (Some(c), Some(b)) if c > b),
+        "zone c came back healthy at sample {first_c:?}, zone b alone until {last_old_b:?}"
+    );
+    poll_until(&url, |h| carriers(h) == both_healthy());
+}
