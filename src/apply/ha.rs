@@ -21,8 +21,9 @@ use crate::model::progress::{Outputs, Wait};
 use crate::model::{Instance, Kind, Resource, Route};
 use crate::plan::{Action, Change};
 
-/// How often apply asks for a backend's health while it waits.
+/// How often apply asks for a VM or a backend's health while it waits: at first, then at most.
 const HEALTH_POLL: Duration = Duration::from_millis(500);
+const HEALTH_POLL_MAX: Duration = Duration::from_secs(3);
 
 /// What the steps of one gateway in several zones share.
 #[derive(Debug, Default)]
@@ -386,6 +387,7 @@ async fn wait_for_health(
         .filter(|(zone, group)| wanted(zone, group))
         .collect();
     let mut said = false;
+    let mut pause = HEALTH_POLL;
     loop {
         for (zone, group) in &groups {
             let health: Vec<BackendHealth> = shared
@@ -421,7 +423,8 @@ async fn wait_for_health(
             }));
             said = true;
         }
-        sleep(HEALTH_POLL).await;
+        sleep(pause).await;
+        pause = (pause * 2).min(HEALTH_POLL_MAX);
     }
 }
 
