@@ -232,6 +232,8 @@ async fn up_backend_service(
 struct GroupUpdate {
     /// A new template, rolled out to the VM.
     template: bool,
+    /// The VM is replaced from the group's template (a new one, or one a stopped roll left behind).
+    roll: bool,
     autohealing: bool,
     /// The group lost its VM (resized to 0): it gets it back.
     size: bool,
@@ -248,7 +250,11 @@ impl GroupUpdate {
                 )));
             };
             match field {
-                InstanceGroupField::InstanceTemplate => u.template = true,
+                InstanceGroupField::InstanceTemplate => {
+                    u.template = true;
+                    u.roll = true;
+                }
+                InstanceGroupField::UpToDate => u.roll = true,
                 InstanceGroupField::AutohealingCheck | InstanceGroupField::InitialDelaySec => {
                     u.autohealing = true;
                 }
@@ -285,7 +291,7 @@ async fn up_group(shared: &Shared, change: &Change, g: &InstanceGroup) -> Result
         cloud.ensure_vm(g).await?;
         wait_vm_ready(shared, &vm).await?;
     }
-    if update.template {
+    if update.roll {
         roll(shared, gw, g, &vm).await?;
     }
     Ok(())
@@ -459,6 +465,7 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
             target_size: 1,
             autohealing_check: String::new(),
             initial_delay_sec: 0,
+            up_to_date: true,
             description: String::new(),
         };
         let vm = zone_vm(&g, gw.template.as_ref());
@@ -548,6 +555,7 @@ mod tests {
             GroupUpdate::of(group).expect("in place"),
             GroupUpdate {
                 template: true,
+                roll: true,
                 autohealing: false,
                 size: true
             }

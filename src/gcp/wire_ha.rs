@@ -153,6 +153,15 @@ pub(super) fn group_from_wire(g: &gce::InstanceGroupManager) -> Observed<Instanc
             .map(last_segment)
             .unwrap_or_default(),
         initial_delay_sec: u32_of(healing.and_then(|h| h.initial_delay_sec)),
+        // compute.v1.json, `InstanceGroupManagerStatusVersionTarget.isReached`: "A bit indicating whether
+        // version target has been reached in this managed instance group, i.e. all instances are in their
+        // target version". Not reported: taken as reached, so that nothing is replaced on a guess.
+        up_to_date: g
+            .status
+            .as_ref()
+            .and_then(|s| s.version_target.as_ref())
+            .and_then(|v| v.is_reached)
+            .unwrap_or(true),
         description: description.clone(),
     };
     let mut pre = preconditions(g.self_link.as_ref());

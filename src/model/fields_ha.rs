@@ -79,8 +79,8 @@ impl InstanceTemplateField {
     }
 }
 
-/// `InstanceGroup`. A new template is rolled out zone by zone (`apply::ha`); the size and autohealing are
-/// patched.
+/// `InstanceGroup`. A new template is rolled out zone by zone (`apply::ha`), as is an old VM left by a roll
+/// that stopped (`up_to_date`); the size and autohealing are patched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum InstanceGroupField {
     Name,
@@ -89,6 +89,7 @@ pub(crate) enum InstanceGroupField {
     TargetSize,
     AutohealingCheck,
     InitialDelaySec,
+    UpToDate,
     Description,
 }
 
@@ -100,6 +101,7 @@ impl InstanceGroupField {
         Self::TargetSize,
         Self::AutohealingCheck,
         Self::InitialDelaySec,
+        Self::UpToDate,
         Self::Description,
     ];
 
@@ -113,6 +115,7 @@ impl InstanceGroupField {
             Self::TargetSize => spec("target_size", InPlace, Value),
             Self::AutohealingCheck => spec("autohealing_check", InPlace, Value),
             Self::InitialDelaySec => spec("initial_delay_sec", InPlace, Value),
+            Self::UpToDate => spec("up_to_date", InPlace, Value),
             Self::Description => spec("description", Ignore, Hidden),
         }
     }
@@ -125,6 +128,7 @@ impl InstanceGroupField {
             Self::TargetSize => json(&g.target_size),
             Self::AutohealingCheck => json(&g.autohealing_check),
             Self::InitialDelaySec => json(&g.initial_delay_sec),
+            Self::UpToDate => json(&g.up_to_date),
             Self::Description => json(&g.description),
         }
     }

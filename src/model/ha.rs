@@ -74,6 +74,9 @@ pub(crate) struct InstanceGroup {
     /// The autohealing health check's name.
     pub(crate) autohealing_check: String,
     pub(crate) initial_delay_sec: u32,
+    /// Its VM runs its template (`status.versionTarget.isReached`); false after a roll that stopped halfway,
+    /// which the next apply finishes.
+    pub(crate) up_to_date: bool,
     pub(crate) description: String,
 }
 
@@ -269,6 +272,7 @@ pub(crate) fn desired(gw: &config::Gateway, ha: &config::Ha, base: &Base<'_>) ->
                     target_size: 1,
                     autohealing_check: autoheal_check.name.clone(),
                     initial_delay_sec: AUTOHEAL_INITIAL_DELAY_SEC,
+                    up_to_date: true,
                     description: owner.description(&[]),
                 },
             }

@@ -309,3 +309,20 @@ fn a_new_load_balancer_address_replaces_the_forwarding_rule_and_the_routes() {
     assert_eq!(action(Kind::ForwardingRule), Action::Replace);
     assert_eq!(action(Kind::Route), Action::Replace);
 }
+
+#[test]
+fn a_roll_that_stopped_halfway_is_finished_by_the_next_apply() {
+    let mut w = applied_world(&two_zones(), &empty_world());
+    w.groups[1].resource.up_to_date = false;
+    let changes = plan(&two_zones(), &w);
+    let updated: Vec<&Change> = changes
+        .iter()
+        .filter(|c| c.action == Action::Update)
+        .collect();
+    assert_eq!(updated.len(), 1, "{:?}", actions(&changes));
+    assert_eq!(updated[0].name, w.groups[1].resource.name);
+    assert_eq!(
+        updated[0].diffs.iter().map(|d| d.field).collect::<Vec<_>>(),
+        vec![Field::InstanceGroup(InstanceGroupField::UpToDate)]
+    );
+}

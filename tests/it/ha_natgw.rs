@@ -439,3 +439,43 @@ fn a_roll_replaces_an_unhealthy_zone_first_and_never_the_last_healthy_vm() {
     );
     poll_until(&url, |h| carriers(h) == both_healthy());
 }
+
+#[test]
+fn a_roll_stopped_by_the_ready_timeout_keeps_the_last_healthy_vm_and_the_next_apply_finishes_it() {
+    let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    let (old_b, _, _) = identity(&url, ZONES[0], "natgw-gitlab-b");
+    let (status, _) = raw(
+        &url,
+        "POST",
+        &format!(
+            "/_emulator/instances/{PROJECT}/{}/natgw-gitlab-c:fail",
+            ZONES[1]
+        ),
+    );
+    assert_eq!(status, 200);
+    let only_b = vec![("natgw-gitlab-b".to_string(), ZONES[0].to_string(), true)];
+    poll_until(&url, |h| carriers(h) == only_b);
+
+    // Zone c's new VM needs a boot and two probes (more than 1 s): zone b, the last healthy VM, may not go.
+    p.write_config(&config(&ZONES).replace(
+        "node_tag      = \"gitlab-runner\"",
+        "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
+    ));
+    p.natgw(&["apply", "--auto-approve", "--ready-timeout", "1"])
+        .code(1)
+        .stderr_has("natgw does not take down the last healthy zone");
+    assert_eq!(
+        identity(&url, ZONES[0], "natgw-gitlab-b").0,
+        old_b,
+        "zone b kept its VM"
+    );
+    // The next apply finishes the roll: zone b's group has the new template, its VM does not yet.
+    p.natgw(&["plan"]).ok().stdout_has("up_to_date");
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_ne!(identity(&url, ZONES[0], "natgw-gitlab-b").0, old_b);
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+}
