@@ -679,6 +679,14 @@ impl Cloud {
         .await
     }
 
+    /// Sets the metadata right after a change of natgw's own (whose new fingerprint it has not seen): reads
+    /// the fingerprint first, as compute.v1.json `Metadata.fingerprint` asks ("You must always provide an
+    /// up-to-date fingerprint hash").
+    pub(crate) async fn set_instance_metadata_fresh(&self, i: &Instance) -> Result<(), GcpError> {
+        let fingerprint = self.read_instance(i).await?.metadata_fingerprint;
+        self.set_instance_metadata(i, fingerprint.as_deref()).await
+    }
+
     pub(crate) async fn reset_instance(&self, zone: &str, name: &str) -> Result<(), GcpError> {
         let send = self
             .instances
@@ -710,6 +718,26 @@ impl Cloud {
         self.change(
             Scope::Zone(zone),
             &format!("starting instance {name}"),
+            send,
+        )
+        .await
+    }
+
+    /// Resumes a suspended VM (compute.v1.json `instances.resume`: "Resumes an instance that was suspended
+    /// using the instances().suspend method"). The guest goes on where it was: no startup script runs.
+    pub(crate) async fn resume_instance(&self, zone: &str, name: &str) -> Result<(), GcpError> {
+        let send = self
+            .instances
+            .resume()
+            .set_project(&self.project)
+            .set_zone(zone)
+            .set_instance(name)
+            .set_request_id(request_id())
+            .with_idempotency(true)
+            .send();
+        self.change(
+            Scope::Zone(zone),
+            &format!("resuming instance {name}"),
             send,
         )
         .await
