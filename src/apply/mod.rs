@@ -743,9 +743,27 @@ mod tests {
         let cases = [
             ("RUNNING", true, vec![VmAction::Restart], None, true),
             ("STAGING", true, vec![VmAction::Restart], None, true),
-            ("TERMINATED", false, vec![VmAction::Start], Some(VmAction::Start), false),
-            ("TERMINATED", true, vec![VmAction::Start], Some(VmAction::Start), false),
-            ("SUSPENDED", false, vec![VmAction::Resume], Some(VmAction::Resume), false),
+            (
+                "TERMINATED",
+                false,
+                vec![VmAction::Start],
+                Some(VmAction::Start),
+                false,
+            ),
+            (
+                "TERMINATED",
+                true,
+                vec![VmAction::Start],
+                Some(VmAction::Start),
+                false,
+            ),
+            (
+                "SUSPENDED",
+                false,
+                vec![VmAction::Resume],
+                Some(VmAction::Resume),
+                false,
+            ),
             (
                 "SUSPENDED",
                 true,

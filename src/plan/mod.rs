@@ -696,7 +696,7 @@ fn adopted_route(
         diffs: Vec::new(),
         importing: Some(name.into()),
         warnings: Vec::new(),
-            vm_actions: Vec::new(),
+        vm_actions: Vec::new(),
     }))
 }
 
@@ -1047,9 +1047,9 @@ fn vm_actions(change: &Change) -> Vec<VmAction> {
 /// a running one.
 fn as_good_as(field: Field, before: &Value) -> bool {
     match field {
-        Field::Instance(InstanceField::Status) => {
-            before.as_str().is_some_and(|s| VmAction::for_status(s).is_none())
-        }
+        Field::Instance(InstanceField::Status) => before
+            .as_str()
+            .is_some_and(|s| VmAction::for_status(s).is_none()),
         Field::Address(_)
         | Field::Firewall(_)
         | Field::Instance(_)

@@ -24,3 +24,4 @@ mod performance;
 mod reliability;
 mod shared_vpc;
 mod support;
+mod vmstate;
