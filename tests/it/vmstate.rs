@@ -144,7 +144,8 @@ fn a_suspended_vm_is_resumed_even_from_a_saved_plan() {
     p.natgw(&["plan", "--detailed-exitcode"])
         .code(2)
         .stdout_has("~ status = \"SUSPENDED\" -> \"RUNNING\" (resume)")
-        .stdout_lacks("(start)");
+        .stdout_lacks("(start)")
+        .golden("plan-vmstate.txt", "a suspended VM");
     // A saved plan carries the action; applying it resumes.
     let saved = p.dir.join("suspended.plan");
     let saved = saved.to_str().expect("utf-8 path");
@@ -181,9 +182,11 @@ fn a_stopping_vm_is_waited_for_then_started() {
     power(&p, Power::Stop, false);
     assert_eq!(status(&p), "STOPPING");
     let plan = p.natgw(&["plan", "--detailed-exitcode"]);
-    plan.code(2).stdout_has(
-        "~ status = \"STOPPING\" -> \"RUNNING\" (wait for STOPPING to finish, then start)",
-    );
+    plan.code(2)
+        .stdout_has(
+            "~ status = \"STOPPING\" -> \"RUNNING\" (wait for STOPPING to finish, then start)",
+        )
+        .golden("plan-vmstate.txt", "a VM caught stopping");
     let from = p.emu.requests().len();
     p.natgw(&["apply", "--auto-approve"]).ok();
     assert_eq!(calls_since(&p, from), ["POST start"]);
@@ -239,7 +242,11 @@ fn a_kill_between_the_new_script_and_the_restart_leaves_a_pending_restart() {
         .stdout_has("# gitlab.instance will be updated in-place")
         .stdout_has("~ restart_pending = true -> false (restart pending from an interrupted apply)")
         .stdout_lacks("startup_script")
-        .stdout_has("Plan: 0 to add, 1 to change, 0 to destroy.");
+        .stdout_has("Plan: 0 to add, 1 to change, 0 to destroy.")
+        .golden(
+            "plan-vmstate.txt",
+            "a restart left pending by a killed apply",
+        );
     assert_eq!(
         json_vm_change(&p)["vm_actions"],
         serde_json::json!(["restart"])
