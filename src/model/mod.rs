@@ -146,6 +146,13 @@ pub(crate) struct Instance {
     pub(crate) restart_pending: bool,
 }
 
+/// Whether a VM in `status` runs or comes up on its own (compute.v1.json `Instance.status`: PROVISIONING
+/// "Resources are being allocated", STAGING "All required resources have been allocated and the instance is
+/// being started", PENDING "For Flex Start provisioning instance is waiting for available capacity").
+pub(crate) fn is_up(status: &str) -> bool {
+    matches!(status, "RUNNING" | "PROVISIONING" | "STAGING" | "PENDING")
+}
+
 /// A static route (`compute.routes`) to one destination range through the gateway.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Route {

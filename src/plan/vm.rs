@@ -36,9 +36,7 @@ impl VmAction {
     /// What brings a VM in `status` back to running; `None`: it runs, or is coming up on its own.
     pub(crate) fn for_status(status: &str) -> Option<VmAction> {
         match status {
-            // PENDING: "For Flex Start provisioning instance is waiting for available capacity"; it comes
-            // up on its own like PROVISIONING ("Resources are being allocated") and STAGING.
-            "RUNNING" | "PROVISIONING" | "STAGING" | "PENDING" => None,
+            s if crate::model::is_up(s) => None,
             "TERMINATED" | "STOPPED" => Some(VmAction::Start),
             "SUSPENDED" => Some(VmAction::Resume),
             "STOPPING" | "PENDING_STOP" | "DEPROVISIONING" => Some(VmAction::WaitThenStart),
