@@ -213,22 +213,7 @@ fn a_kill_between_the_new_script_and_the_restart_leaves_a_pending_restart() {
         .stdout_has("(restart)");
 
     let from = p.emu.requests().len();
-    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
-    let sent = |suffix: &str| {
-        p.emu.requests().iter().skip(from).any(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|path| path.ends_with(suffix))
-        })
-    };
-    while child.try_wait().expect("poll natgw").is_none() {
-        if sent("/setMetadata") {
-            child.kill().expect("SIGKILL natgw");
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    let _ = child.wait();
+    apply_killed_after(&p, "/setMetadata");
     assert_eq!(
         calls_since(&p, from),
         ["POST setMetadata"],
@@ -262,6 +247,38 @@ fn a_kill_between_the_new_script_and_the_restart_leaves_a_pending_restart() {
         .stdout_has("No changes.");
 }
 
+/// Killed right after the reset: the VM boots the new script, but the intent is still there. The next apply
+/// sees the VM report the new token and does not restart it again: it only clears the intent.
+#[test]
+fn a_kill_after_the_restart_costs_no_second_restart() {
+    let p = Project::new(&["--op-latency-ms", "300", "--boot-ms", "60"]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    p.write_config(&format!(
+        "{}\n[gateways.gitlab.conntrack]\nmax = 131072\n",
+        example_config()
+    ));
+    let from = p.emu.requests().len();
+    apply_killed_after(&p, "/reset");
+    assert_eq!(calls_since(&p, from), ["POST setMetadata", "POST reset"]);
+    assert!(has_restart_intent(&p));
+    // The reset's boot completes on its own.
+    let token = ready_token(&p);
+    let mut reads = 0;
+    while guest_ready(&p) != token {
+        reads += 1;
+        assert!(reads < 1_000, "the reset's boot never reported {token}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    p.natgw(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .stdout_has("(restart pending from an interrupted apply)");
+    let from = p.emu.requests().len();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(calls_since(&p, from), ["POST setMetadata"]);
+    assert!(!has_restart_intent(&p));
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+}
+
 /// An uninterrupted script change: the script and the intent in one call, the reset, and the intent
 /// cleared; nothing left for the next plan.
 #[test]
@@ -292,4 +309,44 @@ fn ready_token(p: &Project) -> String {
         })
         .and_then(|i| i.value)
         .unwrap_or_default()
+}
+
+/// `natgw apply --auto-approve`, killed with SIGKILL as soon as it has sent a request whose path ends with
+/// `suffix` (the emulator's operations take long enough that natgw is still waiting for that one).
+fn apply_killed_after(p: &Project, suffix: &str) {
+    let from = p.emu.requests().len();
+    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
+    let sent = || {
+        p.emu.requests().iter().skip(from).any(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|path| path.ends_with(suffix))
+        })
+    };
+    while child.try_wait().expect("poll natgw").is_none() {
+        if sent() {
+            child.kill().expect("SIGKILL natgw");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = child.wait();
+}
+
+/// The VM's guest attribute `natgw/ready`, empty until it is written.
+fn guest_ready(p: &Project) -> String {
+    runtime().block_on(async {
+        compute_instances(&p.emu.url)
+            .await
+            .get_guest_attributes()
+            .set_project(PROJECT)
+            .set_zone(ZONE)
+            .set_instance(VM)
+            .set_variable_key("natgw/ready")
+            .send()
+            .await
+            .ok()
+            .and_then(|g| g.variable_value)
+            .unwrap_or_default()
+    })
 }
