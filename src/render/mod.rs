@@ -83,6 +83,10 @@ fn adopted_headline(action: Action) -> &'static str {
 /// What a VM's line means for its power: how it is brought back from its status, a restart left pending by
 /// an interrupted apply, a new script's restart.
 fn vm_note(c: &Change, field: Field, before: &Value) -> Option<String> {
+    if c.action != Action::Update {
+        // A new VM boots what it is given.
+        return None;
+    }
     let restarts = c.vm_actions.contains(&VmAction::Restart);
     match field {
         Field::Instance(InstanceField::Status) => c
