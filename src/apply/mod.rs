@@ -603,10 +603,10 @@ async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Resu
         Some(action) => ready::bring_up(cloud, i, action, timeout).await?,
         None => false,
     };
-    // A restart left pending may have happened already (natgw stopped after the reset): a VM that reports
-    // this very token booted with this script, and is not interrupted again.
-    // What the plan saw stopping may have been started by someone else meanwhile: whatever did not boot the
-    // VM here leaves it to be restarted.
+    // Whatever did not boot the VM here (it was found running, or someone started what the plan saw
+    // stopping) leaves it to be restarted; but a restart left pending may have happened already (natgw was
+    // stopped after the reset): a VM that reports this very token booted with this script, and is not
+    // interrupted again.
     let must_boot = update.restart || update.metadata || update.pending;
     if must_boot && !booted && (update.metadata || !ready::reports(cloud, i).await?) {
         cloud.reset_instance(&i.zone, &i.name).await?;

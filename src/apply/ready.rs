@@ -149,7 +149,8 @@ async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(
 /// Brings a VM back from where the plan found it, as `action` says; true if it booted the VM afresh (a
 /// start, which runs the startup script). `start` goes straight to Google, which accepts it on a VM that runs
 /// meanwhile; every other action first reads where the VM is, waiting out STOPPING, SUSPENDING or a repair
-/// (Google accepts neither a start nor a resume before), then starts, resumes or leaves alone what it finds.
+/// (compute.v1.json: `start` is for "an instance that was stopped", `resume` for one "that was suspended"),
+/// then starts, resumes or leaves alone what it finds.
 pub(super) async fn bring_up(
     cloud: &Cloud,
     vm: &Instance,

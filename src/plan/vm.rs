@@ -17,7 +17,7 @@ pub(crate) enum VmAction {
     Resume,
     /// STOPPING ("currently stopping (either being deleted or killed)"), PENDING_STOP ("gracefully shutting
     /// down") or DEPROVISIONING ("halted and we are performing tear down tasks"): each ends in TERMINATED,
-    /// and Google accepts no start before that, so wait, then start.
+    /// and `instances.start` "Starts an instance that was stopped", so wait for the stop to end, then start.
     WaitThenStart,
     /// SUSPENDING: ends in SUSPENDED; wait, then resume.
     WaitThenResume,

@@ -173,8 +173,7 @@ fn a_stopped_vm_is_started() {
 }
 
 /// Caught mid-stop (each operation takes 2 s here): the plan says it waits, and apply, which sees the VM
-/// STOPPING too, waits for TERMINATED before it starts the VM (a start is accepted only once the stop is
-/// done).
+/// STOPPING too, waits for TERMINATED before it starts the VM.
 #[test]
 fn a_stopping_vm_is_waited_for_then_started() {
     let p = Project::new(&["--op-latency-ms", "2000", "--boot-ms", "60"]);
