@@ -135,6 +135,20 @@ fn plan_apply_converge(p: &Project, status_line: &str, json_actions: &[&str]) ->
     calls
 }
 
+/// `natgw plan --out FILE`, then `natgw apply FILE`: the calls the apply sent, once the VM runs and the next
+/// plan has no changes.
+fn saved_plan_applied(p: &Project) -> Vec<String> {
+    let saved = p.dir.join("vm.plan");
+    let saved = saved.to_str().expect("utf-8 path");
+    p.natgw(&["plan", "--out", saved]).ok();
+    let from = p.emu.requests().len();
+    p.natgw(&["apply", saved]).ok();
+    let calls = calls_since(p, from);
+    assert_eq!(status(p), "RUNNING");
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    calls
+}
+
 #[test]
 fn a_suspended_vm_is_resumed_even_from_a_saved_plan() {
     let p = Project::new(&["--boot-ms", "60"]);
@@ -147,14 +161,7 @@ fn a_suspended_vm_is_resumed_even_from_a_saved_plan() {
         .stdout_lacks("(start)")
         .golden("plan-vmstate.txt", "a suspended VM");
     // A saved plan carries the action; applying it resumes.
-    let saved = p.dir.join("suspended.plan");
-    let saved = saved.to_str().expect("utf-8 path");
-    p.natgw(&["plan", "--out", saved]).ok();
-    let from = p.emu.requests().len();
-    p.natgw(&["apply", saved]).ok();
-    assert_eq!(calls_since(&p, from), ["POST resume"]);
-    assert_eq!(status(&p), "RUNNING");
-    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    assert_eq!(saved_plan_applied(&p), ["POST resume"]);
 
     // Again, plan-and-apply, with the JSON plan.
     power(&p, Power::Suspend, true);
@@ -188,13 +195,7 @@ fn a_stopping_vm_is_waited_for_then_started() {
         .golden("plan-vmstate.txt", "a VM caught stopping");
     // Saved while STOPPING, applied once the lock is taken (one more 2 s operation), when the VM is
     // TERMINATED: the same kind of state, so the plan still applies, and apply starts what it finds.
-    let saved = p.dir.join("stopping.plan");
-    let saved = saved.to_str().expect("utf-8 path");
-    p.natgw(&["plan", "--out", saved]).ok();
-    let from = p.emu.requests().len();
-    p.natgw(&["apply", saved]).ok();
-    assert_eq!(calls_since(&p, from), ["POST start"]);
-    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    assert_eq!(saved_plan_applied(&p), ["POST start"]);
 
     // Apply itself catches the VM stopping: without the lock's operation in front, it observes the VM at
     // once, then waits for the stop to end.
