@@ -114,6 +114,7 @@ fn zone_vm(group: &InstanceGroup, template: Option<&InstanceTemplate>) -> Instan
         ready_token: t.ready_token,
         description: t.description,
         status: "RUNNING".into(),
+        restart_pending: false,
     }
 }
 

@@ -13,6 +13,13 @@ use crate::net::Ipv4Net;
 
 pub(super) const META_STARTUP_SCRIPT: &str = "startup-script";
 pub(super) const META_READY_TOKEN: &str = "natgw-ready-token";
+/// Written with a new startup script, in the same `setMetadata` call, and removed once the VM reported ready
+/// with the script's token: while it is there, the VM may still run an older script (natgw was stopped
+/// between `setMetadata` and the restart), so a plan restarts it. A metadata item rather than a label: the
+/// script and the intent then change in one atomic call (`instances.setMetadata` replaces the whole item list,
+/// compute.v1.json `Metadata.items`), with no window in which one is set without the other, and no extra call.
+/// Its value is the token the restart is for.
+pub(super) const META_RESTART_PENDING: &str = "natgw-restart-pending";
 pub(super) const META_GUEST_ATTRIBUTES: &str = "enable-guest-attributes";
 /// The boot image, for a VM whose description natgw did not write (an adopted one: no method changes an
 /// instance's description). Google does not report the image of a running VM.
@@ -308,6 +315,7 @@ pub(super) fn instance_from_wire(own: &str, i: &gce::Instance) -> Observed<Insta
             .and_then(|s| s.name())
             .unwrap_or("UNKNOWN")
             .to_string(),
+        restart_pending: metadata_item(i.metadata.as_ref(), META_RESTART_PENDING).is_some(),
     };
     let preconditions = Preconditions {
         self_link: i.self_link.clone(),
@@ -320,7 +328,8 @@ pub(super) fn instance_from_wire(own: &str, i: &gce::Instance) -> Observed<Insta
 }
 
 pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::Metadata {
-    let mut m = gateway_metadata(&i.startup_script, &i.ready_token, &i.image);
+    let restart = i.restart_pending.then_some(i.ready_token.as_str());
+    let mut m = gateway_metadata(&i.startup_script, &i.ready_token, &i.image, restart);
     if let Some(fp) = fingerprint {
         m = m.set_fingerprint(unhex(fp));
     }
@@ -328,11 +337,12 @@ pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::
 }
 
 /// A gateway VM's metadata: its startup script, the token it reports once ready, guest attributes on (where
-/// it reports), and the boot image natgw records.
+/// it reports), the boot image natgw records, and a pending restart's intent (`restart`: its token).
 pub(super) fn gateway_metadata(
     startup_script: &str,
     ready_token: &str,
     image: &str,
+    restart: Option<&str>,
 ) -> gce::Metadata {
     let items = [
         (META_STARTUP_SCRIPT, startup_script),
@@ -341,6 +351,7 @@ pub(super) fn gateway_metadata(
         (META_IMAGE, image),
     ]
     .into_iter()
+    .chain(restart.map(|token| (META_RESTART_PENDING, token)))
     .map(|(k, v)| gce::metadata::Items::new().set_key(k).set_value(v));
     gce::Metadata::new().set_items(items)
 }

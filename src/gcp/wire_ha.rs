@@ -115,7 +115,7 @@ pub(super) fn template_to_wire(project: &str, t: &InstanceTemplate) -> gce::Inst
         .set_initialize_params(
             gce::AttachedDiskInitializeParams::new().set_source_image(t.image.clone()),
         );
-    let metadata = wire::gateway_metadata(&t.startup_script, &t.ready_token, &t.image);
+    let metadata = wire::gateway_metadata(&t.startup_script, &t.ready_token, &t.image, None);
     let properties = gce::InstanceProperties::new()
         .set_machine_type(t.machine_type.clone())
         .set_can_ip_forward(t.can_ip_forward)

@@ -140,6 +140,7 @@ pub(crate) fn gateway(
         startup_script,
         description: owner.description(&[(KEY_IMAGE, gw.image.clone())]),
         status: "RUNNING".to_string(),
+        restart_pending: false,
     };
     let ha = gw.ha.as_ref().map(|ha| {
         super::ha::desired(
