@@ -142,6 +142,51 @@ fn ha_leftovers(url: &str) -> Vec<String> {
     })
 }
 
+/// The two-zone config with a bigger machine type: a new template for both zones.
+fn bigger() -> String {
+    config(&ZONES).replace(
+        "node_tag      = \"gitlab-runner\"",
+        "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
+    )
+}
+
+/// Breaks the health endpoint of a zone's VM, as if its forwarding broke; the emulator's clock then.
+fn fail(url: &str, zone: &str, vm: &str) -> i64 {
+    let (status, failed) = raw(
+        url,
+        "POST",
+        &format!("/_emulator/instances/{PROJECT}/{zone}/{vm}:fail"),
+    );
+    assert_eq!(status, 200, "{failed}");
+    failed["failed_at_ms"].as_i64().expect("failed_at_ms")
+}
+
+/// Applies, sampling next-hops every 100 ms until natgw exits; asserts that a healthy VM carried in every
+/// sample, and returns them.
+fn apply_sampled(p: &Project, url: &str) -> Vec<Value> {
+    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
+    let mut samples = Vec::new();
+    while child.try_wait().expect("the apply runs").is_none() {
+        samples.push(next_hops(url));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Run::of(child)
+        .ok()
+        .stdout_has("Apply complete! Resources: 1 added, 2 changed, 1 destroyed.");
+    assert!(
+        samples.len() > 5,
+        "the apply was sampled {} times",
+        samples.len()
+    );
+    for h in &samples {
+        assert!(
+            carriers(h).iter().any(|(_, _, healthy)| *healthy),
+            "no healthy VM carried traffic: {h}"
+        );
+    }
+    samples
+}
+
 /// Autohealing waits for a boot (`initialDelaySec` 300) on the emulator's clock, which is real time: the
 /// test shortens it out of band, as someone could in the console, to 10 s (a delay shorter than a boot
 /// and two healthy probes would recreate the new VM again and again, as Google would).
@@ -220,16 +265,7 @@ fn a_two_zone_gateway_converges_fails_over_heals_and_is_destroyed() {
 
     // Zone b's VM breaks: within interval × unhealthy threshold and one interval, only zone c carries.
     shorten_initial_delay(&url, ZONES[0], "natgw-gitlab-b");
-    let (status, failed) = raw(
-        &url,
-        "POST",
-        &format!(
-            "/_emulator/instances/{PROJECT}/{}/natgw-gitlab-b:fail",
-            ZONES[0]
-        ),
-    );
-    assert_eq!(status, 200, "{failed}");
-    let failed_at = failed["failed_at_ms"].as_i64().expect("failed_at_ms");
+    let failed_at = fail(&url, ZONES[0], "natgw-gitlab-b");
     let only_c = vec![("natgw-gitlab-c".to_string(), ZONES[1].to_string(), true)];
     let seen = poll_until(&url, |h| carriers(h) == only_c);
     let switched = seen.last().expect("an answer")["at_ms"]
@@ -268,31 +304,8 @@ fn a_new_machine_type_rolls_zone_by_zone_and_a_healthy_vm_always_carries() {
         .map(|(zone, z)| identity(&url, zone, &format!("natgw-gitlab-{z}")).0)
         .collect();
 
-    let bigger = config(&ZONES).replace(
-        "node_tag      = \"gitlab-runner\"",
-        "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
-    );
-    p.write_config(&bigger);
-    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
-    let mut samples = Vec::new();
-    while child.try_wait().expect("the apply runs").is_none() {
-        samples.push(next_hops(&url));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Run::of(child)
-        .ok()
-        .stdout_has("Apply complete! Resources: 1 added, 2 changed, 1 destroyed.");
-    assert!(
-        samples.len() > 5,
-        "the apply was sampled {} times",
-        samples.len()
-    );
-    for h in &samples {
-        assert!(
-            carriers(h).iter().any(|(_, _, healthy)| *healthy),
-            "no healthy VM carried traffic: {h}"
-        );
-    }
+    p.write_config(&bigger());
+    apply_sampled(&p, &url);
     // Both VMs are new, on the new machine type, and healthy.
     for ((zone, z), old) in ZONES.iter().zip(["b", "c"]).zip(&before) {
         let (id, _, _) = identity(&url, zone, &format!("natgw-gitlab-{z}"));
@@ -392,41 +405,13 @@ fn a_roll_replaces_an_unhealthy_zone_first_and_never_the_last_healthy_vm() {
     p.natgw(&["apply", "--auto-approve"]).ok();
     poll_until(&url, |h| carriers(h) == both_healthy());
     // Zone c's VM breaks; zone b's is the last healthy one.
-    let (status, _) = raw(
-        &url,
-        "POST",
-        &format!(
-            "/_emulator/instances/{PROJECT}/{}/natgw-gitlab-c:fail",
-            ZONES[1]
-        ),
-    );
-    assert_eq!(status, 200);
+    fail(&url, ZONES[1], "natgw-gitlab-c");
     let only_b = vec![("natgw-gitlab-b".to_string(), ZONES[0].to_string(), true)];
     poll_until(&url, |h| carriers(h) == only_b);
 
-    p.write_config(&config(&ZONES).replace(
-        "node_tag      = \"gitlab-runner\"",
-        "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
-    ));
-    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
-    let mut samples = Vec::new();
-    while child.try_wait().expect("the apply runs").is_none() {
-        samples.push(next_hops(&url));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Run::of(child).ok();
-    // Zone b was replaced only once zone c's new VM was healthy: a healthy VM carried throughout.
-    assert!(
-        samples.len() > 5,
-        "the apply was sampled {} times",
-        samples.len()
-    );
-    for h in &samples {
-        assert!(
-            carriers(h).iter().any(|(_, _, healthy)| *healthy),
-            "no healthy VM carried traffic: {h}"
-        );
-    }
+    p.write_config(&bigger());
+    // Zone b was replaced only once zone c's new VM was healthy.
+    let samples = apply_sampled(&p, &url);
     let first_c = samples.iter().position(|h| {
         carriers(h)
             .iter()
@@ -447,23 +432,12 @@ fn a_roll_stopped_by_the_ready_timeout_keeps_the_last_healthy_vm_and_the_next_ap
     p.natgw(&["apply", "--auto-approve"]).ok();
     poll_until(&url, |h| carriers(h) == both_healthy());
     let (old_b, _, _) = identity(&url, ZONES[0], "natgw-gitlab-b");
-    let (status, _) = raw(
-        &url,
-        "POST",
-        &format!(
-            "/_emulator/instances/{PROJECT}/{}/natgw-gitlab-c:fail",
-            ZONES[1]
-        ),
-    );
-    assert_eq!(status, 200);
+    fail(&url, ZONES[1], "natgw-gitlab-c");
     let only_b = vec![("natgw-gitlab-b".to_string(), ZONES[0].to_string(), true)];
     poll_until(&url, |h| carriers(h) == only_b);
 
     // Zone c's new VM needs a boot and two probes (more than 1 s): zone b, the last healthy VM, may not go.
-    p.write_config(&config(&ZONES).replace(
-        "node_tag      = \"gitlab-runner\"",
-        "node_tag      = \"gitlab-runner\"\nmachine_type = \"e2-medium\"",
-    ));
+    p.write_config(&bigger());
     p.natgw(&["apply", "--auto-approve", "--ready-timeout", "1"])
         .code(1)
         .stderr_has("natgw does not take down the last healthy zone");
