@@ -153,11 +153,15 @@ impl Address {
 }
 
 impl Kind {
-    /// A kind a gateway has several of (one per zone): plans show each one's name.
-    pub(crate) fn per_zone(self) -> bool {
+    /// A kind a gateway may have several of at once (one per zone; an old and a new template): plans show
+    /// each one's name in its address.
+    pub(crate) fn by_name(self) -> bool {
         matches!(
             self,
-            Kind::ZoneExternalAddress | Kind::ZoneInternalAddress | Kind::InstanceGroup
+            Kind::ZoneExternalAddress
+                | Kind::ZoneInternalAddress
+                | Kind::InstanceGroup
+                | Kind::InstanceTemplate
         )
     }
 

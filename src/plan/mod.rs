@@ -152,7 +152,7 @@ impl Change {
                 format!("{}.route[\"{}\"]", self.gateway, r.dest_range)
             }
             (Kind::NodePool, _) => format!("node_pool[\"{}\"]", self.name),
-            (kind, _) if kind.per_zone() => {
+            (kind, _) if kind.by_name() => {
                 format!("{}.{}[\"{}\"]", self.gateway, kind.role(), self.name)
             }
             (kind, _) => format!("{}.{}", self.gateway, kind.role()),

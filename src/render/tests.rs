@@ -216,3 +216,24 @@ fn vm_lines_say_how_the_vm_comes_back() {
         assert_eq!(vm.as_deref(), Some(actions), "{status}, pending {pending}");
     }
 }
+
+/// A gateway in several zones: created from nothing, then a new machine type (a new template the groups
+/// move to, the old one deleted).
+#[test]
+fn golden_ha_create_and_roll() {
+    use crate::plan::tests::HA_EXAMPLE;
+    let plan = plan_for(HA_EXAMPLE, &empty_world(), false);
+    let mut text = plan_text(&plan, Style { color: false });
+    let world = applied_world(&desired_from(&config_from(HA_EXAMPLE)), &empty_world());
+    let bigger = HA_EXAMPLE.replacen(
+        "node_tag      = \"gitlab-runner\"",
+        "node_tag      = \"gitlab-runner\"\nmachine_type  = \"e2-medium\"",
+        1,
+    );
+    text.push_str("\n=== machine_type = \"e2-medium\"\n\n");
+    text.push_str(&plan_text(
+        &plan_for(&bigger, &world, false),
+        Style { color: false },
+    ));
+    golden("plan-ha.txt", &text);
+}
