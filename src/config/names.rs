@@ -119,10 +119,10 @@ pub(crate) fn ilb_address(gateway: &str) -> String {
     format!("{PREFIX}-{gateway}-ilb")
 }
 
-/// The rule that lets Google's health-check probers reach the VMs: `natgw-{gw}-hc`
-/// (`natgw-{gw}-{tag}-hc` in a Shared VPC host project).
+/// The rule that lets Google's health-check probers reach the VMs: `natgw-{gw}-probes`
+/// (`natgw-{gw}-{tag}-probes` in a Shared VPC host project).
 pub(crate) fn health_firewall(gateway: &str, tag: Option<&str>) -> String {
-    format!("{}-hc", host_scoped(gateway, tag))
+    format!("{}-probes", host_scoped(gateway, tag))
 }
 
 /// Every name a gateway with these destinations derives, in a fixed order. `shared_vpc`: its firewall
@@ -198,7 +198,7 @@ mod tests {
         // route names that `too_long` checks bound them too (a gateway has at least one destination).
         let shortest: Ipv4Net = "0.0.0.0/0".parse().expect("valid range");
         let gw = "g";
-        let route = route(gw, None, &shortest).len();
+        let shortest_route = route(gw, None, &shortest).len();
         let hash = "0".repeat(TEMPLATE_HASH_LEN);
         for name in [
             zone_group(gw, "europe-west1-b"),
@@ -210,9 +210,10 @@ mod tests {
             load_balancer(gw),
             ilb_address(gw),
         ] {
-            assert!(name.len() <= route, "{name}");
+            assert!(name.len() <= shortest_route, "{name}");
         }
-        assert!(health_firewall(gw, Some("000000")).len() < firewall(gw, Some("000000")).len());
+        let tag = Some("000000");
+        assert!(health_firewall(gw, tag).len() < route(gw, tag, &shortest).len());
         assert_eq!(zone_group("gitlab", "europe-west1-b"), "natgw-gitlab-b");
         assert_eq!(
             zone_addresses_of("natgw-gitlab-b"),

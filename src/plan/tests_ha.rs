@@ -35,7 +35,7 @@ fn a_fresh_two_zone_gateway_creates_its_groups_and_load_balancer() {
     assert!(template.starts_with("natgw-gitlab-") && template.len() == 21);
     for want in [
         (Kind::Firewall, "natgw-gitlab-allow"),
-        (Kind::HealthFirewall, "natgw-gitlab-hc"),
+        (Kind::HealthFirewall, "natgw-gitlab-probes"),
         (Kind::ZoneExternalAddress, "natgw-gitlab-b-ext"),
         (Kind::ZoneInternalAddress, "natgw-gitlab-b-int"),
         (Kind::ZoneExternalAddress, "natgw-gitlab-c-ext"),
