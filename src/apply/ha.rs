@@ -308,6 +308,15 @@ async fn wait_vm_ready(shared: &Shared, vm: &Instance) -> Result<(), StepError> 
             Err(e) if e.is_not_found() && Instant::now() < deadline => {
                 sleep(HEALTH_POLL).await;
             }
+            // A group reports why it cannot create a VM in its own errors, not in the operation.
+            Err(e) if e.is_not_found() => {
+                return Err(StepError::Other(format!(
+                    "managed instance group {0} did not create its VM {0} within {1}s (--ready-timeout); its errors say why (an organization policy such as constraints/compute.vmExternalIpAccess, a quota, the template): gcloud compute instance-groups managed list-errors {0} --zone {2}",
+                    vm.name,
+                    shared.options.ready_timeout.as_secs(),
+                    vm.zone
+                )));
+            }
             Err(e) => return Err(e.into()),
         }
     }

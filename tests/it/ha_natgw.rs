@@ -453,3 +453,21 @@ fn a_roll_stopped_by_the_ready_timeout_keeps_the_last_healthy_vm_and_the_next_ap
     poll_until(&url, |h| carriers(h) == both_healthy());
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }
+
+#[test]
+fn a_group_that_cannot_create_its_vm_says_where_its_errors_are() {
+    let p = Project::with_config(
+        &config(&ZONES),
+        &["--org-policy", "constraints/compute.vmExternalIpAccess"],
+    );
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve", "--ready-timeout", "2"])
+        .code(1)
+        .stderr_has("managed instance group natgw-gitlab-b did not create its VM natgw-gitlab-b within 2s")
+        .stderr_has("gcloud compute instance-groups managed list-errors natgw-gitlab-b --zone europe-west1-b");
+    assert_eq!(
+        Inventory::of(&url).routes,
+        Vec::<String>::new(),
+        "no route without a VM"
+    );
+}
