@@ -79,26 +79,12 @@ fn gateway<'a>(shared: &'a Shared, change: &Change) -> Result<&'a Arc<Gateway>, 
     })
 }
 
-/// A zone's VM, as the readiness check reads it: its group's name and zone, the template's token.
-fn zone_vm(group: &InstanceGroup, template: Option<&InstanceTemplate>) -> Instance {
-    let t = template.cloned().unwrap_or_else(|| InstanceTemplate {
-        name: String::new(),
-        region: String::new(),
-        machine_type: String::new(),
-        image: String::new(),
-        network: String::new(),
-        subnetwork: String::new(),
-        can_ip_forward: true,
-        shielded_vm: true,
-        tags: Vec::new(),
-        labels: std::collections::BTreeMap::new(),
-        startup_script: String::new(),
-        ready_token: String::new(),
-        description: String::new(),
-    });
+/// A zone's VM, as the readiness check reads it: named like its group, in its zone, the template's token.
+fn zone_vm(group: &str, zone: &str, template: Option<&InstanceTemplate>) -> Instance {
+    let t = template.cloned().unwrap_or_default();
     Instance {
-        name: group.name.clone(),
-        zone: group.zone.clone(),
+        name: group.to_string(),
+        zone: zone.to_string(),
         machine_type: t.machine_type,
         image: t.image,
         network: t.network,
@@ -279,7 +265,7 @@ impl GroupUpdate {
 async fn up_group(shared: &Shared, change: &Change, g: &InstanceGroup) -> Result<(), StepError> {
     let cloud = &shared.cloud;
     let gw = gateway(shared, change)?;
-    let vm = zone_vm(g, gw.template.as_ref());
+    let vm = zone_vm(&g.name, &g.zone, gw.template.as_ref());
     if change.action != Action::Update {
         cloud.insert_group(g).await?;
         return wait_vm_ready(shared, &vm).await;
@@ -468,17 +454,7 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
         .ok_or_else(|| StepError::Other("the gateway's next hop is not in the plan".into()))?;
     let next_hop: Ipv4Addr = named_ip(shared, address)?;
     if let Some((zone, group)) = gw.groups.first() {
-        let g = InstanceGroup {
-            name: group.clone(),
-            zone: zone.clone(),
-            instance_template: String::new(),
-            target_size: 1,
-            autohealing_check: String::new(),
-            initial_delay_sec: 0,
-            up_to_date: true,
-            description: String::new(),
-        };
-        let vm = zone_vm(&g, gw.template.as_ref());
+        let vm = zone_vm(group, zone, gw.template.as_ref());
         gw.ready
             .get_or_try_init(|| wait_vm_ready(shared, &vm))
             .await?;

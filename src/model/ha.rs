@@ -43,7 +43,7 @@ pub(crate) const AUTOHEAL_INITIAL_DELAY_SEC: u32 = 300;
 
 /// The VMs' instance template (`compute.instanceTemplates`). Templates cannot change: its name carries a
 /// hash of its content, so a change is a new template that the groups move to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct InstanceTemplate {
     pub(crate) name: String,
     pub(crate) region: String,
