@@ -247,6 +247,10 @@ fn a_two_zone_gateway_converges_fails_over_heals_and_is_destroyed() {
     let out: Value = serde_json::from_str(&out.ok().stdout).expect("JSON");
     assert_eq!(out["gitlab"]["egress_ips"], json!(egress), "{out}");
     assert_eq!(out["gitlab"]["internal_ip"], json!(vip), "{out}");
+    p.natgw(&["output", "gitlab"]).ok().stdout_has(&format!(
+        "gitlab.egress_ips  = [\"{}\", \"{}\"]",
+        egress[0], egress[1]
+    ));
 
     // The route goes through the load balancer, and both zones carry traffic with their reserved IPs.
     let seen = poll_until(&url, |h| carriers(h) == both_healthy());
