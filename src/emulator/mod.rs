@@ -441,7 +441,7 @@ impl Emulator {
                     .collect();
                 if w.clusters.contains_key(&path) {
                     for np in pools {
-                        gke::ensure_pool(&mut w, &path, np);
+                        gke::ensure_pool(&mut w, &ctx, &path, np);
                     }
                 } else {
                     let network = if host == p {

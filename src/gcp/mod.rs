@@ -224,6 +224,9 @@ macro_rules! spawn_client {
     }};
 }
 
+/// `natgw check`'s reads (after the macros it uses).
+pub(crate) mod check;
+
 async fn joined<T>(h: tokio::task::JoinHandle<Result<T, GcpError>>) -> Result<T, GcpError> {
     h.await.map_err(|e| GcpError::Setup(e.to_string()))?
 }

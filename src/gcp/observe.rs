@@ -305,7 +305,7 @@ impl Cloud {
 }
 
 /// Follows `nextPageToken` until the last page.
-async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, GcpError>
+pub(super) async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, GcpError>
 where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = Result<(Vec<T>, Option<String>), GcpError>>,

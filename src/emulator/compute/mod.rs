@@ -10,6 +10,7 @@ mod address;
 mod backend_service;
 mod firewall;
 mod forwarding_rule;
+pub(crate) mod gke_nodes;
 mod ha;
 mod health_check;
 mod igm;
