@@ -5,7 +5,7 @@
 //! Apply follows the plan's changes alone; the reasons shown to the user never steer it.
 
 mod graph;
-mod ready;
+pub(crate) mod ready;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;

@@ -145,11 +145,13 @@ async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(
 /// Reads the serial console line by line across reads: a line cut between two reads is joined, and lost
 /// output (Google keeps the last 1 MB) drops the partial line.
 #[derive(Debug, Default)]
-struct SerialReader {
-    next: i64,
+pub(crate) struct SerialReader {
+    pub(crate) next: i64,
     partial: String,
     /// The reason of the last `natgw-summary: ... verify=failed:REASON` seen.
     failure: Option<String>,
+    /// The last `natgw-summary: ...` line seen, from the marker on (`natgw check` shows it).
+    pub(crate) summary: Option<String>,
 }
 
 const READY_PREFIX: &str = "natgw-ready: ";
@@ -158,7 +160,7 @@ const SUMMARY_PREFIX: &str = "natgw-summary: ";
 impl SerialReader {
     /// Takes one chunk; true once a `natgw-ready: TOKEN` line with this token has been read. Lines may carry
     /// a prefix (a timestamp, the console's own), so the markers are found anywhere in a line.
-    fn feed(&mut self, chunk: &SerialChunk, token: &str) -> bool {
+    pub(crate) fn feed(&mut self, chunk: &SerialChunk, token: &str) -> bool {
         if chunk.start != self.next {
             self.partial.clear();
         }
@@ -175,6 +177,7 @@ impl SerialReader {
                 ready |= line[i + READY_PREFIX.len()..].trim() == token;
             } else if let Some(i) = line.find(SUMMARY_PREFIX) {
                 let summary = &line[i + SUMMARY_PREFIX.len()..];
+                self.summary = Some(line[i..].trim().to_string());
                 self.failure = summary
                     .split_whitespace()
                     .find_map(|kv| kv.strip_prefix("verify=failed:"))
@@ -214,6 +217,7 @@ mod tests {
             "abc"
         ));
         assert_eq!(r.failure, None);
+        assert_eq!(r.summary.as_deref(), Some("natgw-summary: verify=ok"));
     }
 
     #[test]

@@ -191,6 +191,13 @@ pub(crate) fn set_pool_tags(world: &mut World, ctx: &Ctx<'_>, cluster: &Value, p
         }
         for vm in members(world, &mig.replace("/instanceGroupManagers/", "/instanceGroups/")) {
             let parts: Vec<&str> = vm.split('/').collect();
+            let fingerprint = world
+                .resources
+                .get(&vm)
+                .and_then(|v| v.get("tags"))
+                .and_then(|t| str_field(t, "fingerprint"))
+                .unwrap_or_default()
+                .to_string();
             if let [_, p, _, z, _, name] = parts.as_slice() {
                 let _ = set_instance_field(
                     world,
@@ -199,7 +206,7 @@ pub(crate) fn set_pool_tags(world: &mut World, ctx: &Ctx<'_>, cluster: &Value, p
                     z,
                     name,
                     "setTags",
-                    Some(json!({"items": tags})),
+                    Some(json!({"items": tags, "fingerprint": fingerprint})),
                 );
             }
         }
