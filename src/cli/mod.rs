@@ -94,7 +94,8 @@ enum Command {
     Man,
 }
 
-const CHECK_HELP: &str = "Exit status: 0 when every check passes, 2 when a problem is found (or a read was \
+const CHECK_HELP: &str =
+    "Exit status: 0 when every check passes, 2 when a problem is found (or a read was \
 refused), 1 on error.
 
 Examples:

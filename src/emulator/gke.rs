@@ -299,7 +299,9 @@ fn network_config(world: &World, p: &str, l: &str, cluster: &Value) -> Value {
         None => {
             let net_url = format!("{COMPUTE_URL}{network}");
             world
-                .children(&format!("projects/{net_project}/regions/{region}/subnetworks/"))
+                .children(&format!(
+                    "projects/{net_project}/regions/{region}/subnetworks/"
+                ))
                 .find(|(_, v)| str_field(v, "network") == Some(net_url.as_str()))
                 .map(|(k, _)| k.clone())
                 .unwrap_or_default()

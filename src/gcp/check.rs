@@ -77,7 +77,10 @@ impl CheckReads {
         let project = wire::network_project(&c.project, network);
         let name = network.rsplit('/').next().unwrap_or(network);
         let suffix = format!("projects/{project}/global/networks/{name}");
-        let context = format!("listing the routes of network {name}{}", c.in_project(project));
+        let context = format!(
+            "listing the routes of network {name}{}",
+            c.in_project(project)
+        );
         all_pages(|token| {
             let context = context.clone();
             let suffix = suffix.clone();
@@ -168,7 +171,9 @@ impl CheckReads {
                     .set_page_token(token)
                     .send()
                     .await
-                    .map_err(api_error(format!("listing the VMs of instance group {name}")))?;
+                    .map_err(api_error(format!(
+                        "listing the VMs of instance group {name}"
+                    )))?;
                 let vms: Vec<String> = page
                     .managed_instances
                     .iter()
@@ -276,7 +281,11 @@ fn pool_network(cluster: &gke::Cluster, pool: &str) -> Option<PoolNetwork> {
         })
         .unwrap_or(cluster.cluster_ipv4_cidr.as_str());
     Some(PoolNetwork {
-        tags: np.config.as_ref().map(|c| c.tags.clone()).unwrap_or_default(),
+        tags: np
+            .config
+            .as_ref()
+            .map(|c| c.tags.clone())
+            .unwrap_or_default(),
         subnetwork,
         pod_range: pod.parse().ok(),
         default_snat_disabled: net

@@ -66,7 +66,11 @@ pub(crate) struct Finding {
 }
 
 impl Finding {
-    pub(crate) fn pass(check: Check, resource: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn pass(
+        check: Check,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Finding {
             check,
             outcome: Outcome::Pass,

@@ -64,7 +64,11 @@ pub(crate) fn create_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster_path: 
     let Some(subnetwork) = subnetwork_of(world, &cluster) else {
         return;
     };
-    let p = cluster_path.split('/').nth(1).unwrap_or_default().to_string();
+    let p = cluster_path
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
     let network = cluster
         .get("networkConfig")
         .and_then(|n| str_field(n, "network"))
@@ -83,7 +87,10 @@ pub(crate) fn create_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster_path: 
         policies: ctx.policies,
     };
     let mut urls: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for pool in pools.iter().filter(|np| np.get("instanceGroupUrls").is_none()) {
+    for pool in pools
+        .iter()
+        .filter(|np| np.get("instanceGroupUrls").is_none())
+    {
         let pool_name = str_field(pool, "name").unwrap_or_default();
         let hash = &hash_hex(&[cluster_path, pool_name, &world.new_id()])[..8];
         let base = format!(
@@ -109,12 +116,22 @@ pub(crate) fn create_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster_path: 
         if insert_template(world, &gke, &p, Some(template)).is_err() {
             continue;
         }
-        let template_url = url(&format!("projects/{p}/global/instanceTemplates/{template_name}"));
-        let count = pool.get("initialNodeCount").and_then(Value::as_i64).unwrap_or(1);
+        let template_url = url(&format!(
+            "projects/{p}/global/instanceTemplates/{template_name}"
+        ));
+        let count = pool
+            .get("initialNodeCount")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
         let zones: Vec<String> = pool
             .get("locations")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         for z in zones {
             let mig = json!({
@@ -126,9 +143,11 @@ pub(crate) fn create_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster_path: 
                 "updatePolicy": {"type": "OPPORTUNISTIC"},
             });
             if insert_igm(world, &gke, &p, &z, Some(mig)).is_ok() {
-                urls.entry(pool_name.to_string()).or_default().push(url(&format!(
-                    "projects/{p}/zones/{z}/instanceGroupManagers/{base}-grp"
-                )));
+                urls.entry(pool_name.to_string())
+                    .or_default()
+                    .push(url(&format!(
+                        "projects/{p}/zones/{z}/instanceGroupManagers/{base}-grp"
+                    )));
             }
         }
     }
@@ -151,7 +170,12 @@ fn node_tags(cluster: &Value, config: &Value) -> Vec<String> {
     let mut tags: Vec<String> = config
         .get("tags")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let own = cluster_node_tag(cluster);
     if !tags.contains(&own) {
@@ -189,7 +213,10 @@ pub(crate) fn set_pool_tags(world: &mut World, ctx: &Ctx<'_>, cluster: &Value, p
         {
             obj(props).insert("tags".into(), json!({"items": tags}));
         }
-        for vm in members(world, &mig.replace("/instanceGroupManagers/", "/instanceGroups/")) {
+        for vm in members(
+            world,
+            &mig.replace("/instanceGroupManagers/", "/instanceGroups/"),
+        ) {
             let parts: Vec<&str> = vm.split('/').collect();
             let fingerprint = world
                 .resources
@@ -249,7 +276,12 @@ pub(crate) fn delete_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster: &Valu
 fn group_urls(pool: &Value) -> Vec<String> {
     pool.get("instanceGroupUrls")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -260,8 +292,14 @@ mod tests {
     #[test]
     fn names_are_shortened_like_gkes() {
         assert_eq!(short("gke-gitlab-runner"), "gke-gitlab-runner");
-        assert_eq!(short("a-very-long-cluster-name-indeed"), "a-very-long-cluster");
+        assert_eq!(
+            short("a-very-long-cluster-name-indeed"),
+            "a-very-long-cluster"
+        );
         let cluster = json!({"name": "gke-gitlab-runner", "id": "0123456789abcdef"});
-        assert_eq!(cluster_node_tag(&cluster), "gke-gke-gitlab-runner-01234567-node");
+        assert_eq!(
+            cluster_node_tag(&cluster),
+            "gke-gke-gitlab-runner-01234567-node"
+        );
     }
 }

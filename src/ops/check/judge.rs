@@ -39,7 +39,9 @@ pub(super) fn drift(gateway: &str, changes: &[Change]) -> Finding {
     Finding::problem(
         Check::Drift,
         resource,
-        format!("{add} to add, {change} to change, {destroy} to destroy; run `natgw plan` for the details."),
+        format!(
+            "{add} to add, {change} to change, {destroy} to destroy; run `natgw plan` for the details."
+        ),
         "run `natgw apply` to make the project match the config.",
     )
 }
@@ -95,9 +97,7 @@ pub(super) fn vm(name: &str, zone: &str, state: &VmState, summary: Option<&str>)
             format!(
                 "RUNNING, but its startup script has not reported ready with the current token: its rules may not be in place.{said}"
             ),
-            format!(
-                "read its log (`{log}`); `natgw apply` restarts a VM whose script changed."
-            ),
+            format!("read its log (`{log}`); `natgw apply` restarts a VM whose script changed."),
         ),
     }
 }
@@ -141,7 +141,9 @@ fn route(
         return Finding::problem(
             Check::Route,
             name,
-            format!("does not exist: the runners' traffic to {dest} does not go through the gateway."),
+            format!(
+                "does not exist: the runners' traffic to {dest} does not go through the gateway."
+            ),
             "run `natgw apply` to create it.",
         );
     }
@@ -151,7 +153,11 @@ fn route(
     points.extend(
         table
             .iter()
-            .filter(|r| r.applies_to(tags) && r.dest.prefix() > dest.prefix() && dest.contains(r.dest.addr()))
+            .filter(|r| {
+                r.applies_to(tags)
+                    && r.dest.prefix() > dest.prefix()
+                    && dest.contains(r.dest.addr())
+            })
             .map(|r| r.dest.addr()),
     );
     let tag_list = tags.join(", ");
@@ -170,12 +176,12 @@ fn route(
         let lower = |p: u32| {
             if p == 0 {
                 format!(
-                    "delete route {} or raise its priority value (natgw's cannot go below 0)",
+                    "delete route {} or raise its priority value (natgw's cannot go below 0).",
                     o.name
                 )
             } else {
                 format!(
-                    "set route_priority = {} (below {p}) in [gateways.{gateway}] and run `natgw apply`, or delete route {} if it is not needed",
+                    "set route_priority = {} (below {p}) in [gateways.{gateway}] and run `natgw apply`, or delete route {} if it is not needed.",
                     p - 1,
                     o.name
                 )
@@ -316,7 +322,7 @@ pub(super) fn firewall(
     } else if private.is_empty() {
         (
             false,
-            "pods reach these public destinations masqueraded to their node's IP (GKE's ip-masq-agent default masquerades everything outside its non-masquerade list, RFC 1918 and other reserved ranges), so the node range is what the gateway sees; a custom nonMasqueradeCIDRs that lists a destination would need the pod range too".to_string(),
+            "pods reach public destinations masqueraded to their node's IP (GKE's ip-masq-agent default keeps the pod IP only towards RFC 1918 and other reserved ranges), so the node range suffices; add the pod range if the cluster's nonMasqueradeCIDRs lists a destination".to_string(),
         )
     } else {
         (
@@ -468,13 +474,23 @@ mod tests {
             nroute("default-internet", "0.0.0.0/0", 1000, &[]),
             nroute("natgw-gw-1", "34.1.2.3/32", 900, &["runner"]),
         ];
-        let f = routes("gw", &[want("natgw-gw-1", "34.1.2.3/32", 900)], &node_tags(), &all);
+        let f = routes(
+            "gw",
+            &[want("natgw-gw-1", "34.1.2.3/32", 900)],
+            &node_tags(),
+            &all,
+        );
         assert_eq!(f[0].outcome, Outcome::Pass, "{f:?}");
     }
 
     #[test]
     fn a_missing_route_is_found() {
-        let f = routes("gw", &[want("natgw-gw-1", "34.1.2.3/32", 900)], &node_tags(), &[]);
+        let f = routes(
+            "gw",
+            &[want("natgw-gw-1", "34.1.2.3/32", 900)],
+            &node_tags(),
+            &[],
+        );
         assert_eq!(f[0].outcome, Outcome::Problem);
         assert!(f[0].message.starts_with("does not exist"), "{f:?}");
     }
@@ -485,9 +501,19 @@ mod tests {
             nroute("natgw-gw-1", "34.1.2.0/24", 900, &["runner"]),
             nroute("other", "34.1.2.0/24", 500, &[]),
         ];
-        let f = routes("gw", &[want("natgw-gw-1", "34.1.2.0/24", 900)], &node_tags(), &all);
+        let f = routes(
+            "gw",
+            &[want("natgw-gw-1", "34.1.2.0/24", 900)],
+            &node_tags(),
+            &all,
+        );
         assert!(f[0].message.contains("loses to route other"), "{f:?}");
-        assert!(f[0].fix.as_deref().unwrap_or_default().contains("route_priority = 499"));
+        assert!(
+            f[0].fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("route_priority = 499")
+        );
     }
 
     #[test]
@@ -496,14 +522,24 @@ mod tests {
             nroute("natgw-gw-1", "34.1.2.0/24", 900, &["runner"]),
             nroute("narrow", "34.1.2.128/25", 1000, &["existing"]),
         ];
-        let f = routes("gw", &[want("natgw-gw-1", "34.1.2.0/24", 900)], &node_tags(), &all);
+        let f = routes(
+            "gw",
+            &[want("natgw-gw-1", "34.1.2.0/24", 900)],
+            &node_tags(),
+            &all,
+        );
         assert!(f[0].message.contains("shadowed at 34.1.2.128"), "{f:?}");
         // A more specific route for other nodes' tags does not matter.
         let all = [
             nroute("natgw-gw-1", "34.1.2.0/24", 900, &["runner"]),
             nroute("narrow", "34.1.2.128/25", 1000, &["web"]),
         ];
-        let f = routes("gw", &[want("natgw-gw-1", "34.1.2.0/24", 900)], &node_tags(), &all);
+        let f = routes(
+            "gw",
+            &[want("natgw-gw-1", "34.1.2.0/24", 900)],
+            &node_tags(),
+            &all,
+        );
         assert_eq!(f[0].outcome, Outcome::Pass, "{f:?}");
     }
 
@@ -513,14 +549,22 @@ mod tests {
             nroute("natgw-gw-1", "34.1.2.3/32", 900, &["runner"]),
             nroute("twin", "34.1.2.3/32", 900, &[]),
         ];
-        let f = routes("gw", &[want("natgw-gw-1", "34.1.2.3/32", 900)], &node_tags(), &all);
+        let f = routes(
+            "gw",
+            &[want("natgw-gw-1", "34.1.2.3/32", 900)],
+            &node_tags(),
+            &all,
+        );
         assert!(f[0].message.starts_with("ties with route twin"), "{f:?}");
     }
 
     #[test]
     fn coverage_is_of_every_address_across_sources() {
         assert!(covered(net("10.0.0.0/20"), &[net("10.0.0.0/16")]));
-        assert!(covered(net("10.0.0.0/20"), &[net("10.0.8.0/21"), net("10.0.0.0/21")]));
+        assert!(covered(
+            net("10.0.0.0/20"),
+            &[net("10.0.8.0/21"), net("10.0.0.0/21")]
+        ));
         assert!(!covered(net("10.0.0.0/20"), &[net("10.0.0.0/21")]));
         assert!(!covered(net("10.0.0.0/20"), &[]));
         assert!(covered(net("10.0.0.0/20"), &[net("0.0.0.0/0")]));
@@ -550,28 +594,77 @@ mod tests {
     #[test]
     fn public_destinations_need_the_node_range_only() {
         let r = rule(&["10.0.0.0/20"]);
-        let f = firewall("gw", Some(&r), &r.name, &r.source_ranges, &[net("34.1.2.3/32")], &runners(false));
+        let f = firewall(
+            "gw",
+            Some(&r),
+            &r.name,
+            &r.source_ranges,
+            &[net("34.1.2.3/32")],
+            &runners(false),
+        );
         assert_eq!(f.outcome, Outcome::Pass, "{f:?}");
-        assert!(f.message.contains("masqueraded to their node's IP"), "{f:?}");
-        let f = firewall("gw", Some(&r), &r.name, &r.source_ranges, &[net("34.1.2.3/32")], &runners(true));
-        assert_eq!(f.outcome, Outcome::Problem, "without default SNAT pods keep their IPs: {f:?}");
+        assert!(
+            f.message.contains("masqueraded to their node's IP"),
+            "{f:?}"
+        );
+        let f = firewall(
+            "gw",
+            Some(&r),
+            &r.name,
+            &r.source_ranges,
+            &[net("34.1.2.3/32")],
+            &runners(true),
+        );
+        assert_eq!(
+            f.outcome,
+            Outcome::Problem,
+            "without default SNAT pods keep their IPs: {f:?}"
+        );
     }
 
     #[test]
     fn a_private_destination_needs_the_pod_range() {
         let r = rule(&["10.0.0.0/20"]);
-        let f = firewall("gw", Some(&r), &r.name, &r.source_ranges, &[net("192.168.5.0/24")], &runners(false));
+        let f = firewall(
+            "gw",
+            Some(&r),
+            &r.name,
+            &r.source_ranges,
+            &[net("192.168.5.0/24")],
+            &runners(false),
+        );
         assert!(f.message.contains("pod range 10.4.0.0/14"), "{f:?}");
-        assert!(f.fix.as_deref().unwrap_or_default().contains("add 10.4.0.0/14 to source_ranges"));
+        assert!(
+            f.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("add 10.4.0.0/14 to source_ranges")
+        );
     }
 
     #[test]
     fn a_rule_changed_outside_natgw_is_fixed_by_apply() {
         let r = rule(&["10.4.0.0/14"]);
         let configured = [net("10.0.0.0/20"), net("10.4.0.0/14")];
-        let f = firewall("gw", Some(&r), &r.name, &configured, &[net("34.1.2.3/32")], &runners(false));
-        assert!(f.message.contains("do not cover the node range 10.0.0.0/20"), "{f:?}");
-        assert!(f.fix.as_deref().unwrap_or_default().starts_with("run `natgw apply`"));
+        let f = firewall(
+            "gw",
+            Some(&r),
+            &r.name,
+            &configured,
+            &[net("34.1.2.3/32")],
+            &runners(false),
+        );
+        assert!(
+            f.message
+                .contains("do not cover the node range 10.0.0.0/20"),
+            "{f:?}"
+        );
+        assert!(
+            f.fix
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("run `natgw apply`")
+        );
     }
 
     fn vm(name: &str, tags: &[&str]) -> NodeVm {
@@ -586,13 +679,28 @@ mod tests {
     #[test]
     fn every_node_vm_must_carry_the_tag() {
         let pool = node_tags();
-        let f = tags("runners", &pool, "runner", &[vm("a", &["runner"]), vm("b", &["runner"])]);
+        let f = tags(
+            "runners",
+            &pool,
+            "runner",
+            &[vm("a", &["runner"]), vm("b", &["runner"])],
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].outcome, Outcome::Pass);
-        let f = tags("runners", &pool, "runner", &[vm("a", &["runner"]), vm("b", &["existing"])]);
+        let f = tags(
+            "runners",
+            &pool,
+            "runner",
+            &[vm("a", &["runner"]), vm("b", &["existing"])],
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].resource, "node VM b");
-        assert!(f[0].fix.as_deref().unwrap_or_default().contains("add-tags b --zone europe-west1-b --tags runner"));
+        assert!(
+            f[0].fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("add-tags b --zone europe-west1-b --tags runner")
+        );
         let f = tags("runners", &["existing".into()], "runner", &[]);
         assert!(f[0].message.starts_with("lacks the network tag runner"));
     }

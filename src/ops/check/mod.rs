@@ -32,7 +32,10 @@ pub(crate) struct CheckOptions {
 }
 
 /// Checks every gateway asked for.
-pub(crate) fn check(options: &CheckOptions, frontend: &Arc<dyn Frontend>) -> Result<Report, OpsError> {
+pub(crate) fn check(
+    options: &CheckOptions,
+    frontend: &Arc<dyn Frontend>,
+) -> Result<Report, OpsError> {
     let loaded = context::load(&options.config)?;
     if let Some(name) = &options.gateway {
         super::output::check_gateway(&loaded, name)?;
@@ -123,7 +126,11 @@ async fn gateway(
     // The pool's tags, ranges and groups: the routes are judged for the tags its nodes carry.
     let pool = match reads.pool_network(&gw.node_pool).await {
         Ok(p) => Ok(p),
-        Err(e) => Err(blocked(Check::Tag, &format!("node pool {}", gw.node_pool.name), e)?),
+        Err(e) => Err(blocked(
+            Check::Tag,
+            &format!("node pool {}", gw.node_pool.name),
+            e,
+        )?),
     };
     let mut node_tags: Vec<String> = match &pool {
         Ok(Some(p)) => p.tags.clone(),
@@ -269,7 +276,13 @@ async fn firewall(
                 "check the cluster's network configuration.",
             ));
         }
-        Err(e) => return blocked(Check::Firewall, &format!("subnetwork {}", pool.subnetwork), e),
+        Err(e) => {
+            return blocked(
+                Check::Firewall,
+                &format!("subnetwork {}", pool.subnetwork),
+                e,
+            );
+        }
     };
     let rule = world
         .firewalls
