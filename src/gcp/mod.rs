@@ -6,7 +6,7 @@ mod calls;
 mod cloud_tests;
 pub(crate) mod lock;
 pub(crate) mod observe;
-mod policy;
+pub(crate) mod policy;
 mod retry;
 mod wire;
 

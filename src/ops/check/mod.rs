@@ -303,3 +303,42 @@ async fn firewall(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::check::Outcome;
+
+    #[test]
+    fn a_refused_read_is_a_finding_and_other_errors_are_errors() {
+        let denied = GcpError::Api {
+            context: "listing the routes of network vpc".into(),
+            status: Some(403),
+            message: "Required 'compute.routes.list' permission for 'projects/p' (HTTP 403)".into(),
+        };
+        let f = blocked(Check::Route, "network vpc", denied).expect("a finding");
+        assert_eq!(f.outcome, Outcome::Blocked);
+        assert!(f.message.contains("compute.routes.list"), "{f:?}");
+        assert!(f.fix.as_deref().unwrap_or_default().contains("grant"));
+        let policy = GcpError::OrgPolicy {
+            context: "reading the serial port output of instance natgw-gitlab".into(),
+            resource: None,
+            violations: vec![crate::gcp::policy::Violation {
+                constraint: "constraints/compute.disableSerialPortAccess".into(),
+                message: "Constraint constraints/compute.disableSerialPortAccess violated for project p."
+                    .into(),
+            }],
+        };
+        let f = blocked(Check::Vm, "natgw-gitlab", policy).expect("a finding");
+        assert!(
+            f.message.contains("constraints/compute.disableSerialPortAccess"),
+            "{f:?}"
+        );
+        let broken = GcpError::Api {
+            context: "listing routes".into(),
+            status: Some(500),
+            message: "backend error".into(),
+        };
+        assert!(blocked(Check::Route, "network vpc", broken).is_err());
+    }
+}
