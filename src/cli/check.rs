@@ -1,4 +1,4 @@
-//! `natgw check [--gateway NAME]`: whether the runners' path through each gateway works now, and if not, why.
+//! `natgw check [--gateway NAME] [--connectivity-test]`: whether the runners' path through each gateway works now, and if not, why.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +14,10 @@ pub(crate) struct Args {
     /// Check one gateway (a `[gateways.NAME]` table); all of them when left out.
     #[arg(long, value_name = "NAME")]
     gateway: Option<String>,
+    /// Also ask Google's Network Management API for a Connectivity Test from a node of the pool to each
+    /// destination (created, read and deleted; needs networkmanagement.connectivitytests.*).
+    #[arg(long)]
+    connectivity_test: bool,
 }
 
 pub(crate) fn run(global: &Global, args: &Args, shell: &Shell) -> Result<ExitCode, OpsError> {
@@ -21,6 +25,7 @@ pub(crate) fn run(global: &Global, args: &Args, shell: &Shell) -> Result<ExitCod
         config: global.config.clone(),
         connect: global.connect(),
         gateway: args.gateway.clone(),
+        connectivity_test: args.connectivity_test,
     };
     let frontend: Arc<dyn Frontend> = Arc::new(Terminal {
         shell: shell.clone(),

@@ -101,6 +101,7 @@ refused), 1 on error.
 Examples:
   natgw check
   natgw check --gateway gitlab
+  natgw check --connectivity-test
   natgw check --json | jq '.gateways[].findings[] | select(.outcome != \"pass\")'";
 
 const OUTPUT_HELP: &str = "Exit status: 0 when the outputs are printed, a gateway whose addresses do not exist yet \

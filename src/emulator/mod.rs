@@ -11,6 +11,7 @@ mod fault;
 mod filter;
 mod gke;
 mod health;
+mod networkmanagement;
 mod org_policy;
 mod schema;
 mod server;

@@ -294,6 +294,9 @@ pub(crate) struct World {
     /// Shared VPC hosts and their service projects.
     #[serde(default)]
     pub(crate) xpn: super::compute::xpn::Xpn,
+    /// Network Management's Connectivity Tests and their operations.
+    #[serde(default)]
+    pub(crate) network_management: super::networkmanagement::State,
 }
 
 /// The timing knobs the world needs.

@@ -3,8 +3,13 @@
 
 use std::net::Ipv4Addr;
 
+use std::time::Duration;
+
 use google_cloud_compute_v1::client::{InstanceGroupManagers, Subnetworks};
 use google_cloud_container_v1::model as gke;
+use google_cloud_networkmanagement_v1::client::ReachabilityService;
+use google_cloud_networkmanagement_v1::model as nm;
+use tokio::time::{Instant, sleep};
 
 use super::observe::all_pages;
 use super::{Cloud, Connection, GcpError, api_error, wire};
@@ -48,22 +53,137 @@ pub(crate) struct NodeVm {
     pub(crate) tags: Vec<String>,
 }
 
+/// A Connectivity Test to run: from a VM to an address, on a protocol and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PathTest {
+    /// `gateway` for the test's ID.
+    pub(crate) label: String,
+    pub(crate) source_zone: String,
+    pub(crate) source_vm: String,
+    pub(crate) destination: Ipv4Addr,
+    /// `TCP`, `UDP`, `ICMP`.
+    pub(crate) protocol: String,
+    pub(crate) port: Option<u16>,
+}
+
+/// One step of a Connectivity Test's trace, as check reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TraceStep {
+    /// `APPLY_ROUTE`, `ARRIVE_AT_INSTANCE`, `DROP`, ...
+    pub(crate) state: String,
+    /// The route an APPLY_ROUTE step applied.
+    pub(crate) route: Option<String>,
+    /// The instance an instance step is at.
+    pub(crate) instance: Option<String>,
+    /// `DROP: NO_ROUTE`, `ABORT: ...`.
+    pub(crate) cause: Option<String>,
+}
+
+/// A Connectivity Test's result: `REACHABLE`, ..., and each trace's steps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PathResult {
+    pub(crate) result: String,
+    pub(crate) traces: Vec<Vec<TraceStep>>,
+}
+
 /// The extra clients of check, built once for a run.
 #[derive(Clone, Debug)]
 pub(crate) struct CheckReads {
     cloud: Cloud,
     subnetworks: Subnetworks,
     groups: InstanceGroupManagers,
+    /// Built for `--connectivity-test` only.
+    reachability: Option<ReachabilityService>,
 }
 
 impl CheckReads {
-    pub(crate) async fn new(cloud: &Cloud) -> Result<CheckReads, GcpError> {
+    pub(crate) async fn new(cloud: &Cloud, connectivity: bool) -> Result<CheckReads, GcpError> {
         let conn: &Connection = &cloud.conn;
         Ok(CheckReads {
             cloud: cloud.clone(),
             subnetworks: client!(Subnetworks, conn),
             groups: client!(InstanceGroupManagers, conn),
+            reachability: if connectivity {
+                Some(client!(ReachabilityService, conn))
+            } else {
+                None
+            },
         })
+    }
+
+    /// Creates a Connectivity Test, waits for its analysis (the long-running operation), reads its traces
+    /// and deletes it. The test's ID is unique per run, so a test left by an interrupted run never collides.
+    pub(crate) async fn path(&self, test: &PathTest) -> Result<PathResult, GcpError> {
+        let Some(client) = &self.reachability else {
+            return Err(GcpError::Setup("no Network Management client".into()));
+        };
+        let c = &self.cloud;
+        let b: [u8; 4] = rand::random();
+        let id = format!("natgw-check-{}-{}", test.label, crate::hex::encode(&b));
+        let parent = format!("projects/{}/locations/global", c.project);
+        let context = format!("running Connectivity Test {id}");
+        let mut destination = nm::Endpoint::new().set_ip_address(test.destination.to_string());
+        if let Some(port) = test.port {
+            destination = destination.set_port(i32::from(port));
+        }
+        let body = nm::ConnectivityTest::new()
+            .set_description("natgw check: does a node reach the gateway? (deleted when done)")
+            .set_source(nm::Endpoint::new().set_instance(format!(
+                "projects/{}/zones/{}/instances/{}",
+                c.project, test.source_zone, test.source_vm
+            )))
+            .set_destination(destination)
+            .set_protocol(test.protocol.clone());
+        let mut op = client
+            .create_connectivity_test()
+            .set_parent(&parent)
+            .set_test_id(&id)
+            .set_resource(body)
+            .send()
+            .await
+            .map_err(api_error(&context))?;
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(250);
+        while !op.done {
+            if started.elapsed() > c.op_deadline {
+                return Err(GcpError::Deadline {
+                    context,
+                    after: c.op_deadline,
+                });
+            }
+            sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+            op = client
+                .get_operation()
+                .set_name(&op.name)
+                .send()
+                .await
+                .map_err(api_error(&context))?;
+        }
+        if let Some(e) = op.error() {
+            return Err(GcpError::Operation {
+                context,
+                status: None,
+                message: e.message.clone(),
+            });
+        }
+        let name = format!("{parent}/connectivityTests/{id}");
+        let got = client
+            .get_connectivity_test()
+            .set_name(&name)
+            .send()
+            .await
+            .map_err(api_error(&context));
+        // The test is deleted whatever its reading gave; the deletion's own operation is not awaited.
+        let deleted = client
+            .delete_connectivity_test()
+            .set_name(&name)
+            .send()
+            .await
+            .map_err(api_error(format!("deleting Connectivity Test {id}")));
+        let got = got?;
+        deleted?;
+        Ok(path_result(&got))
     }
 
     /// Every route of `network` (a name in the stack's project, or `projects/H/global/networks/N`), whoever
@@ -293,4 +413,35 @@ fn pool_network(cluster: &gke::Cluster, pool: &str) -> Option<PoolNetwork> {
             .is_some_and(|s| s.disabled),
         instance_groups: np.instance_group_urls.clone(),
     })
+}
+
+fn path_result(test: &nm::ConnectivityTest) -> PathResult {
+    let Some(details) = &test.reachability_details else {
+        return PathResult::default();
+    };
+    let traces = details
+        .traces
+        .iter()
+        .map(|t| {
+            t.steps
+                .iter()
+                .map(|s| TraceStep {
+                    state: s.state.name().unwrap_or("UNKNOWN").to_string(),
+                    route: s.route().map(|r| r.display_name.clone()),
+                    instance: s.instance().map(|i| i.display_name.clone()),
+                    cause: s
+                        .drop()
+                        .map(|d| d.cause.name().unwrap_or("UNKNOWN").to_string())
+                        .or_else(|| {
+                            s.abort()
+                                .map(|a| a.cause.name().unwrap_or("UNKNOWN").to_string())
+                        }),
+                })
+                .collect()
+        })
+        .collect();
+    PathResult {
+        result: details.result.name().unwrap_or("UNKNOWN").to_string(),
+        traces,
+    }
 }

@@ -1,6 +1,7 @@
 //! `natgw check`'s findings, and their text and JSON (pure). One line per finding, in the order a person
 //! debugs: does the project match the config, does the VM run and forward, do the routes win, does the
-//! firewall admit the runners, do the nodes carry the tag.
+//! firewall admit the runners, do the nodes carry the tag, does Google's analysis take a node's packets to
+//! the gateway.
 
 use std::fmt::Write as _;
 
@@ -18,7 +19,10 @@ pub(crate) enum Check {
     /// The gateway VM: running, reporting ready with the current token.
     Vm,
     /// An HA gateway's backends, as its load balancer sees them (`regionBackendServices.getHealth`).
-    #[allow(dead_code, reason = "filled by the HA gateways' backend finding (issue 14)")]
+    #[allow(
+        dead_code,
+        reason = "filled by the HA gateways' backend finding (issue 14)"
+    )]
     Backend,
     /// natgw's route is the one Google selects for the runners' nodes.
     Route,
@@ -26,6 +30,8 @@ pub(crate) enum Check {
     Firewall,
     /// The node pool and its VMs carry the tag.
     Tag,
+    /// A Connectivity Test from a node to a destination reaches the gateway.
+    Path,
 }
 
 impl Check {
@@ -37,6 +43,7 @@ impl Check {
             Check::Route => "route",
             Check::Firewall => "firewall",
             Check::Tag => "tag",
+            Check::Path => "path",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::gcp::check::{NetworkRoute, NodeVm};
+use crate::gcp::check::{NetworkRoute, NodeVm, PathResult};
 use crate::model::{Firewall, Route};
 use crate::net::Ipv4Net;
 use crate::plan::{Action, Change};
@@ -430,6 +430,74 @@ pub(super) fn tags(pool: &str, pool_tags: &[String], tag: &str, vms: &[NodeVm]) 
             n => format!("carries {tag}, and so do all its {n} node VMs."),
         },
     )]
+}
+
+/// The address a Connectivity Test aims at in a destination range: the address itself for a /32 or /31,
+/// else the first host.
+pub(super) fn probe_address(dest: Ipv4Net) -> Ipv4Addr {
+    if dest.prefix() >= 31 {
+        dest.addr()
+    } else {
+        Ipv4Addr::from(u32::from(dest.addr()).wrapping_add(1))
+    }
+}
+
+/// A Connectivity Test's verdict: every trace applies natgw's route `route` and arrives at the gateway VM
+/// `vm`; otherwise where the first trace that does not stops.
+pub(super) fn path(what: &str, route: &str, vm: &str, result: &PathResult) -> Finding {
+    let reaches = |steps: &[crate::gcp::check::TraceStep]| {
+        let Some(at) = steps.iter().position(|s| s.route.as_deref() == Some(route)) else {
+            return false;
+        };
+        steps[at..]
+            .iter()
+            .any(|s| s.state == "ARRIVE_AT_INSTANCE" && s.instance.as_deref() == Some(vm))
+    };
+    let failing = result.traces.iter().find(|t| !reaches(t));
+    if !result.traces.is_empty() && failing.is_none() {
+        return Finding::pass(
+            Check::Path,
+            what,
+            format!(
+                "reaches the gateway {vm} through route {route} (Connectivity Test; Google's analysis models the network, the gateway's own NAT is its startup script's verification)."
+            ),
+        );
+    }
+    let steps = failing.map(Vec::as_slice).unwrap_or_default();
+    let last = steps.last();
+    let stop = last.map_or_else(
+        || format!("no trace, result {}", result.result),
+        |s| match &s.cause {
+            Some(cause) => format!("{}: {cause}", s.state),
+            None => s.state.clone(),
+        },
+    );
+    let took = steps
+        .iter()
+        .rev()
+        .find_map(|s| s.route.as_deref())
+        .map(|r| format!(" after route {r}"))
+        .unwrap_or_default();
+    let fix = match last.and_then(|s| s.cause.as_deref()) {
+        Some("FIREWALL_RULE") => {
+            "see the firewall finding: the rule must admit the node's address."
+        }
+        Some("INSTANCE_NOT_RUNNING") => {
+            "see the vm finding: the gateway VM (or the node) is not running."
+        }
+        _ if !took.is_empty() && !took.ends_with(route) => {
+            "see the route and tag findings: the node's packets take another route."
+        }
+        _ => {
+            "see the findings above; the test's trace shows the whole path (`gcloud network-management connectivity-tests`)."
+        }
+    };
+    Finding::problem(
+        Check::Path,
+        what,
+        format!("does not reach the gateway (stops at {stop}{took})."),
+        fix,
+    )
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::session::Session;
 use super::{ConnectOptions, Frontend, OpsError, runtime};
 use crate::apply::ready::SerialReader;
 use crate::config;
-use crate::gcp::check::{CheckReads, PoolNetwork};
+use crate::gcp::check::{CheckReads, PathTest, PoolNetwork};
 use crate::gcp::{Cloud, GcpError, Ready};
 use crate::model::desired::DesiredGateway;
 use crate::model::observed::Observation;
@@ -29,6 +29,8 @@ pub(crate) struct CheckOptions {
     pub(crate) connect: ConnectOptions,
     /// One gateway of the config; all of them when `None`.
     pub(crate) gateway: Option<String>,
+    /// Also run a Connectivity Test from a node to each destination.
+    pub(crate) connectivity_test: bool,
 }
 
 /// Checks every gateway asked for.
@@ -59,7 +61,7 @@ async fn run(
         Err(OpsError::Gcp(e)) if refused(&e) => Err(e),
         Err(e) => return Err(e),
     };
-    let reads = CheckReads::new(&session.cloud).await?;
+    let reads = CheckReads::new(&session.cloud, options.connectivity_test).await?;
     let mut report = Report::default();
     for gw in loaded.desired.iter().filter(|g| {
         options
@@ -71,7 +73,10 @@ async fn run(
         let Some(config) = loaded.config.gateways.get(name) else {
             continue;
         };
-        let findings = gateway(&session.cloud, &reads, gw, config, plan.as_ref()).await?;
+        let mut findings = gateway(&session.cloud, &reads, gw, config, plan.as_ref()).await?;
+        if options.connectivity_test {
+            findings.extend(paths(&reads, gw, config).await?);
+        }
         report.gateways.push(GatewayReport {
             gateway: name.clone(),
             findings,
@@ -180,6 +185,65 @@ async fn gateway(
             &format!("node pool {}", gw.node_pool.name),
             e,
         )?),
+    }
+    Ok(out)
+}
+
+/// With `--connectivity-test`: one Connectivity Test from a node VM of the pool to each destination, on the
+/// first allowed protocol and port. They model Google's network, not the VM's own NAT: a trace that arrives at
+/// the gateway VM through natgw's route is the answer ("reaches the gateway"); the NAT itself is the VM's
+/// own verification (the vm finding).
+async fn paths(
+    reads: &CheckReads,
+    gw: &DesiredGateway,
+    config: &config::Gateway,
+) -> Result<Vec<Finding>, OpsError> {
+    let resource = format!("node pool {}", gw.node_pool.name);
+    let pool = match reads.pool_network(&gw.node_pool).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => return Ok(vec![blocked(Check::Path, &resource, e)?]),
+    };
+    let vms = match reads.node_vms(&pool.instance_groups).await {
+        Ok(vms) => vms,
+        Err(e) => return Ok(vec![blocked(Check::Path, &resource, e)?]),
+    };
+    let Some(source) = vms
+        .iter()
+        .find(|vm| vm.status == "RUNNING")
+        .or_else(|| vms.first())
+    else {
+        return Ok(vec![Finding::pass(
+            Check::Path,
+            resource,
+            "no Connectivity Test: the node pool has no node VMs right now.",
+        )]);
+    };
+    let allow = config.allow.first();
+    let protocol = allow
+        .map_or("TCP", |a| a.protocol.as_str())
+        .to_ascii_uppercase();
+    let port = allow.and_then(|a| a.ports).map(|(first, _)| first);
+    let mut out = Vec::new();
+    for (route, dest) in gw.routes.iter().zip(&config.destinations) {
+        let destination = judge::probe_address(*dest);
+        let test = PathTest {
+            label: gw.owner.gateway.clone(),
+            source_zone: source.zone.clone(),
+            source_vm: source.name.clone(),
+            destination,
+            protocol: protocol.clone(),
+            port,
+        };
+        let what = format!(
+            "node VM {} to {destination}{}",
+            source.name,
+            port.map(|p| format!(":{p}")).unwrap_or_default()
+        );
+        out.push(match reads.path(&test).await {
+            Ok(result) => judge::path(&what, &route.name, &gw.instance.name, &result),
+            Err(e) => blocked(Check::Path, &what, e)?,
+        });
     }
     Ok(out)
 }
@@ -325,13 +389,15 @@ mod tests {
             resource: None,
             violations: vec![crate::gcp::policy::Violation {
                 constraint: "constraints/compute.disableSerialPortAccess".into(),
-                message: "Constraint constraints/compute.disableSerialPortAccess violated for project p."
-                    .into(),
+                message:
+                    "Constraint constraints/compute.disableSerialPortAccess violated for project p."
+                        .into(),
             }],
         };
         let f = blocked(Check::Vm, "natgw-gitlab", policy).expect("a finding");
         assert!(
-            f.message.contains("constraints/compute.disableSerialPortAccess"),
+            f.message
+                .contains("constraints/compute.disableSerialPortAccess"),
             "{f:?}"
         );
         let broken = GcpError::Api {
