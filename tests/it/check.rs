@@ -141,9 +141,8 @@ fn a_deleted_route_is_found_with_apply_as_the_fix() {
         ));
 }
 
-#[test]
-fn a_foreign_route_with_a_better_priority_is_found_with_the_priority_to_set() {
-    let p = applied();
+/// Someone else's route to GitLab through the default internet gateway, with priority 100.
+fn add_foreign_route(p: &Project) {
     runtime().block_on(async {
         let body = Route::new()
             .set_name("corp-egress")
@@ -163,6 +162,12 @@ fn a_foreign_route_with_a_better_priority_is_found_with_the_priority_to_set() {
             .expect("insert a route");
         wait_global(&p.emu.url, op).await;
     });
+}
+
+#[test]
+fn a_foreign_route_with_a_better_priority_is_found_with_the_priority_to_set() {
+    let p = applied();
+    add_foreign_route(&p);
     p.natgw(&["check"])
         .code(2)
         .golden("check.txt", "a foreign route with a better priority");
@@ -187,6 +192,10 @@ fn a_node_range_missing_from_the_sources_is_found() {
         .code(2)
         .stdout_has("PROBLEM gitlab  firewall  natgw-gitlab-allow: its sources (10.4.0.0/14) do not cover the node range 10.0.0.0/20 (subnetwork runners)")
         .stdout_has("Fix: run `natgw apply`: the config's source_ranges cover it, the rule was changed outside natgw.");
+    // Google's analysis agrees: the gateway's implied deny drops the node's packets.
+    p.natgw(&["check", "--connectivity-test"])
+        .code(2)
+        .stdout_has("does not reach the gateway (stops at DROP: FIREWALL_RULE after route natgw-gitlab-34-120-10-10-32). Fix: see the firewall finding");
 }
 
 #[test]
@@ -368,4 +377,87 @@ fn a_shared_vpc_gateway_is_checked_in_both_projects() {
         )),
         "the node range is read in the host: {host_reads:?}"
     );
+}
+
+/// The Connectivity Test requests of a run, by kind.
+fn connectivity_requests(requests: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let id = regex::Regex::new(r"/(connectivityTests|operations)/[^/]+$").expect("regex");
+    let mut kinds = BTreeMap::new();
+    for r in requests {
+        let path = r["path"].as_str().unwrap_or_default();
+        if path.contains("/locations/global/") {
+            let shaped = id.replace(path, "/$1/*").replace(PROJECT, "*");
+            *kinds
+                .entry(format!("{} {shaped}", r["method"].as_str().unwrap_or("?")))
+                .or_insert(0) += 1;
+        }
+    }
+    kinds
+}
+
+#[test]
+fn a_connectivity_test_reaches_the_gateway_and_is_deleted() {
+    // Operations that take 0.6 s: natgw polls the long-running operation until the analysis is done.
+    let p = Project::new(&["--op-latency-ms", "600"]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let before = p.emu.requests().len();
+    p.natgw(&["check", "--connectivity-test"])
+        .code(0)
+        .stdout_has(" to 34.120.10.10:443: reaches the gateway natgw-gitlab through route natgw-gitlab-34-120-10-10-32")
+        .stdout_has("Check: 6 passed, 0 problems.");
+    let kinds = connectivity_requests(&p.emu.requests().split_off(before));
+    assert_eq!(
+        kinds.get("POST /v1/projects/*/locations/global/connectivityTests"),
+        Some(&1),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.get("DELETE /v1/projects/*/locations/global/connectivityTests/*"),
+        Some(&1),
+        "the test is deleted: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.get("GET /v1/projects/*/locations/global/connectivityTests/*"),
+        Some(&1),
+        "{kinds:?}"
+    );
+    let polls = kinds
+        .get("GET /v1/projects/*/locations/global/operations/*")
+        .copied()
+        .unwrap_or(0);
+    assert!((1..=4).contains(&polls), "operation polls: {kinds:?}");
+}
+
+#[test]
+fn a_connectivity_test_shows_where_the_path_stops() {
+    let p = applied();
+    add_foreign_route(&p);
+    p.natgw(&["check", "--connectivity-test"])
+        .code(2)
+        .stdout_has("does not reach the gateway (stops at DROP: NO_EXTERNAL_ADDRESS after route corp-egress). Fix: see the route and tag findings: the node's packets take another route.");
+    // Without the foreign route, a stopped gateway VM stops the path there.
+    runtime().block_on(async {
+        let op = compute_routes(&p.emu.url)
+            .await
+            .delete()
+            .set_project(PROJECT)
+            .set_route("corp-egress")
+            .send()
+            .await
+            .expect("delete the route");
+        wait_global(&p.emu.url, op).await;
+        let op = compute_instances(&p.emu.url)
+            .await
+            .stop()
+            .set_project(PROJECT)
+            .set_zone(ZONE)
+            .set_instance(VM)
+            .send()
+            .await
+            .expect("stop the VM");
+        wait_zone(&p.emu.url, ZONE, op).await;
+    });
+    p.natgw(&["check", "--connectivity-test"])
+        .code(2)
+        .stdout_has("does not reach the gateway (stops at DROP: INSTANCE_NOT_RUNNING after route natgw-gitlab-34-120-10-10-32). Fix: see the vm finding");
 }

@@ -503,6 +503,7 @@ pub(super) fn path(what: &str, route: &str, vm: &str, result: &PathResult) -> Fi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gcp::check::TraceStep;
     use crate::render::check::Outcome;
 
     fn net(s: &str) -> Ipv4Net {
@@ -624,6 +625,83 @@ mod tests {
             &all,
         );
         assert!(f[0].message.starts_with("ties with route twin"), "{f:?}");
+    }
+
+    fn step(
+        state: &str,
+        route: Option<&str>,
+        instance: Option<&str>,
+        cause: Option<&str>,
+    ) -> TraceStep {
+        TraceStep {
+            state: state.into(),
+            route: route.map(str::to_string),
+            instance: instance.map(str::to_string),
+            cause: cause.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_path_reaches_the_gateway_only_through_natgws_route() {
+        let through = |route: &str, last: TraceStep| PathResult {
+            result: "REACHABLE".into(),
+            traces: vec![vec![
+                step("START_FROM_INSTANCE", None, Some("node"), None),
+                step("APPLY_ROUTE", Some(route), None, None),
+                last,
+            ]],
+        };
+        let ok = through(
+            "natgw-gw-1",
+            step("ARRIVE_AT_INSTANCE", None, Some("natgw-gw"), None),
+        );
+        assert_eq!(
+            path("p", "natgw-gw-1", "natgw-gw", &ok).outcome,
+            Outcome::Pass
+        );
+        let other = through(
+            "other",
+            step("ARRIVE_AT_INSTANCE", None, Some("natgw-gw"), None),
+        );
+        let f = path("p", "natgw-gw-1", "natgw-gw", &other);
+        assert!(
+            f.message
+                .contains("stops at ARRIVE_AT_INSTANCE after route other"),
+            "{f:?}"
+        );
+        let dropped = through(
+            "natgw-gw-1",
+            step("DROP", None, None, Some("FIREWALL_RULE")),
+        );
+        let f = path("p", "natgw-gw-1", "natgw-gw", &dropped);
+        assert!(f.message.contains("stops at DROP: FIREWALL_RULE"), "{f:?}");
+        assert!(
+            f.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("firewall finding")
+        );
+        let empty = PathResult {
+            result: "UNDETERMINED".into(),
+            traces: vec![],
+        };
+        assert!(
+            path("p", "r", "v", &empty)
+                .message
+                .contains("no trace, result UNDETERMINED")
+        );
+    }
+
+    #[test]
+    fn a_range_is_probed_at_its_first_host() {
+        assert_eq!(
+            probe_address(net("34.1.2.3/32")),
+            Ipv4Addr::new(34, 1, 2, 3)
+        );
+        assert_eq!(
+            probe_address(net("34.1.2.0/24")),
+            Ipv4Addr::new(34, 1, 2, 1)
+        );
     }
 
     #[test]
