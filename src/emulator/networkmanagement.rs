@@ -676,7 +676,6 @@ fn ingress_rule(
     };
     let mut candidates: Vec<(i64, bool, String, Value)> = world
         .children(&format!("projects/{net_project}/global/firewalls/"))
-        .map(|(k, v)| (k, v))
         .filter(|(_, r)| {
             str_field(r, "network") == Some(vm.network.as_str())
                 && str_field(r, "direction").unwrap_or("INGRESS") == "INGRESS"
