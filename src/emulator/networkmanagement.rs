@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use super::api_error::ApiError;
 use super::compute::{Ctx, Reply, carriers, render, routes_of_network};
-use super::world::{COMPUTE_URL, World, hash_hex, last_segment, obj, rfc3339, str_field};
+use super::world::{COMPUTE_URL, World, hash_hex, last_segment, obj, rfc3339, str_field, strings};
 use crate::net::Ipv4Net;
 use crate::routing;
 
@@ -228,17 +228,7 @@ fn vm(world: &World, ctx: &Ctx<'_>, path: &str) -> Option<Vm> {
         status: str_field(&body, "status").unwrap_or("UNKNOWN").to_string(),
         ip: str_field(&nic, "networkIP").unwrap_or_default().to_string(),
         network: str_field(&nic, "network").unwrap_or_default().to_string(),
-        tags: body
-            .get("tags")
-            .and_then(|t| t.get("items"))
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        tags: strings(body.get("tags").and_then(|t| t.get("items"))),
         body,
     })
 }
@@ -645,16 +635,6 @@ fn ingress_rule(
     packet: &Packet,
 ) -> Option<Value> {
     let ip: Ipv4Addr = source_ip.parse().ok()?;
-    let strings = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let matches = |entries: Option<&Value>| {
         entries.and_then(Value::as_array).is_some_and(|es| {
             es.iter().any(|e| {

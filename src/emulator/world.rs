@@ -519,6 +519,18 @@ pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
+/// The strings of a JSON array (none for anything else).
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A new fingerprint for some content (unique per change thanks to the id).
 pub(crate) fn fingerprint(world: &mut World, content: &Value) -> String {
     let id = world.new_id();

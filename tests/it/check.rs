@@ -46,6 +46,22 @@ async fn wait_zone(url: &str, zone: &str, op: google_cloud_compute_v1::model::Op
         .expect("wait for the operation");
 }
 
+/// Stops the gateway VM through the instances API, as an operator would.
+fn stop_vm(p: &Project) {
+    runtime().block_on(async {
+        let op = compute_instances(&p.emu.url)
+            .await
+            .stop()
+            .set_project(PROJECT)
+            .set_zone(ZONE)
+            .set_instance(VM)
+            .send()
+            .await
+            .expect("stop the VM");
+        wait_zone(&p.emu.url, ZONE, op).await;
+    });
+}
+
 /// The kind of a request, with the random part of GKE's group names masked.
 fn kind(r: &serde_json::Value) -> String {
     let re = regex::Regex::new(r"instanceGroupManagers/[^/]+").expect("regex");
@@ -295,18 +311,7 @@ fn a_node_vm_without_the_tag_is_found_and_a_tag_update_on_the_pool_reaches_the_n
 #[test]
 fn a_stopped_vm_is_found_with_its_last_summary() {
     let p = applied();
-    runtime().block_on(async {
-        let op = compute_instances(&p.emu.url)
-            .await
-            .stop()
-            .set_project(PROJECT)
-            .set_zone(ZONE)
-            .set_instance(VM)
-            .send()
-            .await
-            .expect("stop the VM");
-        wait_zone(&p.emu.url, ZONE, op).await;
-    });
+    stop_vm(&p);
     p.natgw(&["check", "--gateway", "gitlab"])
         .code(2)
         .stdout_has(&format!(
@@ -446,17 +451,8 @@ fn a_connectivity_test_shows_where_the_path_stops() {
             .await
             .expect("delete the route");
         wait_global(&p.emu.url, op).await;
-        let op = compute_instances(&p.emu.url)
-            .await
-            .stop()
-            .set_project(PROJECT)
-            .set_zone(ZONE)
-            .set_instance(VM)
-            .send()
-            .await
-            .expect("stop the VM");
-        wait_zone(&p.emu.url, ZONE, op).await;
     });
+    stop_vm(&p);
     p.natgw(&["check", "--connectivity-test"])
         .code(2)
         .stdout_has("does not reach the gateway (stops at DROP: INSTANCE_NOT_RUNNING after route natgw-gitlab-34-120-10-10-32). Fix: see the vm finding");

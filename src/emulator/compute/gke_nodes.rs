@@ -30,7 +30,7 @@ use super::instance::set_instance_field;
 use super::instance_template::insert_template;
 use super::mig_loop::members;
 use super::url;
-use crate::emulator::world::{World, hash_hex, obj, resolve_ref, str_field};
+use crate::emulator::world::{World, hash_hex, obj, resolve_ref, str_field, strings};
 
 /// The longest cluster and pool parts of a node name (keeps `gke-C-P-HASH-grp` within 63 characters).
 const NAME_PART: usize = 20;
@@ -38,6 +38,16 @@ const NAME_PART: usize = 20;
 fn short(name: &str) -> &str {
     let cut = &name[..name.len().min(NAME_PART)];
     cut.trim_end_matches('-')
+}
+
+/// GKE's own calls to Compute: the caller's clock and policies, none of its query (no `requestId`).
+fn as_gke<'a>(ctx: &Ctx<'a>, quiet: &'a BTreeMap<String, String>) -> Ctx<'a> {
+    Ctx {
+        now: ctx.now,
+        timing: ctx.timing,
+        query: quiet,
+        policies: ctx.policies,
+    }
 }
 
 /// The tag GKE puts on every node of a cluster, beside the pools' own tags.
@@ -80,12 +90,7 @@ pub(crate) fn create_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster_path: 
         .cloned()
         .unwrap_or_default();
     let quiet = BTreeMap::new();
-    let gke = Ctx {
-        now: ctx.now,
-        timing: ctx.timing,
-        query: &quiet,
-        policies: ctx.policies,
-    };
+    let gke = as_gke(ctx, &quiet);
     let mut urls: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for pool in pools
         .iter()
@@ -123,16 +128,7 @@ pub(crate) fn create_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster_path: 
             .get("initialNodeCount")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let zones: Vec<String> = pool
-            .get("locations")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let zones: Vec<String> = strings(pool.get("locations"));
         for z in zones {
             let mig = json!({
                 "name": format!("{base}-grp"),
@@ -167,16 +163,7 @@ pub(crate) fn create_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster_path: 
 
 /// The network tags of a node: the pool's, then GKE's own.
 fn node_tags(cluster: &Value, config: &Value) -> Vec<String> {
-    let mut tags: Vec<String> = config
-        .get("tags")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut tags: Vec<String> = strings(config.get("tags"));
     let own = cluster_node_tag(cluster);
     if !tags.contains(&own) {
         tags.push(own);
@@ -188,12 +175,7 @@ fn node_tags(cluster: &Value, config: &Value) -> Vec<String> {
 pub(crate) fn set_pool_tags(world: &mut World, ctx: &Ctx<'_>, cluster: &Value, pool: &Value) {
     let tags = node_tags(cluster, &pool.get("config").cloned().unwrap_or_default());
     let quiet = BTreeMap::new();
-    let gke = Ctx {
-        now: ctx.now,
-        timing: ctx.timing,
-        query: &quiet,
-        policies: ctx.policies,
-    };
+    let gke = as_gke(ctx, &quiet);
     for mig_url in group_urls(pool) {
         let mig = resolve_ref(&mig_url, "", "", "");
         let Some(template) = world
@@ -243,12 +225,7 @@ pub(crate) fn set_pool_tags(world: &mut World, ctx: &Ctx<'_>, cluster: &Value, p
 /// Deleting a cluster deletes its pools' groups and their VMs.
 pub(crate) fn delete_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster: &Value) {
     let quiet = BTreeMap::new();
-    let gke = Ctx {
-        now: ctx.now,
-        timing: ctx.timing,
-        query: &quiet,
-        policies: ctx.policies,
-    };
+    let gke = as_gke(ctx, &quiet);
     let pools: Vec<Value> = cluster
         .get("nodePools")
         .and_then(Value::as_array)
@@ -274,15 +251,7 @@ pub(crate) fn delete_pool_nodes(world: &mut World, ctx: &Ctx<'_>, cluster: &Valu
 }
 
 fn group_urls(pool: &Value) -> Vec<String> {
-    pool.get("instanceGroupUrls")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    strings(pool.get("instanceGroupUrls"))
 }
 
 #[cfg(test)]

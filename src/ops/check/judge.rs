@@ -537,29 +537,24 @@ mod tests {
         vec!["existing".into(), "runner".into()]
     }
 
+    /// The finding of one wanted route among `all`, for nodes with `node_tags()`.
+    fn one_route(wanted: Route, all: &[NetworkRoute]) -> Vec<Finding> {
+        routes("gw", &[wanted], &node_tags(), all)
+    }
+
     #[test]
     fn natgws_route_wins_over_the_default_route() {
         let all = [
             nroute("default-internet", "0.0.0.0/0", 1000, &[]),
             nroute("natgw-gw-1", "34.1.2.3/32", 900, &["runner"]),
         ];
-        let f = routes(
-            "gw",
-            &[want("natgw-gw-1", "34.1.2.3/32", 900)],
-            &node_tags(),
-            &all,
-        );
+        let f = one_route(want("natgw-gw-1", "34.1.2.3/32", 900), &all);
         assert_eq!(f[0].outcome, Outcome::Pass, "{f:?}");
     }
 
     #[test]
     fn a_missing_route_is_found() {
-        let f = routes(
-            "gw",
-            &[want("natgw-gw-1", "34.1.2.3/32", 900)],
-            &node_tags(),
-            &[],
-        );
+        let f = one_route(want("natgw-gw-1", "34.1.2.3/32", 900), &[]);
         assert_eq!(f[0].outcome, Outcome::Problem);
         assert!(f[0].message.starts_with("does not exist"), "{f:?}");
     }
@@ -570,12 +565,7 @@ mod tests {
             nroute("natgw-gw-1", "34.1.2.0/24", 900, &["runner"]),
             nroute("other", "34.1.2.0/24", 500, &[]),
         ];
-        let f = routes(
-            "gw",
-            &[want("natgw-gw-1", "34.1.2.0/24", 900)],
-            &node_tags(),
-            &all,
-        );
+        let f = one_route(want("natgw-gw-1", "34.1.2.0/24", 900), &all);
         assert!(f[0].message.contains("loses to route other"), "{f:?}");
         assert!(
             f[0].fix
@@ -591,24 +581,14 @@ mod tests {
             nroute("natgw-gw-1", "34.1.2.0/24", 900, &["runner"]),
             nroute("narrow", "34.1.2.128/25", 1000, &["existing"]),
         ];
-        let f = routes(
-            "gw",
-            &[want("natgw-gw-1", "34.1.2.0/24", 900)],
-            &node_tags(),
-            &all,
-        );
+        let f = one_route(want("natgw-gw-1", "34.1.2.0/24", 900), &all);
         assert!(f[0].message.contains("shadowed at 34.1.2.128"), "{f:?}");
         // A more specific route for other nodes' tags does not matter.
         let all = [
             nroute("natgw-gw-1", "34.1.2.0/24", 900, &["runner"]),
             nroute("narrow", "34.1.2.128/25", 1000, &["web"]),
         ];
-        let f = routes(
-            "gw",
-            &[want("natgw-gw-1", "34.1.2.0/24", 900)],
-            &node_tags(),
-            &all,
-        );
+        let f = one_route(want("natgw-gw-1", "34.1.2.0/24", 900), &all);
         assert_eq!(f[0].outcome, Outcome::Pass, "{f:?}");
     }
 
@@ -618,12 +598,7 @@ mod tests {
             nroute("natgw-gw-1", "34.1.2.3/32", 900, &["runner"]),
             nroute("twin", "34.1.2.3/32", 900, &[]),
         ];
-        let f = routes(
-            "gw",
-            &[want("natgw-gw-1", "34.1.2.3/32", 900)],
-            &node_tags(),
-            &all,
-        );
+        let f = one_route(want("natgw-gw-1", "34.1.2.3/32", 900), &all);
         assert!(f[0].message.starts_with("ties with route twin"), "{f:?}");
     }
 
