@@ -7,7 +7,7 @@
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::config::{Allow, Conntrack, Gateway, Protocol, Ssh};
+use crate::config::{Allow, Conntrack, Gateway, HealthCheck, Protocol, Ssh};
 use crate::net::Ipv4Net;
 
 const TEMPLATE_NAME: &str = "startup.sh.j2";
@@ -23,6 +23,9 @@ pub(crate) struct ScriptInput {
     pub(crate) conntrack: Conntrack,
     /// What may reach the gateway itself besides loopback, replies, ICMP and DHCP.
     pub(crate) input_exceptions: Vec<InputException>,
+    /// `zones`: the port of the health endpoint that Google's health checks probe. Only the port
+    /// reaches the script: tuning the probes' interval or thresholds must not replace the VMs.
+    pub(crate) health_port: Option<u16>,
 }
 
 /// A service of the gateway's own that one source range may reach: the script's input filter
@@ -44,6 +47,19 @@ impl InputException {
             source: ssh.source_range(),
             because: format!("ssh = \"{}\"", ssh.as_str()),
         }
+    }
+
+    /// `zones`: the health endpoint, open to Google's health-check probes only.
+    pub(crate) fn health_check(port: u16) -> Vec<Self> {
+        HealthCheck::source_ranges()
+            .into_iter()
+            .map(|source| Self {
+                protocol: Protocol::Tcp,
+                port,
+                source,
+                because: "Google's health checks".to_string(),
+            })
+            .collect()
     }
 
     fn nft(&self) -> String {
@@ -69,18 +85,25 @@ impl ScriptInput {
     /// Takes the gateway's fields; lists are sorted and deduplicated so that reordering them
     /// in natgw.toml does not change the script (and so does not update the VM).
     pub(crate) fn from_gateway(gw: &Gateway) -> Self {
+        let health_port = gw.ha.as_ref().map(|ha| ha.health_check.port);
+        let exceptions: Vec<InputException> = gw
+            .ssh
+            .into_iter()
+            .map(InputException::ssh)
+            .chain(
+                health_port
+                    .into_iter()
+                    .flat_map(InputException::health_check),
+            )
+            .collect();
         Self {
             gateway: gw.name.clone(),
             source_ranges: sorted(&gw.source_ranges),
             destinations: sorted(&gw.destinations),
             allow: sorted(&gw.allow),
             conntrack: gw.conntrack,
-            input_exceptions: sorted(
-                &gw.ssh
-                    .into_iter()
-                    .map(InputException::ssh)
-                    .collect::<Vec<_>>(),
-            ),
+            input_exceptions: sorted(&exceptions),
+            health_port,
         }
     }
 }
@@ -114,6 +137,7 @@ struct Context {
     input_exceptions: Vec<ExceptionContext>,
     conntrack_max: String,
     conntrack_tcp_timeout_established: String,
+    health_port: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -207,6 +231,7 @@ pub(crate) fn render(input: &ScriptInput) -> Result<String, ScriptError> {
             .collect(),
         conntrack_max: input.conntrack.max.to_string(),
         conntrack_tcp_timeout_established: input.conntrack.tcp_timeout_established.to_string(),
+        health_port: input.health_port.map(|p| p.to_string()),
     };
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -223,7 +248,7 @@ pub(crate) fn render(input: &ScriptInput) -> Result<String, ScriptError> {
 #[cfg(test)]
 mod tests {
     use super::{InputException, ScriptError, ScriptInput, render, shell_quote};
-    use crate::config::{Allow, Conntrack, Protocol, Ssh};
+    use crate::config::{Allow, Conntrack, Gateway, Ha, HealthCheck, Protocol, Ssh};
     use crate::net::Ipv4Net;
 
     fn net(s: &str) -> Ipv4Net {
@@ -258,6 +283,7 @@ mod tests {
                 tcp_timeout_established: 1_800,
             },
             input_exceptions: Vec::new(),
+            health_port: None,
         }
     }
 
@@ -367,8 +393,15 @@ mod tests {
         shuffled.destinations.reverse();
         shuffled.allow.reverse();
         shuffled.allow.push(shuffled.allow[0].clone());
-        let gw = crate::config::Gateway {
-            name: shuffled.gateway.clone(),
+        let b = render(&ScriptInput::from_gateway(&gateway(shuffled))).expect("renders");
+        assert_eq!(a, b);
+    }
+
+    /// A gateway whose script input is `input` (but for the input exceptions, which come from
+    /// `ssh` and `ha`: none here).
+    fn gateway(input: ScriptInput) -> Gateway {
+        Gateway {
+            name: input.gateway,
             region: "europe-west1".to_string(),
             zone: "europe-west1-b".to_string(),
             ha: None,
@@ -376,9 +409,9 @@ mod tests {
             network_project: None,
             subnetwork: "default".to_string(),
             internal_ip: None,
-            destinations: shuffled.destinations,
-            source_ranges: shuffled.source_ranges,
-            allow: shuffled.allow,
+            destinations: input.destinations,
+            source_ranges: input.source_ranges,
+            allow: input.allow,
             node_tag: "ci".to_string(),
             route_priority: 900,
             machine_type: "e2-small".to_string(),
@@ -388,12 +421,112 @@ mod tests {
                 location: "europe-west1".to_string(),
                 name: "p".to_string(),
             },
-            conntrack: shuffled.conntrack,
+            conntrack: input.conntrack,
             ssh: None,
             adopt: crate::config::Adopt::default(),
-        };
-        let b = render(&ScriptInput::from_gateway(&gw)).expect("renders");
-        assert_eq!(a, b);
+        }
+    }
+
+    fn ha(port: u16, interval_sec: u32) -> Ha {
+        Ha {
+            zones: vec!["europe-west1-b".to_string(), "europe-west1-c".to_string()],
+            health_check: HealthCheck {
+                port,
+                interval_sec,
+                ..HealthCheck::default()
+            },
+        }
+    }
+
+    #[test]
+    fn the_health_endpoint_comes_with_zones_only() {
+        let single = render(&input()).expect("renders");
+        for absent in ["HEALTH_PORT", "natgw-health", "systemctl", "path_verified"] {
+            assert!(!single.contains(absent), "{absent:?} without zones");
+        }
+
+        let mut gw = gateway(input());
+        gw.ha = Some(ha(9191, 5));
+        let from_config = ScriptInput::from_gateway(&gw);
+        assert_eq!(from_config.health_port, Some(9191));
+        let script = render(&from_config).expect("renders");
+        assert_eq!(
+            line_starting(&script, "readonly HEALTH_PORT="),
+            "readonly HEALTH_PORT='9191'"
+        );
+        for needle in [
+            "ListenStream=0.0.0.0:${HEALTH_PORT}",
+            "Accept=yes",
+            "ExecStart=/bin/bash ${HEALTH_DIR}/health-check",
+            "ExecStart=/bin/bash ${HEALTH_DIR}/health-answer",
+            "systemctl restart natgw-health-check.service natgw-health.socket",
+            "declare -f log count broken nft_rule_count nft_set_holds verify_nft ipt check_rules verify_iptables",
+            "readonly HEALTH_STATE=/run/natgw/health",
+            "broken forwarding-off ",
+            "broken no-default-route ",
+            "HTTP/1.1 %s\\r\\n",
+            "${#body}",
+        ] {
+            assert!(script.contains(needle), "missing {needle:?}");
+        }
+        assert!(
+            script.find("set_sysctl net.ipv4.ip_forward 1")
+                < script.find("systemctl restart natgw-health"),
+            "the endpoint starts once forwarding is on"
+        );
+        assert!(
+            script.find("systemctl restart natgw-health") < script.find("summary ok"),
+            "before readiness"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly INPUT_EXCEPTIONS_NFT="),
+            "readonly INPUT_EXCEPTIONS_NFT=('ip saddr 35.191.0.0/16 tcp dport 9191' \
+             'ip saddr 130.211.0.0/22 tcp dport 9191')"
+        );
+        assert_eq!(
+            line_starting(&script, "readonly INPUT_EXCEPTIONS_IPTABLES="),
+            "readonly INPUT_EXCEPTIONS_IPTABLES=('-s 35.191.0.0/16 -p tcp -m tcp --dport 9191' \
+             '-s 130.211.0.0/22 -p tcp -m tcp --dport 9191')"
+        );
+        assert_eq!(
+            line_starting(&script, "# The gateway's own services that are reachable: "),
+            "# The gateway's own services that are reachable: \
+             tcp:9191 from 35.191.0.0/16 (Google's health checks), \
+             tcp:9191 from 130.211.0.0/22 (Google's health checks)."
+        );
+
+        // Only the port reaches the VM: tuning the probes replaces no VM.
+        gw.ha = Some(ha(9191, 30));
+        assert_eq!(
+            render(&ScriptInput::from_gateway(&gw)).expect("renders"),
+            script
+        );
+        gw.ha = Some(ha(9090, 5));
+        let other = render(&ScriptInput::from_gateway(&gw)).expect("renders");
+        assert_eq!(
+            line_starting(&other, "readonly HEALTH_PORT="),
+            "readonly HEALTH_PORT='9090'"
+        );
+    }
+
+    #[test]
+    fn ssh_and_health_checks_are_both_exceptions() {
+        let mut gw = gateway(input());
+        gw.ssh = Some(Ssh::Iap);
+        gw.ha = Some(ha(9090, 5));
+        let sources: Vec<(u16, String)> = ScriptInput::from_gateway(&gw)
+            .input_exceptions
+            .iter()
+            .map(|e| (e.port, e.source.to_string()))
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                (22, "35.235.240.0/20".to_string()),
+                (9090, "35.191.0.0/16".to_string()),
+                (9090, "130.211.0.0/22".to_string()),
+            ]
+        );
     }
 
     #[test]

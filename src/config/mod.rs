@@ -134,6 +134,19 @@ pub(crate) struct HealthCheck {
     pub(crate) port: u16,
 }
 
+impl HealthCheck {
+    /// Where Google's health-check probes come from, for the VM's input filter and the VPC firewall rule:
+    /// <https://cloud.google.com/load-balancing/docs/health-check-concepts#ip-ranges>.
+    pub(crate) fn source_ranges() -> [Ipv4Net; 2] {
+        [
+            Ipv4Net::new(Ipv4Addr::new(35, 191, 0, 0), 16)
+                .expect("35.191.0.0/16 has no host bits set"),
+            Ipv4Net::new(Ipv4Addr::new(130, 211, 0, 0), 22)
+                .expect("130.211.0.0/22 has no host bits set"),
+        ]
+    }
+}
+
 impl Default for HealthCheck {
     fn default() -> Self {
         Self {

@@ -239,6 +239,10 @@ fn zones_replace_zone_for_an_ha_gateway() {
     assert_eq!(gw.zone, "europe-west1-b", "zone is the first of zones");
     assert_eq!(ha.health_check, HealthCheck::default());
     assert_eq!(
+        HealthCheck::source_ranges(),
+        [net("35.191.0.0/16"), net("130.211.0.0/22")]
+    );
+    assert_eq!(
         (
             ha.health_check.interval_sec,
             ha.health_check.healthy_threshold,

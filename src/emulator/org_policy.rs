@@ -115,6 +115,32 @@ pub(crate) fn check_instance_insert(
     refused(messages)
 }
 
+/// `forwardingRules.insert` under restrictLoadBalancerCreationForTypes, enforced as "no type allowed" (the
+/// emulator's `--org-policy` takes no values). Google's text and synchronous 412 conditionNotMet, as GKE
+/// shows it: "Constraint constraints/compute.restrictLoadBalancerCreationForTypes violated for
+/// projects/P. Forwarding Rule projects/P/regions/R/forwardingRules/N of type EXTERNAL_NETWORK_TCP_UDP is
+/// not allowed." (GoogleCloudPlatform/kubernetes-engine-samples#143, cloud-ops-sandbox#392). An internal
+/// passthrough Network Load Balancer's type is INTERNAL_TCP_UDP
+/// (<https://cloud.google.com/load-balancing/docs/org-policy-constraints#restrict-lb-types>).
+pub(crate) fn check_forwarding_rule_insert(
+    enforced: &[Constraint],
+    project: &str,
+    rule_path: &str,
+    scheme: &str,
+) -> Result<(), ApiError> {
+    let mut messages = Vec::new();
+    if enforced.contains(&Constraint::RestrictLoadBalancerCreationForTypes) {
+        let kind = match scheme {
+            "INTERNAL" => "INTERNAL_TCP_UDP",
+            _ => "EXTERNAL_NETWORK_TCP_UDP",
+        };
+        messages.push(format!(
+            "Constraint constraints/compute.restrictLoadBalancerCreationForTypes violated for projects/{project}. Forwarding Rule {rule_path} of type {kind} is not allowed."
+        ));
+    }
+    refused(messages)
+}
+
 /// `instances.getGuestAttributes` with disableGuestAttributesAccess enforced: "HTTPError 412: Constraint
 /// constraints/compute.disableGuestAttributesAccess violated for project 000000000000." (gcloud's output,
 /// quoted verbatim in a public test suite; Google's guest attribute docs: the constraint disables guest
@@ -149,6 +175,27 @@ mod tests {
             "constraints/compute.requireOsLogin"
                 .parse::<Constraint>()
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn a_load_balancer_is_refused_with_its_type() {
+        let path = "projects/p/regions/r/forwardingRules/f";
+        assert!(check_forwarding_rule_insert(&[], "p", path, "INTERNAL").is_ok());
+        let e = check_forwarding_rule_insert(
+            &[Constraint::RestrictLoadBalancerCreationForTypes],
+            "p",
+            path,
+            "INTERNAL",
+        )
+        .expect_err("refused");
+        assert_eq!((e.code, e.reason), (412, "conditionNotMet"));
+        assert!(
+            e.message.contains(&format!(
+                "Forwarding Rule {path} of type INTERNAL_TCP_UDP is not allowed."
+            )),
+            "{}",
+            e.message
         );
     }
 

@@ -255,7 +255,8 @@ fn natgw_names(mut names: Vec<String>) -> Vec<String> {
     names
 }
 
-/// Calls `f` until it does not fail with 429 or 5xx.
+/// Calls `f` until it does not fail with 429, 5xx or another fault the emulator injected (its message ends
+/// with "(emulated fault)": a quota 403 or a 400 `resourceNotReady` under `--fault-kinds`).
 async fn patiently<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -267,7 +268,8 @@ where
             Ok(v) => return v,
             Err(e)
                 if e.http_status_code()
-                    .is_some_and(|c| c == 429 || (500..600).contains(&c)) =>
+                    .is_some_and(|c| c == 429 || (500..600).contains(&c))
+                    || format!("{e:?}").contains("(emulated fault)") =>
             {
                 last = Some(e);
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -22,6 +22,7 @@ mod inventory;
 mod lock;
 mod netns;
 mod performance;
+mod real_project;
 mod reliability;
 mod shared_vpc;
 mod support;

@@ -14,6 +14,9 @@
 //! the next (a "reboot" clears /run, as a real one does). Its PATH is a directory of symlinks
 //! to the tools it may use; that is how a setup hides `nft` or `iptables` from it.
 //!
+//! With `zones`, the script also sets up a health endpoint under systemd; `health` runs what its
+//! units would run, as systemd would, and probes it from Google's health-check ranges.
+//!
 //! Needs root, iproute2, nftables, iptables (both backends are exercised when both are
 //! installed), python3 (the small servers and the client), curl and util-linux; without them
 //! each test prints that it was skipped and passes, unless `NATGW_IT_REQUIRE_NETNS=1` (set it
@@ -25,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod health;
 
 const GATEWAY_NAME: &str = "ci";
 const ALLOWED_SRC: &str = "10.10.0.10";
@@ -248,8 +253,14 @@ fn test_config(ssh: bool) -> String {
 }
 
 fn render_script(dir: &Path, ssh: bool) -> PathBuf {
-    let config_file = dir.join("natgw.toml");
-    std::fs::write(&config_file, test_config(ssh)).expect("write the test config");
+    let name = if ssh { "startup-ssh.sh" } else { "startup.sh" };
+    render_config(dir, &test_config(ssh), name)
+}
+
+/// `natgw startup-script` for `config`, written to `dir/name`.
+fn render_config(dir: &Path, config: &str, name: &str) -> PathBuf {
+    let config_file = dir.join(format!("{name}.toml"));
+    std::fs::write(&config_file, config).expect("write the test config");
     let script = must(
         Command::new(env!("CARGO_BIN_EXE_natgw"))
             .arg("startup-script")
@@ -257,9 +268,24 @@ fn render_script(dir: &Path, ssh: bool) -> PathBuf {
             .arg(&config_file)
             .args(["--gateway", GATEWAY_NAME]),
     );
-    let path = dir.join(if ssh { "startup-ssh.sh" } else { "startup.sh" });
+    let path = dir.join(name);
     std::fs::write(&path, script).expect("write the rendered script");
     path
+}
+
+/// A lab for `test`, or `None` (said, or failed under `NATGW_IT_REQUIRE_NETNS`) when this machine
+/// cannot run it.
+fn lab_for(test: &str, setup: Setup) -> Option<Lab> {
+    if skipped(test) {
+        return None;
+    }
+    match Lab::new(setup) {
+        Ok(lab) => Some(lab),
+        Err(reason) => {
+            skip_because(test, Some(reason));
+            None
+        }
+    }
 }
 
 static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
@@ -307,6 +333,24 @@ impl Lab {
         for (link, target) in firewall {
             std::os::unix::fs::symlink(target, bin.join(link)).expect("link a firewall tool");
         }
+    }
+
+    /// Replaces the tool `name` on the script's PATH with a bash script that appends its name and
+    /// arguments to `calls`, then runs `body`. Written beside and renamed over the link: writing
+    /// through `bin/sleep` would write the host's own sleep.
+    fn fake(&self, name: &str, body: &str, calls: &Path) {
+        let new = self.dir.join(format!("{name}.new"));
+        std::fs::write(
+            &new,
+            format!(
+                "#!/bin/bash\nprintf '{name} %s\\n' \"$*\" >>'{}'\n{body}\n",
+                calls.display()
+            ),
+        )
+        .expect("write a fake");
+        std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("make a fake executable");
+        std::fs::rename(&new, self.bin.join(name)).expect("put the fake in place");
     }
 
     /// Creates a namespace `<prefix>-<role>` with its loopback up; returns its name.
@@ -727,7 +771,10 @@ fn build(lab: &mut Lab, topology: Topology) -> Net {
     let runner = lab.netns("runner");
     let gw = lab.netns("gw");
     let dest = lab.netns("dest");
-    for addr in [ALLOWED_DST, DISALLOWED_DST, IAP_SRC, METADATA_SERVER] {
+    for addr in [ALLOWED_DST, DISALLOWED_DST, IAP_SRC, METADATA_SERVER]
+        .into_iter()
+        .chain(health::HEALTH_CHECK_SRCS)
+    {
         ip(&format!("-n {dest} addr add {addr}/32 dev lo"));
     }
     let net = match topology {
@@ -840,15 +887,8 @@ fn add_foreign_rule(setup: Setup, gw: &str) -> &'static str {
 /// topology runs with `ssh = "iap"`, the one-interface one without: each setup sees both.
 fn prove(topology: Topology, setup: Setup) {
     let test = format!("netns {topology:?} {setup:?}");
-    if skipped(&test) {
+    let Some(mut lab) = lab_for(&test, setup) else {
         return;
-    }
-    let mut lab = match Lab::new(setup) {
-        Ok(lab) => lab,
-        Err(reason) => {
-            skip_because(&test, Some(reason));
-            return;
-        }
     };
     let ssh = matches!(topology, Topology::TwoInterfaces);
     let script = render_script(&lab.dir, ssh);
@@ -1260,16 +1300,7 @@ fn netns_one_interface_both() {
 
 /// A gateway namespace with one interface, a default route and the metadata server.
 fn small_lab(test: &str, setup: Setup, token: &str) -> Option<(Lab, PathBuf, String)> {
-    if skipped(test) {
-        return None;
-    }
-    let mut lab = match Lab::new(setup) {
-        Ok(lab) => lab,
-        Err(reason) => {
-            skip_because(test, Some(reason));
-            return None;
-        }
-    };
+    let mut lab = lab_for(test, setup)?;
     let script = render_script(&lab.dir, false);
     let gw = lab.netns("gw");
     let peer = lab.netns("peer");
@@ -1359,23 +1390,7 @@ fn netns_neither_tool_installs_nftables_or_says_why() {
         return;
     };
     let calls = lab.dir.join("calls");
-    // Written beside and renamed over the link: writing through `bin/sleep` would write the
-    // host's own sleep.
-    let fake = |name: &str, body: &str| {
-        let path = lab.bin.join(name);
-        let new = lab.dir.join(format!("{name}.new"));
-        std::fs::write(
-            &new,
-            format!(
-                "#!/bin/bash\nprintf '{name} %s\\n' \"$*\" >>'{}'\n{body}\n",
-                calls.display()
-            ),
-        )
-        .expect("write a fake");
-        std::fs::set_permissions(&new, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .expect("make a fake executable");
-        std::fs::rename(&new, &path).expect("put the fake in place");
-    };
+    let fake = |name: &str, body: &str| lab.fake(name, body, &calls);
     fake("sleep", "exit 0");
     fake("apt-get", "exit 100");
 
@@ -1459,7 +1474,11 @@ fn rendered_script_passes_shellcheck() {
     };
     let dir = std::env::temp_dir().join(format!("natgw-it-shellcheck-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    let scripts = [render_script(&dir, false), render_script(&dir, true)];
+    let scripts = [
+        render_script(&dir, false),
+        render_script(&dir, true),
+        render_config(&dir, &health::ha_config(), "startup-ha.sh"),
+    ];
     let out = run(Command::new(shellcheck)
         .arg("--severity=style")
         .args(&scripts));
@@ -1510,9 +1529,15 @@ const HELPER_PY: &str = r##"# Test helper for tests/it/netns.rs, run inside netw
 #   ping SRC DST                     one ICMP echo from SRC; exit 1 if no reply came back
 #   metadata PORT TOKEN OUTFILE      a fake metadata server on 127.0.0.1: serves the ready token,
 #                                    stores what is PUT to guest-attributes/natgw/ready in OUTFILE
+#   inetd ADDR PORT UID CMD...       what a systemd socket with Accept=yes does: runs CMD as user
+#                                    and group UID once per connection, with the connection as
+#                                    stdin and stdout
+#   http SRC DST PORT                GET / from SRC as Google's health checks do; print the
+#                                    status line, then the body; exit 1 if no connection
 import http.server
 import os
 import socket
+import subprocess
 import sys
 import threading
 
@@ -1640,6 +1665,52 @@ def metadata(port, token, outfile):
     server.serve_forever()
 
 
+def inetd(addr, port, uid, *argv):
+    def as_user():
+        os.setgroups([])
+        os.setgid(int(uid))
+        os.setuid(int(uid))
+
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, int(port)))
+    s.listen(16)
+    listening()
+    while True:
+        conn, _ = s.accept()
+        with conn:
+            child = subprocess.Popen(
+                list(argv),
+                stdin=conn.fileno(),
+                stdout=conn.fileno(),
+                env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+                preexec_fn=as_user,
+            )
+        threading.Thread(target=child.wait, daemon=True).start()
+
+
+def http_get(src, dst, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.bind((src, 0))
+        s.connect((dst, int(port)))
+        s.sendall(
+            f"GET / HTTP/1.1\r\nHost: {dst}:{port}\r\nUser-Agent: GoogleHC/1.0\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    except OSError as e:
+        print(f"no connection: {e}")
+        return 1
+    head, _, body = data.decode().partition("\r\n\r\n")
+    print(head.split("\r\n")[0])
+    print(body, end="")
+    return 0
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "peer-server":
@@ -1650,6 +1721,10 @@ def main():
         sys.exit(ping(*args))
     elif mode == "metadata":
         metadata(*args)
+    elif mode == "inetd":
+        inetd(*args)
+    elif mode == "http":
+        sys.exit(http_get(*args))
     else:
         sys.exit(f"unknown mode {mode}")
 

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 use super::address::{Subnet, free_ip, subnet};
 use super::{Answer, Ctx, insert_body, mutate, parse_ip, region_of, stamp, url, usable};
 use crate::emulator::api_error::{ApiError, OpError};
+use crate::emulator::org_policy;
 use crate::emulator::world::{COMPUTE_URL, Scope, World, obj, resolve_ref, str_field};
 
 pub(super) fn insert_forwarding_rule(
@@ -23,6 +24,7 @@ pub(super) fn insert_forwarding_rule(
         |n| format!("projects/{p}/regions/{r}/forwardingRules/{n}"),
     )?;
     let scheme = str_field(&body, "loadBalancingScheme").unwrap_or("EXTERNAL");
+    org_policy::check_forwarding_rule_insert(ctx.policies, p, &path, scheme)?;
     if scheme != "INTERNAL" {
         return Err(ApiError::invalid_field(
             "resource.loadBalancingScheme",
