@@ -102,6 +102,54 @@ pub(super) fn vm(name: &str, zone: &str, state: &VmState, summary: Option<&str>)
     }
 }
 
+/// A backend (one zone's group) of an HA gateway as its load balancer sees it, from
+/// `regionBackendServices.getHealth`: each VM and whether it is HEALTHY.
+#[allow(
+    dead_code,
+    reason = "wired to the HA gateways' desired model when it lands (issue 14)"
+)]
+pub(super) fn backend(service: &str, zone: &str, group: &str, vms: &[(String, bool)]) -> Finding {
+    let resource = format!("backend {group} ({zone})");
+    if vms.is_empty() {
+        return Finding::problem(
+            Check::Backend,
+            resource,
+            format!("has no VM: backend service {service} has nothing to send to in {zone}."),
+            format!(
+                "the group recreates its VM by itself; see `gcloud compute instance-groups managed list-instances {group} --zone {zone}`."
+            ),
+        );
+    }
+    let sick: Vec<&str> = vms
+        .iter()
+        .filter(|(_, healthy)| !healthy)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if sick.is_empty() {
+        let names: Vec<&str> = vms.iter().map(|(n, _)| n.as_str()).collect();
+        return Finding::pass(
+            Check::Backend,
+            resource,
+            format!(
+                "{} HEALTHY for backend service {service}.",
+                names.join(", ")
+            ),
+        );
+    }
+    Finding::problem(
+        Check::Backend,
+        resource,
+        format!(
+            "{} not HEALTHY for backend service {service}: the load balancer sends new connections to the healthy backends only.",
+            sick.join(", ")
+        ),
+        format!(
+            "autohealing recreates the VM after its initial delay; its serial console says why (`gcloud compute instances get-serial-port-output {} --zone {zone}`).",
+            sick[0]
+        ),
+    )
+}
+
 /// Whether the route `r` applies to a VM with `tags`.
 fn as_selectable(r: &NetworkRoute) -> routing::Route<&NetworkRoute> {
     routing::Route {
@@ -665,6 +713,29 @@ mod tests {
                 .message
                 .contains("no trace, result UNDETERMINED")
         );
+    }
+
+    #[test]
+    fn an_unhealthy_backend_is_named_with_its_console() {
+        let ok = backend("bs", "z-b", "natgw-gw-b", &[("natgw-gw-b-x1".into(), true)]);
+        assert_eq!(ok.outcome, Outcome::Pass);
+        let sick = backend(
+            "bs",
+            "z-b",
+            "natgw-gw-b",
+            &[("natgw-gw-b-x1".into(), false)],
+        );
+        assert!(
+            sick.message.starts_with("natgw-gw-b-x1 not HEALTHY"),
+            "{sick:?}"
+        );
+        assert!(
+            sick.fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("get-serial-port-output natgw-gw-b-x1 --zone z-b")
+        );
+        assert_eq!(backend("bs", "z-b", "g", &[]).outcome, Outcome::Problem);
     }
 
     #[test]
