@@ -142,46 +142,50 @@ impl CheckReads {
             .send()
             .await
             .map_err(api_error(&context))?;
-        let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
-        while !op.done {
-            if started.elapsed() > c.op_deadline {
-                return Err(GcpError::Deadline {
-                    context,
-                    after: c.op_deadline,
+        let name = format!("{parent}/connectivityTests/{id}");
+        let analysed = async {
+            let started = Instant::now();
+            let mut delay = Duration::from_millis(250);
+            while !op.done {
+                if started.elapsed() > c.op_deadline {
+                    return Err(GcpError::Deadline {
+                        context: context.clone(),
+                        after: c.op_deadline,
+                    });
+                }
+                sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                op = client
+                    .get_operation()
+                    .set_name(&op.name)
+                    .send()
+                    .await
+                    .map_err(api_error(&context))?;
+            }
+            if let Some(e) = op.error() {
+                return Err(GcpError::Operation {
+                    context: context.clone(),
+                    status: None,
+                    message: e.message.clone(),
                 });
             }
-            sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-            op = client
-                .get_operation()
-                .set_name(&op.name)
+            client
+                .get_connectivity_test()
+                .set_name(&name)
                 .send()
                 .await
-                .map_err(api_error(&context))?;
+                .map_err(api_error(&context))
         }
-        if let Some(e) = op.error() {
-            return Err(GcpError::Operation {
-                context,
-                status: None,
-                message: e.message.clone(),
-            });
-        }
-        let name = format!("{parent}/connectivityTests/{id}");
-        let got = client
-            .get_connectivity_test()
-            .set_name(&name)
-            .send()
-            .await
-            .map_err(api_error(&context));
-        // The test is deleted whatever its reading gave; the deletion's own operation is not awaited.
+        .await;
+        // Once created, the test is deleted whatever came of its analysis; the deletion's own operation is
+        // not awaited.
         let deleted = client
             .delete_connectivity_test()
             .set_name(&name)
             .send()
             .await
             .map_err(api_error(format!("deleting Connectivity Test {id}")));
-        let got = got?;
+        let got = analysed?;
         deleted?;
         Ok(path_result(&got))
     }
