@@ -382,6 +382,10 @@ fn a_shared_vpc_gateway_is_checked_in_both_projects() {
             .any(|k| k == "GET /compute/v1/projects/*/regions/*/subnetworks/runners"),
         "the node range is read in the host: {host_reads:?}"
     );
+    // Google's analysis follows the host's routes and firewall rules to the gateway in the service project.
+    p.natgw(&["check", "--connectivity-test"])
+        .code(0)
+        .stdout_has(": reaches the gateway natgw-gitlab through route natgw-gitlab-");
 }
 
 /// The Connectivity Test requests of a run, by kind.
