@@ -20,7 +20,7 @@ use crate::model::fields::{Field, InstanceField};
 use crate::model::observed::Observation;
 use crate::model::progress::{Event, Outcome, Outputs, Verb, Wait};
 use crate::model::{Address, Firewall, Instance, Kind, NodePool, Resource, Route};
-use crate::plan::{Action, Change, Plan};
+use crate::plan::{Action, Change, Plan, VmAction};
 use crate::walk::{self, State};
 pub(crate) use graph::{Direction, Step};
 
@@ -503,20 +503,25 @@ fn before_address(change: &Change) -> Result<Ipv4Addr, StepError> {
     }
 }
 
-/// What an in-place update of the VM does, from the fields the plan changes.
+/// What an in-place update of the VM does, from the fields and the power actions the plan changes.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct InstanceUpdate {
     labels: bool,
     tags: bool,
-    /// A new startup script, which runs at boot: the VM restarts and must report ready again.
+    /// A new startup script and token, which run at boot: set together with the restart intent.
     metadata: bool,
-    /// Stopped out of band: started again, which also runs a new script.
-    start: bool,
+    /// An earlier apply's restart intent is there: cleared once the VM reports ready.
+    pending: bool,
+    /// What brings the VM back from the status it was found in.
+    power: Option<VmAction>,
+    /// The VM must boot again to run its script, unless `power` booted it.
+    restart: bool,
 }
 
 impl InstanceUpdate {
     fn of(change: &Change) -> Result<InstanceUpdate, StepError> {
         let mut update = InstanceUpdate::default();
+        let mut status = false;
         for d in &change.diffs {
             let Field::Instance(field) = d.field else {
                 return Err(StepError::Other(format!(
@@ -528,7 +533,8 @@ impl InstanceUpdate {
                 InstanceField::Labels => update.labels = true,
                 InstanceField::Tags => update.tags = true,
                 InstanceField::StartupScript | InstanceField::ReadyToken => update.metadata = true,
-                InstanceField::Status => update.start = true,
+                InstanceField::RestartPending => update.pending = true,
+                InstanceField::Status => status = true,
                 InstanceField::Name
                 | InstanceField::Zone
                 | InstanceField::MachineType
@@ -548,12 +554,27 @@ impl InstanceUpdate {
                 }
             }
         }
+        for &action in &change.vm_actions {
+            match action {
+                VmAction::Restart => update.restart = true,
+                other => update.power = Some(other),
+            }
+        }
+        let boots = update.power.is_some_and(VmAction::boots) || update.restart;
+        if status != update.power.is_some() || ((update.metadata || update.pending) && !boots) {
+            return Err(StepError::Other(format!(
+                "the plan's power actions for instance {} ({:?}) do not match its changes",
+                change.name, change.vm_actions
+            )));
+        }
         Ok(update)
     }
 }
 
-/// In-place changes of the VM: labels, tags, and a new startup script (which runs at boot, so the VM is
-/// restarted and must report ready again).
+/// In-place changes of the VM: labels, tags, a new startup script, and what brings it back to running that
+/// script. A new script is written with the intent to restart (one `setMetadata` call, see
+/// `gcp::wire::META_RESTART_PENDING`), and the intent is cleared only once the VM reported ready with the
+/// script's token: natgw stopped anywhere in between leaves the intent, and the next plan restarts the VM.
 async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Result<(), StepError> {
     let cloud = &shared.cloud;
     let update = InstanceUpdate::of(change)?;
@@ -569,17 +590,32 @@ async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Resu
             .await?;
     }
     if update.metadata {
+        let intent = Instance {
+            restart_pending: true,
+            ..i.clone()
+        };
         cloud
-            .set_instance_metadata(i, preconditions.metadata_fingerprint.as_deref())
+            .set_instance_metadata(&intent, preconditions.metadata_fingerprint.as_deref())
             .await?;
     }
-    if update.start {
-        // Starting runs the new script; no reset needed.
-        cloud.start_instance(&i.zone, &i.name).await?;
-        ready::wait(cloud, i, shared.options.ready_timeout).await?;
-    } else if update.metadata {
+    let timeout = shared.options.ready_timeout;
+    let booted = match update.power {
+        Some(action) => ready::bring_up(cloud, i, action, timeout).await?,
+        None => false,
+    };
+    // Whatever did not boot the VM here (it was found running, or someone started what the plan saw
+    // stopping) leaves it to be restarted; but a restart left pending may have happened already (natgw was
+    // stopped after the reset): a VM that reports this very token booted with this script, and is not
+    // interrupted again.
+    let must_boot = update.restart || update.metadata || update.pending;
+    if must_boot && !booted && (update.metadata || !ready::reports(cloud, i).await?) {
         cloud.reset_instance(&i.zone, &i.name).await?;
-        ready::wait(cloud, i, shared.options.ready_timeout).await?;
+    }
+    if update.power.is_some() || must_boot {
+        ready::wait(cloud, i, timeout).await?;
+    }
+    if update.metadata || update.pending {
+        cloud.set_instance_metadata_fresh(i).await?;
     }
     Ok(())
 }
@@ -678,19 +714,115 @@ mod tests {
             .find(|c| c.kind == Kind::Instance)
             .expect("the VM");
         assert_eq!(vm.action, Action::Update);
+        assert_eq!(vm.vm_actions, [VmAction::Start]);
         let update = InstanceUpdate::of(vm).expect("in place");
+        // The start boots the new script: no reset.
         assert_eq!(
             update,
             InstanceUpdate {
-                labels: false,
-                tags: false,
                 metadata: true,
-                start: true,
+                power: Some(VmAction::Start),
+                ..InstanceUpdate::default()
             }
         );
         // A field that only a replacement changes is never done in place, even in an edited plan.
         let mut edited = vm.clone();
         edited.diffs[0].field = Field::Instance(InstanceField::Zone);
         assert!(InstanceUpdate::of(&edited).is_err());
+        // Nor a status change, or a new script, without what brings the VM to run it.
+        let mut edited = vm.clone();
+        edited.vm_actions.clear();
+        assert!(InstanceUpdate::of(&edited).is_err());
+    }
+
+    /// Each status and a restart left pending, through plan and apply's reading of it: what apply calls.
+    #[test]
+    fn each_vm_status_and_a_pending_restart_plan_what_apply_does() {
+        let cfg = config_from(EXAMPLE);
+        let d = desired_from(&cfg);
+        let cases = [
+            ("RUNNING", true, vec![VmAction::Restart], None, true),
+            ("STAGING", true, vec![VmAction::Restart], None, true),
+            (
+                "TERMINATED",
+                false,
+                vec![VmAction::Start],
+                Some(VmAction::Start),
+                false,
+            ),
+            (
+                "TERMINATED",
+                true,
+                vec![VmAction::Start],
+                Some(VmAction::Start),
+                false,
+            ),
+            (
+                "SUSPENDED",
+                false,
+                vec![VmAction::Resume],
+                Some(VmAction::Resume),
+                false,
+            ),
+            (
+                "SUSPENDED",
+                true,
+                vec![VmAction::Resume, VmAction::Restart],
+                Some(VmAction::Resume),
+                true,
+            ),
+            (
+                "STOPPING",
+                false,
+                vec![VmAction::WaitThenStart],
+                Some(VmAction::WaitThenStart),
+                false,
+            ),
+            (
+                "SUSPENDING",
+                false,
+                vec![VmAction::WaitThenResume],
+                Some(VmAction::WaitThenResume),
+                false,
+            ),
+            (
+                "REPAIRING",
+                false,
+                vec![VmAction::WaitForRepair],
+                Some(VmAction::WaitForRepair),
+                false,
+            ),
+        ];
+        for (status, pending, actions, power, restart) in cases {
+            let mut world = applied_world(&d, &empty_world());
+            world.instances[0].resource.status = status.into();
+            world.instances[0].resource.restart_pending = pending;
+            let changes =
+                crate::plan::diff(&crate::plan::Context { stack: &cfg.stack }, &d, &world)
+                    .expect("plan");
+            let vm = changes
+                .iter()
+                .find(|c| c.kind == Kind::Instance)
+                .expect("the VM");
+            let ctx = format!("{status}, pending {pending}");
+            assert_eq!(vm.action, Action::Update, "{ctx}");
+            assert_eq!(vm.vm_actions, actions, "{ctx}");
+            let update = InstanceUpdate::of(vm).expect("in place");
+            assert_eq!(
+                update,
+                InstanceUpdate {
+                    pending,
+                    power,
+                    restart,
+                    ..InstanceUpdate::default()
+                },
+                "{ctx}"
+            );
+        }
+        // Running, nothing pending: nothing to do.
+        let world = applied_world(&d, &empty_world());
+        let changes = crate::plan::diff(&crate::plan::Context { stack: &cfg.stack }, &d, &world)
+            .expect("plan");
+        assert!(changes.iter().all(|c| c.action == Action::NoOp));
     }
 }

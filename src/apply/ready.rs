@@ -6,6 +6,8 @@
 //! schedule that stays inside that budget. Where constraints/compute.disableGuestAttributesAccess blocks
 //! guest attributes, natgw reads serial port 1 instead (`instances.getSerialPortOutput`, each read from the
 //! `next` byte of the last one), on the same schedule.
+//!
+//! Before that, a VM found stopped, suspended or between states is brought back ([`bring_up`]).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -16,6 +18,8 @@ use super::StepError;
 use crate::gcp::{Cloud, Ready, SerialChunk};
 use crate::model::Instance;
 use crate::model::progress::Wait;
+use crate::plan::VmAction;
+use crate::plan::vm::Settled;
 
 /// Delays between guest-attribute reads: quick at first (the script usually finishes seconds after boot),
 /// then one every 6 s, which is 10 a minute.
@@ -140,6 +144,79 @@ async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(
             Ready::GuestAttributesBlocked => serial = Some(SerialReader::default()),
         }
     }
+}
+
+/// Brings a VM back from where the plan found it, as `action` says; true if it booted the VM afresh (a
+/// start, which runs the startup script). `start` goes straight to Google, which accepts it on a VM that runs
+/// meanwhile; every other action first reads where the VM is, waiting out STOPPING, SUSPENDING or a repair
+/// (compute.v1.json: `start` is for "an instance that was stopped", `resume` for one "that was suspended"),
+/// then starts, resumes or leaves alone what it finds.
+pub(super) async fn bring_up(
+    cloud: &Cloud,
+    vm: &Instance,
+    action: VmAction,
+    timeout: Duration,
+) -> Result<bool, StepError> {
+    let settled = match action {
+        VmAction::Start => Settled::Stopped,
+        VmAction::Restart => return Ok(false),
+        VmAction::Resume
+        | VmAction::WaitThenStart
+        | VmAction::WaitThenResume
+        | VmAction::WaitForRepair
+        | VmAction::WaitToSettle => {
+            let result = settle(cloud, vm, timeout).await;
+            super::waiting(None);
+            result?
+        }
+    };
+    match settled {
+        Settled::Stopped => {
+            cloud.start_instance(&vm.zone, &vm.name).await?;
+            Ok(true)
+        }
+        Settled::Suspended => {
+            cloud.resume_instance(&vm.zone, &vm.name).await?;
+            Ok(false)
+        }
+        Settled::Up | Settled::Moving => Ok(false),
+    }
+}
+
+/// Polls the VM's status until it is no longer between states.
+async fn settle(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<Settled, StepError> {
+    super::waiting(Some(Wait::VmSettling));
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let status = cloud.instance_status(&vm.zone, &vm.name).await?;
+        let settled = Settled::of(&status);
+        if settled != Settled::Moving {
+            return Ok(settled);
+        }
+        if Instant::now() + delay > deadline {
+            return Err(StepError::Other(format!(
+                "instance {} is still {status} after {}s; natgw starts or resumes it once Google is done (see `gcloud compute instances describe {} --zone {}`), run apply again later",
+                vm.name,
+                timeout.as_secs(),
+                vm.name,
+                vm.zone
+            )));
+        }
+        sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Whether the VM already reports `vm`'s token, in one guest-attribute read: it then booted with this
+/// script. Where guest attributes are blocked, `false` (the caller restarts, which is always safe).
+pub(super) async fn reports(cloud: &Cloud, vm: &Instance) -> Result<bool, StepError> {
+    Ok(matches!(
+        cloud
+            .guest_ready(&vm.zone, &vm.name, &vm.ready_token)
+            .await?,
+        Ready::Yes
+    ))
 }
 
 /// Reads the serial console line by line across reads: a line cut between two reads is joined, and lost

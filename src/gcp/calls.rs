@@ -56,6 +56,29 @@ pub(crate) struct SerialChunk {
     pub(crate) next: i64,
 }
 
+/// A power verb of one instance (`reset`, `start`, `resume`): the same request to another method, each a
+/// builder type of its own.
+macro_rules! instance_power {
+    ($cloud:ident, $method:ident, $zone:expr, $name:expr, $doing:literal) => {{
+        let send = $cloud
+            .instances
+            .$method()
+            .set_project(&$cloud.project)
+            .set_zone($zone)
+            .set_instance($name)
+            .set_request_id(request_id())
+            .with_idempotency(true)
+            .send();
+        $cloud
+            .change(
+                Scope::Zone($zone),
+                &format!(concat!($doing, " instance {}"), $name),
+                send,
+            )
+            .await
+    }};
+}
+
 impl Cloud {
     pub(super) async fn wait(
         &self,
@@ -679,40 +702,26 @@ impl Cloud {
         .await
     }
 
+    /// Sets the metadata right after a change of natgw's own (whose new fingerprint it has not seen): reads
+    /// the fingerprint first, as compute.v1.json `Metadata.fingerprint` asks ("You must always provide an
+    /// up-to-date fingerprint hash").
+    pub(crate) async fn set_instance_metadata_fresh(&self, i: &Instance) -> Result<(), GcpError> {
+        let fingerprint = self.read_instance(i).await?.metadata_fingerprint;
+        self.set_instance_metadata(i, fingerprint.as_deref()).await
+    }
+
     pub(crate) async fn reset_instance(&self, zone: &str, name: &str) -> Result<(), GcpError> {
-        let send = self
-            .instances
-            .reset()
-            .set_project(&self.project)
-            .set_zone(zone)
-            .set_instance(name)
-            .set_request_id(request_id())
-            .with_idempotency(true)
-            .send();
-        self.change(
-            Scope::Zone(zone),
-            &format!("restarting instance {name}"),
-            send,
-        )
-        .await
+        instance_power!(self, reset, zone, name, "restarting")
     }
 
     pub(crate) async fn start_instance(&self, zone: &str, name: &str) -> Result<(), GcpError> {
-        let send = self
-            .instances
-            .start()
-            .set_project(&self.project)
-            .set_zone(zone)
-            .set_instance(name)
-            .set_request_id(request_id())
-            .with_idempotency(true)
-            .send();
-        self.change(
-            Scope::Zone(zone),
-            &format!("starting instance {name}"),
-            send,
-        )
-        .await
+        instance_power!(self, start, zone, name, "starting")
+    }
+
+    /// Resumes a suspended VM (compute.v1.json `instances.resume`: "Resumes an instance that was suspended
+    /// using the instances().suspend method"). The guest goes on where it was: no startup script runs.
+    pub(crate) async fn resume_instance(&self, zone: &str, name: &str) -> Result<(), GcpError> {
+        instance_power!(self, resume, zone, name, "resuming")
     }
 
     /// The VM's status (`RUNNING`, `STAGING`, ...).

@@ -13,6 +13,13 @@ use crate::net::Ipv4Net;
 
 pub(super) const META_STARTUP_SCRIPT: &str = "startup-script";
 pub(super) const META_READY_TOKEN: &str = "natgw-ready-token";
+/// Written with a new startup script, in the same `setMetadata` call, and removed once the VM reported ready
+/// with the script's token: while it is there, the VM may still run an older script (natgw was stopped
+/// between `setMetadata` and the restart), so a plan restarts it. A metadata item rather than a label: the
+/// script and the intent then change in one atomic call (`instances.setMetadata` replaces the whole item list,
+/// compute.v1.json `Metadata.items`), with no window in which one is set without the other, and no extra call.
+/// Its value is the token the restart is for.
+pub(super) const META_RESTART_PENDING: &str = "natgw-restart-pending";
 pub(super) const META_GUEST_ATTRIBUTES: &str = "enable-guest-attributes";
 /// The boot image, for a VM whose description natgw did not write (an adopted one: no method changes an
 /// instance's description). Google does not report the image of a running VM.
@@ -303,6 +310,7 @@ pub(super) fn instance_from_wire(own: &str, i: &gce::Instance) -> Observed<Insta
             .and_then(|s| s.name())
             .unwrap_or("UNKNOWN")
             .to_string(),
+        restart_pending: metadata_item(i.metadata.as_ref(), META_RESTART_PENDING).is_some(),
     };
     let preconditions = Preconditions {
         self_link: i.self_link.clone(),
@@ -322,6 +330,10 @@ pub(super) fn metadata_to_wire(i: &Instance, fingerprint: Option<&str>) -> gce::
         (META_IMAGE, i.image.as_str()),
     ]
     .into_iter()
+    .chain(
+        i.restart_pending
+            .then_some((META_RESTART_PENDING, i.ready_token.as_str())),
+    )
     .map(|(k, v)| gce::metadata::Items::new().set_key(k).set_value(v));
     let mut m = gce::Metadata::new().set_items(items);
     if let Some(fp) = fingerprint {

@@ -136,6 +136,7 @@ pub(crate) fn gateway(
         startup_script,
         description: owner.description(&[(KEY_IMAGE, gw.image.clone())]),
         status: "RUNNING".to_string(),
+        restart_pending: false,
     };
     let routes = gw
         .destinations

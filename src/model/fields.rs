@@ -167,6 +167,7 @@ pub(crate) enum InstanceField {
     ReadyToken,
     Description,
     Status,
+    RestartPending,
 }
 
 impl InstanceField {
@@ -188,6 +189,7 @@ impl InstanceField {
         Self::ReadyToken,
         Self::Description,
         Self::Status,
+        Self::RestartPending,
     ];
 
     pub(crate) const fn spec(self) -> Spec {
@@ -211,8 +213,10 @@ impl InstanceField {
             Self::ReadyToken => spec("ready_token", InPlace, Value),
             // Records the image, which is compared on its own.
             Self::Description => spec("description", Ignore, Hidden),
-            // Repaired with `start`.
+            // Brought back to RUNNING as its status requires (`plan::vm`).
             Self::Status => spec("status", InPlace, Value),
+            // Cleared by the restart it records; shown only when it differs, with what it means.
+            Self::RestartPending => spec("restart_pending", InPlace, Hidden),
         }
     }
 
@@ -235,6 +239,7 @@ impl InstanceField {
             Self::ReadyToken => json(&i.ready_token),
             Self::Description => json(&i.description),
             Self::Status => json(&i.status),
+            Self::RestartPending => json(&i.restart_pending),
         }
     }
 }
@@ -525,7 +530,10 @@ mod tests {
                 assert!(!name.is_empty());
                 // Only identities and natgw's own records are hidden or ignored; nothing else.
                 if display == Display::Hidden {
-                    assert!(matches!(name, "name" | "description"), "{kind:?}.{name}");
+                    assert!(
+                        matches!(name, "name" | "description" | "restart_pending"),
+                        "{kind:?}.{name}"
+                    );
                 }
                 if mutability == Mutability::Ignore {
                     assert!(

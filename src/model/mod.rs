@@ -137,8 +137,20 @@ pub(crate) struct Instance {
     /// The token the startup script writes to the guest attribute `natgw/ready` once forwarding works.
     pub(crate) ready_token: String,
     pub(crate) description: String,
-    /// `RUNNING` is desired; anything else (stopped out of band) is repaired with `start`.
+    /// `RUNNING` is desired; what brings a VM in another status back is `plan::vm::VmAction`.
     pub(crate) status: String,
+    /// An apply set a new startup script and meant to restart the VM, and has not seen it report ready with
+    /// the new token yet (it was interrupted): observed from the metadata item `natgw-restart-pending`,
+    /// written in the same `setMetadata` call as the script. Never desired.
+    #[serde(default)]
+    pub(crate) restart_pending: bool,
+}
+
+/// Whether a VM in `status` runs or comes up on its own (compute.v1.json `Instance.status`: PROVISIONING
+/// "Resources are being allocated", STAGING "All required resources have been allocated and the instance is
+/// being started", PENDING "For Flex Start provisioning instance is waiting for available capacity").
+pub(crate) fn is_up(status: &str) -> bool {
+    matches!(status, "RUNNING" | "PROVISIONING" | "STAGING" | "PENDING")
 }
 
 /// A static route (`compute.routes`) to one destination range through the gateway.

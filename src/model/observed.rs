@@ -138,7 +138,9 @@ impl Observation {
     }
 
     /// A canonical form for comparing two observations of the same project: what a saved plan saw against
-    /// what is there now. Instance status is left out: a VM that finished booting has not changed.
+    /// what is there now. Of an instance's status only whether it is up counts: a VM that finished booting
+    /// has not changed, and apply reads where a VM that is not up went (`apply::ready::bring_up`); a VM that
+    /// went down or came back since the plan has.
     pub(crate) fn canonical(&self) -> Observation {
         let mut w = self.clone();
         w.addresses.sort_by(|a, b| {
@@ -150,7 +152,8 @@ impl Observation {
             (&a.resource.zone, &a.resource.name).cmp(&(&b.resource.zone, &b.resource.name))
         });
         for i in &mut w.instances {
-            i.resource.status = String::new();
+            let up = super::is_up(&i.resource.status);
+            i.resource.status = if up { "up" } else { "down" }.into();
         }
         w.routes
             .sort_by(|a, b| a.resource.name.cmp(&b.resource.name));

@@ -43,6 +43,8 @@ pub(crate) enum Event {
 pub(crate) enum Wait {
     /// A new or restarted VM is not RUNNING yet.
     VmRunning,
+    /// The VM is STOPPING, SUSPENDING or in repair: natgw starts or resumes it once that ends.
+    VmSettling,
     /// The VM runs; its startup script has not reported ready.
     StartupScriptReady,
     /// An HA gateway's backend is not healthy yet (`regionBackendServices.getHealth`).

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -166,7 +166,11 @@ fn release_on_signal(
     async move {
         loop {
             signals.next().await;
-            if !WALKING.load(Ordering::SeqCst) {
+            // Claimed atomically, so that the walk cannot start while the lock is being given back.
+            if PHASE
+                .compare_exchange(PLANNING, QUITTING, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
                 break;
             }
         }
@@ -176,8 +180,20 @@ fn release_on_signal(
     }
 }
 
-/// Set once the walk has started: from then on an interrupt is the walk's to handle.
-static WALKING: AtomicBool = AtomicBool::new(false);
+/// Where the run is, for the two signal handlers: planning (an interrupt quits), walking (an interrupt is
+/// the walk's to handle) or quitting (an interrupt came first: the walk must not start).
+static PHASE: AtomicU8 = AtomicU8::new(PLANNING);
+const PLANNING: u8 = 0;
+const WALKING: u8 = 1;
+const QUITTING: u8 = 2;
+
+/// Moves the run from planning to walking; `false` when an interrupt already claimed it.
+fn start_walking() -> bool {
+    PHASE
+        .compare_exchange(PLANNING, WALKING, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+        || PHASE.load(Ordering::SeqCst) == WALKING
+}
 
 /// SIGINT and SIGTERM (Ctrl-C elsewhere), registered when made, so that none sent after that can still kill
 /// natgw with the default action.
@@ -298,7 +314,12 @@ async fn execute(
         return Applied::Finished { destroy, outcome };
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch_signals(stop.clone(), frontend.clone()));
+    let signals = Signals::new();
+    if !start_walking() {
+        // An interrupt came first: its handler is giving the lock back and ends the process.
+        std::future::pending::<()>().await;
+    }
+    let watcher = tokio::spawn(watch_signals(signals, stop.clone(), frontend.clone()));
     let walk = Options {
         concurrency: options.parallelism,
         ready_timeout: options.ready_timeout,
@@ -322,15 +343,14 @@ async fn execute(
 /// First Ctrl-C (or SIGTERM, as a cancelled CI job sends): start nothing new, let changes in flight finish.
 /// Second: exit at once.
 ///
-/// The handlers are registered here, before the future is spawned, so that no signal sent once apply has
-/// started a change can still kill natgw with the default action.
+/// `signals` were registered before the walk could start, so that no signal sent once apply has started a
+/// change can still kill natgw with the default action.
 fn watch_signals(
+    mut signals: Signals,
     stop: Arc<AtomicBool>,
     frontend: Arc<dyn Frontend>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     static SEEN: AtomicUsize = AtomicUsize::new(0);
-    let mut signals = Signals::new();
-    WALKING.store(true, Ordering::SeqCst);
     async move {
         loop {
             signals.next().await;

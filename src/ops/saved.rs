@@ -254,4 +254,50 @@ mod tests {
         only_routes.routes = now.routes.clone();
         assert_eq!(unchanged(&then, &only_routes), Err("routes differ".into()));
     }
+
+    /// A VM's power actions are saved with the plan and checked like its other changes; between plan and
+    /// apply, a VM that went down or came back is a changed project, one that only moved between states of the
+    /// same kind (SUSPENDED to TERMINATED, STAGING to RUNNING) is not: apply reads where it went.
+    #[test]
+    fn vm_actions_are_saved_and_a_vm_that_went_down_is_a_changed_project() {
+        let f = Fixture::new();
+        let mut world = applied_world(&f.desired, &empty_world());
+        world.instances[0].resource.status = "SUSPENDED".into();
+        world.instances[0].resource.restart_pending = true;
+        let plan = f.plan(&world, false);
+        let vm = plan
+            .changes
+            .iter()
+            .find(|c| !c.vm_actions.is_empty())
+            .expect("a VM change");
+        assert_eq!(
+            vm.vm_actions,
+            [
+                crate::plan::VmAction::Resume,
+                crate::plan::VmAction::Restart
+            ]
+        );
+        assert_eq!(verify(&bytes(&plan), &f.expected()), Ok(plan.clone()));
+        let mut edited = plan.clone();
+        for c in &mut edited.changes {
+            c.vm_actions
+                .retain(|a| *a != crate::plan::VmAction::Restart);
+        }
+        assert!(refused(&bytes(&edited), &f).starts_with("changes: "));
+
+        let moved = |status: &str| {
+            let mut now = world.clone();
+            now.instances[0].resource.status = status.into();
+            unchanged(&world, &now)
+        };
+        assert_eq!(moved("TERMINATED"), Ok(()));
+        assert_eq!(moved("RUNNING"), Err("instances differ".into()));
+        let up = applied_world(&f.desired, &empty_world());
+        let mut staging = up.clone();
+        staging.instances[0].resource.status = "STAGING".into();
+        assert_eq!(unchanged(&up, &staging), Ok(()));
+        let mut stopped = up.clone();
+        stopped.instances[0].resource.status = "TERMINATED".into();
+        assert_eq!(unchanged(&up, &stopped), Err("instances differ".into()));
+    }
 }

@@ -15,6 +15,9 @@ use crate::model::fields::{Field, InstanceField, Mutability, NodePoolField, Rout
 use crate::model::observed::{Observation, Observed, Preconditions};
 use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_ROLE, KEY_TAG_ADDED, Owner};
 use crate::model::{Address, Kind, NodePoolId, Resource};
+pub(crate) use vm::VmAction;
+
+pub(crate) mod vm;
 
 /// The plan file format; a plan from another format is refused.
 pub(crate) const FORMAT_VERSION: u32 = 1;
@@ -79,6 +82,9 @@ pub(crate) struct Change {
     /// the change itself causes: each says what it would interrupt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) warnings: Vec<String>,
+    /// What apply does to a kept VM's power, in order (see `vm`): shown with the status and restart lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) vm_actions: Vec<VmAction>,
 }
 
 /// A change as saved, before its field names are checked against its kind.
@@ -98,6 +104,8 @@ struct SavedChange {
     importing: Option<String>,
     #[serde(default)]
     warnings: Vec<String>,
+    #[serde(default)]
+    vm_actions: Vec<VmAction>,
 }
 
 impl TryFrom<SavedChange> for Change {
@@ -131,6 +139,7 @@ impl TryFrom<SavedChange> for Change {
             diffs,
             importing: c.importing,
             warnings: c.warnings,
+            vm_actions: c.vm_actions,
         })
     }
 }
@@ -486,6 +495,9 @@ fn gateway_changes(
             force_unknown(&mut vm_change, Field::Instance(InstanceField::NatIp));
         }
     }
+    if vm_change.action == Action::Update {
+        vm_change.vm_actions = vm_actions(&vm_change);
+    }
     changes.push(vm_change);
 
     for route in &gw.routes {
@@ -684,6 +696,7 @@ fn adopted_route(
         diffs: Vec::new(),
         importing: Some(name.into()),
         warnings: Vec::new(),
+        vm_actions: Vec::new(),
     }))
 }
 
@@ -743,6 +756,7 @@ fn node_pool_changes(
             diffs,
             importing: None,
             warnings: Vec::new(),
+            vm_actions: Vec::new(),
         });
     }
     changes
@@ -794,6 +808,7 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
             diffs: Vec::new(),
             importing: None,
             warnings: Vec::new(),
+            vm_actions: Vec::new(),
         })
         .collect()
 }
@@ -938,6 +953,7 @@ fn compare(
             diffs: Vec::new(),
             importing: None,
             warnings: Vec::new(),
+            vm_actions: Vec::new(),
         });
     };
     let importing = found.owner.is_none() && found.adopting;
@@ -994,19 +1010,46 @@ fn compare(
         diffs,
         importing,
         warnings: Vec::new(),
+        vm_actions: Vec::new(),
     })
+}
+
+/// What apply does to the power of a VM it updates in place: bring it back from the status it is in, and
+/// restart it if its startup script must run again (a new script or token, or a restart an interrupted apply
+/// left pending) and bringing it back does not boot it afresh.
+fn vm_actions(change: &Change) -> Vec<VmAction> {
+    let Some(Resource::Instance(before)) = &change.before else {
+        return Vec::new();
+    };
+    let status_changes = change
+        .diffs
+        .iter()
+        .any(|d| d.field == Field::Instance(InstanceField::Status));
+    let restart = change.diffs.iter().any(|d| {
+        matches!(
+            d.field,
+            Field::Instance(
+                InstanceField::StartupScript
+                    | InstanceField::ReadyToken
+                    | InstanceField::RestartPending
+            )
+        )
+    });
+    let status = if status_changes {
+        before.status.as_str()
+    } else {
+        "RUNNING"
+    };
+    vm::actions(status, restart)
 }
 
 /// Whether an observed value that differs from the desired one is as good: a VM still booting is as good as
 /// a running one.
 fn as_good_as(field: Field, before: &Value) -> bool {
     match field {
-        Field::Instance(InstanceField::Status) => {
-            matches!(
-                before.as_str(),
-                Some("RUNNING" | "PROVISIONING" | "STAGING")
-            )
-        }
+        Field::Instance(InstanceField::Status) => before
+            .as_str()
+            .is_some_and(|s| VmAction::for_status(s).is_none()),
         Field::Address(_)
         | Field::Firewall(_)
         | Field::Instance(_)

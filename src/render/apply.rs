@@ -55,6 +55,7 @@ pub(crate) fn progress(e: &Event, style: Style) -> String {
 fn waiting_for(w: Wait) -> &'static str {
     match w {
         Wait::VmRunning => "waiting for the VM to be RUNNING",
+        Wait::VmSettling => "waiting for the VM to finish stopping, suspending or its repair",
         Wait::StartupScriptReady => "waiting for the startup script to report ready",
         Wait::BackendHealthy => "waiting for the backend to become healthy",
     }

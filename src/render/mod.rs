@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value, json};
 
 use crate::model::Resource;
-use crate::model::fields::{Display, Field};
+use crate::model::fields::{Display, Field, InstanceField};
 use crate::output::Style;
-use crate::plan::{Action, Change, Plan};
+use crate::plan::{Action, Change, Plan, VmAction};
 
 fn symbol(action: Action, style: Style) -> String {
     match action {
@@ -81,6 +81,28 @@ fn adopted_headline(action: Action) -> &'static str {
     }
 }
 
+/// What a VM's line means for its power: how it is brought back from its status, a restart left pending by
+/// an interrupted apply, a new script's restart.
+fn vm_note(c: &Change, field: Field, before: &Value) -> Option<String> {
+    if c.action != Action::Update {
+        // A new VM boots what it is given.
+        return None;
+    }
+    let restarts = c.vm_actions.contains(&VmAction::Restart);
+    match field {
+        Field::Instance(InstanceField::Status) => c
+            .vm_actions
+            .iter()
+            .find(|a| **a != VmAction::Restart)
+            .map(|a| a.describe(before.as_str().unwrap_or("UNKNOWN"))),
+        Field::Instance(InstanceField::RestartPending) => {
+            Some("restart pending from an interrupted apply".into())
+        }
+        Field::Instance(InstanceField::StartupScript) if restarts => Some("restart".into()),
+        _ => None,
+    }
+}
+
 fn change_text(c: &Change, style: Style, out: &mut String) {
     let words = match &c.importing {
         Some(_) => adopted_headline(c.action),
@@ -125,6 +147,9 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
                     show(d.field, &d.after)
                 };
                 let mut line = format!("{} -> {}", show(d.field, &d.before), after);
+                if let Some(note) = vm_note(c, d.field, &d.before) {
+                    let _ = write!(line, " ({note})");
+                }
                 if d.forces_replacement {
                     line.push_str(&style.red(" # forces replacement"));
                 }
@@ -216,6 +241,9 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
             });
             if let (Some(id), Some(m)) = (&c.importing, change.as_object_mut()) {
                 m.insert("importing".into(), json!({ "id": id }));
+            }
+            if let (false, Some(m)) = (c.vm_actions.is_empty(), change.as_object_mut()) {
+                m.insert("vm_actions".into(), json!(c.vm_actions));
             }
             let mut rc = json!({
                 "address": c.address(),

@@ -131,6 +131,7 @@ fn still_lines_say_what_they_wait_for() {
     let lines: Vec<String> = [
         None,
         Some(Wait::VmRunning),
+        Some(Wait::VmSettling),
         Some(Wait::StartupScriptReady),
         Some(Wait::BackendHealthy),
     ]
@@ -142,8 +143,74 @@ fn still_lines_say_what_they_wait_for() {
         [
             "natgw-gitlab: Still creating... [20s elapsed]",
             "natgw-gitlab: Still creating... [20s elapsed, waiting for the VM to be RUNNING]",
+            "natgw-gitlab: Still creating... [20s elapsed, waiting for the VM to finish stopping, suspending or its repair]",
             "natgw-gitlab: Still creating... [20s elapsed, waiting for the startup script to report ready]",
             "natgw-gitlab: Still creating... [20s elapsed, waiting for the backend to become healthy]",
         ]
     );
+}
+
+/// A VM found in each status, or with a restart left pending, is shown with what brings it back, in the
+/// text and in the JSON plan.
+#[test]
+fn vm_lines_say_how_the_vm_comes_back() {
+    let cases = [
+        (
+            "TERMINATED",
+            false,
+            "~ status = \"TERMINATED\" -> \"RUNNING\" (start)",
+            "[\"start\"]",
+        ),
+        (
+            "SUSPENDED",
+            false,
+            "~ status = \"SUSPENDED\" -> \"RUNNING\" (resume)",
+            "[\"resume\"]",
+        ),
+        (
+            "STOPPING",
+            false,
+            "~ status = \"STOPPING\" -> \"RUNNING\" (wait for STOPPING to finish, then start)",
+            "[\"wait-then-start\"]",
+        ),
+        (
+            "SUSPENDING",
+            false,
+            "~ status = \"SUSPENDING\" -> \"RUNNING\" (wait for SUSPENDING to finish, then resume)",
+            "[\"wait-then-resume\"]",
+        ),
+        (
+            "REPAIRING",
+            false,
+            "~ status = \"REPAIRING\" -> \"RUNNING\" (wait for Google's repair)",
+            "[\"wait-for-repair\"]",
+        ),
+        (
+            "RUNNING",
+            true,
+            "~ restart_pending = true -> false (restart pending from an interrupted apply)",
+            "[\"restart\"]",
+        ),
+        (
+            "SUSPENDED",
+            true,
+            "~ restart_pending = true -> false (restart pending from an interrupted apply)",
+            "[\"resume\",\"restart\"]",
+        ),
+    ];
+    for (status, pending, line, actions) in cases {
+        let mut world = applied();
+        world.instances[0].resource.status = status.into();
+        world.instances[0].resource.restart_pending = pending;
+        let plan = plan_for(EXAMPLE, &world, false);
+        let text = plan_text(&plan, Style { color: false });
+        assert!(text.contains(line), "{status}, pending {pending}:\n{text}");
+        assert!(text.contains("Plan: 0 to add, 1 to change, 0 to destroy."));
+        let json = plan_json(&plan);
+        let vm = json["resource_changes"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["address"] == "gitlab.instance"))
+            .map(|c| c["change"]["vm_actions"].to_string());
+        assert_eq!(vm.as_deref(), Some(actions), "{status}, pending {pending}");
+    }
 }

@@ -26,3 +26,4 @@ mod real_project;
 mod reliability;
 mod shared_vpc;
 mod support;
+mod vmstate;
