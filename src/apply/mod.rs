@@ -6,7 +6,7 @@
 
 mod graph;
 mod ha;
-mod ready;
+pub(crate) mod ready;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;

@@ -222,11 +222,13 @@ pub(super) async fn reports(cloud: &Cloud, vm: &Instance) -> Result<bool, StepEr
 /// Reads the serial console line by line across reads: a line cut between two reads is joined, and lost
 /// output (Google keeps the last 1 MB) drops the partial line.
 #[derive(Debug, Default)]
-struct SerialReader {
-    next: i64,
+pub(crate) struct SerialReader {
+    pub(crate) next: i64,
     partial: String,
     /// The reason of the last `natgw-summary: ... verify=failed:REASON` seen.
     failure: Option<String>,
+    /// The last `natgw-summary: ...` line seen, from the marker on (`natgw check` shows it).
+    pub(crate) summary: Option<String>,
 }
 
 const READY_PREFIX: &str = "natgw-ready: ";
@@ -235,7 +237,7 @@ const SUMMARY_PREFIX: &str = "natgw-summary: ";
 impl SerialReader {
     /// Takes one chunk; true once a `natgw-ready: TOKEN` line with this token has been read. Lines may carry
     /// a prefix (a timestamp, the console's own), so the markers are found anywhere in a line.
-    fn feed(&mut self, chunk: &SerialChunk, token: &str) -> bool {
+    pub(crate) fn feed(&mut self, chunk: &SerialChunk, token: &str) -> bool {
         if chunk.start != self.next {
             self.partial.clear();
         }
@@ -252,6 +254,7 @@ impl SerialReader {
                 ready |= line[i + READY_PREFIX.len()..].trim() == token;
             } else if let Some(i) = line.find(SUMMARY_PREFIX) {
                 let summary = &line[i + SUMMARY_PREFIX.len()..];
+                self.summary = Some(line[i..].trim().to_string());
                 self.failure = summary
                     .split_whitespace()
                     .find_map(|kv| kv.strip_prefix("verify=failed:"))
@@ -291,6 +294,7 @@ mod tests {
             "abc"
         ));
         assert_eq!(r.failure, None);
+        assert_eq!(r.summary.as_deref(), Some("natgw-summary: verify=ok"));
     }
 
     #[test]

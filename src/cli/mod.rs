@@ -1,6 +1,7 @@
 //! The command line: clap types and one thin function per command.
 
 mod apply;
+mod check;
 mod emulator;
 mod force_unlock;
 mod frontend;
@@ -60,6 +61,9 @@ enum Command {
         after_help = "Examples:\n  natgw force-unlock 3f2a77c1-9b0e4d12\n  natgw force-unlock 3f2a77c1-9b0e4d12 --force   # without a terminal (CI)"
     )]
     ForceUnlock(force_unlock::Args),
+    /// Check that the runners' path through each gateway works now; changes nothing.
+    #[command(after_help = CHECK_HELP)]
+    Check(check::Args),
     /// Print the gateways' egress and internal IPs as the project has them now; plans nothing.
     #[command(after_help = OUTPUT_HELP)]
     Output(output::Args),
@@ -89,6 +93,16 @@ enum Command {
     )]
     Man,
 }
+
+const CHECK_HELP: &str =
+    "Exit status: 0 when every check passes, 2 when a problem is found (or a read was \
+refused), 1 on error.
+
+Examples:
+  natgw check
+  natgw check --gateway gitlab
+  natgw check --connectivity-test
+  natgw check --json | jq '.gateways[].findings[] | select(.outcome != \"pass\")'";
 
 const OUTPUT_HELP: &str = "Exit status: 0 when the outputs are printed, a gateway whose addresses do not exist yet \
 shown as not created; 1 when NAME is not a gateway of the config, when NAME's egress address does not exist \
@@ -123,6 +137,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Destroy(args) => apply::run_destroy(&cli.global, &args, &shell),
         Command::ForceUnlock(args) => force_unlock::run(&cli.global, &args, &shell),
         Command::Output(args) => output::run(&cli.global, &args, &shell),
+        Command::Check(args) => check::run(&cli.global, &args, &shell),
         Command::Completions(args) => manual::completions(&args, &shell),
         Command::Man => manual::man(&shell),
     };

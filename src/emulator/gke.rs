@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 
 use super::api_error::ApiError;
 use super::catalog;
-use super::compute::{Ctx, Reply, check_name};
+use super::compute::{Ctx, Reply, check_name, gke_nodes};
 use super::schema::{self, Api};
-use super::world::{CONTAINER_URL, GkeOp, World, hash_hex, obj, rfc3339, str_field};
+use super::world::{
+    COMPUTE_URL, CONTAINER_URL, GkeOp, World, hash_hex, obj, resolve_ref, rfc3339, str_field,
+};
 
 type Answer = Result<Reply, ApiError>;
 
@@ -241,6 +243,7 @@ pub(crate) fn create_cluster_value(
     for np in &mut pools {
         complete_pool(world, np, &path, &json!(zones));
     }
+    let network_config = network_config(world, p, l, &cluster);
     let network = str_field(&cluster, "network")
         .unwrap_or("default")
         .rsplit('/')
@@ -268,13 +271,43 @@ pub(crate) fn create_cluster_value(
     o.insert("currentMasterVersion".into(), json!(version));
     o.insert("currentNodeVersion".into(), json!(version));
     o.entry("clusterIpv4Cidr").or_insert(json!("10.4.0.0/14"));
+    o.insert("networkConfig".into(), network_config);
     o.insert("servicesIpv4Cidr".into(), json!("10.8.0.0/20"));
     o.insert("etag".into(), json!(etag));
     o.insert("readyAtMs".into(), json!(ctx.now + ctx.timing.op_ms));
     o.remove("initialNodeCount");
     o.remove("nodeConfig");
     world.clusters.insert(path.clone(), cluster);
+    gke_nodes::create_pool_nodes(world, ctx, &path);
     path
+}
+
+/// `networkConfig.network` and `.subnetwork` (container.v1.json: "The relative name of the Google Compute
+/// Engine network ... Example: projects/my-project/global/networks/my-network", and of the subnetwork). A
+/// cluster that names no subnetwork is on its network's subnetwork in the cluster's region.
+fn network_config(world: &World, p: &str, l: &str, cluster: &Value) -> Value {
+    let network = resolve_ref(
+        str_field(cluster, "network").unwrap_or("default"),
+        p,
+        "global",
+        "networks",
+    );
+    let net_project = network.split('/').nth(1).unwrap_or(p).to_string();
+    let region = catalog::zone_region(l).unwrap_or(l);
+    let subnetwork = match str_field(cluster, "subnetwork") {
+        Some(s) => resolve_ref(s, &net_project, &format!("regions/{region}"), "subnetworks"),
+        None => {
+            let net_url = format!("{COMPUTE_URL}{network}");
+            world
+                .children(&format!(
+                    "projects/{net_project}/regions/{region}/subnetworks/"
+                ))
+                .find(|(_, v)| str_field(v, "network") == Some(net_url.as_str()))
+                .map(|(k, _)| k.clone())
+                .unwrap_or_default()
+        }
+    };
+    json!({"network": network, "subnetwork": subnetwork})
 }
 
 /// Fills a node pool's output fields and gives it an etag.
@@ -302,7 +335,7 @@ fn complete_pool(world: &mut World, np: &mut Value, cluster_path: &str, zones: &
 }
 
 /// Adds a node pool to an existing cluster if it has none of that name (for seeding).
-pub(crate) fn ensure_pool(world: &mut World, cluster_path: &str, mut np: Value) {
+pub(crate) fn ensure_pool(world: &mut World, ctx: &Ctx<'_>, cluster_path: &str, mut np: Value) {
     let Some(cluster) = world.clusters.get(cluster_path) else {
         return;
     };
@@ -320,6 +353,7 @@ pub(crate) fn ensure_pool(world: &mut World, cluster_path: &str, mut np: Value) 
     {
         pools.push(np);
     }
+    gke_nodes::create_pool_nodes(world, ctx, cluster_path);
 }
 
 fn create_cluster(
@@ -375,9 +409,10 @@ fn create_cluster(
 
 fn delete_cluster(world: &mut World, ctx: &Ctx<'_>, p: &str, l: &str, c: &str) -> Answer {
     let path = cluster_path(p, l, c);
-    if world.clusters.remove(&path).is_none() {
+    let Some(cluster) = world.clusters.remove(&path) else {
         return Err(not_found(&path));
-    }
+    };
+    gke_nodes::delete_pool_nodes(world, ctx, &cluster);
     let op = record_op(world, ctx, p, l, "DELETE_CLUSTER", &path);
     Ok(Reply {
         body: op,
@@ -453,6 +488,11 @@ fn update_pool(
                 *np = pool.clone();
             }
         }
+    }
+    if body.get("tags").is_some()
+        && let Some(cluster) = world.clusters.get(&path).cloned()
+    {
+        gke_nodes::set_pool_tags(world, ctx, &cluster, &pool);
     }
     let op = record_op(world, ctx, p, l, UPDATE_POOL, &pool_path);
     Ok(Reply {

@@ -11,6 +11,7 @@ mod fault;
 mod filter;
 mod gke;
 mod health;
+mod networkmanagement;
 mod org_policy;
 mod schema;
 mod server;
@@ -441,7 +442,7 @@ impl Emulator {
                     .collect();
                 if w.clusters.contains_key(&path) {
                     for np in pools {
-                        gke::ensure_pool(&mut w, &path, np);
+                        gke::ensure_pool(&mut w, &ctx, &path, np);
                     }
                 } else {
                     let network = if host == p {
@@ -514,8 +515,9 @@ mod tests {
         let first = count(&emu);
         assert_eq!(
             first,
-            (4, 1),
-            "network, subnetwork, two routes; one cluster"
+            (11, 1),
+            "network, subnetwork, two routes, the node pool's template and its group and instance group in \
+             each of three zones; one cluster"
         );
         let networks = google_cloud_compute_v1::client::Networks::builder()
             .with_endpoint(emu.url())
@@ -531,10 +533,13 @@ mod tests {
             .await
             .expect("served");
         assert_eq!(n.subnetworks.len(), 1);
+        // The groups made the node VMs while the request was answered.
+        let served = count(&emu);
+        assert_eq!(served, (14, 1), "three node VMs more");
         emu.shutdown().await.expect("shutdown");
         assert!(state.exists());
         let emu = Emulator::start(listen, options).await.expect("restart");
-        assert_eq!(count(&emu), first);
+        assert_eq!(count(&emu), served);
         emu.shutdown().await.expect("shutdown");
         let _ = std::fs::remove_dir_all(&dir);
     }

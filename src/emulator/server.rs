@@ -18,6 +18,7 @@ use super::api_error::ApiError;
 use super::compute::{self, Ctx, Reply};
 use super::fault::{FaultKind, Request};
 use super::gke;
+use super::networkmanagement;
 use super::world::{now_ms, rfc3339};
 use super::{Shared, lock};
 
@@ -127,6 +128,11 @@ async fn answer(
         let reply = match segments.as_slice() {
             ["compute", "v1", "projects", p, rest @ ..] => {
                 compute::handle(&mut world, &ctx, method, p, rest, body)
+            }
+            // Network Management and GKE share the `/v1/projects/P/locations/L/` shape; GKE has no location
+            // `global`.
+            ["v1", "projects", p, "locations", "global", rest @ ..] => {
+                networkmanagement::handle(&mut world, &ctx, method, p, rest, body)
             }
             ["v1", "projects", p, rest @ ..] => {
                 gke::handle(&mut world, &ctx, method, p, rest, body)

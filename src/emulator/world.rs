@@ -294,6 +294,9 @@ pub(crate) struct World {
     /// Shared VPC hosts and their service projects.
     #[serde(default)]
     pub(crate) xpn: super::compute::xpn::Xpn,
+    /// Network Management's Connectivity Tests and their operations.
+    #[serde(default)]
+    pub(crate) network_management: super::networkmanagement::State,
 }
 
 /// The timing knobs the world needs.
@@ -514,6 +517,18 @@ pub(crate) fn obj(v: &mut Value) -> &mut Map<String, Value> {
 
 pub(crate) fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
+}
+
+/// The strings of a JSON array (none for anything else).
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A new fingerprint for some content (unique per change thanks to the id).

@@ -7,7 +7,7 @@ mod calls_ha;
 mod cloud_tests;
 pub(crate) mod lock;
 pub(crate) mod observe;
-mod policy;
+pub(crate) mod policy;
 mod retry;
 mod wire;
 mod wire_ha;
@@ -228,6 +228,9 @@ macro_rules! spawn_client {
         tokio::spawn(async move { Ok::<$ty, GcpError>(client!($ty, &conn)) })
     }};
 }
+
+/// `natgw check`'s reads (after the macros it uses).
+pub(crate) mod check;
 
 async fn joined<T>(h: tokio::task::JoinHandle<Result<T, GcpError>>) -> Result<T, GcpError> {
     h.await.map_err(|e| GcpError::Setup(e.to_string()))?

@@ -3,6 +3,7 @@
 //! hands the result to `render`; what a run says as it goes reaches the user through a [`Frontend`].
 
 mod apply;
+mod check;
 mod context;
 mod emulator;
 pub(crate) mod lock;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub(crate) use apply::{Applied, ApplyOptions, apply, destroy};
+pub(crate) use check::{CheckOptions, check};
 pub(crate) use emulator::{EmulatorOptions, emulator};
 pub(crate) use lock::{ForceUnlockOptions, Unlocked, force_unlock_stack};
 pub(crate) use output::{OutputOptions, output};

@@ -128,7 +128,7 @@ pub(crate) fn output(
 }
 
 /// A gateway named on the command line must be one of the config's: refused before contacting anything.
-fn check_gateway(loaded: &Loaded, name: &str) -> Result<(), OpsError> {
+pub(super) fn check_gateway(loaded: &Loaded, name: &str) -> Result<(), OpsError> {
     if loaded.config.gateways.contains_key(name) {
         return Ok(());
     }

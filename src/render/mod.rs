@@ -2,6 +2,7 @@
 //! Apply's and destroy's progress and outcome are in [`apply`], `validate`'s verdict in [`validate`].
 
 pub(crate) mod apply;
+pub(crate) mod check;
 pub(crate) mod lock;
 pub(crate) mod output;
 pub(crate) mod validate;

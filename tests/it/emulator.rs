@@ -587,7 +587,8 @@ async fn addresses_internal_external_labels_and_paging() {
             .expect("auto")
             .address
             .as_deref(),
-        Some("10.0.0.2")
+        // 10.0.0.2 to .4 are the demo node pool's three node VMs (one per zone).
+        Some("10.0.0.5")
     );
 
     // Schema: unknown field, missing required name, bad enum.
@@ -923,6 +924,11 @@ async fn instances_use_and_free_reserved_addresses() {
         .all()
         .await
         .expect("list");
+    // Beside the demo node pool's node VM in this zone, which GKE made.
+    let listed: Vec<_> = listed
+        .into_iter()
+        .filter(|i| !i.name.as_deref().is_some_and(|n| n.starts_with("gke-")))
+        .collect();
     assert_eq!(listed.len(), 1);
 
     // Deleting the instance frees both addresses, which can then be deleted.

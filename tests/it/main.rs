@@ -6,6 +6,7 @@
 
 mod adopt;
 mod bad_inputs;
+mod check;
 mod core;
 mod credentials;
 mod emulator;

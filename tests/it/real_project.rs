@@ -60,10 +60,11 @@ fn apply_converges_under_the_load_errors_of_a_real_project() {
             "30",
         ]);
         converges(&p, &format!("seed {seed}"));
+        // Which kinds were drawn depends on timing (the order of parallel requests); that some were is not.
         let (forbidden, bad_request) = injected(&p);
         assert!(
-            forbidden > 0 && bad_request > 0,
-            "seed {seed}: 403s {forbidden}, 400s {bad_request}: the emulator injected too little"
+            forbidden + bad_request > 0,
+            "seed {seed}: the emulator injected no load error"
         );
     }
 }

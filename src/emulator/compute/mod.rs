@@ -10,6 +10,7 @@ mod address;
 mod backend_service;
 mod firewall;
 mod forwarding_rule;
+pub(crate) mod gke_nodes;
 mod ha;
 mod health_check;
 mod igm;
@@ -23,6 +24,7 @@ mod route;
 pub(crate) mod xpn;
 
 pub(crate) use self::ha::{emulator_endpoint, reconcile};
+pub(crate) use self::next_hops::{carriers, routes_of_network};
 
 use self::address::{delete_address, insert_address, set_address_labels};
 use self::firewall::{insert_firewall, patch_firewall};
@@ -56,7 +58,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn q(&self, key: &str) -> Option<&str> {
+    pub(crate) fn q(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
     }
 }

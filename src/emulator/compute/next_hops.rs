@@ -69,9 +69,29 @@ fn next_hops(world: &World, ctx: &Ctx<'_>) -> Answer {
     let net_path = resolve_ref(network, p, "global", "networks");
     world.get(&net_path)?;
     let net_url = url(&net_path);
-    let routes: Vec<Route<Value>> = world
+    let routes = routes_of_network(world, p, &net_url);
+    let winners = routing::select(&routes, dest, &tags);
+    let mut instances = Vec::new();
+    for route in &winners {
+        for vm in carriers(world, ctx, p, &net_url, &route.next_hop) {
+            if !instances.contains(&vm) {
+                instances.push(vm);
+            }
+        }
+    }
+    Ok(Reply::read(json!({
+        "routes": winners.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+        "instances": instances,
+        "at_ms": ctx.now,
+    })))
+}
+
+/// The routes of the network at `net_url` (in project `p`) as route selection sees them, each with its
+/// stored body as the next hop.
+pub(crate) fn routes_of_network(world: &World, p: &str, net_url: &str) -> Vec<Route<Value>> {
+    world
         .children(&format!("projects/{p}/global/routes/"))
-        .filter(|(_, v)| str_field(v, "network") == Some(net_url.as_str()))
+        .filter(|(_, v)| str_field(v, "network") == Some(net_url))
         .filter_map(|(_, v)| {
             Some(Route {
                 name: str_field(v, "name")?.to_string(),
@@ -94,21 +114,7 @@ fn next_hops(world: &World, ctx: &Ctx<'_>) -> Answer {
                 next_hop: v.clone(),
             })
         })
-        .collect();
-    let winners = routing::select(&routes, dest, &tags);
-    let mut instances = Vec::new();
-    for route in &winners {
-        for vm in carriers(world, ctx, p, &net_url, &route.next_hop) {
-            if !instances.contains(&vm) {
-                instances.push(vm);
-            }
-        }
-    }
-    Ok(Reply::read(json!({
-        "routes": winners.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
-        "instances": instances,
-        "at_ms": ctx.now,
-    })))
+        .collect()
 }
 
 fn vm(instance: &str, healthy: bool) -> Value {
@@ -116,8 +122,14 @@ fn vm(instance: &str, healthy: bool) -> Value {
     json!({"name": last_segment(instance), "zone": zone, "healthy": healthy})
 }
 
-/// The VMs a route's next hop sends new connections to.
-fn carriers(world: &World, ctx: &Ctx<'_>, p: &str, net_url: &str, route: &Value) -> Vec<Value> {
+/// The VMs a route's next hop sends new connections to: `{"name", "zone", "healthy"}` each.
+pub(crate) fn carriers(
+    world: &World,
+    ctx: &Ctx<'_>,
+    p: &str,
+    net_url: &str,
+    route: &Value,
+) -> Vec<Value> {
     // Without a load balancer, "healthy" is whether the VM's health endpoint answers now.
     let answers = |instance: &str| {
         world.power.get(instance).is_some_and(|power| {

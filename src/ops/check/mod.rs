@@ -1,0 +1,410 @@
+//! `check`: do the runners reach their destinations through the gateway right now, and if not, why? Reads
+//! only: a plan's observation round, then per gateway its VM, the network's routes, the node pool's cluster,
+//! subnetwork and VMs. Nothing here sends a change.
+//!
+//! A read Google refuses (an organization policy, a missing permission) becomes a finding that names the
+//! constraint or the permission; any other failure is an error.
+
+mod judge;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::context::{self, Loaded};
+use super::session::Session;
+use super::{ConnectOptions, Frontend, OpsError, runtime};
+use crate::apply::ready::SerialReader;
+use crate::config;
+use crate::gcp::check::{CheckReads, PathTest, PoolNetwork};
+use crate::gcp::{Cloud, GcpError, Ready};
+use crate::model::desired::DesiredGateway;
+use crate::model::observed::Observation;
+use crate::plan::Plan;
+use crate::render::check::{Check, Finding, GatewayReport, Report};
+use judge::VmState;
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CheckOptions {
+    pub(crate) config: PathBuf,
+    pub(crate) connect: ConnectOptions,
+    /// One gateway of the config; all of them when `None`.
+    pub(crate) gateway: Option<String>,
+    /// Also run a Connectivity Test from a node to each destination.
+    pub(crate) connectivity_test: bool,
+}
+
+/// Checks every gateway asked for.
+pub(crate) fn check(
+    options: &CheckOptions,
+    frontend: &Arc<dyn Frontend>,
+) -> Result<Report, OpsError> {
+    let loaded = context::load(&options.config)?;
+    if let Some(name) = &options.gateway {
+        super::output::check_gateway(&loaded, name)?;
+    }
+    runtime(Some(2))?.block_on(async {
+        let session = Session::open(&options.connect, &loaded, frontend).await?;
+        let result = run(&session, &loaded, options, frontend.as_ref()).await;
+        session.finish().await?;
+        result
+    })
+}
+
+async fn run(
+    session: &Session,
+    loaded: &Loaded,
+    options: &CheckOptions,
+    frontend: &dyn Frontend,
+) -> Result<Report, OpsError> {
+    let plan = match super::plan::make(session, loaded, false, frontend).await {
+        Ok(plan) => Ok(plan),
+        Err(OpsError::Gcp(e)) if refused(&e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let reads = CheckReads::new(&session.cloud, options.connectivity_test).await?;
+    let mut report = Report::default();
+    for gw in loaded.desired.iter().filter(|g| {
+        options
+            .gateway
+            .as_ref()
+            .is_none_or(|n| *n == g.owner.gateway)
+    }) {
+        let name = &gw.owner.gateway;
+        let Some(config) = loaded.config.gateways.get(name) else {
+            continue;
+        };
+        let mut findings = gateway(&session.cloud, &reads, gw, config, plan.as_ref()).await?;
+        if options.connectivity_test {
+            findings.extend(paths(&reads, gw, config).await?);
+        }
+        report.gateways.push(GatewayReport {
+            gateway: name.clone(),
+            findings,
+        });
+    }
+    Ok(report)
+}
+
+/// Google refused the call for a reason outside natgw: an organization policy, or a missing permission.
+fn refused(e: &GcpError) -> bool {
+    matches!(e, GcpError::OrgPolicy { .. }) || e.status() == Some(403)
+}
+
+/// The finding for a read Google refused, or the error back.
+fn blocked(check: Check, resource: &str, e: GcpError) -> Result<Finding, OpsError> {
+    if !refused(&e) {
+        return Err(e.into());
+    }
+    let fix = if matches!(e, GcpError::OrgPolicy { .. }) {
+        "ask for the exception above, or run natgw check where the policy allows the read."
+    } else {
+        "grant natgw's identity the permission Google names (README, \"The IAM permissions natgw needs\": check needs plan's reads and those listed for check)."
+    };
+    Ok(Finding::blocked(check, resource, format!("{e}."), fix))
+}
+
+/// One gateway's findings, in debugging order.
+async fn gateway(
+    cloud: &Cloud,
+    reads: &CheckReads,
+    gw: &DesiredGateway,
+    config: &config::Gateway,
+    plan: Result<&Plan, &GcpError>,
+) -> Result<Vec<Finding>, OpsError> {
+    let mut out = Vec::new();
+    let name = &gw.owner.gateway;
+    let world: Option<&Observation> = match plan {
+        Ok(p) => {
+            out.push(judge::drift(name, &p.changes));
+            Some(&p.world)
+        }
+        Err(e) => {
+            out.push(blocked(
+                Check::Drift,
+                &format!("gateway {name}"),
+                clone_refusal(e),
+            )?);
+            None
+        }
+    };
+    out.push(vm(cloud, gw).await?);
+    // The pool's tags, ranges and groups: the routes are judged for the tags its nodes carry.
+    let pool = match reads.pool_network(&gw.node_pool).await {
+        Ok(p) => Ok(p),
+        Err(e) => Err(blocked(
+            Check::Tag,
+            &format!("node pool {}", gw.node_pool.name),
+            e,
+        )?),
+    };
+    let mut node_tags: Vec<String> = match &pool {
+        Ok(Some(p)) => p.tags.clone(),
+        _ => Vec::new(),
+    };
+    if !node_tags.contains(&gw.node_tag) {
+        node_tags.push(gw.node_tag.clone());
+    }
+    match reads.network_routes(&gw.instance.network).await {
+        Ok(all) => out.extend(judge::routes(name, &gw.routes, &node_tags, &all)),
+        Err(e) => out.push(blocked(
+            Check::Route,
+            &format!("network {}", last(&gw.instance.network)),
+            e,
+        )?),
+    }
+    let pool = match pool {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            out.push(Finding::problem(
+                Check::Tag,
+                format!("node pool {}", gw.node_pool),
+                "does not exist.",
+                format!(
+                    "check [gateways.{name}.node_pool] (cluster, location, name) against `gcloud container node-pools list`."
+                ),
+            ));
+            return Ok(out);
+        }
+        Err(finding) => {
+            out.push(finding);
+            return Ok(out);
+        }
+    };
+    if let Some(world) = world {
+        out.push(firewall(reads, gw, config, world, &pool).await?);
+    }
+    match reads.node_vms(&pool.instance_groups).await {
+        Ok(vms) => out.extend(judge::tags(
+            &gw.node_pool.name,
+            &pool.tags,
+            &gw.node_tag,
+            &vms,
+        )),
+        Err(e) => out.push(blocked(
+            Check::Tag,
+            &format!("node pool {}", gw.node_pool.name),
+            e,
+        )?),
+    }
+    Ok(out)
+}
+
+/// With `--connectivity-test`: one Connectivity Test from a node VM of the pool to each destination, on the
+/// first allowed protocol and port. They model Google's network, not the VM's own NAT: a trace that arrives at
+/// the gateway VM through natgw's route is the answer ("reaches the gateway"); the NAT itself is the VM's
+/// own verification (the vm finding).
+async fn paths(
+    reads: &CheckReads,
+    gw: &DesiredGateway,
+    config: &config::Gateway,
+) -> Result<Vec<Finding>, OpsError> {
+    let resource = format!("node pool {}", gw.node_pool.name);
+    let pool = match reads.pool_network(&gw.node_pool).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => return Ok(vec![blocked(Check::Path, &resource, e)?]),
+    };
+    let vms = match reads.node_vms(&pool.instance_groups).await {
+        Ok(vms) => vms,
+        Err(e) => return Ok(vec![blocked(Check::Path, &resource, e)?]),
+    };
+    let Some(source) = vms
+        .iter()
+        .find(|vm| vm.status == "RUNNING")
+        .or_else(|| vms.first())
+    else {
+        return Ok(vec![Finding::pass(
+            Check::Path,
+            resource,
+            "no Connectivity Test: the node pool has no node VMs right now.",
+        )]);
+    };
+    let allow = config.allow.first();
+    let protocol = allow
+        .map_or("TCP", |a| a.protocol.as_str())
+        .to_ascii_uppercase();
+    let port = allow.and_then(|a| a.ports).map(|(first, _)| first);
+    let mut out = Vec::new();
+    for (route, dest) in gw.routes.iter().zip(&config.destinations) {
+        let destination = judge::probe_address(*dest);
+        let test = PathTest {
+            label: gw.owner.gateway.clone(),
+            source_zone: source.zone.clone(),
+            source_vm: source.name.clone(),
+            destination,
+            protocol: protocol.clone(),
+            port,
+        };
+        let what = format!(
+            "node VM {} to {destination}{}",
+            source.name,
+            port.map(|p| format!(":{p}")).unwrap_or_default()
+        );
+        out.push(match reads.path(&test).await {
+            Ok(result) => judge::path(&what, &route.name, &gw.instance.name, &result),
+            Err(e) => blocked(Check::Path, &what, e)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The plan's refusal again, for each gateway's finding (`GcpError` is not `Clone`).
+fn clone_refusal(e: &GcpError) -> GcpError {
+    match e {
+        GcpError::OrgPolicy {
+            context,
+            resource,
+            violations,
+        } => GcpError::OrgPolicy {
+            context: context.clone(),
+            resource: resource.clone(),
+            violations: violations.clone(),
+        },
+        other => GcpError::Api {
+            context: "reading the project".into(),
+            status: other.status(),
+            message: other.to_string(),
+        },
+    }
+}
+
+fn last(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The VM runs and reported the current token: the guest attribute, or the serial console where guest
+/// attributes are blocked. When something is wrong, the last summary its script wrote.
+async fn vm(cloud: &Cloud, gw: &DesiredGateway) -> Result<Finding, OpsError> {
+    let vm = &gw.instance;
+    let status = match cloud.instance_status(&vm.zone, &vm.name).await {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => {
+            return Ok(judge::vm(&vm.name, &vm.zone, &VmState::Missing, None));
+        }
+        Err(e) => return blocked(Check::Vm, &vm.name, e),
+    };
+    let guest = if status == "RUNNING" {
+        match cloud.guest_ready(&vm.zone, &vm.name, &vm.ready_token).await {
+            Ok(r) => Some(r),
+            Err(e) => return blocked(Check::Vm, &vm.name, e),
+        }
+    } else {
+        None
+    };
+    if guest == Some(Ready::Yes) {
+        return Ok(judge::vm(
+            &vm.name,
+            &vm.zone,
+            &VmState::Ready { serial: false },
+            None,
+        ));
+    }
+    // Google keeps the last 1 MB of the console; one read from 0 returns what is kept.
+    let mut serial = SerialReader::default();
+    let ready = match cloud.serial_output(&vm.zone, &vm.name, 0).await {
+        Ok(chunk) => serial.feed(&chunk, &vm.ready_token),
+        Err(e) => return blocked(Check::Vm, &vm.name, e),
+    };
+    let state = match guest {
+        None => VmState::NotRunning(status),
+        Some(Ready::GuestAttributesBlocked) if ready => VmState::Ready { serial: true },
+        Some(_) => VmState::NotReady,
+    };
+    Ok(judge::vm(
+        &vm.name,
+        &vm.zone,
+        &state,
+        serial.summary.as_deref(),
+    ))
+}
+
+/// The firewall rule as the plan observed it, judged against the node pool's ranges.
+async fn firewall(
+    reads: &CheckReads,
+    gw: &DesiredGateway,
+    config: &config::Gateway,
+    world: &Observation,
+    pool: &PoolNetwork,
+) -> Result<Finding, OpsError> {
+    let name = &gw.firewall.name;
+    let node_range = match reads.subnetwork_range(&pool.subnetwork).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return Ok(Finding::problem(
+                Check::Firewall,
+                name,
+                format!(
+                    "cannot be judged: the node pool's subnetwork {} does not exist.",
+                    pool.subnetwork
+                ),
+                "check the cluster's network configuration.",
+            ));
+        }
+        Err(e) => {
+            return blocked(
+                Check::Firewall,
+                &format!("subnetwork {}", pool.subnetwork),
+                e,
+            );
+        }
+    };
+    let rule = world
+        .firewalls
+        .iter()
+        .find(|f| f.resource.name == *name)
+        .map(|f| &f.resource);
+    Ok(judge::firewall(
+        &gw.owner.gateway,
+        rule,
+        name,
+        &config.source_ranges,
+        &config.destinations,
+        &judge::Runners {
+            subnetwork: last(&pool.subnetwork).to_string(),
+            node_range,
+            pod_range: pool.pod_range,
+            default_snat_disabled: pool.default_snat_disabled,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::check::Outcome;
+
+    #[test]
+    fn a_refused_read_is_a_finding_and_other_errors_are_errors() {
+        let denied = GcpError::Api {
+            context: "listing the routes of network vpc".into(),
+            status: Some(403),
+            message: "Required 'compute.routes.list' permission for 'projects/p' (HTTP 403)".into(),
+        };
+        let f = blocked(Check::Route, "network vpc", denied).expect("a finding");
+        assert_eq!(f.outcome, Outcome::Blocked);
+        assert!(f.message.contains("compute.routes.list"), "{f:?}");
+        assert!(f.fix.as_deref().unwrap_or_default().contains("grant"));
+        let policy = GcpError::OrgPolicy {
+            context: "reading the serial port output of instance natgw-gitlab".into(),
+            resource: None,
+            violations: vec![crate::gcp::policy::Violation {
+                constraint: "constraints/compute.disableSerialPortAccess".into(),
+                message:
+                    "Constraint constraints/compute.disableSerialPortAccess violated for project p."
+                        .into(),
+            }],
+        };
+        let f = blocked(Check::Vm, "natgw-gitlab", policy).expect("a finding");
+        assert!(
+            f.message
+                .contains("constraints/compute.disableSerialPortAccess"),
+            "{f:?}"
+        );
+        let broken = GcpError::Api {
+            context: "listing routes".into(),
+            status: Some(500),
+            message: "backend error".into(),
+        };
+        assert!(blocked(Check::Route, "network vpc", broken).is_err());
+    }
+}
