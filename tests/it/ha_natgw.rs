@@ -87,7 +87,7 @@ fn address_ip(url: &str, name: &str) -> String {
     })
 }
 
-/// The names of every HA kind natgw could have made, by kind: nothing is left after a destroy.
+/// The names of every HA kind natgw could have made (`natgw-...`), by kind: nothing is left after a destroy.
 fn ha_leftovers(url: &str) -> Vec<String> {
     runtime().block_on(async {
         let mut out = Vec::new();
@@ -138,6 +138,8 @@ fn ha_leftovers(url: &str) -> Vec<String> {
             .await
             .expect("forwarding rules");
         out.extend(rules.items.iter().filter_map(|f| f.name.clone()));
+        // GKE's own node-pool groups and templates are not natgw's.
+        out.retain(|n| n.starts_with("natgw-"));
         out
     })
 }
