@@ -461,3 +461,39 @@ fn a_connectivity_test_shows_where_the_path_stops() {
         .code(2)
         .stdout_has("does not reach the gateway (stops at DROP: INSTANCE_NOT_RUNNING after route natgw-gitlab-34-120-10-10-32). Fix: see the vm finding");
 }
+
+/// A gateway in several zones: each zone's VM and each backend as the load balancer sees it
+/// (`regionBackendServices.getHealth`); a backend whose health endpoint fails is found, with autohealing
+/// and the VM's console named, while the VM itself still runs and reports ready.
+#[test]
+fn an_ha_gateway_is_checked_per_zone_and_a_failed_backend_is_found() {
+    use crate::ha::carriers;
+    use crate::ha_natgw::{ZONES, both_healthy, config, fail, poll_until};
+
+    let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    let healthy = p.natgw(&["check", "--connectivity-test"]);
+    healthy.code(0);
+    for (vm, zone) in [("natgw-gitlab-b", ZONES[0]), ("natgw-gitlab-c", ZONES[1])] {
+        healthy.stdout_has(&format!(
+            "backend {vm} ({zone}): {vm} HEALTHY for backend service natgw-gitlab."
+        ));
+        healthy.stdout_has(vm);
+    }
+    healthy.stdout_has(": reaches the gateway natgw-gitlab-");
+    healthy.stdout_has("through route natgw-gitlab-34-120-10-10-32");
+
+    fail(&url, ZONES[0], "natgw-gitlab-b");
+    poll_until(&url, |h| {
+        carriers(h) == vec![("natgw-gitlab-c".to_string(), ZONES[1].to_string(), true)]
+    });
+    let failed = p.natgw(&["check"]);
+    failed.code(2);
+    failed.stdout_has(
+        "natgw-gitlab-b not HEALTHY for backend service natgw-gitlab: the load balancer sends new connections to the healthy backends only.",
+    );
+    failed.stdout_has("autohealing recreates the VM after its initial delay");
+    failed.stdout_has("natgw-gitlab-c HEALTHY for backend service natgw-gitlab.");
+}

@@ -18,7 +18,7 @@ use crate::support::{
 };
 
 const REGION: &str = "europe-west1";
-const ZONES: [&str; 2] = ["europe-west1-b", "europe-west1-c"];
+pub(crate) const ZONES: [&str; 2] = ["europe-west1-b", "europe-west1-c"];
 /// The load balancer's health check of the test config: a failed VM leaves within 2 × 1 s.
 const INTERVAL_MS: i64 = 1000;
 const UNHEALTHY_THRESHOLD: i64 = 2;
@@ -42,7 +42,7 @@ fn next_hops(url: &str) -> Value {
     next_hops_of(url, "34.120.10.10", "gitlab-runner")
 }
 
-fn both_healthy() -> Vec<(String, String, bool)> {
+pub(crate) fn both_healthy() -> Vec<(String, String, bool)> {
     vec![
         ("natgw-gitlab-b".into(), ZONES[0].into(), true),
         ("natgw-gitlab-c".into(), ZONES[1].into(), true),
@@ -51,7 +51,7 @@ fn both_healthy() -> Vec<(String, String, bool)> {
 
 /// Polls next-hops every 100 ms until `done` holds; every answer, the last one `done`'s. Gives up after 60 s
 /// so that a broken gateway fails the test instead of hanging it.
-fn poll_until(url: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+pub(crate) fn poll_until(url: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
     let mut seen = Vec::new();
     for _ in 0..600 {
         let hops = next_hops(url);
@@ -153,7 +153,7 @@ fn bigger() -> String {
 }
 
 /// Breaks the health endpoint of a zone's VM, as if its forwarding broke; the emulator's clock then.
-fn fail(url: &str, zone: &str, vm: &str) -> i64 {
+pub(crate) fn fail(url: &str, zone: &str, vm: &str) -> i64 {
     let (status, failed) = raw(
         url,
         "POST",

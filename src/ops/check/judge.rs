@@ -104,10 +104,6 @@ pub(super) fn vm(name: &str, zone: &str, state: &VmState, summary: Option<&str>)
 
 /// A backend (one zone's group) of an HA gateway as its load balancer sees it, from
 /// `regionBackendServices.getHealth`: each VM and whether it is HEALTHY.
-#[allow(
-    dead_code,
-    reason = "wired to the HA gateways' desired model when it lands (issue 14)"
-)]
 pub(super) fn backend(service: &str, zone: &str, group: &str, vms: &[(String, bool)]) -> Finding {
     let resource = format!("backend {group} ({zone})");
     if vms.is_empty() {
@@ -492,17 +488,21 @@ pub(super) fn probe_address(dest: Ipv4Net) -> Ipv4Addr {
 
 /// A Connectivity Test's verdict: every trace applies natgw's route `route` and arrives at the gateway VM
 /// `vm`; otherwise where the first trace that does not stops.
-pub(super) fn path(what: &str, route: &str, vm: &str, result: &PathResult) -> Finding {
-    let reaches = |steps: &[crate::gcp::check::TraceStep]| {
-        let Some(at) = steps.iter().position(|s| s.route.as_deref() == Some(route)) else {
-            return false;
-        };
+pub(super) fn path(what: &str, route: &str, vms: &[&str], result: &PathResult) -> Finding {
+    // The gateway VM the trace arrives at after natgw's route: one of `vms` (an HA gateway's load balancer
+    // picks one of its healthy backends).
+    let reached = |steps: &[crate::gcp::check::TraceStep]| -> Option<String> {
+        let at = steps
+            .iter()
+            .position(|s| s.route.as_deref() == Some(route))?;
         steps[at..]
             .iter()
-            .any(|s| s.state == "ARRIVE_AT_INSTANCE" && s.instance.as_deref() == Some(vm))
+            .filter(|s| s.state == "ARRIVE_AT_INSTANCE")
+            .find_map(|s| s.instance.clone().filter(|i| vms.contains(&i.as_str())))
     };
-    let failing = result.traces.iter().find(|t| !reaches(t));
-    if !result.traces.is_empty() && failing.is_none() {
+    let failing = result.traces.iter().find(|t| reached(t).is_none());
+    if let (Some(first), None) = (result.traces.first(), failing) {
+        let vm = reached(first).unwrap_or_default();
         return Finding::pass(
             Check::Path,
             what,
@@ -680,14 +680,14 @@ mod tests {
             step("ARRIVE_AT_INSTANCE", None, Some("natgw-gw"), None),
         );
         assert_eq!(
-            path("p", "natgw-gw-1", "natgw-gw", &ok).outcome,
+            path("p", "natgw-gw-1", &["natgw-gw"], &ok).outcome,
             Outcome::Pass
         );
         let other = through(
             "other",
             step("ARRIVE_AT_INSTANCE", None, Some("natgw-gw"), None),
         );
-        let f = path("p", "natgw-gw-1", "natgw-gw", &other);
+        let f = path("p", "natgw-gw-1", &["natgw-gw"], &other);
         assert!(
             f.message
                 .contains("stops at ARRIVE_AT_INSTANCE after route other"),
@@ -697,7 +697,7 @@ mod tests {
             "natgw-gw-1",
             step("DROP", None, None, Some("FIREWALL_RULE")),
         );
-        let f = path("p", "natgw-gw-1", "natgw-gw", &dropped);
+        let f = path("p", "natgw-gw-1", &["natgw-gw"], &dropped);
         assert!(f.message.contains("stops at DROP: FIREWALL_RULE"), "{f:?}");
         assert!(
             f.fix
@@ -710,7 +710,7 @@ mod tests {
             traces: vec![],
         };
         assert!(
-            path("p", "r", "v", &empty)
+            path("p", "r", &["v"], &empty)
                 .message
                 .contains("no trace, result UNDETERMINED")
         );

@@ -18,6 +18,7 @@ use crate::config;
 use crate::gcp::check::{CheckReads, PathTest, PoolNetwork};
 use crate::gcp::{Cloud, GcpError, Ready};
 use crate::model::desired::DesiredGateway;
+use crate::model::ha::DesiredHa;
 use crate::model::observed::Observation;
 use crate::plan::Plan;
 use crate::render::check::{Check, Finding, GatewayReport, Report};
@@ -127,7 +128,13 @@ async fn gateway(
             None
         }
     };
-    out.push(vm(cloud, gw).await?);
+    match &gw.ha {
+        None => {
+            let i = &gw.instance;
+            out.push(vm(cloud, &i.name, &i.zone, &i.ready_token).await?);
+        }
+        Some(ha) => out.extend(zones(cloud, ha).await?),
+    }
     // The pool's tags, ranges and groups: the routes are judged for the tags its nodes carry.
     let pool = match reads.pool_network(&gw.node_pool).await {
         Ok(p) => Ok(p),
@@ -224,6 +231,10 @@ async fn paths(
         .map_or("TCP", |a| a.protocol.as_str())
         .to_ascii_uppercase();
     let port = allow.and_then(|a| a.ports).map(|(first, _)| first);
+    let gateway_vms: Vec<&str> = match &gw.ha {
+        None => vec![gw.instance.name.as_str()],
+        Some(ha) => ha.zones.iter().map(|z| z.group.name.as_str()).collect(),
+    };
     let mut out = Vec::new();
     for (route, dest) in gw.routes.iter().zip(&config.destinations) {
         let destination = judge::probe_address(*dest);
@@ -241,7 +252,7 @@ async fn paths(
             port.map(|p| format!(":{p}")).unwrap_or_default()
         );
         out.push(match reads.path(&test).await {
-            Ok(result) => judge::path(&what, &route.name, &gw.instance.name, &result),
+            Ok(result) => judge::path(&what, &route.name, &gateway_vms, &result),
             Err(e) => blocked(Check::Path, &what, e)?,
         });
     }
@@ -272,50 +283,74 @@ fn last(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// An HA gateway: each zone's VM (named like its group, `model::ha`), then, behind a load balancer, each
+/// zone's backend as the load balancer sees it.
+async fn zones(cloud: &Cloud, ha: &DesiredHa) -> Result<Vec<Finding>, OpsError> {
+    let mut out = Vec::new();
+    for z in &ha.zones {
+        out.push(vm(cloud, &z.group.name, &z.zone, &ha.template.ready_token).await?);
+    }
+    let Some(lb) = &ha.lb else { return Ok(out) };
+    let service = &lb.backend_service;
+    for z in &ha.zones {
+        let group = &z.group.name;
+        out.push(
+            match cloud
+                .backend_health(&service.region, &service.name, &z.zone, group)
+                .await
+            {
+                Ok(health) => {
+                    let vms: Vec<(String, bool)> = health
+                        .into_iter()
+                        .map(|h| (h.instance, h.healthy))
+                        .collect();
+                    judge::backend(&service.name, &z.zone, group, &vms)
+                }
+                Err(e) => blocked(Check::Backend, &format!("backend {group} ({})", z.zone), e)?,
+            },
+        );
+    }
+    Ok(out)
+}
+
 /// The VM runs and reported the current token: the guest attribute, or the serial console where guest
 /// attributes are blocked. When something is wrong, the last summary its script wrote.
-async fn vm(cloud: &Cloud, gw: &DesiredGateway) -> Result<Finding, OpsError> {
-    let vm = &gw.instance;
-    let status = match cloud.instance_status(&vm.zone, &vm.name).await {
+async fn vm(cloud: &Cloud, name: &str, zone: &str, token: &str) -> Result<Finding, OpsError> {
+    let status = match cloud.instance_status(zone, name).await {
         Ok(s) => s,
         Err(e) if e.is_not_found() => {
-            return Ok(judge::vm(&vm.name, &vm.zone, &VmState::Missing, None));
+            return Ok(judge::vm(name, zone, &VmState::Missing, None));
         }
-        Err(e) => return blocked(Check::Vm, &vm.name, e),
+        Err(e) => return blocked(Check::Vm, name, e),
     };
     let guest = if status == "RUNNING" {
-        match cloud.guest_ready(&vm.zone, &vm.name, &vm.ready_token).await {
+        match cloud.guest_ready(zone, name, token).await {
             Ok(r) => Some(r),
-            Err(e) => return blocked(Check::Vm, &vm.name, e),
+            Err(e) => return blocked(Check::Vm, name, e),
         }
     } else {
         None
     };
     if guest == Some(Ready::Yes) {
         return Ok(judge::vm(
-            &vm.name,
-            &vm.zone,
+            name,
+            zone,
             &VmState::Ready { serial: false },
             None,
         ));
     }
     // Google keeps the last 1 MB of the console; one read from 0 returns what is kept.
     let mut serial = SerialReader::default();
-    let ready = match cloud.serial_output(&vm.zone, &vm.name, 0).await {
-        Ok(chunk) => serial.feed(&chunk, &vm.ready_token),
-        Err(e) => return blocked(Check::Vm, &vm.name, e),
+    let ready = match cloud.serial_output(zone, name, 0).await {
+        Ok(chunk) => serial.feed(&chunk, token),
+        Err(e) => return blocked(Check::Vm, name, e),
     };
     let state = match guest {
         None => VmState::NotRunning(status),
         Some(Ready::GuestAttributesBlocked) if ready => VmState::Ready { serial: true },
         Some(_) => VmState::NotReady,
     };
-    Ok(judge::vm(
-        &vm.name,
-        &vm.zone,
-        &state,
-        serial.summary.as_deref(),
-    ))
+    Ok(judge::vm(name, zone, &state, serial.summary.as_deref()))
 }
 
 /// The firewall rule as the plan observed it, judged against the node pool's ranges.
