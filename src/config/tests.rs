@@ -88,6 +88,32 @@ location = "us-central1"
 name = "runners"
 "#;
 
+/// The example's commented-out `zones` and `[gateways.gitlab.health_check]`, uncommented in place of `zone`,
+/// make a valid gateway in two zones with the defaults they show.
+#[test]
+fn example_with_its_zones_uncommented_parses() {
+    let path = manifest().join("examples/gitlab-runner.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    let mut ha = String::new();
+    let mut in_health = false;
+    for line in text.lines() {
+        if line.starts_with("zone ") {
+            continue;
+        }
+        if line.starts_with("# [gateways.gitlab.health_check]") {
+            in_health = true;
+        }
+        let uncomment = line.starts_with("# zones ") || (in_health && line.starts_with("# "));
+        ha.push_str(if uncomment { &line[2..] } else { line });
+        ha.push('\n');
+    }
+    let config = parse(&path, &ha).expect("the example with zones is valid");
+    let gw = config.gateways.get("gitlab").expect("gateway gitlab");
+    let h = gw.ha.as_ref().expect("zones");
+    assert_eq!(h.zones, ["europe-west1-b", "europe-west1-c"]);
+    assert_eq!(h.health_check, HealthCheck::default());
+}
+
 #[test]
 fn example_parses() {
     let config =
@@ -603,9 +629,15 @@ fn load_reports_unreadable_files() {
 fn example_documents_the_defaults() {
     let path = manifest().join("examples/gitlab-runner.toml");
     let text = std::fs::read_to_string(&path).expect("the example exists");
-    let uncommented: String = text
+    // `zones` and its health-check table are an alternative to `zone`, not defaults
+    // (`example_with_its_zones_uncommented_parses`).
+    let alternative = text
+        .find("# [gateways.gitlab.health_check]")
+        .unwrap_or(text.len());
+    let uncommented: String = text[..alternative]
         .lines()
         .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if rest.starts_with("zones ") => l,
             Some(rest)
                 if rest.starts_with("[gateways.")
                     || rest.split_once('=').is_some_and(|(k, _)| {
