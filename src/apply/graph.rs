@@ -112,6 +112,13 @@ fn address_ip(r: Option<&Resource>) -> Option<std::net::Ipv4Addr> {
     }
 }
 
+fn route_dest(r: Option<&Resource>) -> Option<crate::net::Ipv4Net> {
+    match r {
+        Some(Resource::Route(r)) => Some(r.dest_range),
+        _ => None,
+    }
+}
+
 /// Whether step `a` must finish before step `b` starts.
 fn before(changes: &[Change], a: Step, b: Step) -> bool {
     let (ca, cb) = (&changes[a.change], &changes[b.change]);
@@ -139,10 +146,16 @@ fn before(changes: &[Change], a: Step, b: Step) -> bool {
                     Kind::ExternalAddress | Kind::InternalAddress
                 )
         ),
-        // An adopted route goes only once natgw's routes of the same gateway are in place (make-before-break:
-        // routes cannot be edited, and the runners must never lack a route through the gateway).
+        // An adopted route goes only once natgw's routes of the same gateway are in place, and a route that a
+        // gateway moving between `zone` and `zones` no longer wants only once its successor to the same
+        // destination is (make-before-break: routes cannot be edited, and the runners must never lack a route
+        // through the gateway).
         (Up, Down) if same_gateway && ca.kind == Kind::Route && cb.kind == Kind::Route => {
-            cb.importing.is_some() && ca.action == Action::Create
+            ca.action == Action::Create
+                && (cb.importing.is_some()
+                    || (cb.action == Action::Delete
+                        && route_dest(ca.after.as_ref()).is_some()
+                        && route_dest(ca.after.as_ref()) == route_dest(cb.before.as_ref())))
         }
         // Tags go once the routes that use them are gone; a deleted rule goes after the tag it records.
         (Down, Up) if ca.kind == Kind::Route && cb.kind == Kind::NodePool => true,

@@ -63,6 +63,14 @@ pub(crate) fn route(gateway: &str, tag: Option<&str>, destination: &Ipv4Net) -> 
     format!("{}-{}", host_scoped(gateway, tag), destination.slug())
 }
 
+/// The route for one destination of a gateway with `zones`: `natgw-{gw}-ha-{slug}`
+/// (`natgw-{gw}-{tag}-ha-{slug}` in a Shared VPC host project). A name of its own, so that moving a gateway
+/// between `zone` and `zones` creates the new route next to the old one, and deletes the old one only
+/// then: routes cannot be edited, and the runners must never lack a route through the gateway.
+pub(crate) fn zones_route(gateway: &str, tag: Option<&str>, destination: &Ipv4Net) -> String {
+    format!("{}-ha-{}", host_scoped(gateway, tag), destination.slug())
+}
+
 /// The zone's suffix in natgw's names: its last segment, `b` for `europe-west1-b`.
 pub(crate) fn zone_suffix(zone: &str) -> &str {
     zone.rsplit('-').next().unwrap_or(zone)
@@ -126,8 +134,14 @@ pub(crate) fn health_firewall(gateway: &str, tag: Option<&str>) -> String {
 }
 
 /// Every name a gateway with these destinations derives, in a fixed order. `shared_vpc`: its firewall
-/// rules and routes carry a host tag (any tag: they all have the same length).
-pub(crate) fn all(gateway: &str, shared_vpc: bool, destinations: &[Ipv4Net]) -> Vec<String> {
+/// rules and routes carry a host tag (any tag: they all have the same length). `zones`: its routes are
+/// [`zones_route`]s.
+pub(crate) fn all(
+    gateway: &str,
+    shared_vpc: bool,
+    zones: bool,
+    destinations: &[Ipv4Net],
+) -> Vec<String> {
     let sample = "0".repeat(HOST_TAG_LEN);
     let tag = shared_vpc.then_some(sample.as_str());
     let mut names = vec![
@@ -137,7 +151,8 @@ pub(crate) fn all(gateway: &str, shared_vpc: bool, destinations: &[Ipv4Net]) -> 
         firewall(gateway, tag),
         ssh_firewall(gateway, tag),
     ];
-    names.extend(destinations.iter().map(|d| route(gateway, tag, d)));
+    let route_of = if zones { zones_route } else { route };
+    names.extend(destinations.iter().map(|d| route_of(gateway, tag, d)));
     names
 }
 
@@ -145,9 +160,10 @@ pub(crate) fn all(gateway: &str, shared_vpc: bool, destinations: &[Ipv4Net]) -> 
 pub(crate) fn too_long(
     gateway: &str,
     shared_vpc: bool,
+    zones: bool,
     destinations: &[Ipv4Net],
 ) -> Option<String> {
-    all(gateway, shared_vpc, destinations)
+    all(gateway, shared_vpc, zones, destinations)
         .into_iter()
         .filter(|n| n.len() > MAX_NAME_LEN)
         .max_by_key(String::len)
@@ -166,7 +182,11 @@ mod tests {
         assert_eq!(firewall("gitlab", None), "natgw-gitlab-allow");
         assert_eq!(route("gitlab", None, &d), "natgw-gitlab-34-120-10-10-32");
         assert_eq!(ssh_firewall("gitlab", None), "natgw-gitlab-ssh");
-        assert_eq!(all("gitlab", false, &[d]).len(), 6);
+        assert_eq!(all("gitlab", false, false, &[d]).len(), 6);
+        assert_eq!(
+            zones_route("gitlab", None, &d),
+            "natgw-gitlab-ha-34-120-10-10-32"
+        );
     }
 
     #[test]
@@ -230,24 +250,33 @@ mod tests {
         // natgw- (6) + 38 + - (1) + 18 = 63
         let longest_ok = "a".repeat(38);
         assert_eq!(route(&longest_ok, None, &d).len(), 63);
-        assert_eq!(too_long(&longest_ok, false, &[d]), None);
-        let too = "a".repeat(39);
-        assert_eq!(too_long(&too, false, &[d]), Some(route(&too, None, &d)));
-        // Without routes, the firewall rule is the longest: natgw- + 51 + -allow = 63.
-        assert_eq!(too_long(&"a".repeat(51), false, &[]), None);
+        assert_eq!(too_long(&longest_ok, false, false, &[d]), None);
+        // With zones, a route's name is 3 characters longer (-ha).
+        assert_eq!(too_long(&"a".repeat(35), false, true, &[d]), None);
         assert_eq!(
-            too_long(&"a".repeat(52), false, &[]).map(|n| n.len()),
+            too_long(&"a".repeat(36), false, true, &[d]),
+            Some(zones_route(&"a".repeat(36), None, &d))
+        );
+        let too = "a".repeat(39);
+        assert_eq!(
+            too_long(&too, false, false, &[d]),
+            Some(route(&too, None, &d))
+        );
+        // Without routes, the firewall rule is the longest: natgw- + 51 + -allow = 63.
+        assert_eq!(too_long(&"a".repeat(51), false, false, &[]), None);
+        assert_eq!(
+            too_long(&"a".repeat(52), false, false, &[]).map(|n| n.len()),
             Some(64)
         );
         // A host tag costs 7 characters (-{6 hex}).
-        assert_eq!(too_long(&"a".repeat(31), true, &[d]), None);
+        assert_eq!(too_long(&"a".repeat(31), true, false, &[d]), None);
         assert_eq!(
-            too_long(&"a".repeat(32), true, &[d]).map(|n| n.len()),
+            too_long(&"a".repeat(32), true, false, &[d]).map(|n| n.len()),
             Some(64)
         );
-        assert_eq!(too_long(&"a".repeat(44), true, &[]), None);
+        assert_eq!(too_long(&"a".repeat(44), true, false, &[]), None);
         assert_eq!(
-            too_long(&"a".repeat(45), true, &[]).map(|n| n.len()),
+            too_long(&"a".repeat(45), true, false, &[]).map(|n| n.len()),
             Some(64)
         );
     }

@@ -695,7 +695,8 @@ fn read_gateway(
     if let Some(name_span) = &name_span {
         let dests: Vec<Ipv4Net> = destinations.iter().flatten().map(|(d, _, _)| *d).collect();
         let shared_vpc = matches!(network_project, Some(Some(_)));
-        if let Some(long) = names::too_long(name, shared_vpc, &dests) {
+        let zones = t.get("zones").is_some();
+        if let Some(long) = names::too_long(name, shared_vpc, zones, &dests) {
             let excess = long.len() - names::MAX_NAME_LEN;
             cx.report(
                 name_span,

@@ -162,7 +162,11 @@ pub(crate) fn gateway(
         .destinations
         .iter()
         .map(|dest| Route {
-            name: names::route(&gw.name, tag, dest),
+            name: if ha.is_some() {
+                names::zones_route(&gw.name, tag, dest)
+            } else {
+                names::route(&gw.name, tag, dest)
+            },
             network: network.clone(),
             dest_range: *dest,
             next_hop_ip: if next_hop_ilb.is_some() {

@@ -37,7 +37,6 @@ pub(super) fn gateway_changes(
     world: &Observation,
     changes: &mut Vec<Change>,
 ) -> Result<(), PlanError> {
-    refuse_migration(stack, gw, world)?;
     let gateway = &gw.owner.gateway;
     let record = firewall_changes(stack, gw, added, world, changes)?;
     let found = by_name(
@@ -191,13 +190,16 @@ pub(super) fn gateway_changes(
     Ok(())
 }
 
-/// Moving a gateway between `zone` and `zones` would rebuild it under the runners' feet: refused until natgw
-/// does it make-before-break.
-pub(super) fn refuse_migration(
+/// Moving a gateway between `zone` and `zones`: the new path is built next to the old one (its own VMs,
+/// addresses and, named apart, routes: `config::names::zones_route`); each new route is created once its
+/// next hop is ready or healthy, and only then does the old route to the same destination go, then the old
+/// VMs and addresses (`apply::graph`). The warning for the plan says what changes for the allow-lists: the
+/// egress IPs. Refused with a fixed `internal_ip`, which both paths would need at once.
+pub(super) fn migration(
     stack: &str,
     gw: &DesiredGateway,
     world: &Observation,
-) -> Result<(), PlanError> {
+) -> Result<Option<String>, PlanError> {
     let gateway = &gw.owner.gateway;
     let mine = |o: &Option<Owner>| {
         o.as_ref()
@@ -210,13 +212,20 @@ pub(super) fn refuse_migration(
     let (from, to) = match (&gw.ha, has_vm, has_groups) {
         (Some(_), true, _) => ("zone", "zones"),
         (None, _, true) => ("zones", "zone"),
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
-    Err(PlanError::Migration {
-        gateway: gateway.clone(),
-        from,
-        to,
-    })
+    if let Some(ip) = gw.internal_address.address {
+        return Err(PlanError::Migration {
+            gateway: gateway.clone(),
+            from,
+            to,
+            ip,
+        });
+    }
+    Ok(Some(format!(
+        "gateway {gateway} moves from `{from}` to `{to}`, make-before-break: its new routes are created once the new path is ready, then the old ones go. The egress IPs change with the routes: the new ones ({gateway}.egress_ip{s} after apply) must be allow-listed at the destinations, or the runners are refused there until they are. To allow-list first, see README \"High availability\", \"To allow-list first\"",
+        s = if to == "zones" { "s" } else { "" }
+    )))
 }
 
 /// The kind of an observed health check or firewall rule, by the role its marker records.

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use crate::model::desired::{DesiredGateway, ROLE_SSH};
 use crate::model::fields::{Field, InstanceField, Mutability, NodePoolField, RouteField};
 use crate::model::observed::{Observation, Observed, Preconditions};
-use crate::model::ownership::{KEY_NODE_POOL, KEY_NODE_TAG, KEY_ROLE, KEY_TAG_ADDED, Owner};
+use crate::model::ownership::{
+    KEY_NODE_POOL, KEY_NODE_TAG, KEY_ROLE, KEY_TAG_ADDED, LABEL_ROLE, Owner,
+};
 use crate::model::{Address, Kind, NodePoolId, Resource};
 pub(crate) use vm::VmAction;
 
@@ -236,12 +238,13 @@ pub(crate) enum PlanError {
     )]
     MissingNodePool(NodePoolId, String),
     #[error(
-        "gateways.{gateway}: the gateway exists with `{from}` and the config now says `{to}`; natgw does not move a gateway between a single VM and several zones yet (it would cut egress while it rebuilds). To move it: add a second gateway with `{to}` under another name, apply, allow-list its egress IPs, then remove this one and apply again; or destroy this gateway first (egress stops until the next apply)"
+        "gateways.{gateway}.internal_ip: the gateway exists with `{from}` and the config now says `{to}`; moving it builds the new path next to the old one, and both cannot hold internal_ip {ip} at once. Remove internal_ip for the move (Google picks a free address; the routes follow it), or, to allow-list the new egress IPs first, add a second gateway with `{to}` under another name, its own node_tag and a route_priority one above this one's, apply, allow-list its egress IPs, then remove this one and apply again (README \"High availability\", \"To allow-list first\")"
     )]
     Migration {
         gateway: String,
         from: &'static str,
         to: &'static str,
+        ip: std::net::Ipv4Addr,
     },
     #[error("gateways.{gateway}.adopt.{key}: cannot adopt {kind} \"{name}\": {reason}")]
     Adopt {
@@ -273,7 +276,17 @@ pub(crate) fn diff(
     let mut changes = Vec::new();
     for gw in desired {
         let gw = &known_names(stack, gw, world);
+        let moving = ha::migration(stack, gw, world)?;
+        let first = changes.len();
         gateway_changes(stack, gw, &added, world, &mut changes)?;
+        if let Some(warning) = moving {
+            for c in changes[first..]
+                .iter_mut()
+                .filter(|c| c.kind == Kind::Route && c.action == Action::Create)
+            {
+                c.warnings.push(warning.clone());
+            }
+        }
     }
     changes.extend(node_pool_changes(stack, desired, &added, world));
     let wanted: BTreeSet<(Kind, String)> =
@@ -318,7 +331,12 @@ fn known_names(stack: &str, gw: &DesiredGateway, world: &Observation) -> Desired
             let names = world
                 .addresses
                 .iter()
-                .filter(|o| mine(&o.owner) && o.resource.address_type == want.address_type)
+                // A gateway in several zones labels its own addresses with their role (`model::ha`).
+                .filter(|o| {
+                    mine(&o.owner)
+                        && o.resource.address_type == want.address_type
+                        && !o.resource.labels.contains_key(LABEL_ROLE)
+                })
                 .map(|o| &o.resource.name)
                 .collect();
             if let Some(name) = pick(names, &want.name) {
@@ -341,7 +359,7 @@ fn known_names(stack: &str, gw: &DesiredGateway, world: &Observation) -> Desired
         let names = world
             .instances
             .iter()
-            .filter(|o| mine(&o.owner))
+            .filter(|o| mine(&o.owner) && !o.resource.labels.contains_key(LABEL_ROLE))
             .map(|o| &o.resource.name)
             .collect();
         if let Some(name) = pick(names, &gw.instance.name) {
@@ -409,7 +427,6 @@ fn gateway_changes(
     if let Some(desired) = &gw.ha {
         return ha::gateway_changes(stack, gw, desired, added, world, changes);
     }
-    ha::refuse_migration(stack, gw, world)?;
     let gateway = &gw.owner.gateway;
     let ext = address_change(
         stack,

@@ -48,7 +48,7 @@ fn a_fresh_two_zone_gateway_creates_its_groups_and_load_balancer() {
         (Kind::IlbAddress, "natgw-gitlab-ilb"),
         (Kind::BackendService, "natgw-gitlab"),
         (Kind::ForwardingRule, "natgw-gitlab"),
-        (Kind::Route, "natgw-gitlab-34-120-10-10-32"),
+        (Kind::Route, "natgw-gitlab-ha-34-120-10-10-32"),
     ] {
         assert!(
             created.contains(&(want.0, want.1.to_string())),
@@ -258,13 +258,76 @@ fn destroy_removes_every_kind_of_a_gateway_in_several_zones() {
 }
 
 #[test]
-fn moving_between_zone_and_zones_is_refused_with_the_way_to_do_it() {
+fn moving_between_zone_and_zones_builds_the_new_path_and_warns_of_the_new_egress_ips() {
+    let ctx = Context {
+        stack: "gitlab-runners",
+    };
+    let unfixed = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with("internal_ip"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let single = desired_from(&config_from(&unfixed(EXAMPLE)));
+    let zones = desired_from(&config_from(&unfixed(&EXAMPLE.replace(
+        "zone          = \"europe-west1-b\"",
+        "zones = [\"europe-west1-b\", \"europe-west1-c\"]",
+    ))));
+    assert!(zones[0].ha.is_some());
+    for (from, to, from_word) in [(&single, &zones, "zone"), (&zones, &single, "zones")] {
+        let w = applied_world(from, &empty_world());
+        let changes = diff(&ctx, to, &w).expect("a move is planned");
+        let routes: Vec<(Action, &str)> = changes
+            .iter()
+            .filter(|c| c.kind == Kind::Route)
+            .map(|c| (c.action, c.name.as_str()))
+            .collect();
+        let (old, new) = if from_word == "zone" {
+            (
+                "natgw-gitlab-34-120-10-10-32",
+                "natgw-gitlab-ha-34-120-10-10-32",
+            )
+        } else {
+            (
+                "natgw-gitlab-ha-34-120-10-10-32",
+                "natgw-gitlab-34-120-10-10-32",
+            )
+        };
+        assert!(routes.contains(&(Action::Delete, old)), "{routes:?}");
+        assert!(routes.contains(&(Action::Create, new)), "{routes:?}");
+        let created = changes
+            .iter()
+            .find(|c| c.name == new)
+            .expect("the new route");
+        assert!(
+            created.warnings.iter().any(|w| w
+                .contains(&format!("gateway gitlab moves from `{from_word}`"))
+                && w.contains("egress IPs change")),
+            "{:?}",
+            created.warnings
+        );
+        // Nothing of the old path is kept, and nothing of it is taken for an adopted resource.
+        assert!(
+            changes.iter().all(|c| c.action != Action::Update
+                || c.kind == Kind::NodePool
+                || c.kind == Kind::Firewall),
+            "{changes:#?}"
+        );
+    }
+}
+
+#[test]
+fn moving_with_a_fixed_internal_ip_is_refused_with_the_way_to_do_it() {
     let single = desired_from(&config_from(EXAMPLE));
+    let fixed_zones = desired_from(&config_from(&EXAMPLE.replace(
+        "zone          = \"europe-west1-b\"",
+        "zones = [\"europe-west1-b\", \"europe-west1-c\"]",
+    )));
     let w = applied_world(&single, &empty_world());
     let ctx = Context {
         stack: "gitlab-runners",
     };
-    let err = diff(&ctx, &two_zones(), &w).expect_err("zone -> zones");
+    let err = diff(&ctx, &fixed_zones, &w).expect_err("zone -> zones");
     assert!(
         matches!(
             &err,
@@ -276,8 +339,11 @@ fn moving_between_zone_and_zones_is_refused_with_the_way_to_do_it() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("add a second gateway"), "{err}");
-    let w = applied_world(&two_zones(), &empty_world());
+    assert!(
+        err.to_string().contains("Remove internal_ip for the move"),
+        "{err}"
+    );
+    let w = applied_world(&fixed_zones, &empty_world());
     let err = diff(&ctx, &single, &w).expect_err("zones -> zone");
     assert!(
         matches!(

@@ -166,15 +166,22 @@ pub(crate) fn fail(url: &str, zone: &str, vm: &str) -> i64 {
 /// Applies, sampling next-hops every 100 ms until natgw exits; asserts that a healthy VM carried in every
 /// sample, and returns them.
 fn apply_sampled(p: &Project, url: &str) -> Vec<Value> {
+    apply_sampled_ending(
+        p,
+        url,
+        "Apply complete! Resources: 1 added, 2 changed, 1 destroyed.",
+    )
+}
+
+/// `apply_sampled`, whose apply ends with `summary`.
+fn apply_sampled_ending(p: &Project, url: &str, summary: &str) -> Vec<Value> {
     let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
     let mut samples = Vec::new();
     while child.try_wait().expect("the apply runs").is_none() {
         samples.push(next_hops(url));
         std::thread::sleep(Duration::from_millis(100));
     }
-    Run::of(child)
-        .ok()
-        .stdout_has("Apply complete! Resources: 1 added, 2 changed, 1 destroyed.");
+    Run::of(child).ok().stdout_has(summary);
     assert!(
         samples.len() > 5,
         "the apply was sampled {} times",
@@ -258,7 +265,7 @@ fn a_two_zone_gateway_converges_fails_over_heals_and_is_destroyed() {
     let seen = poll_until(&url, |h| carriers(h) == both_healthy());
     assert_eq!(
         seen.last().expect("an answer")["routes"],
-        json!(["natgw-gitlab-34-120-10-10-32"])
+        json!(["natgw-gitlab-ha-34-120-10-10-32"])
     );
     let mut before = Vec::new();
     for (zone, z) in ZONES.iter().zip(["b", "c"]) {
@@ -338,7 +345,7 @@ fn one_zone_routes_to_its_vm_and_a_renamed_gateway_leaves_nothing_behind() {
             .await
             .get()
             .set_project(PROJECT)
-            .set_route("natgw-gitlab-34-120-10-10-32")
+            .set_route("natgw-gitlab-ha-34-120-10-10-32")
             .send()
             .await
             .expect("the route")
@@ -390,8 +397,83 @@ fn a_load_balancer_policy_stops_apply_before_any_route_and_names_the_exception()
     );
 }
 
+/// The example without its fixed `internal_ip`, which both paths of a move would need at once.
+fn without_internal_ip(text: &str) -> String {
+    let out: String = text
+        .lines()
+        .filter(|l| !l.starts_with("internal_ip"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(out.lines().count(), text.lines().count(), "{text}");
+    out
+}
+
+/// `zone` -> `zones` -> `zone`, make-before-break: sampled every 100 ms, a healthy VM carries the runners'
+/// traffic throughout each move; the old route goes only after the new one (named apart) exists, the plan
+/// warns that the egress IPs change, and each move converges.
 #[test]
-fn moving_a_gateway_from_zone_to_zones_is_refused_naming_the_file_and_changing_nothing() {
+fn a_gateway_moves_between_zone_and_zones_without_a_moment_without_a_healthy_next_hop() {
+    let single = without_internal_ip(&example_config());
+    let p = Project::with_config(&single, &["--boot-ms", "300"]);
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&url, |h| !carriers(h).is_empty());
+
+    p.write_config(&without_internal_ip(&config(&ZONES)));
+    p.natgw(&["plan"])
+        .ok()
+        .stdout_has("Warning: gateway gitlab moves from `zone` to `zones`, make-before-break");
+    apply_sampled_ending(
+        &p,
+        &url,
+        "Apply complete! Resources: 14 added, 0 changed, 4 destroyed.",
+    );
+    let order = route_order(&p);
+    let created = order
+        .iter()
+        .position(|r| r == "POST natgw-gitlab-ha-34-120-10-10-32")
+        .expect("the new route was created");
+    let deleted = order
+        .iter()
+        .position(|r| r == "DELETE natgw-gitlab-34-120-10-10-32")
+        .expect("the old route was deleted");
+    assert!(created < deleted, "make-before-break: {order:?}");
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+
+    p.write_config(&single);
+    apply_sampled_ending(
+        &p,
+        &url,
+        "Apply complete! Resources: 4 added, 0 changed, 14 destroyed.",
+    );
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+    assert_eq!(ha_leftovers(&url), Vec::<String>::new());
+}
+
+/// The route requests of the run, in order: `POST name` for an insert, `DELETE name`.
+fn route_order(p: &Project) -> Vec<String> {
+    p.mutations()
+        .iter()
+        .filter_map(|r| {
+            let path = r["path"].as_str()?;
+            let method = r["method"].as_str()?;
+            if !path.contains("/global/routes") {
+                return None;
+            }
+            let name = match method {
+                "POST" => r["name"].as_str()?.to_string(),
+                _ => path.rsplit('/').next()?.to_string(),
+            };
+            Some(format!("{method} {name}"))
+        })
+        .collect()
+}
+
+/// With a fixed `internal_ip`, a move is refused at plan time naming the file and the field, and nothing
+/// changes.
+#[test]
+fn moving_a_gateway_with_a_fixed_internal_ip_is_refused_naming_the_file_and_changing_nothing() {
     let p = Project::new(&[]);
     p.natgw(&["apply", "--auto-approve"]).ok();
     let before = p.mutations().len();
@@ -399,8 +481,8 @@ fn moving_a_gateway_from_zone_to_zones_is_refused_naming_the_file_and_changing_n
     let refused = p.natgw(&["apply", "--auto-approve"]);
     refused
         .code(1)
-        .stderr_has("natgw.toml: gateways.gitlab: the gateway exists with `zone` and the config now says `zones`")
-        .stderr_has("add a second gateway with `zones` under another name");
+        .stderr_has("natgw.toml: gateways.gitlab.internal_ip: the gateway exists with `zone` and the config now says `zones`")
+        .stderr_has("Remove internal_ip for the move");
     assert_eq!(p.mutations().len(), before, "nothing was changed");
 }
 
