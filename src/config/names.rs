@@ -63,12 +63,20 @@ pub(crate) fn route(gateway: &str, tag: Option<&str>, destination: &Ipv4Net) -> 
     format!("{}-{}", host_scoped(gateway, tag), destination.slug())
 }
 
-/// The route for one destination of a gateway with `zones`: `natgw-{gw}-ha-{slug}`
-/// (`natgw-{gw}-{tag}-ha-{slug}` in a Shared VPC host project). A name of its own, so that moving a gateway
-/// between `zone` and `zones` creates the new route next to the old one, and deletes the old one only
-/// then: routes cannot be edited, and the runners must never lack a route through the gateway.
-pub(crate) fn zones_route(gateway: &str, tag: Option<&str>, destination: &Ipv4Net) -> String {
-    format!("{}-ha-{}", host_scoped(gateway, tag), destination.slug())
+/// The route for one destination of a gateway with `zones`: `natgw-{gw}-lb-{slug}` through its load
+/// balancer (two or more zones), `natgw-{gw}-ha-{slug}` to its one zone's VM (`natgw-{gw}-{tag}-..` in a
+/// Shared VPC host project). Names of their own, so that a change of next hop (moving a gateway between
+/// `zone` and `zones`, or between one zone and several) creates the new route next to the old one and
+/// deletes the old one only then: routes cannot be edited, and the runners must never lack a route through
+/// the gateway.
+pub(crate) fn zones_route(
+    gateway: &str,
+    tag: Option<&str>,
+    destination: &Ipv4Net,
+    load_balanced: bool,
+) -> String {
+    let via = if load_balanced { "lb" } else { "ha" };
+    format!("{}-{via}-{}", host_scoped(gateway, tag), destination.slug())
 }
 
 /// The zone's suffix in natgw's names: its last segment, `b` for `europe-west1-b`.
@@ -151,8 +159,13 @@ pub(crate) fn all(
         firewall(gateway, tag),
         ssh_firewall(gateway, tag),
     ];
-    let route_of = if zones { zones_route } else { route };
-    names.extend(destinations.iter().map(|d| route_of(gateway, tag, d)));
+    names.extend(destinations.iter().map(|d| {
+        if zones {
+            zones_route(gateway, tag, d, true)
+        } else {
+            route(gateway, tag, d)
+        }
+    }));
     names
 }
 
@@ -184,8 +197,12 @@ mod tests {
         assert_eq!(ssh_firewall("gitlab", None), "natgw-gitlab-ssh");
         assert_eq!(all("gitlab", false, false, &[d]).len(), 6);
         assert_eq!(
-            zones_route("gitlab", None, &d),
+            zones_route("gitlab", None, &d, false),
             "natgw-gitlab-ha-34-120-10-10-32"
+        );
+        assert_eq!(
+            zones_route("gitlab", None, &d, true),
+            "natgw-gitlab-lb-34-120-10-10-32"
         );
     }
 
@@ -251,11 +268,11 @@ mod tests {
         let longest_ok = "a".repeat(38);
         assert_eq!(route(&longest_ok, None, &d).len(), 63);
         assert_eq!(too_long(&longest_ok, false, false, &[d]), None);
-        // With zones, a route's name is 3 characters longer (-ha).
+        // With zones, a route's name is 3 characters longer (-lb or -ha).
         assert_eq!(too_long(&"a".repeat(35), false, true, &[d]), None);
         assert_eq!(
             too_long(&"a".repeat(36), false, true, &[d]),
-            Some(zones_route(&"a".repeat(36), None, &d))
+            Some(zones_route(&"a".repeat(36), None, &d, true))
         );
         let too = "a".repeat(39);
         assert_eq!(

@@ -163,7 +163,7 @@ pub(crate) fn gateway(
         .iter()
         .map(|dest| Route {
             name: if ha.is_some() {
-                names::zones_route(&gw.name, tag, dest)
+                names::zones_route(&gw.name, tag, dest, next_hop_ilb.is_some())
             } else {
                 names::route(&gw.name, tag, dest)
             },

@@ -48,7 +48,7 @@ fn a_fresh_two_zone_gateway_creates_its_groups_and_load_balancer() {
         (Kind::IlbAddress, "natgw-gitlab-ilb"),
         (Kind::BackendService, "natgw-gitlab"),
         (Kind::ForwardingRule, "natgw-gitlab"),
-        (Kind::Route, "natgw-gitlab-ha-34-120-10-10-32"),
+        (Kind::Route, "natgw-gitlab-lb-34-120-10-10-32"),
     ] {
         assert!(
             created.contains(&(want.0, want.1.to_string())),
@@ -285,11 +285,11 @@ fn moving_between_zone_and_zones_builds_the_new_path_and_warns_of_the_new_egress
         let (old, new) = if from_word == "zone" {
             (
                 "natgw-gitlab-34-120-10-10-32",
-                "natgw-gitlab-ha-34-120-10-10-32",
+                "natgw-gitlab-lb-34-120-10-10-32",
             )
         } else {
             (
-                "natgw-gitlab-ha-34-120-10-10-32",
+                "natgw-gitlab-lb-34-120-10-10-32",
                 "natgw-gitlab-34-120-10-10-32",
             )
         };

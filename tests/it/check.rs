@@ -483,7 +483,7 @@ fn an_ha_gateway_is_checked_per_zone_and_a_failed_backend_is_found() {
         healthy.stdout_has(vm);
     }
     healthy.stdout_has(": reaches the gateway natgw-gitlab-");
-    healthy.stdout_has("through route natgw-gitlab-ha-34-120-10-10-32");
+    healthy.stdout_has("through route natgw-gitlab-lb-34-120-10-10-32");
 
     fail(&url, ZONES[0], "natgw-gitlab-b");
     poll_until(&url, |h| {

@@ -265,7 +265,7 @@ fn a_two_zone_gateway_converges_fails_over_heals_and_is_destroyed() {
     let seen = poll_until(&url, |h| carriers(h) == both_healthy());
     assert_eq!(
         seen.last().expect("an answer")["routes"],
-        json!(["natgw-gitlab-ha-34-120-10-10-32"])
+        json!(["natgw-gitlab-lb-34-120-10-10-32"])
     );
     let mut before = Vec::new();
     for (zone, z) in ZONES.iter().zip(["b", "c"]) {
@@ -431,7 +431,7 @@ fn a_gateway_moves_between_zone_and_zones_without_a_moment_without_a_healthy_nex
     let order = route_order(&p);
     let created = order
         .iter()
-        .position(|r| r == "POST natgw-gitlab-ha-34-120-10-10-32")
+        .position(|r| r == "POST natgw-gitlab-lb-34-120-10-10-32")
         .expect("the new route was created");
     let deleted = order
         .iter()
@@ -449,6 +449,32 @@ fn a_gateway_moves_between_zone_and_zones_without_a_moment_without_a_healthy_nex
     );
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
     assert_eq!(ha_leftovers(&url), Vec::<String>::new());
+}
+
+/// One zone -> two zones: the route to the one VM becomes a route through the load balancer, make-before-break
+/// (named apart), and a healthy VM carries the traffic throughout.
+#[test]
+fn a_second_zone_switches_the_route_to_the_load_balancer_make_before_break() {
+    let one = without_internal_ip(&config(&ZONES[..1]));
+    let p = Project::with_config(&one, &["--boot-ms", "300"]);
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&url, |h| !carriers(h).is_empty());
+    p.write_config(&without_internal_ip(&config(&ZONES)));
+    let samples = apply_sampled_ending(&p, &url, "Apply complete!");
+    assert!(!samples.is_empty());
+    let order = route_order(&p);
+    let created = order
+        .iter()
+        .position(|r| r == "POST natgw-gitlab-lb-34-120-10-10-32")
+        .expect("the route through the load balancer was created");
+    let deleted = order
+        .iter()
+        .position(|r| r == "DELETE natgw-gitlab-ha-34-120-10-10-32")
+        .expect("the route to the one VM was deleted");
+    assert!(created < deleted, "make-before-break: {order:?}");
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }
 
 /// The route requests of the run, in order: `POST name` for an insert, `DELETE name`.
