@@ -428,16 +428,11 @@ fn a_gateway_moves_between_zone_and_zones_without_a_moment_without_a_healthy_nex
         &url,
         "Apply complete! Resources: 14 added, 0 changed, 4 destroyed.",
     );
-    let order = route_order(&p);
-    let created = order
-        .iter()
-        .position(|r| r == "POST natgw-gitlab-lb-34-120-10-10-32")
-        .expect("the new route was created");
-    let deleted = order
-        .iter()
-        .position(|r| r == "DELETE natgw-gitlab-34-120-10-10-32")
-        .expect("the old route was deleted");
-    assert!(created < deleted, "make-before-break: {order:?}");
+    made_before_broken(
+        &p,
+        "natgw-gitlab-lb-34-120-10-10-32",
+        "natgw-gitlab-34-120-10-10-32",
+    );
     poll_until(&url, |h| carriers(h) == both_healthy());
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 
@@ -463,18 +458,22 @@ fn a_second_zone_switches_the_route_to_the_load_balancer_make_before_break() {
     p.write_config(&without_internal_ip(&config(&ZONES)));
     let samples = apply_sampled_ending(&p, &url, "Apply complete!");
     assert!(!samples.is_empty());
-    let order = route_order(&p);
-    let created = order
-        .iter()
-        .position(|r| r == "POST natgw-gitlab-lb-34-120-10-10-32")
-        .expect("the route through the load balancer was created");
-    let deleted = order
-        .iter()
-        .position(|r| r == "DELETE natgw-gitlab-ha-34-120-10-10-32")
-        .expect("the route to the one VM was deleted");
-    assert!(created < deleted, "make-before-break: {order:?}");
+    made_before_broken(
+        &p,
+        "natgw-gitlab-lb-34-120-10-10-32",
+        "natgw-gitlab-ha-34-120-10-10-32",
+    );
     poll_until(&url, |h| carriers(h) == both_healthy());
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+}
+
+/// The run created route `new` before it deleted route `old`.
+fn made_before_broken(p: &Project, new: &str, old: &str) {
+    let order = route_order(p);
+    let at = |request: String| order.iter().position(|r| *r == request);
+    let created = at(format!("POST {new}")).unwrap_or_else(|| panic!("{new} created: {order:?}"));
+    let deleted = at(format!("DELETE {old}")).unwrap_or_else(|| panic!("{old} deleted: {order:?}"));
+    assert!(created < deleted, "make-before-break: {order:?}");
 }
 
 /// The route requests of the run, in order: `POST name` for an insert, `DELETE name`.
