@@ -98,7 +98,7 @@ fn the_example_pipeline_is_valid_gitlab_ci() {
 fn the_example_pipeline_has_the_documented_shape() {
     let p = pipeline();
     let names: Vec<String> = jobs(&p).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["validate", "plan", "apply"]);
+    assert_eq!(names, ["validate", "plan", "apply", "check"]);
     // Merge requests and the default branch only.
     let workflow = serde_yaml::to_string(&p["workflow"]).expect("workflow");
     assert!(workflow.contains("merge_request_event"), "{workflow}");
@@ -136,15 +136,32 @@ fn the_example_pipeline_has_the_documented_shape() {
             .is_some_and(|g| !g.is_empty())
     );
     let rules = apply["rules"].as_sequence().expect("apply has rules");
-    assert_eq!(rules.len(), 1);
+    assert_eq!(rules.len(), 2);
+    // Never from a schedule: a monitor must not change the project.
     assert_eq!(
         rules[0]["if"].as_str(),
+        Some("$CI_PIPELINE_SOURCE == \"schedule\"")
+    );
+    assert_eq!(rules[0]["when"].as_str(), Some("never"));
+    assert_eq!(
+        rules[1]["if"].as_str(),
         Some("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH")
     );
-    assert_eq!(rules[0]["when"].as_str(), Some("manual"));
+    assert_eq!(rules[1]["when"].as_str(), Some("manual"));
+
+    // check: by itself on a schedule, by hand on the default branch; read-only, so no resource group.
+    let check = &p["check"];
+    assert_eq!(strings(&check["script"]), ["natgw check"]);
+    assert!(check["resource_group"].is_null());
+    let rules = check["rules"].as_sequence().expect("check has rules");
+    assert_eq!(
+        rules[0]["if"].as_str(),
+        Some("$CI_PIPELINE_SOURCE == \"schedule\"")
+    );
+    assert!(rules[0]["when"].is_null(), "on_success: {rules:?}");
 
     // Workload Identity Federation through an ID token; no key anywhere.
-    for job in ["plan", "apply"] {
+    for job in ["plan", "apply", "check"] {
         assert_eq!(
             p[job]["extends"].as_str(),
             Some(".gcp-credentials"),
@@ -312,10 +329,10 @@ fn the_example_pipeline_runs_in_order_against_the_emulator() {
     );
     assert_eq!(
         sts.seen().len(),
-        2,
-        "one exchange per natgw run (plan, apply)"
+        3,
+        "one exchange per natgw run (plan, apply, check)"
     );
-    assert_eq!(iam.seen().len(), 2);
+    assert_eq!(iam.seen().len(), 3);
 
     // What was applied is what the config says.
     let again = natgw_line(
