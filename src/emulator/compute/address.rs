@@ -192,6 +192,23 @@ pub(super) fn insert_address(
     )
 }
 
+/// A deleted resource (a VM, a forwarding rule) gives back the addresses it used: compute.v1.json,
+/// `Address.status`: "An address that is RESERVED is currently reserved and available to use. An IN_USE
+/// address is currently being used by another resource".
+pub(super) fn release_addresses(w: &mut World, user_url: &str) {
+    for (k, v) in &mut w.resources {
+        let used = k.contains("/addresses/")
+            && v.get("users")
+                .and_then(Value::as_array)
+                .is_some_and(|u| u.iter().any(|x| x.as_str() == Some(user_url)));
+        if used {
+            let o = obj(v);
+            o.remove("users");
+            o.insert("status".into(), json!("RESERVED"));
+        }
+    }
+}
+
 pub(super) fn delete_address(
     world: &mut World,
     ctx: &Ctx<'_>,

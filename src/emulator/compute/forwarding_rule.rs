@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::address::{Subnet, free_ip, subnet};
+use super::address::{Subnet, free_ip, release_addresses, subnet};
 use super::{Answer, Ctx, insert_body, mutate, parse_ip, region_of, stamp, url, usable};
 use crate::emulator::api_error::{ApiError, OpError};
 use crate::emulator::org_policy;
@@ -115,17 +115,7 @@ pub(super) fn delete_forwarding_rule(
                     "The forwarding_rule resource '{path}' is already being used by '{route}'"
                 ))));
             }
-            for (k, v) in &mut w.resources {
-                let used = k.contains("/addresses/")
-                    && v.get("users")
-                        .and_then(Value::as_array)
-                        .is_some_and(|u| u.iter().any(|x| x.as_str() == Some(rule_url.as_str())));
-                if used {
-                    let o = obj(v);
-                    o.remove("users");
-                    o.insert("status".into(), json!("RESERVED"));
-                }
-            }
+            release_addresses(w, &rule_url);
             w.resources.remove(&path);
             Ok(Ok(()))
         },

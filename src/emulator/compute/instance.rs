@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-use super::address::{Subnet, check_fingerprint, free_ip, next_external_ip, subnet, taken_ips};
+use super::address::{
+    Subnet, check_fingerprint, free_ip, next_external_ip, release_addresses, subnet, taken_ips,
+};
 use super::network::network_exists;
 use super::{
     Answer, Ctx, body_of, check_labels, insert_body, mutate, parse_ip, stamp, url, usable,
@@ -456,20 +458,7 @@ pub(super) fn delete_instance(
         "delete",
         &path.clone(),
         |w| {
-            let self_link = url(&path);
-            for (k, v) in &mut w.resources {
-                if k.contains("/addresses/") {
-                    let used = v
-                        .get("users")
-                        .and_then(Value::as_array)
-                        .is_some_and(|u| u.iter().any(|x| x.as_str() == Some(self_link.as_str())));
-                    if used {
-                        let o = obj(v);
-                        o.remove("users");
-                        o.insert("status".into(), json!("RESERVED"));
-                    }
-                }
-            }
+            release_addresses(w, &url(&path));
             w.resources.remove(&path);
             w.power.remove(&path);
             Ok(Ok(()))
