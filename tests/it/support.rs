@@ -128,9 +128,13 @@ impl Drop for EmulatorProcess {
     }
 }
 
+/// The complete lines of the request log. The emulator may be appending while a test reads (a test that polls
+/// for a request while natgw runs), and a reader can see the first bytes of a line before the rest: a last line
+/// without its newline is not written yet, and is left for the next read.
 pub(crate) fn read_log(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&bytes[..end])
         .lines()
         .map(|l| serde_json::from_str(l).expect("a request-log line is JSON"))
         .collect()
