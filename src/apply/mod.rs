@@ -249,7 +249,7 @@ fn count(
                 Action::NoOp => {}
             }
         }
-        State::Failed(e) => outcome.failed.push((change.address(), e.to_string())),
+        State::Failed(e) => outcome.failed.push((change.label(), e.to_string())),
         State::Skipped => {
             let address = change.address();
             if !outcome.skipped.contains(&address) {

@@ -87,6 +87,11 @@ pub(crate) struct Change {
     /// What apply does to a kept VM's power, in order (see `vm`): shown with the status and restart lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) vm_actions: Vec<VmAction>,
+    /// A route this plan replaces make-before-break by a new route to the same destination (a move between
+    /// `zone` and `zones`): Terraform's deposed object, destroyed once its successor exists. It shares its
+    /// successor's address, and its name tells the two apart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) deposed: bool,
 }
 
 /// A change as saved, before its field names are checked against its kind.
@@ -108,6 +113,8 @@ struct SavedChange {
     warnings: Vec<String>,
     #[serde(default)]
     vm_actions: Vec<VmAction>,
+    #[serde(default)]
+    deposed: bool,
 }
 
 impl TryFrom<SavedChange> for Change {
@@ -142,6 +149,7 @@ impl TryFrom<SavedChange> for Change {
             importing: c.importing,
             warnings: c.warnings,
             vm_actions: c.vm_actions,
+            deposed: c.deposed,
         })
     }
 }
@@ -158,6 +166,14 @@ impl Change {
                 format!("{}.{}[\"{}\"]", self.gateway, kind.role(), self.name)
             }
             (kind, _) => format!("{}.{}", self.gateway, kind.role()),
+        }
+    }
+
+    /// The address as people read it: a deposed route also names itself, since it shares its successor's.
+    pub(crate) fn label(&self) -> String {
+        match self.deposed {
+            true => format!("{} (deposed object {})", self.address(), self.name),
+            false => self.address(),
         }
     }
 
@@ -292,10 +308,35 @@ pub(crate) fn diff(
     let wanted: BTreeSet<(Kind, String)> =
         changes.iter().map(|c| (c.kind, c.name.clone())).collect();
     changes.extend(unwanted(stack, &wanted, world));
+    mark_deposed(&mut changes);
     changes.sort_by(|a, b| (&a.gateway, a.kind, &a.name).cmp(&(&b.gateway, b.kind, &b.name)));
     // Node pools (no gateway) last.
     changes.sort_by_key(|c| c.kind == Kind::NodePool);
     Ok(changes)
+}
+
+/// Marks each route deleted while a route of the same gateway to the same destination is created: the old
+/// half of a make-before-break switch (see `Change::deposed`).
+fn mark_deposed(changes: &mut [Change]) {
+    let dest = |c: &Change| match (&c.after, &c.before) {
+        (Some(Resource::Route(r)), _) | (None, Some(Resource::Route(r))) => {
+            Some((c.gateway.clone(), r.dest_range))
+        }
+        _ => None,
+    };
+    let created: BTreeSet<(String, crate::net::Ipv4Net)> = changes
+        .iter()
+        .filter(|c| c.kind == Kind::Route && c.action == Action::Create)
+        .filter_map(dest)
+        .collect();
+    for c in changes.iter_mut() {
+        if c.kind == Kind::Route
+            && c.action == Action::Delete
+            && dest(c).is_some_and(|d| created.contains(&d))
+        {
+            c.deposed = true;
+        }
+    }
 }
 
 /// The gateway with the names its adopted resources kept: the adopt table's, or, once it is gone from the
@@ -742,6 +783,7 @@ fn adopted_route(
         importing: Some(name.into()),
         warnings: Vec::new(),
         vm_actions: Vec::new(),
+        deposed: false,
     }))
 }
 
@@ -802,6 +844,7 @@ fn node_pool_changes(
             importing: None,
             warnings: Vec::new(),
             vm_actions: Vec::new(),
+            deposed: false,
         });
     }
     changes
@@ -856,6 +899,7 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
             importing: None,
             warnings: Vec::new(),
             vm_actions: Vec::new(),
+            deposed: false,
         })
         .collect()
 }
@@ -1001,6 +1045,7 @@ fn compare(
             importing: None,
             warnings: Vec::new(),
             vm_actions: Vec::new(),
+            deposed: false,
         });
     };
     let importing = found.owner.is_none() && found.adopting;
@@ -1058,6 +1103,7 @@ fn compare(
         importing,
         warnings: Vec::new(),
         vm_actions: Vec::new(),
+        deposed: false,
     })
 }
 

@@ -295,6 +295,18 @@ fn moving_between_zone_and_zones_builds_the_new_path_and_warns_of_the_new_egress
         };
         assert!(routes.contains(&(Action::Delete, old)), "{routes:?}");
         assert!(routes.contains(&(Action::Create, new)), "{routes:?}");
+        // The old route shares the new one's address: it is the deposed one, and says its name.
+        let deposed: Vec<String> = changes
+            .iter()
+            .filter(|c| c.deposed)
+            .map(Change::label)
+            .collect();
+        assert_eq!(
+            deposed,
+            [format!(
+                "gitlab.route[\"34.120.10.10/32\"] (deposed object {old})"
+            )]
+        );
         let created = changes
             .iter()
             .find(|c| c.name == new)

@@ -108,11 +108,7 @@ fn change_text(c: &Change, style: Style, out: &mut String) {
         Some(_) => adopted_headline(c.action),
         None => headline(c.action),
     };
-    let _ = writeln!(
-        out,
-        "  {}",
-        style.bold(&format!("# {} {words}", c.address()))
-    );
+    let _ = writeln!(out, "  {}", style.bold(&format!("# {} {words}", c.label())));
     let _ = writeln!(
         out,
         "{} {} {:?} {{",
@@ -252,6 +248,10 @@ pub(crate) fn plan_json(plan: &Plan) -> Value {
                 "gateway": c.gateway,
                 "change": change,
             });
+            // Terraform's JSON names a deposed object by a key next to the address it shares.
+            if let (true, Some(m)) = (c.deposed, rc.as_object_mut()) {
+                m.insert("deposed".into(), json!(c.name));
+            }
             if let (false, Some(m)) = (c.warnings.is_empty(), rc.as_object_mut()) {
                 m.insert("warnings".into(), json!(c.warnings));
             }

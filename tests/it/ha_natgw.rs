@@ -422,17 +422,18 @@ fn a_gateway_moves_between_zone_and_zones_without_a_moment_without_a_healthy_nex
     p.write_config(&without_internal_ip(&config(&ZONES)));
     p.natgw(&["plan"])
         .ok()
-        .stdout_has("Warning: gateway gitlab moves from `zone` to `zones`, make-before-break");
+        .stdout_has("Warning: gateway gitlab moves from `zone` to `zones`, make-before-break")
+        .stdout_has("# gitlab.route[\"34.120.10.10/32\"] will be created")
+        .stdout_has(&format!(
+            "# gitlab.route[\"34.120.10.10/32\"] (deposed object {OLD_ROUTE}) will be destroyed"
+        ));
+    deposed_in_json(&p);
     apply_sampled_ending(
         &p,
         &url,
         "Apply complete! Resources: 14 added, 0 changed, 4 destroyed.",
     );
-    made_before_broken(
-        &p,
-        "natgw-gitlab-lb-34-120-10-10-32",
-        "natgw-gitlab-34-120-10-10-32",
-    );
+    made_before_broken(&p, LB_ROUTE, OLD_ROUTE);
     poll_until(&url, |h| carriers(h) == both_healthy());
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 
@@ -444,6 +445,87 @@ fn a_gateway_moves_between_zone_and_zones_without_a_moment_without_a_healthy_nex
     );
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
     assert_eq!(ha_leftovers(&url), Vec::<String>::new());
+}
+
+/// The route of the example's single VM, and the one through the load balancer that replaces it.
+const OLD_ROUTE: &str = "natgw-gitlab-34-120-10-10-32";
+const LB_ROUTE: &str = "natgw-gitlab-lb-34-120-10-10-32";
+
+/// The JSON plan of a move keeps Terraform's addresses and tells the two routes to one destination apart as
+/// Terraform does a deposed object: `(address, deposed)` is unique, and the old route is the deposed one.
+fn deposed_in_json(p: &Project) {
+    let run = p.natgw(&["plan", "--json"]);
+    run.ok();
+    let v: Value = serde_json::from_str(&run.stdout).expect("one JSON document");
+    let changes = v["resource_changes"].as_array().expect("resource_changes");
+    let keys: Vec<(String, Option<String>)> = changes
+        .iter()
+        .map(|c| {
+            let address = c["address"].as_str().unwrap_or_default().to_string();
+            (address, c["deposed"].as_str().map(str::to_string))
+        })
+        .collect();
+    let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    let address = "gitlab.route[\"34.120.10.10/32\"]".to_string();
+    let routes: std::collections::BTreeSet<_> =
+        keys.iter().filter(|(a, _)| *a == address).collect();
+    assert_eq!(
+        routes,
+        [&(address.clone(), None), &(address, Some(OLD_ROUTE.into()))].into(),
+        "the new route and the deposed one"
+    );
+}
+
+/// A move killed between its two halves: right after the insert of the route through the load balancer,
+/// before the old route's delete. Both routes carry the runners meanwhile; the next plan destroys the old route
+/// and what served it (no longer deposed: nothing in that plan replaces it), and the next apply converges with
+/// a healthy VM carrying throughout.
+#[test]
+fn a_move_killed_between_the_new_route_and_the_old_ones_delete_is_finished_by_the_next_apply() {
+    let single = without_internal_ip(&example_config());
+    let p = Project::with_config(&single, &["--boot-ms", "300", "--op-latency-ms", "300"]);
+    let url = p.emu.url.clone();
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&url, |h| !carriers(h).is_empty());
+    p.write_config(&without_internal_ip(&config(&ZONES)));
+
+    let from = route_order(&p).len();
+    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
+    let inserted = format!("POST {LB_ROUTE}");
+    while child.try_wait().expect("poll natgw").is_none() {
+        if route_order(&p)[from..].contains(&inserted) {
+            child.kill().expect("SIGKILL natgw");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.wait();
+    assert_eq!(
+        route_order(&p)[from..],
+        [inserted],
+        "killed after the new route's insert, before the old one's delete"
+    );
+    // The insert's operation completes on its own: then both routes lead to a healthy VM.
+    let both = poll_until(&url, |h| {
+        let routes = h["routes"].to_string();
+        routes.contains(LB_ROUTE) && routes.contains(OLD_ROUTE)
+    });
+    let last = both.last().expect("an answer");
+    assert!(
+        carriers(last).iter().any(|(_, _, healthy)| *healthy),
+        "{last}"
+    );
+
+    p.natgw(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .stdout_has("# gitlab.route[\"34.120.10.10/32\"] will be destroyed")
+        .stdout_lacks("will be created")
+        .stdout_lacks("deposed");
+    apply_sampled_ending(&p, &url, "Resources: 0 added, 0 changed, 4 destroyed.");
+    assert_eq!(route_order(&p).last(), Some(&format!("DELETE {OLD_ROUTE}")));
+    poll_until(&url, |h| carriers(h) == both_healthy());
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }
 
 /// One zone -> two zones: the route to the one VM becomes a route through the load balancer, make-before-break
@@ -458,11 +540,7 @@ fn a_second_zone_switches_the_route_to_the_load_balancer_make_before_break() {
     p.write_config(&without_internal_ip(&config(&ZONES)));
     let samples = apply_sampled_ending(&p, &url, "Apply complete!");
     assert!(!samples.is_empty());
-    made_before_broken(
-        &p,
-        "natgw-gitlab-lb-34-120-10-10-32",
-        "natgw-gitlab-ha-34-120-10-10-32",
-    );
+    made_before_broken(&p, LB_ROUTE, "natgw-gitlab-ha-34-120-10-10-32");
     poll_until(&url, |h| carriers(h) == both_healthy());
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }
