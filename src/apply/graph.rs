@@ -119,6 +119,13 @@ fn route_dest(r: Option<&Resource>) -> Option<crate::net::Ipv4Net> {
     }
 }
 
+/// Whether the plan replaces the single VM of `gateway` (same name, so the old one goes first).
+fn vm_replaced(changes: &[Change], gateway: &str) -> bool {
+    changes
+        .iter()
+        .any(|c| c.gateway == gateway && c.kind == Kind::Instance && c.action == Action::Replace)
+}
+
 /// Whether step `a` must finish before step `b` starts.
 fn before(changes: &[Change], a: Step, b: Step) -> bool {
     let (ca, cb) = (&changes[a.change], &changes[b.change]);
@@ -149,13 +156,15 @@ fn before(changes: &[Change], a: Step, b: Step) -> bool {
         // An adopted route goes only once natgw's routes of the same gateway are in place, and a route that a
         // gateway moving between `zone` and `zones` no longer wants only once its successor to the same
         // destination is (make-before-break: routes cannot be edited, and the runners must never lack a route
-        // through the gateway).
+        // through the gateway). Not when the gateway's VM is replaced (a gateway moved in or out of a Shared
+        // VPC host): the new route leads to the new VM, which comes only after the old route and VM are gone.
         (Up, Down) if same_gateway && ca.kind == Kind::Route && cb.kind == Kind::Route => {
             ca.action == Action::Create
                 && (cb.importing.is_some()
                     || (cb.action == Action::Delete
                         && route_dest(ca.after.as_ref()).is_some()
-                        && route_dest(ca.after.as_ref()) == route_dest(cb.before.as_ref())))
+                        && route_dest(ca.after.as_ref()) == route_dest(cb.before.as_ref())
+                        && !vm_replaced(changes, &ca.gateway)))
         }
         // Tags go once the routes that use them are gone; a deleted rule goes after the tag it records.
         (Down, Up) if ca.kind == Kind::Route && cb.kind == Kind::NodePool => true,
@@ -171,6 +180,30 @@ fn before(changes: &[Change], a: Step, b: Step) -> bool {
     }
 }
 
+/// Steps that wait for each other, directly or not (empty when the steps can all run): a plan whose steps
+/// form a cycle would start none of them, so apply refuses it before it changes anything.
+pub(crate) fn cycle(deps: &[Vec<usize>]) -> Vec<usize> {
+    // Kahn's algorithm: whatever is never freed is on, or behind, a cycle.
+    let n = deps.len();
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependants = vec![Vec::new(); n];
+    for (b, ds) in deps.iter().enumerate() {
+        for &a in ds {
+            dependants[a].push(b);
+        }
+    }
+    let mut free: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    while let Some(a) = free.pop() {
+        for &b in &dependants[a] {
+            waiting[b] -= 1;
+            if waiting[b] == 0 {
+                free.push(b);
+            }
+        }
+    }
+    (0..n).filter(|&i| waiting[i] > 0).collect()
+}
+
 /// For each step, the steps it waits for.
 pub(crate) fn dependencies(changes: &[Change], steps: &[Step]) -> Vec<Vec<usize>> {
     steps
@@ -184,4 +217,89 @@ pub(crate) fn dependencies(changes: &[Change], steps: &[Step]) -> Vec<Vec<usize>
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
+    use crate::plan::{Context, diff};
+
+    #[test]
+    fn a_cycle_is_found_with_what_waits_behind_it() {
+        assert_eq!(cycle(&[vec![], vec![0], vec![1]]), Vec::<usize>::new());
+        // 0 and 1 wait for each other; 2 waits for 1.
+        assert_eq!(cycle(&[vec![1], vec![0], vec![1]]), [0, 1, 2]);
+    }
+
+    /// The plan from the example as `from` to the example as `to`, and its steps' dependencies.
+    fn moved(from: &str, to: &str) -> (Vec<Change>, Vec<Step>, Vec<Vec<usize>>) {
+        let world = applied_world(&desired_from(&config_from(from)), &empty_world());
+        let ctx = Context {
+            stack: "gitlab-runners",
+        };
+        let changes = diff(&ctx, &desired_from(&config_from(to)), &world).expect("a plan");
+        let steps = steps(&changes);
+        let deps = dependencies(&changes, &steps);
+        (changes, steps, deps)
+    }
+
+    /// Whether the delete of the deposed route waits for the create of its successor.
+    fn deposed_route_waits(changes: &[Change], steps: &[Step], deps: &[Vec<usize>]) -> bool {
+        let step_of = |deposed: bool, direction: Direction| {
+            steps
+                .iter()
+                .position(|s| {
+                    let c = &changes[s.change];
+                    c.kind == Kind::Route && c.deposed == deposed && s.direction == direction
+                })
+                .unwrap_or_else(|| panic!("a route step: {changes:#?}"))
+        };
+        let (old, new) = (
+            step_of(true, Direction::Down),
+            step_of(false, Direction::Up),
+        );
+        deps[old].contains(&new)
+    }
+
+    #[test]
+    fn a_move_between_zone_and_zones_breaks_the_old_route_after_making_the_new_one() {
+        let unfixed: String = EXAMPLE
+            .lines()
+            .filter(|l| !l.starts_with("internal_ip"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let zones = unfixed.replace(
+            "zone          = \"europe-west1-b\"",
+            "zones = [\"europe-west1-b\", \"europe-west1-c\"]",
+        );
+        for (from, to) in [(&unfixed, &zones), (&zones, &unfixed)] {
+            let (changes, steps, deps) = moved(from, to);
+            assert_eq!(cycle(&deps), Vec::<usize>::new());
+            assert!(deposed_route_waits(&changes, &steps, &deps));
+        }
+    }
+
+    /// In or out of a Shared VPC host the VM keeps its name and is replaced: its old route must go before it
+    /// does, so the new route cannot come first (that order waited on itself, and apply started nothing).
+    #[test]
+    fn a_move_in_or_out_of_a_shared_vpc_host_replaces_the_vm_without_a_cycle() {
+        let hosted = EXAMPLE.replacen(
+            "subnetwork    = \"runners\"",
+            "subnetwork    = \"runners\"\nnetwork_project = \"net-host\"",
+            1,
+        );
+        assert_ne!(hosted, EXAMPLE);
+        for (from, to) in [(EXAMPLE, hosted.as_str()), (hosted.as_str(), EXAMPLE)] {
+            let (changes, steps, deps) = moved(from, to);
+            assert!(
+                changes
+                    .iter()
+                    .any(|c| c.kind == Kind::Instance && c.action == Action::Replace),
+                "{changes:#?}"
+            );
+            assert_eq!(cycle(&deps), Vec::<usize>::new());
+            assert!(!deposed_route_waits(&changes, &steps, &deps));
+        }
+    }
 }

@@ -177,10 +177,27 @@ pub(crate) async fn apply(
     events: Reporter,
 ) -> Outcome {
     let steps = graph::steps(&plan.changes);
+    let deps = graph::dependencies(&plan.changes, &steps);
+    let stuck = graph::cycle(&deps);
+    if !stuck.is_empty() {
+        let mut changes: Vec<String> = stuck
+            .iter()
+            .map(|&i| plan.changes[steps[i].change].label())
+            .collect();
+        changes.dedup();
+        let mut outcome = Outcome::default();
+        outcome.failed.push((
+            "plan".into(),
+            format!(
+                "natgw's own error: these changes wait for each other, so none of them can start: {}. Nothing was changed; please report it with the plan (natgw plan --out FILE)",
+                changes.join(", ")
+            ),
+        ));
+        return outcome;
+    }
     if !steps.is_empty() {
         cloud.prepare_changes();
     }
-    let deps = graph::dependencies(&plan.changes, &steps);
     let ips: Ips = Arc::new(Mutex::new(known_ips(&plan.changes)));
     let shared = Arc::new(Shared {
         cloud: cloud.clone(),

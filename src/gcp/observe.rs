@@ -27,6 +27,9 @@ pub(crate) struct Names {
     pub(crate) routes: BTreeSet<String>,
     /// A gateway of the config has `zones`: its own kinds are read in the same round.
     pub(crate) ha: bool,
+    /// The stack: a Shared VPC host that its VMs are on but the config does not name (a gateway removed, or
+    /// moved to another `network_project`) is read in a second round, so that its rules and routes there go.
+    pub(crate) stack: String,
 }
 
 /// Addresses and instances carry natgw's labels, so one AIP-160 filter finds every owned one whatever its
@@ -66,6 +69,12 @@ pub(crate) struct HostScope {
     pub(crate) project: String,
     pub(crate) tag: String,
 }
+
+/// A host project's firewall rules and routes of the stack.
+type HostHolds = (
+    Vec<Observed<crate::model::Firewall>>,
+    Vec<Observed<crate::model::Route>>,
+);
 
 impl HostScope {
     fn filter(&self) -> String {
@@ -108,13 +117,7 @@ impl Cloud {
             self.list_firewalls(&self.project, Some(&names.firewalls), NAME_FILTER),
             self.list_routes(&self.project, &route_filter),
             self.read_node_pools(asked.iter().cloned().collect()),
-            try_join_all(hosts.iter().map(|h| async move {
-                let filter = h.filter();
-                tokio::try_join!(
-                    self.list_firewalls(&h.project, None, &filter),
-                    self.list_routes(&h.project, &filter)
-                )
-            })),
+            self.read_hosts(hosts),
             ha,
         )?;
         for (f, r) in in_hosts {
@@ -128,6 +131,22 @@ impl Cloud {
             routes,
             ..Observation::default()
         };
+        // Hosts the stack's VMs are on and the config does not name. Before the node pools: the host's rules
+        // and routes record the pools whose tags natgw added.
+        let tag = crate::config::names::host_tag(&self.project, &names.stack);
+        let unnamed: Vec<HostScope> = world
+            .host_projects(&self.project, &names.stack)
+            .into_iter()
+            .filter(|p| !hosts.iter().any(|h| h.project == *p))
+            .map(|project| HostScope {
+                project,
+                tag: tag.clone(),
+            })
+            .collect();
+        for (f, r) in self.read_hosts(&unnamed).await? {
+            world.firewalls.extend(f);
+            world.routes.extend(r);
+        }
         // A gateway in several zones that the config no longer names: its addresses say so, and its own kinds
         // are read in a second round.
         let ha = match ha {
@@ -159,6 +178,18 @@ impl Cloud {
             }
         }
         Ok(world)
+    }
+
+    /// The firewall rules and routes of the stack in each host project, all at once.
+    async fn read_hosts(&self, hosts: &[HostScope]) -> Result<Vec<HostHolds>, GcpError> {
+        try_join_all(hosts.iter().map(|h| async move {
+            let filter = h.filter();
+            tokio::try_join!(
+                self.list_firewalls(&h.project, None, &filter),
+                self.list_routes(&h.project, &filter)
+            )
+        }))
+        .await
     }
 
     pub(crate) async fn list_addresses(

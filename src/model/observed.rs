@@ -1,7 +1,7 @@
 //! What natgw observed in the project: every resource whose name natgw could have given it, whoever owns it,
 //! and the node pools the config (or natgw's records) names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +143,27 @@ impl Observation {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    /// The Shared VPC host projects the stack's VMs and internal addresses are on (their network's or
+    /// subnetwork's project, when it is not `own`): where that stack's firewall rules and routes are, even for
+    /// a gateway the config no longer names, or names with another `network_project`.
+    pub(crate) fn host_projects(&self, own: &str, stack: &str) -> BTreeSet<String> {
+        let project = |path: &str| -> Option<String> {
+            let (p, _) = path.strip_prefix("projects/")?.split_once('/')?;
+            (p != own).then(|| p.to_string())
+        };
+        let vms = self
+            .instances
+            .iter()
+            .filter(|i| i.owned_by(stack))
+            .filter_map(|i| project(&i.resource.network));
+        let addresses = self
+            .addresses
+            .iter()
+            .filter(|a| a.owned_by(stack))
+            .filter_map(|a| project(a.resource.subnetwork.as_deref()?));
+        vms.chain(addresses).collect()
     }
 
     /// Whether an address natgw owns (any stack's) belongs to a gateway in several zones: then the HA kinds

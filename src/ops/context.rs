@@ -45,7 +45,10 @@ impl Loaded {
 
     /// Every name the config's gateways give, derived or adopted, for observation to see in its one round.
     pub(super) fn names(&self) -> crate::gcp::observe::Names {
-        let mut n = crate::gcp::observe::Names::default();
+        let mut n = crate::gcp::observe::Names {
+            stack: self.config.stack.clone(),
+            ..Default::default()
+        };
         for g in &self.desired {
             n.addresses.insert(g.external_address.name.clone());
             n.addresses.insert(g.internal_address.name.clone());

@@ -87,9 +87,10 @@ pub(crate) struct Change {
     /// What apply does to a kept VM's power, in order (see `vm`): shown with the status and restart lines.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) vm_actions: Vec<VmAction>,
-    /// A route this plan replaces make-before-break by a new route to the same destination (a move between
-    /// `zone` and `zones`): Terraform's deposed object, destroyed once its successor exists. It shares its
-    /// successor's address, and its name tells the two apart.
+    /// A resource this plan deletes while it creates another under the same address, with another name: the
+    /// old route of a move between `zone` and `zones` (destroyed make-before-break, once its successor
+    /// exists), or the old rule and routes of a gateway moved in or out of a Shared VPC host. Terraform's
+    /// deposed object: it shares its successor's address, and its name tells the two apart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) deposed: bool,
 }
@@ -315,28 +316,29 @@ pub(crate) fn diff(
     Ok(changes)
 }
 
-/// Marks each route deleted while a route of the same gateway to the same destination is created: the old
-/// half of a make-before-break switch (see `Change::deposed`).
+/// Marks each resource deleted while one with the same address is created (see `Change::deposed`): the old
+/// route of a move between `zone` and `zones`, or the old rule and routes of a gateway moved in or out of a
+/// Shared VPC host, whose names differ from their successors'.
 fn mark_deposed(changes: &mut [Change]) {
-    let dest = |c: &Change| match (&c.after, &c.before) {
-        (Some(Resource::Route(r)), _) | (None, Some(Resource::Route(r))) => {
-            Some((c.gateway.clone(), r.dest_range))
-        }
-        _ => None,
-    };
-    let created: BTreeSet<(String, crate::net::Ipv4Net)> = changes
+    let created: BTreeSet<String> = changes
         .iter()
-        .filter(|c| c.kind == Kind::Route && c.action == Action::Create)
-        .filter_map(dest)
+        .filter(|c| c.action == Action::Create)
+        .map(Change::address)
         .collect();
     for c in changes.iter_mut() {
-        if c.kind == Kind::Route
-            && c.action == Action::Delete
-            && dest(c).is_some_and(|d| created.contains(&d))
-        {
+        if c.action == Action::Delete && created.contains(&c.address()) {
             c.deposed = true;
         }
     }
+}
+
+/// The project of a network as the model names it (`projects/HOST/global/networks/N`), `None` for a network
+/// of the stack's own project (its bare name).
+fn network_project(network: &str) -> Option<&str> {
+    network
+        .strip_prefix("projects/")
+        .and_then(|r| r.split_once('/'))
+        .map(|(p, _)| p)
 }
 
 /// The gateway with the names its adopted resources kept: the adopt table's, or, once it is gone from the
@@ -386,10 +388,17 @@ fn known_names(stack: &str, gw: &DesiredGateway, world: &Observation) -> Desired
         }
     }
     if gw.adopt.firewall.is_none() {
+        // A rule in another network's project is the one of a gateway moved in or out of a Shared VPC host:
+        // it goes with the old network, it does not name the new rule.
+        let here = network_project(&gw.firewall.network);
         let names = world
             .firewalls
             .iter()
-            .filter(|o| mine(&o.owner) && !o.facts.contains_key(KEY_ROLE))
+            .filter(|o| {
+                mine(&o.owner)
+                    && !o.facts.contains_key(KEY_ROLE)
+                    && network_project(&o.resource.network) == here
+            })
             .map(|o| &o.resource.name)
             .collect();
         if let Some(name) = pick(names, &gw.firewall.name) {

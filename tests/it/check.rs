@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::harness::{Project, example_config};
 use crate::inventory::EXPECTED_ROUTES;
 use crate::support::{
-    PROJECT, compute_firewalls, compute_global_operations, compute_instances, compute_routes,
-    compute_zone_operations, request_kind, runtime,
+    PROJECT, compute_firewalls, compute_instances, compute_routes, request_kind, runtime,
+    wait_global, wait_zone,
 };
 
 const VM: &str = "natgw-gitlab";
@@ -21,29 +21,6 @@ fn applied() -> Project {
     let p = Project::new(&[]);
     p.natgw(&["apply", "--auto-approve"]).ok();
     p
-}
-
-async fn wait_global(url: &str, op: google_cloud_compute_v1::model::Operation) {
-    compute_global_operations(url)
-        .await
-        .wait()
-        .set_project(PROJECT)
-        .set_operation(op.name.expect("an operation name"))
-        .send()
-        .await
-        .expect("wait for the operation");
-}
-
-async fn wait_zone(url: &str, zone: &str, op: google_cloud_compute_v1::model::Operation) {
-    compute_zone_operations(url)
-        .await
-        .wait()
-        .set_project(PROJECT)
-        .set_zone(zone)
-        .set_operation(op.name.expect("an operation name"))
-        .send()
-        .await
-        .expect("wait for the operation");
 }
 
 /// Stops the gateway VM through the instances API, as an operator would.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use google_cloud_compute_v1::model::{Address, Route, address::AddressType};
 
 use crate::support::{
-    PROJECT, compute_addresses, compute_firewalls, compute_global_operations, compute_instances,
-    compute_region_operations, compute_routes, container, runtime,
+    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_routes, container,
+    runtime, wait_global, wait_region,
 };
 
 /// The demo world's node pool.
@@ -180,14 +180,7 @@ pub(crate) fn create_route(url: &str, name: &str, dest_range: &str, description:
             .send()
             .await
             .expect("insert a route");
-        compute_global_operations(url)
-            .await
-            .wait()
-            .set_project(PROJECT)
-            .set_operation(op.name.expect("an operation name"))
-            .send()
-            .await
-            .expect("wait for the route");
+        wait_global(url, op).await;
     });
 }
 
@@ -197,17 +190,7 @@ pub(crate) fn create_route(url: &str, name: &str, dest_range: &str, description:
 pub(crate) fn create_address(url: &str, name: &str, labels: &[(&str, &str)]) {
     runtime().block_on(async {
         let addresses = compute_addresses(url).await;
-        let wait = |op: google_cloud_compute_v1::model::Operation| async {
-            compute_region_operations(url)
-                .await
-                .wait()
-                .set_project(PROJECT)
-                .set_region("europe-west1")
-                .set_operation(op.name.expect("an operation name"))
-                .send()
-                .await
-                .expect("wait for the address");
-        };
+        let wait = |op| wait_region(url, "europe-west1", op);
         let body = Address::new()
             .set_name(name)
             .set_address_type(AddressType::External);

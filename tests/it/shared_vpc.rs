@@ -5,8 +5,9 @@ use serde_json::json;
 
 use crate::harness::{Project, example_config};
 use crate::support::{
-    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_projects,
-    compute_routes, request_kind, runtime,
+    PROJECT, compute_addresses, compute_firewalls, compute_instances, compute_networks,
+    compute_projects, compute_routes, compute_subnetworks, request_kind, runtime, wait_global,
+    wait_region,
 };
 
 const HOST: &str = "net-host-1";
@@ -264,4 +265,84 @@ fn a_subnetwork_that_is_not_shared_is_told_so() {
         .output_has(&format!("is not shared with project {PROJECT}"))
         .output_has("subnetwork or network_project");
     assert!(held(&p.emu.url, PROJECT).instances.is_empty());
+}
+
+/// The example's network and subnetwork, made in the stack's own project through Google's client (the seed
+/// put them in the host), so that a gateway can move out of the host.
+fn own_network(url: &str) {
+    use google_cloud_compute_v1::model::{Network, Subnetwork};
+    runtime().block_on(async {
+        let op = compute_networks(url)
+            .await
+            .insert()
+            .set_project(PROJECT)
+            .set_body(
+                Network::new()
+                    .set_name("vpc-network")
+                    .set_auto_create_subnetworks(false),
+            )
+            .send()
+            .await
+            .expect("insert the network");
+        wait_global(url, op).await;
+        let op = compute_subnetworks(url)
+            .await
+            .insert()
+            .set_project(PROJECT)
+            .set_region("europe-west1")
+            .set_body(
+                Subnetwork::new()
+                    .set_name("runners")
+                    .set_network("global/networks/vpc-network")
+                    .set_ip_cidr_range("10.0.0.0/20"),
+            )
+            .send()
+            .await
+            .expect("insert the subnetwork");
+        wait_region(url, "europe-west1", op).await;
+    });
+}
+
+/// A gateway moved out of the host (its `network_project` removed from the config): the config no longer
+/// names the host, but the VM the plan replaces is on the host's network, so the plan reads the host too and
+/// destroys this stack's rule and route there, each a deposed object of the address its successor takes.
+/// Nothing is left in the host, and the next plan has no changes. Moved back in, nothing is left outside.
+#[test]
+fn a_gateway_moved_out_of_its_host_and_back_leaves_nothing_behind() {
+    let p = Project::with_seed(&config(), &seed(json!({"host": HOST})), &[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let before = held(&p.emu.url, HOST);
+    assert_eq!((before.firewalls.len(), before.routes.len()), (1, 1));
+    own_network(&p.emu.url);
+
+    p.write_config(&example_config());
+    let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+    plan.code(2);
+    plan.stdout_has(&format!(
+        "# gitlab.firewall (deposed object {}) will be destroyed",
+        before.firewalls[0]
+    ))
+    .stdout_has(&format!(
+        "# gitlab.route[\"34.120.10.10/32\"] (deposed object {}) will be destroyed",
+        before.routes[0]
+    ));
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    assert_eq!(held(&p.emu.url, HOST), Held::default());
+    let svc = held(&p.emu.url, PROJECT);
+    assert_eq!(svc.firewalls, ["natgw-gitlab-allow"]);
+    assert_eq!(svc.routes, ["natgw-gitlab-34-120-10-10-32"]);
+    assert!(!is_host_subnet(&svc.instances[0].1), "{svc:?}");
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
+
+    p.write_config(&config());
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let host = held(&p.emu.url, HOST);
+    assert_eq!(
+        (host.firewalls, host.routes),
+        (before.firewalls, before.routes)
+    );
+    let svc = held(&p.emu.url, PROJECT);
+    assert!(svc.firewalls.is_empty() && svc.routes.is_empty(), "{svc:?}");
+    assert!(is_host_subnet(&svc.instances[0].1), "{svc:?}");
+    p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }

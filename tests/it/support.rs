@@ -253,3 +253,49 @@ client!(
     compute_forwarding_rules,
     google_cloud_compute_v1::client::ForwardingRules
 );
+
+/// Waits for a global operation of `PROJECT` to end.
+pub(crate) async fn wait_global(url: &str, op: google_cloud_compute_v1::model::Operation) {
+    compute_global_operations(url)
+        .await
+        .wait()
+        .set_project(PROJECT)
+        .set_operation(op.name.expect("an operation name"))
+        .send()
+        .await
+        .expect("wait for the operation");
+}
+
+/// Waits for a zonal operation of `PROJECT` to end.
+pub(crate) async fn wait_zone(
+    url: &str,
+    zone: &str,
+    op: google_cloud_compute_v1::model::Operation,
+) {
+    compute_zone_operations(url)
+        .await
+        .wait()
+        .set_project(PROJECT)
+        .set_zone(zone)
+        .set_operation(op.name.expect("an operation name"))
+        .send()
+        .await
+        .expect("wait for the operation");
+}
+
+/// Waits for a regional operation of `PROJECT` to end.
+pub(crate) async fn wait_region(
+    url: &str,
+    region: &str,
+    op: google_cloud_compute_v1::model::Operation,
+) {
+    compute_region_operations(url)
+        .await
+        .wait()
+        .set_project(PROJECT)
+        .set_region(region)
+        .set_operation(op.name.expect("an operation name"))
+        .send()
+        .await
+        .expect("wait for the operation");
+}

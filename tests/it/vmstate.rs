@@ -6,7 +6,7 @@ use google_cloud_compute_v1::model as gce;
 use serde_json::Value;
 
 use crate::harness::{Project, example_config, is_lock_request};
-use crate::support::{PROJECT, compute_instances, compute_zone_operations, request_kind, runtime};
+use crate::support::{PROJECT, compute_instances, request_kind, runtime, wait_zone};
 
 const ZONE: &str = "europe-west1-b";
 const VM: &str = "natgw-gitlab";
@@ -73,15 +73,7 @@ fn power(p: &Project, verb: Power, finish: bool) {
         };
         let op = sent.expect("power call");
         if finish {
-            compute_zone_operations(&p.emu.url)
-                .await
-                .wait()
-                .set_project(PROJECT)
-                .set_zone(ZONE)
-                .set_operation(op.name.expect("operation name"))
-                .send()
-                .await
-                .expect("wait");
+            wait_zone(&p.emu.url, ZONE, op).await;
         }
     });
 }
