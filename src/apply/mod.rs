@@ -4,7 +4,7 @@
 //!
 //! Apply follows the plan's changes alone; the reasons shown to the user never steer it.
 
-mod graph;
+pub(crate) mod graph;
 mod ha;
 pub(crate) mod ready;
 

@@ -34,6 +34,8 @@ struct GatewaySpec {
     pool: &'static str,
     priority: u32,
     machine_type: &'static str,
+    /// In a Shared VPC host (`network_project`), so that a config change can move it in or out.
+    host: bool,
 }
 
 fn gateway_spec() -> impl Strategy<Value = GatewaySpec> {
@@ -48,6 +50,7 @@ fn gateway_spec() -> impl Strategy<Value = GatewaySpec> {
         select(vec!["runners", "other"]),
         select(vec![0u32, 900, 1000, 65535]),
         select(vec!["e2-small", "e2-medium"]),
+        prop::bool::weighted(0.3),
     )
         .prop_map(
             |(
@@ -61,6 +64,7 @@ fn gateway_spec() -> impl Strategy<Value = GatewaySpec> {
                 pool,
                 priority,
                 machine_type,
+                host,
             )| GatewaySpec {
                 zone,
                 internal_ip,
@@ -72,6 +76,7 @@ fn gateway_spec() -> impl Strategy<Value = GatewaySpec> {
                 pool,
                 priority,
                 machine_type,
+                host,
             },
         )
 }
@@ -112,6 +117,9 @@ fn render(names: &[&str], specs: &[GatewaySpec]) -> String {
             "\n[gateways.{name}]\nregion = \"europe-west1\"\nzone = \"{}\"\nnetwork = \"vpc-network\"\nsubnetwork = \"runners\"\n",
             g.zone
         );
+        if g.host {
+            t.push_str("network_project = \"net-host\"\n");
+        }
         if let Some(k) = g.internal_ip {
             let _ = writeln!(t, "internal_ip = \"10.0.0.{}\"", 50 + i * 3 + k);
         }
@@ -355,6 +363,16 @@ fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
     diff(&Context { stack: STACK }, desired, world).expect("a plan")
 }
 
+/// The changes whose apply steps wait for each other (apply would refuse the plan).
+fn stuck(changes: &[Change]) -> Vec<String> {
+    use crate::apply::graph;
+    let steps = graph::steps(changes);
+    graph::cycle(&graph::dependencies(changes, &steps))
+        .into_iter()
+        .map(|i| changes[steps[i].change].label())
+        .collect()
+}
+
 fn pending(changes: &[Change]) -> Vec<(String, Action)> {
     changes
         .iter()
@@ -385,8 +403,11 @@ proptest! {
         let earlier_world = applied_world(&desired(&earlier), &base_world());
         let observed = with_strangers(drifted(earlier_world, &drifts));
         let wanted = desired(&now);
-        let touched = touches_strangers(&plan(&wanted, &observed));
+        let changes = plan(&wanted, &observed);
+        let touched = touches_strangers(&changes);
         prop_assert!(touched.is_empty(), "plan touches what the stack does not own: {touched:?}");
+        let stuck = stuck(&changes);
+        prop_assert!(stuck.is_empty(), "steps wait for each other: {stuck:?}\nconfig:\n{now}");
         let after = applied_world(&wanted, &observed);
         let left = pending(&plan(&wanted, &after));
         prop_assert!(left.is_empty(), "changes left after apply: {left:?}\nconfig:\n{now}");
@@ -404,8 +425,11 @@ proptest! {
     ) {
         let applied = applied_world(&desired(&text), &base_world());
         let observed = with_strangers(drifted(applied.clone(), &drifts));
-        let touched = touches_strangers(&plan(&[], &observed));
+        let changes = plan(&[], &observed);
+        let touched = touches_strangers(&changes);
         prop_assert!(touched.is_empty(), "destroy touches what the stack does not own: {touched:?}");
+        let stuck = stuck(&changes);
+        prop_assert!(stuck.is_empty(), "steps wait for each other: {stuck:?}");
         let destroyed = applied_world(&[], &observed);
         prop_assert_eq!(strangers(&destroyed), strangers(&observed));
         prop_assert_eq!(owned_count(&destroyed), 0);
