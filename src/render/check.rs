@@ -132,7 +132,11 @@ impl Report {
         self.gateways.iter().flat_map(|g| g.findings.iter())
     }
 
-    /// Findings that are not a pass (problems, and reads Google refused).
+    fn count(&self, outcome: Outcome) -> usize {
+        self.findings().filter(|f| f.outcome == outcome).count()
+    }
+
+    /// Findings that are not a pass (problems, and reads Google refused): what makes check exit 2.
     pub(crate) fn problems(&self) -> usize {
         self.findings()
             .filter(|f| f.outcome != Outcome::Pass)
@@ -140,9 +144,7 @@ impl Report {
     }
 
     pub(crate) fn passed(&self) -> usize {
-        self.findings()
-            .filter(|f| f.outcome == Outcome::Pass)
-            .count()
+        self.count(Outcome::Pass)
     }
 }
 
@@ -176,13 +178,21 @@ pub(crate) fn text(report: &Report, style: Style) -> String {
             out.push('\n');
         }
     }
-    let problems = report.problems();
-    let _ = writeln!(
+    let (problems, blocked) = (
+        report.count(Outcome::Problem),
+        report.count(Outcome::Blocked),
+    );
+    let _ = write!(
         out,
-        "\nCheck: {} passed, {problems} {}.",
+        "\nCheck: {} passed, {problems} {}",
         report.passed(),
         if problems == 1 { "problem" } else { "problems" }
     );
+    // A refused read is neither a pass nor a problem found: said apart, only when there is one.
+    if blocked > 0 {
+        let _ = write!(out, ", {blocked} blocked");
+    }
+    out.push_str(".\n");
     out
 }
 
@@ -191,7 +201,8 @@ pub(crate) fn json(report: &Report) -> Value {
     json!({
         "gateways": report.gateways,
         "passed": report.passed(),
-        "problems": report.problems(),
+        "problems": report.count(Outcome::Problem),
+        "blocked": report.count(Outcome::Blocked),
     })
 }
 
@@ -211,6 +222,12 @@ mod tests {
                         "does not exist.",
                         "run natgw apply.",
                     ),
+                    Finding::blocked(
+                        Check::Vm,
+                        "natgw-gitlab",
+                        "Required 'compute.instances.get' permission.",
+                        "grant it.",
+                    ),
                 ],
             }],
         }
@@ -223,15 +240,19 @@ mod tests {
             text,
             "ok      gitlab  drift     stack s: no changes\n\
              PROBLEM gitlab  route     natgw-gitlab-34-120-10-10-32: does not exist. Fix: run natgw apply.\n\
+             BLOCKED gitlab  vm        natgw-gitlab: Required 'compute.instances.get' permission. Fix: grant it.\n\
              \n\
-             Check: 1 passed, 1 problem.\n"
+             Check: 1 passed, 1 problem, 1 blocked.\n"
         );
     }
 
     #[test]
     fn json_has_the_same_findings() {
         let v = json(&report());
-        assert_eq!(v["problems"], 1);
+        assert_eq!(
+            (v["problems"].clone(), v["blocked"].clone()),
+            (json!(1), json!(1))
+        );
         assert_eq!(v["gateways"][0]["findings"][1]["check"], "route");
         assert_eq!(v["gateways"][0]["findings"][1]["outcome"], "problem");
         assert_eq!(v["gateways"][0]["findings"][1]["fix"], "run natgw apply.");

@@ -474,3 +474,63 @@ fn an_ha_gateway_is_checked_per_zone_and_a_failed_backend_is_found() {
     failed.stdout_has("autohealing recreates the VM after its initial delay");
     failed.stdout_has("natgw-gitlab-c HEALTHY for backend service natgw-gitlab.");
 }
+
+/// A `getHealth` that Google refuses for want of a permission (a fake in front of the emulator answers it with
+/// Compute's 403 `forbidden`, as `credentials.rs` does for a list) is a BLOCKED finding that names the
+/// permission and where the README lists it; the other findings are still made, and check exits 2.
+#[test]
+fn a_refused_get_health_is_a_blocked_finding_naming_the_permission() {
+    use crate::fake::{Fake, forward, json_status};
+    use crate::ha::carriers;
+    use crate::ha_natgw::{ZONES, both_healthy, config, poll_until};
+    use crate::harness::Natgw;
+
+    let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    poll_until(&p.emu.url, |h| carriers(h) == both_healthy());
+    let emulator = p.emu.url.clone();
+    let google = Fake::start(move |seen| {
+        let Some(service) = seen
+            .path
+            .strip_prefix("/compute/v1/")
+            .and_then(|r| r.strip_suffix("/getHealth"))
+        else {
+            return forward(&emulator, seen);
+        };
+        // Google's REST reference, regionBackendServices.getHealth, "IAM Permissions".
+        let message =
+            format!("Required 'compute.regionBackendServices.get' permission for '{service}'");
+        json_status(
+            403,
+            json!({"error": {
+                "code": 403,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": "forbidden"}],
+            }})
+            .to_string(),
+        )
+    });
+    let run = Natgw::new(&p.dir)
+        .args(["check"])
+        .config(&p.config)
+        .endpoint(&google.url)
+        .anonymous()
+        .run();
+    run.code(2)
+        .stdout_has("BLOCKED")
+        .stdout_has("compute.regionBackendServices.get")
+        .stdout_has("The IAM permissions natgw needs")
+        .stdout_has("Check: 6 passed, 0 problems, 2 blocked.");
+    for vm in ["natgw-gitlab-b", "natgw-gitlab-c"] {
+        run.stdout_has(vm);
+    }
+    let refused = google
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/getHealth"))
+        .count();
+    assert_eq!(
+        refused, 2,
+        "one getHealth per zone, each refused once (a 403 forbidden is not retried)"
+    );
+}

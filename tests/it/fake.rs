@@ -133,3 +133,52 @@ impl Drop for Fake {
         }
     }
 }
+
+/// Sends a request a fake received on to `target` (the emulator) and gives back its answer: a fake in front
+/// of the emulator that refuses some requests as Google would and passes on the rest. One blocking
+/// HTTP/1.1 exchange with `Connection: close`; the emulator answers with a `Content-Length`.
+pub(crate) fn forward(target: &str, seen: &Seen) -> Reply {
+    use std::io::{Read, Write};
+    let host = target.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the emulator");
+    let target_path = match seen.query.as_str() {
+        "" => seen.path.clone(),
+        q => format!("{}?{q}", seen.path),
+    };
+    let mut request = format!(
+        "{} {target_path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        seen.method,
+        seen.body.len()
+    );
+    let hop = [
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "accept-encoding",
+    ];
+    for (k, v) in &seen.headers {
+        if !hop.iter().any(|h| k.eq_ignore_ascii_case(h)) {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    request.push_str("\r\n");
+    request.push_str(&seen.body);
+    stream
+        .write_all(request.as_bytes())
+        .expect("send to the emulator");
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .expect("read the emulator's answer");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("an HTTP answer with headers");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    json_status(status, body.to_string())
+}
