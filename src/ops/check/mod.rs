@@ -10,6 +10,8 @@ mod judge;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use futures::future::try_join_all;
+
 use super::context::{self, Loaded};
 use super::session::Session;
 use super::{ConnectOptions, Frontend, OpsError, runtime};
@@ -63,27 +65,33 @@ async fn run(
         Err(e) => return Err(e),
     };
     let reads = CheckReads::new(&session.cloud, options.connectivity_test).await?;
-    let mut report = Report::default();
-    for gw in loaded.desired.iter().filter(|g| {
-        options
-            .gateway
-            .as_ref()
-            .is_none_or(|n| *n == g.owner.gateway)
-    }) {
-        let name = &gw.owner.gateway;
-        let Some(config) = loaded.config.gateways.get(name) else {
-            continue;
-        };
-        let mut findings = gateway(&session.cloud, &reads, gw, config, plan.as_ref()).await?;
-        if options.connectivity_test {
-            findings.extend(paths(&reads, gw, config).await?);
-        }
-        report.gateways.push(GatewayReport {
-            gateway: name.clone(),
-            findings,
+    let (reads, plan) = (&reads, plan.as_ref());
+    // The gateways are checked at once, each reading what it can at once; the report keeps the config's order.
+    let checks = loaded
+        .desired
+        .iter()
+        .filter(|g| {
+            options
+                .gateway
+                .as_ref()
+                .is_none_or(|n| *n == g.owner.gateway)
+        })
+        .filter_map(|gw| {
+            let config = loaded.config.gateways.get(&gw.owner.gateway)?;
+            Some(async move {
+                let mut findings = gateway(&session.cloud, reads, gw, config, plan).await?;
+                if options.connectivity_test {
+                    findings.extend(paths(reads, gw, config).await?);
+                }
+                Ok::<_, OpsError>(GatewayReport {
+                    gateway: gw.owner.gateway.clone(),
+                    findings,
+                })
+            })
         });
-    }
-    Ok(report)
+    Ok(Report {
+        gateways: try_join_all(checks).await?,
+    })
 }
 
 /// Google refused the call for a reason outside natgw: an organization policy, or a missing permission.
@@ -128,15 +136,24 @@ async fn gateway(
             None
         }
     };
-    match &gw.ha {
-        None => {
-            let i = &gw.instance;
-            out.push(vm(cloud, &i.name, &i.zone, &i.ready_token).await?);
+    let vms = async {
+        match &gw.ha {
+            None => {
+                let i = &gw.instance;
+                Ok(vec![vm(cloud, &i.name, &i.zone, &i.ready_token).await?])
+            }
+            Some(ha) => zones(cloud, ha).await,
         }
-        Some(ha) => out.extend(zones(cloud, ha).await?),
-    }
-    // The pool's tags, ranges and groups: the routes are judged for the tags its nodes carry.
-    let pool = match reads.pool_network(&gw.node_pool).await {
+    };
+    // The VMs, the pool (its tags, ranges and groups) and the network's routes are read at once; the routes are
+    // judged for the tags the pool's nodes carry.
+    let (vms, pool, routes) = tokio::join!(
+        vms,
+        reads.pool_network(&gw.node_pool),
+        reads.network_routes(&gw.instance.network)
+    );
+    out.extend(vms?);
+    let pool = match pool {
         Ok(p) => Ok(p),
         Err(e) => Err(blocked(
             Check::Tag,
@@ -151,7 +168,7 @@ async fn gateway(
     if !node_tags.contains(&gw.node_tag) {
         node_tags.push(gw.node_tag.clone());
     }
-    match reads.network_routes(&gw.instance.network).await {
+    match routes {
         Ok(all) => out.extend(judge::routes(name, &gw.routes, &node_tags, &all)),
         Err(e) => out.push(blocked(
             Check::Route,
@@ -177,10 +194,15 @@ async fn gateway(
             return Ok(out);
         }
     };
-    if let Some(world) = world {
-        out.push(firewall(reads, gw, config, world, &pool).await?);
-    }
-    match reads.node_vms(&pool.instance_groups).await {
+    let rule = async {
+        match world {
+            Some(world) => firewall(reads, gw, config, world, &pool).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (rule, node_vms) = tokio::join!(rule, reads.node_vms(&pool.instance_groups));
+    out.extend(rule?);
+    match node_vms {
         Ok(vms) => out.extend(judge::tags(
             &gw.node_pool.name,
             &pool.tags,
@@ -286,15 +308,15 @@ fn last(path: &str) -> &str {
 /// An HA gateway: each zone's VM (named like its group, `model::ha`), then, behind a load balancer, each
 /// zone's backend as the load balancer sees it.
 async fn zones(cloud: &Cloud, ha: &DesiredHa) -> Result<Vec<Finding>, OpsError> {
-    let mut out = Vec::new();
-    for z in &ha.zones {
-        out.push(vm(cloud, &z.group.name, &z.zone, &ha.template.ready_token).await?);
-    }
-    let Some(lb) = &ha.lb else { return Ok(out) };
-    let service = &lb.backend_service;
-    for z in &ha.zones {
-        let group = &z.group.name;
-        out.push(
+    let vms = try_join_all(
+        ha.zones
+            .iter()
+            .map(|z| vm(cloud, &z.group.name, &z.zone, &ha.template.ready_token)),
+    );
+    let backends = ha.lb.iter().flat_map(|lb| {
+        let service = &lb.backend_service;
+        ha.zones.iter().map(move |z| async move {
+            let group = &z.group.name;
             match cloud
                 .backend_health(&service.region, &service.name, &z.zone, group)
                 .await
@@ -304,12 +326,14 @@ async fn zones(cloud: &Cloud, ha: &DesiredHa) -> Result<Vec<Finding>, OpsError> 
                         .into_iter()
                         .map(|h| (h.instance, h.healthy))
                         .collect();
-                    judge::backend(&service.name, &z.zone, group, &vms)
+                    Ok(judge::backend(&service.name, &z.zone, group, &vms))
                 }
-                Err(e) => blocked(Check::Backend, &format!("backend {group} ({})", z.zone), e)?,
-            },
-        );
-    }
+                Err(e) => blocked(Check::Backend, &format!("backend {group} ({})", z.zone), e),
+            }
+        })
+    });
+    let (mut out, backends) = tokio::try_join!(vms, try_join_all(backends))?;
+    out.extend(backends);
     Ok(out)
 }
 
