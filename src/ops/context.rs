@@ -28,6 +28,16 @@ impl Loaded {
         set.into_iter().collect()
     }
 
+    /// The gateway named by `--gateway`, or every gateway when none is.
+    pub(super) fn selected<'a>(
+        &'a self,
+        gateway: Option<&'a String>,
+    ) -> impl Iterator<Item = &'a DesiredGateway> + 'a {
+        self.desired
+            .iter()
+            .filter(move |g| gateway.is_none_or(|n| *n == g.owner.gateway))
+    }
+
     /// The Shared VPC host projects the config names, with this stack's tag there.
     pub(super) fn hosts(&self) -> Vec<HostScope> {
         let set: BTreeSet<HostScope> = self

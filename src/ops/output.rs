@@ -69,14 +69,7 @@ pub(crate) fn output(
         Ok::<_, OpsError>(result?)
     })?;
     let gateways = loaded
-        .desired
-        .iter()
-        .filter(|g| {
-            options
-                .gateway
-                .as_ref()
-                .is_none_or(|n| *n == g.owner.gateway)
-        })
+        .selected(options.gateway.as_ref())
         .map(|g| {
             let ip = |want: &Address| {
                 observed

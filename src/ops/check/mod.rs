@@ -67,28 +67,19 @@ async fn run(
     let reads = CheckReads::new(&session.cloud, options.connectivity_test).await?;
     let (reads, plan) = (&reads, plan.as_ref());
     // The gateways are checked at once, each reading what it can at once; the report keeps the config's order.
-    let checks = loaded
-        .desired
-        .iter()
-        .filter(|g| {
-            options
-                .gateway
-                .as_ref()
-                .is_none_or(|n| *n == g.owner.gateway)
-        })
-        .filter_map(|gw| {
-            let config = loaded.config.gateways.get(&gw.owner.gateway)?;
-            Some(async move {
-                let mut findings = gateway(&session.cloud, reads, gw, config, plan).await?;
-                if options.connectivity_test {
-                    findings.extend(paths(reads, gw, config).await?);
-                }
-                Ok::<_, OpsError>(GatewayReport {
-                    gateway: gw.owner.gateway.clone(),
-                    findings,
-                })
+    let checks = loaded.selected(options.gateway.as_ref()).filter_map(|gw| {
+        let config = loaded.config.gateways.get(&gw.owner.gateway)?;
+        Some(async move {
+            let mut findings = gateway(&session.cloud, reads, gw, config, plan).await?;
+            if options.connectivity_test {
+                findings.extend(paths(reads, gw, config).await?);
+            }
+            Ok::<_, OpsError>(GatewayReport {
+                gateway: gw.owner.gateway.clone(),
+                findings,
             })
-        });
+        })
+    });
     Ok(Report {
         gateways: try_join_all(checks).await?,
     })
