@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::harness::{Natgw, Project, Run};
+
 /// One request a fake received.
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
@@ -181,4 +183,61 @@ pub(crate) fn forward(target: &str, seen: &Seen) -> Reply {
         .and_then(|s| s.parse().ok())
         .expect("a status line");
     json_status(status, body.to_string())
+}
+
+/// `natgw ARGS...` on project `p` through a fake Google in front of its emulator, killed with SIGKILL right
+/// after it has sent the first request `sent` picks: the fake passes requests on until that one has gone,
+/// answers the next one and every later one 503 (which natgw would retry), and only then tells the test to
+/// kill. Nothing natgw sends after the kill point reaches the emulator, however slow the machine. The fake
+/// serves one request at a time; an operation's `wait` it passes on ends on the emulator's clock, so
+/// nothing waits on the fake.
+pub(crate) fn killed_after(
+    p: &Project,
+    args: &[&str],
+    sent: impl Fn(&Seen) -> bool + Send + Sync + 'static,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::{RecvTimeoutError, channel};
+
+    let emulator = p.emu.url.clone();
+    let passed = AtomicBool::new(false);
+    let (stopped, stop) = channel();
+    let google = Fake::start(move |seen| {
+        if passed.load(Ordering::SeqCst) {
+            let _ = stopped.send(());
+            return json_status(
+                503,
+                serde_json::json!({"error": {"code": 503, "message": "stopped by the test", "status": "UNAVAILABLE"}})
+                    .to_string(),
+            );
+        }
+        if sent(seen) {
+            passed.store(true, Ordering::SeqCst);
+        }
+        forward(&emulator, seen)
+    });
+    let mut child = Natgw::new(&p.dir)
+        .args(args)
+        .config(&p.config)
+        .endpoint(&google.url)
+        .anonymous()
+        .spawn();
+    loop {
+        match stop.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok(()) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if child.try_wait().expect("poll natgw").is_some() {
+                    let run = Run::of(child);
+                    panic!(
+                        "natgw ended (exit {}) before the kill point:\n{}",
+                        run.code,
+                        run.all()
+                    );
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("the fake Google stopped"),
+        }
+    }
+    child.kill().expect("SIGKILL natgw");
+    let _ = child.wait();
 }

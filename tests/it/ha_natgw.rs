@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::emulator::{j, model};
+use crate::fake::killed_after;
 use crate::ha::{carriers, next_hops_of, raw};
 use crate::harness::{Project, Run, example_config};
 use crate::inventory::Inventory;
@@ -491,19 +492,14 @@ fn a_move_killed_between_the_new_route_and_the_old_ones_delete_is_finished_by_th
     p.write_config(&without_internal_ip(&config(&ZONES)));
 
     let from = route_order(&p).len();
-    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
-    let inserted = format!("POST {LB_ROUTE}");
-    while child.try_wait().expect("poll natgw").is_none() {
-        if route_order(&p)[from..].contains(&inserted) {
-            child.kill().expect("SIGKILL natgw");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.wait();
+    killed_after(&p, &["apply", "--auto-approve"], |seen| {
+        seen.method == "POST"
+            && seen.path.ends_with("/global/routes")
+            && seen.body.contains(LB_ROUTE)
+    });
     assert_eq!(
         route_order(&p)[from..],
-        [inserted],
+        [format!("POST {LB_ROUTE}")],
         "killed after the new route's insert, before the old one's delete"
     );
     // The insert's operation completes on its own: then both routes lead to a healthy VM.

@@ -5,6 +5,7 @@
 use google_cloud_compute_v1::model as gce;
 use serde_json::Value;
 
+use crate::fake::killed_after;
 use crate::harness::{Project, example_config, is_lock_request};
 use crate::support::{PROJECT, compute_instances, request_kind, runtime, wait_zone};
 
@@ -326,26 +327,12 @@ fn ready_token(p: &Project) -> String {
         .unwrap_or_default()
 }
 
-/// `natgw apply --auto-approve`, killed with SIGKILL as soon as it has sent a request whose path ends with
+/// `natgw apply --auto-approve`, killed with SIGKILL right after it has sent a request whose path ends with
 /// `suffix` (the emulator's operations take long enough that natgw is still waiting for that one).
-fn apply_killed_after(p: &Project, suffix: &str) {
-    let from = p.emu.requests().len();
-    let mut child = p.cmd(&["apply", "--auto-approve"]).spawn();
-    let sent = || {
-        p.emu.requests().iter().skip(from).any(|r| {
-            r["path"]
-                .as_str()
-                .is_some_and(|path| path.ends_with(suffix))
-        })
-    };
-    while child.try_wait().expect("poll natgw").is_none() {
-        if sent() {
-            child.kill().expect("SIGKILL natgw");
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    let _ = child.wait();
+fn apply_killed_after(p: &Project, suffix: &'static str) {
+    killed_after(p, &["apply", "--auto-approve"], move |seen| {
+        seen.path.ends_with(suffix)
+    });
 }
 
 /// The VM's guest attribute `natgw/ready`, empty until it is written.
