@@ -609,7 +609,9 @@ fn a_roll_replaces_an_unhealthy_zone_first_and_never_the_last_healthy_vm() {
     let replaced: Vec<String> = p.mutations()[from..]
         .iter()
         .filter_map(|r| {
-            let group = r["path"].as_str()?.strip_suffix("/applyUpdatesToInstances")?;
+            let group = r["path"]
+                .as_str()?
+                .strip_suffix("/applyUpdatesToInstances")?;
             group.rsplit('/').next().map(str::to_string)
         })
         .collect();

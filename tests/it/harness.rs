@@ -336,6 +336,14 @@ impl Project {
         self.cmd(args).run()
     }
 
+    /// `natgw ARGS...` like `natgw`, and the requests the emulator logged while it ran: natgw's own, none of
+    /// the test's.
+    pub(crate) fn natgw_sent(&self, args: &[&str]) -> (Run, Vec<serde_json::Value>) {
+        let before = self.emu.requests().len();
+        let run = self.natgw(args);
+        (run, self.emu.requests().split_off(before))
+    }
+
     /// The builder of `natgw`, for a run that needs more (an environment variable, a spawn).
     pub(crate) fn cmd(&self, args: &[&str]) -> Natgw {
         self.credentialed(args).anonymous()

@@ -22,9 +22,9 @@ fn count_kinds(requests: &[serde_json::Value]) -> BTreeMap<String, usize> {
 
 /// The requests natgw sends for `args`, run after everything before it.
 fn requests_of(p: &Project, args: &[&str], code: i32) -> Vec<serde_json::Value> {
-    let before = p.emu.requests().len();
-    p.natgw(args).code(code);
-    p.emu.requests().split_off(before)
+    let (run, sent) = p.natgw_sent(args);
+    run.code(code);
+    sent
 }
 
 fn is_gke(kind: &str) -> bool {

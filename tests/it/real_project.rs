@@ -2,36 +2,42 @@
 //! and organization policies. Each run starts from nothing and checks the project through Google's own
 //! clients (list calls), not through natgw.
 
+use serde_json::Value;
+
 use crate::harness::Project;
 use crate::inventory::Inventory;
 
 /// The load errors production tools retry, as the emulator answers them (`src/emulator/fault.rs`).
 const LOAD_FAULTS: &str = "quota-per-minute,concurrent-operations,resource-not-ready,cluster-busy";
 
-/// Apply from nothing converges, the next plan has no changes, and destroy leaves nothing.
-fn converges(p: &Project, what: &str) {
-    let apply = p.natgw(&["apply", "--auto-approve"]);
+/// Apply from nothing converges, the next plan has no changes, and destroy leaves nothing; the requests
+/// natgw sent (not the checks' own reads, which the emulator's faults hit too).
+fn converges(p: &Project, what: &str) -> Vec<Value> {
+    let (apply, mut sent) = p.natgw_sent(&["apply", "--auto-approve"]);
     apply.ok();
     assert_eq!(
         Inventory::of(&p.emu.url),
         Inventory::applied(),
         "{what}: after apply"
     );
-    let plan = p.natgw(&["plan", "--detailed-exitcode"]);
+    let (plan, more) = p.natgw_sent(&["plan", "--detailed-exitcode"]);
+    sent.extend(more);
     plan.code(0);
     plan.stdout_has("No changes");
-    p.natgw(&["destroy", "--auto-approve"]).ok();
+    let (destroy, more) = p.natgw_sent(&["destroy", "--auto-approve"]);
+    sent.extend(more);
+    destroy.ok();
     assert_eq!(
         Inventory::of(&p.emu.url),
         Inventory::destroyed(),
         "{what}: after destroy"
     );
+    sent
 }
 
 /// How many answers had one of these HTTP statuses (the injected load errors are 403s and 400s).
-fn answered(p: &Project, statuses: &[u64]) -> usize {
-    p.emu
-        .requests()
+fn answered(requests: &[Value], statuses: &[u64]) -> usize {
+    requests
         .iter()
         .filter(|r| r["status"].as_u64().is_some_and(|s| statuses.contains(&s)))
         .count()
@@ -54,10 +60,10 @@ fn apply_converges_under_the_load_errors_of_a_real_project() {
             "--boot-ms",
             "30",
         ]);
-        converges(&p, &format!("seed {seed}"));
+        let sent = converges(&p, &format!("seed {seed}"));
         // Which kinds were drawn depends on timing (the order of parallel requests); that some were is not.
         assert!(
-            answered(&p, &[400, 403]) > 0,
+            answered(&sent, &[400, 403]) > 0,
             "seed {seed}: the emulator injected no load error"
         );
     }
@@ -76,11 +82,11 @@ fn a_quota_403_gets_no_iam_hint() {
         "--op-latency-ms",
         "10",
     ]);
-    let run = p.natgw(&["apply", "--auto-approve", "-v"]);
+    let (run, sent) = p.natgw_sent(&["apply", "--auto-approve", "-v"]);
     run.ok();
     run.output_lacks("IAM");
     run.output_lacks("permission");
-    assert!(answered(&p, &[403]) > 0, "no quota 403 was injected");
+    assert!(answered(&sent, &[403]) > 0, "no quota 403 was injected");
 }
 
 /// Issue 11, "Done when": with guest attributes blocked, the VM's readiness comes from its serial console.
@@ -94,10 +100,7 @@ fn apply_converges_with_guest_attributes_blocked() {
         "--boot-ms",
         "30",
     ]);
-    converges(&p, "disableGuestAttributesAccess");
-    let serial = p
-        .emu
-        .requests()
+    let serial = converges(&p, "disableGuestAttributesAccess")
         .iter()
         .filter(|r| {
             r["path"]
