@@ -84,6 +84,27 @@ pub(crate) fn next_hops_of(url: &str, destination: &str, tag: &str) -> Value {
     body
 }
 
+/// Polls `next_hops_of` every 100 ms until `done` holds; every answer, the last one `done`'s. Gives up
+/// after 60 s so that a broken gateway fails the test instead of hanging it.
+pub(crate) fn poll_next_hops(
+    url: &str,
+    destination: &str,
+    tag: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..600 {
+        let hops = next_hops_of(url, destination, tag);
+        let stop = done(&hops);
+        seen.push(hops);
+        if stop {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("never reached: last answer {:?}", seen.last());
+}
+
 /// `(name, zone, healthy)` of each VM in a next-hops answer, sorted.
 pub(crate) fn carriers(hops: &Value) -> Vec<(String, String, bool)> {
     let mut out: Vec<(String, String, bool)> = hops["instances"]
@@ -109,20 +130,9 @@ fn both_healthy() -> Vec<(String, String, bool)> {
     ]
 }
 
-/// Polls next-hops until `done` holds, returning every answer; gives up after 30 s so a broken emulator
-/// fails the test instead of hanging it.
-async fn poll_until(url: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let mut seen = Vec::new();
-    for _ in 0..300 {
-        let hops = next_hops(url);
-        let stop = done(&hops);
-        seen.push(hops);
-        if stop {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("never reached: last answer {:?}", seen.last());
+/// Polls this test's next-hops every 100 ms until `done` holds (see `poll_next_hops`).
+fn poll_until(url: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+    poll_next_hops(url, DEST, "existing-tag", done)
 }
 
 async fn address(url: &str, body: Value) -> String {
@@ -393,7 +403,7 @@ async fn a_two_zone_gateway_fails_over_heals_and_keeps_its_ips() {
     let ips = build(url, true).await;
 
     // Both VMs carry traffic once healthy, each with its zone's reserved IPs.
-    let seen = poll_until(url, |h| carriers(h) == both_healthy()).await;
+    let seen = poll_until(url, |h| carriers(h) == both_healthy());
     assert_eq!(
         seen.last().expect("an answer")["routes"],
         json!(["gw-route"])
@@ -435,7 +445,7 @@ async fn a_two_zone_gateway_fails_over_heals_and_keeps_its_ips() {
     assert_eq!(status, 200, "{failed}");
     let failed_at = failed["failed_at_ms"].as_i64().expect("failed_at_ms");
     let only_c = vec![("gw-c".to_string(), ZONES[1].to_string(), true)];
-    let seen = poll_until(url, |h| carriers(h) == only_c).await;
+    let seen = poll_until(url, |h| carriers(h) == only_c);
     let bound = failed_at + INTERVAL_MS * UNHEALTHY_THRESHOLD + INTERVAL_MS;
     for h in &seen[..seen.len() - 1] {
         assert_eq!(carriers(h), both_healthy(), "{h}");
@@ -451,7 +461,7 @@ async fn a_two_zone_gateway_fails_over_heals_and_keeps_its_ips() {
     );
 
     // Autohealing recreates it, with the same name and IPs, and it carries traffic again.
-    poll_until(url, |h| carriers(h) == both_healthy()).await;
+    poll_until(url, |h| carriers(h) == both_healthy());
     let (id, ip, nat) = identity(url, ZONES[0], "gw-b").await;
     assert_ne!(id, before[0], "a new VM");
     assert_eq!((ip, nat), ips[0].clone());

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::emulator::{j, model};
 use crate::fake::killed_after;
-use crate::ha::{carriers, next_hops_of, raw};
+use crate::ha::{carriers, next_hops_of, poll_next_hops, raw};
 use crate::harness::{Project, Run, example_config};
 use crate::inventory::Inventory;
 use crate::support::{
@@ -20,6 +20,9 @@ use crate::support::{
 
 const REGION: &str = "europe-west1";
 pub(crate) const ZONES: [&str; 2] = ["europe-west1-b", "europe-west1-c"];
+/// The example's destination, and its runners' node tag.
+const DESTINATION: &str = "34.120.10.10";
+const TAG: &str = "gitlab-runner";
 /// The load balancer's health check of the test config: a failed VM leaves within 2 × 1 s.
 const INTERVAL_MS: i64 = 1000;
 const UNHEALTHY_THRESHOLD: i64 = 2;
@@ -40,7 +43,7 @@ pub(crate) fn config(zones: &[&str]) -> String {
 
 /// The VMs that carry a new connection from a runner to the gateway's destination right now.
 fn next_hops(url: &str) -> Value {
-    next_hops_of(url, "34.120.10.10", "gitlab-runner")
+    next_hops_of(url, DESTINATION, TAG)
 }
 
 pub(crate) fn both_healthy() -> Vec<(String, String, bool)> {
@@ -50,20 +53,9 @@ pub(crate) fn both_healthy() -> Vec<(String, String, bool)> {
     ]
 }
 
-/// Polls next-hops every 100 ms until `done` holds; every answer, the last one `done`'s. Gives up after 60 s
-/// so that a broken gateway fails the test instead of hanging it.
+/// Polls the gateway's next-hops every 100 ms until `done` holds (see `poll_next_hops`).
 pub(crate) fn poll_until(url: &str, done: impl Fn(&Value) -> bool) -> Vec<Value> {
-    let mut seen = Vec::new();
-    for _ in 0..600 {
-        let hops = next_hops(url);
-        let stop = done(&hops);
-        seen.push(hops);
-        if stop {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("never reached: last answer {:?}", seen.last());
+    poll_next_hops(url, DESTINATION, TAG, done)
 }
 
 /// `(id, internal IP, external IP)` of a VM.
