@@ -70,8 +70,9 @@ fn a_noop_plan_is_one_round_of_filtered_reads_whatever_the_number_of_gateways() 
     }
 }
 
+/// Issue 14, "Plan cost": one parallel round of list calls, at most 15. It is ten, one a kind.
 #[test]
-fn a_noop_plan_of_a_gateway_in_several_zones_is_still_one_round_of_at_most_15_reads() {
+fn a_noop_plan_of_a_gateway_in_several_zones_is_still_one_round_of_ten_filtered_reads() {
     let p = Project::with_config(
         &crate::ha_natgw::config(&["europe-west1-b", "europe-west1-c"]),
         &[],
@@ -102,7 +103,6 @@ fn a_noop_plan_of_a_gateway_in_several_zones_is_still_one_round_of_at_most_15_re
     .map(|k| (k.to_string(), 1))
     .collect();
     assert_eq!(count_kinds(&plan), expected);
-    assert!(plan.len() <= 15, "{} requests", plan.len());
 }
 
 #[test]
