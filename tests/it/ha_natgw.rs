@@ -13,8 +13,7 @@ use crate::ha::{carriers, next_hops_of, poll_next_hops, raw};
 use crate::harness::{Project, Run, example_config};
 use crate::inventory::Inventory;
 use crate::support::{
-    PROJECT, compute_addresses, compute_forwarding_rules, compute_instance_group_managers,
-    compute_instance_templates, compute_region_backend_services, compute_region_health_checks,
+    PROJECT, compute_addresses, compute_instance_group_managers, compute_instance_templates,
     compute_routes, runtime,
 };
 
@@ -82,7 +81,7 @@ fn address_ip(url: &str, name: &str) -> String {
 
 /// The names of every HA kind natgw could have made (`natgw-...`), by kind: nothing is left after a destroy.
 fn ha_leftovers(url: &str) -> Vec<String> {
-    runtime().block_on(async {
+    let mut out = runtime().block_on(async {
         let mut out = Vec::new();
         let templates = compute_instance_templates(url)
             .await
@@ -104,37 +103,26 @@ fn ha_leftovers(url: &str) -> Vec<String> {
                 .iter()
                 .filter_map(|g| g.name.clone())
         }));
-        let checks = compute_region_health_checks(url)
-            .await
-            .list()
-            .set_project(PROJECT)
-            .set_region(REGION)
-            .send()
-            .await
-            .expect("health checks");
-        out.extend(checks.items.iter().filter_map(|h| h.name.clone()));
-        let services = compute_region_backend_services(url)
-            .await
-            .list()
-            .set_project(PROJECT)
-            .set_region(REGION)
-            .send()
-            .await
-            .expect("backend services");
-        out.extend(services.items.iter().filter_map(|b| b.name.clone()));
-        let rules = compute_forwarding_rules(url)
-            .await
-            .list()
-            .set_project(PROJECT)
-            .set_region(REGION)
-            .send()
-            .await
-            .expect("forwarding rules");
-        out.extend(rules.items.iter().filter_map(|f| f.name.clone()));
-        // GKE's own node-pool groups and templates are not natgw's.
-        out.retain(|n| n.starts_with("natgw-"));
         out
-    })
+    });
+    for kind in ["healthChecks", "backendServices", "forwardingRules"] {
+        let (status, list) = raw(
+            url,
+            "GET",
+            &format!("/compute/v1/projects/{PROJECT}/regions/{REGION}/{kind}"),
+        );
+        assert_eq!(status, 200, "{list}");
+        out.extend(
+            list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["name"].as_str().map(str::to_string)),
+        );
+    }
+    // GKE's own node-pool groups and templates are not natgw's.
+    out.retain(|n| n.starts_with("natgw-"));
+    out
 }
 
 /// The two-zone config with a bigger machine type: a new template for both zones.
