@@ -74,17 +74,9 @@ pub(super) fn subnetwork_url(project: &str, region: &str, subnetwork: &str) -> S
     format!("projects/{project}/regions/{region}/subnetworks/{subnetwork}")
 }
 
-/// The project a network (as the model names it) belongs to. Firewall rules and routes live in their
-/// network's project: "the firewall rules ... and routes ... are defined in the host project"
-/// (<https://cloud.google.com/vpc/docs/shared-vpc#shared_vpc_networks>).
+/// The project a network (as the model names it) belongs to: its host's, or `own`.
 pub(super) fn network_project<'a>(own: &'a str, network: &'a str) -> &'a str {
-    match network
-        .strip_prefix("projects/")
-        .and_then(|r| r.split_once('/'))
-    {
-        Some((p, _)) => p,
-        None => own,
-    }
+    crate::model::network_project(network).unwrap_or(own)
 }
 
 /// A network or subnetwork URL from Google, named as the model does: its name when it is in `own`, else its

@@ -332,15 +332,6 @@ fn mark_deposed(changes: &mut [Change]) {
     }
 }
 
-/// The project of a network as the model names it (`projects/HOST/global/networks/N`), `None` for a network
-/// of the stack's own project (its bare name).
-fn network_project(network: &str) -> Option<&str> {
-    network
-        .strip_prefix("projects/")
-        .and_then(|r| r.split_once('/'))
-        .map(|(p, _)| p)
-}
-
 /// The gateway with the names its adopted resources kept: the adopt table's, or, once it is gone from the
 /// config, those of the resources this stack owns for this gateway under a name natgw did not derive. An
 /// adopted VM's name is also its network tag, which the firewall rule targets.
@@ -390,14 +381,14 @@ fn known_names(stack: &str, gw: &DesiredGateway, world: &Observation) -> Desired
     if gw.adopt.firewall.is_none() {
         // A rule in another network's project is the one of a gateway moved in or out of a Shared VPC host:
         // it goes with the old network, it does not name the new rule.
-        let here = network_project(&gw.firewall.network);
+        let here = crate::model::network_project(&gw.firewall.network);
         let names = world
             .firewalls
             .iter()
             .filter(|o| {
                 mine(&o.owner)
                     && !o.facts.contains_key(KEY_ROLE)
-                    && network_project(&o.resource.network) == here
+                    && crate::model::network_project(&o.resource.network) == here
             })
             .map(|o| &o.resource.name)
             .collect();
