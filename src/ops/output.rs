@@ -40,30 +40,7 @@ pub(crate) fn output(
         let session = Session::open(&options.connect, &loaded, frontend).await?;
         // The same filter as a plan's: every address with natgw's labels, and those the config names
         // (an adopted address keeps its own name).
-        let names = loaded
-            .desired
-            .iter()
-            .flat_map(|g| {
-                let ha = g.ha.iter().flat_map(|ha| {
-                    ha.zones
-                        .iter()
-                        .flat_map(|z| {
-                            [
-                                z.external_address.name.clone(),
-                                z.internal_address.name.clone(),
-                            ]
-                        })
-                        .chain(ha.lb.iter().map(|lb| lb.address.name.clone()))
-                });
-                [
-                    g.external_address.name.clone(),
-                    g.internal_address.name.clone(),
-                ]
-                .into_iter()
-                .chain(ha.collect::<Vec<_>>())
-            })
-            .collect();
-        let filter = crate::gcp::observe::labelled_filter(&names);
+        let filter = crate::gcp::observe::labelled_filter(&loaded.names().addresses);
         let result = session.cloud.list_addresses(&filter).await;
         session.finish().await?;
         Ok::<_, OpsError>(result?)
