@@ -178,7 +178,7 @@ pub(crate) async fn apply(
 ) -> Outcome {
     let steps = graph::steps(&plan.changes);
     let deps = graph::dependencies(&plan.changes, &steps);
-    let stuck = graph::cycle(&deps);
+    let stuck = crate::walk::stuck(&deps);
     if !stuck.is_empty() {
         let mut changes: Vec<String> = stuck
             .iter()
