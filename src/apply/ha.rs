@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep};
 
 use super::{Shared, StepError, ready, waiting};
 use crate::config::names;
-use crate::gcp::{BackendHealth, OwnerCheck};
+use crate::gcp::{BackendHealth, NextHop, OwnerCheck};
 use crate::model::fields::Field;
 use crate::model::fields_ha::InstanceGroupField;
 use crate::model::ha::{BackendService, HealthCheck, InstanceGroup, InstanceTemplate};
@@ -446,7 +446,7 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
     let cloud = &shared.cloud;
     if let (Some(rule), Some(service)) = (&r.next_hop_ilb, &gw.service) {
         wait_for_health(shared, gw, service, |_, _| true).await?;
-        return Ok(cloud.insert_route_ilb(r, rule).await?);
+        return Ok(cloud.insert_route(r, NextHop::Ilb(rule)).await?);
     }
     let address = gw
         .next_hop_address
@@ -459,7 +459,7 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
             .get_or_try_init(|| wait_vm_ready(shared, &vm))
             .await?;
     }
-    Ok(cloud.insert_route(r, next_hop).await?)
+    Ok(cloud.insert_route(r, NextHop::Ip(next_hop)).await?)
 }
 
 /// The IPs of one gateway in several zones, as apply learns them.

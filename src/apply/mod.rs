@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::gcp::{Cloud, GcpError, OwnerCheck};
+use crate::gcp::{Cloud, GcpError, NextHop, OwnerCheck};
 use crate::model::fields::{Field, InstanceField};
 use crate::model::observed::Observation;
 use crate::model::progress::{Event, Outcome, Outputs, Verb, Wait};
@@ -499,7 +499,7 @@ async fn up_route(shared: &Shared, change: &Change, r: &Route) -> Result<(), Ste
             .get_or_try_init(|| ready::wait(cloud, vm, shared.options.ready_timeout))
             .await?;
     }
-    Ok(cloud.insert_route(r, next_hop).await?)
+    Ok(cloud.insert_route(r, NextHop::Ip(next_hop)).await?)
 }
 
 /// Adds and removes the node-pool tags the plan changes, leaving the pool's other tags alone.
