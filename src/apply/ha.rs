@@ -509,7 +509,7 @@ pub(super) fn outputs(
 
 fn named_ip(shared: &Shared, name: &str) -> Result<Ipv4Addr, StepError> {
     let named = shared
-        .named_ips
+        .ips
         .lock()
         .map_err(|_| StepError::Other("internal state poisoned".into()))?;
     named

@@ -178,6 +178,19 @@ impl Change {
         }
     }
 
+    /// The IP an address change keeps (none if it creates or replaces the address).
+    pub(crate) fn kept_ip(&self) -> Option<Ipv4Addr> {
+        match (&self.action, &self.before) {
+            (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
+            _ => None,
+        }
+    }
+
+    /// Whether the resource is new after the change (created, or replaced).
+    pub(crate) fn made_anew(&self) -> bool {
+        matches!(self.action, Action::Create | Action::Replace)
+    }
+
     pub(crate) fn forces_replacement(&self) -> Vec<&'static str> {
         self.diffs
             .iter()
@@ -483,16 +496,10 @@ fn gateway_changes(
         world,
         gw.adopt.internal_address.is_some(),
     )?;
-    let kept_ip = |c: &Change| -> Option<Ipv4Addr> {
-        match (&c.action, &c.before) {
-            (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
-            _ => None,
-        }
-    };
-    let ext_ip = kept_ip(&ext);
-    let int_ip = gw.internal_address.address.or_else(|| kept_ip(&int));
-    let int_replaced = matches!(int.action, Action::Create | Action::Replace);
-    let ext_replaced = matches!(ext.action, Action::Create | Action::Replace);
+    let ext_ip = ext.kept_ip();
+    let int_ip = gw.internal_address.address.or_else(|| int.kept_ip());
+    let int_replaced = int.made_anew();
+    let ext_replaced = ext.made_anew();
     changes.push(ext);
     changes.push(int);
 
