@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
 use tokio::time::{Instant, sleep};
 
-use super::{Shared, StepError, ready, waiting};
+use super::ready::{self, VmRef};
+use super::{Shared, StepError, waiting};
 use crate::config::names;
 use crate::gcp::{BackendHealth, NextHop, OwnerCheck};
 use crate::model::fields::Field;
@@ -18,7 +19,7 @@ use crate::model::fields_ha::InstanceGroupField;
 use crate::model::ha::{BackendService, HealthCheck, InstanceGroup, InstanceTemplate};
 use crate::model::observed::Observation;
 use crate::model::progress::{Outputs, Wait};
-use crate::model::{Instance, Kind, Resource, Route};
+use crate::model::{Kind, Resource, Route};
 use crate::plan::{Action, Change};
 
 /// How often apply asks for a VM or a backend's health while it waits: at first, then at most.
@@ -80,27 +81,11 @@ fn gateway<'a>(shared: &'a Shared, change: &Change) -> Result<&'a Arc<Gateway>, 
 }
 
 /// A zone's VM, as the readiness check reads it: named like its group, in its zone, the template's token.
-fn zone_vm(group: &str, zone: &str, template: Option<&InstanceTemplate>) -> Instance {
-    let t = template.cloned().unwrap_or_default();
-    Instance {
-        name: group.to_string(),
-        zone: zone.to_string(),
-        machine_type: t.machine_type,
-        image: t.image,
-        network: t.network,
-        subnetwork: t.subnetwork,
-        network_ip: None,
-        nat_ip: None,
-        can_ip_forward: t.can_ip_forward,
-        shielded_vm: t.shielded_vm,
-        service_account: false,
-        tags: t.tags,
-        labels: t.labels,
-        startup_script: t.startup_script,
-        ready_token: t.ready_token,
-        description: t.description,
-        status: "RUNNING".into(),
-        restart_pending: false,
+fn zone_vm<'a>(group: &'a str, zone: &'a str, template: Option<&'a InstanceTemplate>) -> VmRef<'a> {
+    VmRef {
+        zone,
+        name: group,
+        ready_token: template.map_or("", |t| t.ready_token.as_str()),
     }
 }
 
@@ -268,7 +253,7 @@ async fn up_group(shared: &Shared, change: &Change, g: &InstanceGroup) -> Result
     let vm = zone_vm(&g.name, &g.zone, gw.template.as_ref());
     if change.action != Action::Update {
         cloud.insert_group(g).await?;
-        return wait_vm_ready(shared, &vm).await;
+        return wait_vm_ready(shared, vm).await;
     }
     let update = GroupUpdate::of(change)?;
     if update.template || update.autohealing {
@@ -276,20 +261,20 @@ async fn up_group(shared: &Shared, change: &Change, g: &InstanceGroup) -> Result
     }
     if update.size {
         cloud.ensure_vm(g).await?;
-        wait_vm_ready(shared, &vm).await?;
+        wait_vm_ready(shared, vm).await?;
     }
     if update.roll {
-        roll(shared, gw, g, &vm).await?;
+        roll(shared, gw, g, vm).await?;
     }
     Ok(())
 }
 
 /// Waits until the group's VM exists (a group creates it on its own time), then until it reports ready.
-async fn wait_vm_ready(shared: &Shared, vm: &Instance) -> Result<(), StepError> {
+async fn wait_vm_ready(shared: &Shared, vm: VmRef<'_>) -> Result<(), StepError> {
     let deadline = Instant::now() + shared.options.ready_timeout;
     waiting(Some(Wait::VmRunning));
     loop {
-        match shared.cloud.instance_status(&vm.zone, &vm.name).await {
+        match shared.cloud.instance_status(vm.zone, vm.name).await {
             Ok(_) => break,
             Err(e) if e.is_not_found() && Instant::now() < deadline => {
                 sleep(HEALTH_POLL).await;
@@ -317,7 +302,7 @@ async fn roll(
     shared: &Shared,
     gw: &Gateway,
     g: &InstanceGroup,
-    vm: &Instance,
+    vm: VmRef<'_>,
 ) -> Result<(), StepError> {
     let _turn = match &gw.service {
         Some(service) if healthy_in(shared, service, g).await? => {
@@ -456,7 +441,7 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
     if let Some((zone, group)) = gw.groups.first() {
         let vm = zone_vm(group, zone, gw.template.as_ref());
         gw.ready
-            .get_or_try_init(|| wait_vm_ready(shared, &vm))
+            .get_or_try_init(|| wait_vm_ready(shared, vm))
             .await?;
     }
     Ok(cloud.insert_route(r, NextHop::Ip(next_hop)).await?)

@@ -471,7 +471,7 @@ async fn up_instance(shared: &Shared, change: &Change, i: &Instance) -> Result<(
     let network_ip = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
     let nat_ip = ip_of(shared, &change.gateway, Kind::ExternalAddress)?;
     shared.cloud.insert_instance(i, network_ip, nat_ip).await?;
-    ready::wait(&shared.cloud, i, shared.options.ready_timeout).await
+    ready::wait(&shared.cloud, i.into(), shared.options.ready_timeout).await
 }
 
 /// Creates the route through the gateway's internal address, once a VM the plan keeps reports ready.
@@ -483,7 +483,7 @@ async fn up_route(shared: &Shared, change: &Change, r: &Route) -> Result<(), Ste
     let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
     if let Some((vm, ready)) = shared.kept_vms.get(&change.gateway) {
         ready
-            .get_or_try_init(|| ready::wait(cloud, vm, shared.options.ready_timeout))
+            .get_or_try_init(|| ready::wait(cloud, vm.into(), shared.options.ready_timeout))
             .await?;
     }
     Ok(cloud.insert_route(r, NextHop::Ip(next_hop)).await?)
@@ -661,7 +661,7 @@ async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Resu
     }
     let timeout = shared.options.ready_timeout;
     let booted = match update.power {
-        Some(action) => ready::bring_up(cloud, i, action, timeout).await?,
+        Some(action) => ready::bring_up(cloud, i.into(), action, timeout).await?,
         None => false,
     };
     // Whatever did not boot the VM here (it was found running, or someone started what the plan saw
@@ -669,11 +669,11 @@ async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Resu
     // stopped after the reset): a VM that reports this very token booted with this script, and is not
     // interrupted again.
     let must_boot = update.restart || update.metadata || update.pending;
-    if must_boot && !booted && (update.metadata || !ready::reports(cloud, i).await?) {
+    if must_boot && !booted && (update.metadata || !ready::reports(cloud, i.into()).await?) {
         cloud.reset_instance(&i.zone, &i.name).await?;
     }
     if update.power.is_some() || must_boot {
-        ready::wait(cloud, i, timeout).await?;
+        ready::wait(cloud, i.into(), timeout).await?;
     }
     if update.metadata || update.pending {
         cloud.set_instance_metadata_fresh(i).await?;
