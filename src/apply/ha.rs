@@ -46,24 +46,21 @@ pub(super) struct Gateway {
 pub(super) fn gateways(changes: &[Change]) -> HashMap<String, Arc<Gateway>> {
     let mut out: HashMap<String, Gateway> = HashMap::new();
     for c in changes.iter().filter(|c| c.action != Action::Delete) {
-        let gw = || Gateway::default();
         match (&c.after, c.kind) {
             (Some(Resource::InstanceGroup(g)), _) => out
                 .entry(c.gateway.clone())
-                .or_insert_with(gw)
+                .or_default()
                 .groups
                 .push((g.zone.clone(), g.name.clone())),
             (Some(Resource::BackendService(b)), _) => {
-                out.entry(c.gateway.clone()).or_insert_with(gw).service =
+                out.entry(c.gateway.clone()).or_default().service =
                     Some((b.region.clone(), b.name.clone()));
             }
             (Some(Resource::InstanceTemplate(t)), _) => {
-                out.entry(c.gateway.clone()).or_insert_with(gw).template = Some(t.clone());
+                out.entry(c.gateway.clone()).or_default().template = Some(t.clone());
             }
             (Some(Resource::Address(a)), Kind::ZoneInternalAddress) => {
-                out.entry(c.gateway.clone())
-                    .or_insert_with(gw)
-                    .next_hop_address = Some(a.name.clone());
+                out.entry(c.gateway.clone()).or_default().next_hop_address = Some(a.name.clone());
             }
             _ => {}
         }
@@ -475,19 +472,8 @@ pub(super) fn outputs(
     }
     out.into_iter()
         .map(|(gateway, ips)| {
-            let one = match ips.egress.as_slice() {
-                [only] => *only,
-                _ => None,
-            };
-            let known: Option<Vec<Ipv4Addr>> = ips.egress.iter().copied().collect();
-            (
-                gateway,
-                Outputs {
-                    egress_ip: one,
-                    internal_ip: ips.ilb.or(ips.zone_internal),
-                    egress_ips: Some(known.unwrap_or_default()),
-                },
-            )
+            let outputs = Outputs::zones(&ips.egress, ips.ilb.or(ips.zone_internal));
+            (gateway, outputs)
         })
         .collect()
 }

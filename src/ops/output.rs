@@ -72,20 +72,7 @@ pub(crate) fn output(
                         (None, [zone]) => ip(&zone.internal_address),
                         (None, _) => None,
                     };
-                    Outputs {
-                        egress_ip: match egress.as_slice() {
-                            [only] => *only,
-                            _ => None,
-                        },
-                        internal_ip: next_hop,
-                        // Known once every zone's address exists; empty until then.
-                        egress_ips: Some(
-                            egress
-                                .into_iter()
-                                .collect::<Option<Vec<_>>>()
-                                .unwrap_or_default(),
-                        ),
-                    }
+                    Outputs::zones(&egress, next_hop)
                 }
             };
             (g.owner.gateway.clone(), outputs)
