@@ -10,7 +10,7 @@ use super::{
 use crate::model::desired::DesiredGateway;
 use crate::model::fields::{Field, RouteField};
 use crate::model::fields_ha::{ForwardingRuleField, InstanceGroupField};
-use crate::model::ha::{DesiredHa, ROLE_AUTOHEAL, ROLE_HEALTH};
+use crate::model::ha::{DesiredHa, ROLE_AUTOHEAL};
 use crate::model::observed::Observation;
 use crate::model::ownership::{KEY_ROLE, Owner};
 use crate::model::{Kind, Resource};
@@ -220,11 +220,6 @@ pub(super) fn health_check_kind(facts: &std::collections::BTreeMap<String, Strin
         Some(ROLE_AUTOHEAL) => Kind::AutohealCheck,
         _ => Kind::HealthCheck,
     }
-}
-
-/// Whether a firewall rule's marker says it lets the health-check probers in.
-pub(super) fn is_health_firewall(facts: &std::collections::BTreeMap<String, String>) -> bool {
-    facts.get(KEY_ROLE).map(String::as_str) == Some(ROLE_HEALTH)
 }
 
 /// Deletes of what the stack owns among a gateway in several zones' own kinds.

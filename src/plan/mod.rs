@@ -874,7 +874,7 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
     let firewalls = world.firewalls.iter().filter_map(|o| {
         let kind = match o.facts.get(KEY_ROLE).map(String::as_str) {
             Some(ROLE_SSH) => Kind::SshFirewall,
-            _ if ha::is_health_firewall(&o.facts) => Kind::HealthFirewall,
+            Some(crate::model::ha::ROLE_HEALTH) => Kind::HealthFirewall,
             _ => Kind::Firewall,
         };
         let r = Resource::Firewall(o.resource.clone());
