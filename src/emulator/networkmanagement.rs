@@ -482,34 +482,14 @@ fn after_route(
     steps: &mut Vec<Value>,
 ) -> bool {
     let r = &route.next_hop;
-    let hop_path = if let Some(ip) = str_field(r, "nextHopIp") {
-        world
-            .resources
-            .iter()
-            .filter(|(k, _)| k.contains("/instances/"))
-            .find(|(_, v)| {
-                v.get("networkInterfaces")
-                    .and_then(Value::as_array)
-                    .is_some_and(|nics| {
-                        nics.iter().any(|n| {
-                            str_field(n, "network") == Some(src.network.as_str())
-                                && str_field(n, "networkIP") == Some(ip)
-                        })
-                    })
-            })
-            .map(|(k, _)| k.clone())
-    } else if let Some(i) = str_field(r, "nextHopInstance") {
-        Some(i.strip_prefix(COMPUTE_URL).unwrap_or(i).to_string())
-    } else if str_field(r, "nextHopIlb").is_some() {
+    let hop_path = if ["nextHopIp", "nextHopInstance", "nextHopIlb"]
+        .iter()
+        .any(|k| str_field(r, k).is_some())
+    {
         carriers(world, ctx, net_project, &src.network, r)
-            .first()
-            .and_then(|c| {
-                Some(format!(
-                    "projects/{p}/zones/{}/instances/{}",
-                    str_field(c, "zone")?,
-                    str_field(c, "name")?
-                ))
-            })
+            .into_iter()
+            .next()
+            .map(|(path, _)| path)
     } else if str_field(r, "nextHopGateway").is_some() {
         let external = src
             .body
