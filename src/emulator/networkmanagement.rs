@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::api_error::ApiError;
-use super::compute::{Ctx, Reply, carriers, render, routes_of_network};
+use super::compute::{Ctx, Reply, applies_to, carriers, entries_cover, render, routes_of_network};
 use super::world::{COMPUTE_URL, World, hash_hex, last_segment, obj, rfc3339, str_field, strings};
 use crate::net::Ipv4Net;
 use crate::routing;
@@ -615,36 +615,10 @@ fn ingress_rule(
     packet: &Packet,
 ) -> Option<Value> {
     let ip: Ipv4Addr = source_ip.parse().ok()?;
-    let matches = |entries: Option<&Value>| {
-        entries.and_then(Value::as_array).is_some_and(|es| {
-            es.iter().any(|e| {
-                let proto = str_field(e, "IPProtocol")
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                (proto == "all" || proto == packet.protocol)
-                    && e.get("ports").and_then(Value::as_array).is_none_or(|ps| {
-                        packet.port.is_some_and(|port| {
-                            ps.iter().filter_map(Value::as_str).any(|p| {
-                                let (lo, hi) = p.split_once('-').unwrap_or((p, p));
-                                lo.parse::<i64>().is_ok_and(|lo| lo <= port)
-                                    && hi.parse::<i64>().is_ok_and(|hi| port <= hi)
-                            })
-                        })
-                    })
-            })
-        })
-    };
+    let tags: Vec<&str> = vm.tags.iter().map(String::as_str).collect();
     let mut candidates: Vec<(i64, bool, String, Value)> = world
         .children(&format!("projects/{net_project}/global/firewalls/"))
-        .filter(|(_, r)| {
-            str_field(r, "network") == Some(vm.network.as_str())
-                && str_field(r, "direction").unwrap_or("INGRESS") == "INGRESS"
-                && r.get("disabled") != Some(&json!(true))
-        })
-        .filter(|(_, r)| {
-            let targets = strings(r.get("targetTags"));
-            targets.is_empty() || targets.iter().any(|t| vm.tags.contains(t))
-        })
+        .filter(|(_, r)| applies_to(r, &vm.network, &tags))
         .filter(|(_, r)| {
             strings(r.get("sourceRanges"))
                 .iter()
@@ -652,8 +626,9 @@ fn ingress_rule(
                 .any(|s| s.contains(ip))
         })
         .filter_map(|(k, r)| {
-            let deny = matches(r.get("denied"));
-            (deny || matches(r.get("allowed"))).then(|| {
+            let covers = |entries| entries_cover(entries, &packet.protocol, packet.port);
+            let deny = covers(r.get("denied"));
+            (deny || covers(r.get("allowed"))).then(|| {
                 (
                     r.get("priority").and_then(Value::as_i64).unwrap_or(1000),
                     !deny,
