@@ -379,7 +379,7 @@ fn reachability(world: &World, ctx: &Ctx<'_>, p: &str, test: &Value) -> Value {
         ];
         return json!({"result": "UNREACHABLE", "traces": [{"endpointInfo": endpoint, "steps": steps}]});
     }
-    let traces: Vec<Value> = winners
+    let (traces, reached): (Vec<Value>, Vec<bool>) = winners
         .iter()
         .enumerate()
         .map(|(i, route)| {
@@ -400,30 +400,14 @@ fn reachability(world: &World, ctx: &Ctx<'_>, p: &str, test: &Value) -> Value {
             }
             (trace, reached)
         })
-        .map(|(trace, reached)| {
-            let mut t = trace;
-            obj(&mut t).insert("reached".into(), json!(reached));
-            t
-        })
-        .collect();
-    let reached = traces
-        .iter()
-        .filter(|t| t["reached"] == json!(true))
-        .count();
-    let result = if reached == traces.len() {
+        .unzip();
+    let result = if reached.iter().all(|r| *r) {
         "REACHABLE"
-    } else if reached == 0 {
+    } else if !reached.iter().any(|r| *r) {
         "UNREACHABLE"
     } else {
         "AMBIGUOUS"
     };
-    let traces: Vec<Value> = traces
-        .into_iter()
-        .map(|mut t| {
-            obj(&mut t).remove("reached");
-            t
-        })
-        .collect();
     json!({"result": result, "verifyTime": rfc3339(ctx.now), "traces": traces})
 }
 
@@ -538,55 +522,33 @@ fn after_route(
         ));
         return false;
     }
-    match ingress_rule(world, net_project, &hop, &src.ip, packet) {
-        Some(rule) if str_field(&rule, "action") == Some("ALLOW") => {
-            steps.push(json!({
-                "state": "APPLY_INGRESS_FIREWALL_RULE",
-                "description": "Config checking state: verify INGRESS firewall rule.",
-                "causesDrop": false,
-                "projectId": p,
-                "firewall": rule,
-            }));
-        }
-        Some(rule) => {
-            steps.push(json!({
-                "state": "APPLY_INGRESS_FIREWALL_RULE",
-                "description": "Config checking state: verify INGRESS firewall rule.",
-                "causesDrop": true,
-                "projectId": p,
-                "firewall": rule,
-            }));
-            steps.push(drop_step(
-                p,
-                "FIREWALL_RULE",
-                &uri,
-                "Final state: packet dropped due to a firewall rule.",
-            ));
-            return false;
-        }
-        None => {
-            steps.push(json!({
-                "state": "APPLY_INGRESS_FIREWALL_RULE",
-                "description": "Config checking state: verify INGRESS firewall rule.",
-                "causesDrop": true,
-                "projectId": p,
-                "firewall": {
-                    "displayName": "",
-                    "direction": "INGRESS",
-                    "action": "DENY",
-                    "priority": 65535,
-                    "networkUri": src.network,
-                    "firewallRuleType": "IMPLIED_VPC_FIREWALL_RULE",
-                },
-            }));
-            steps.push(drop_step(
-                p,
-                "FIREWALL_RULE",
-                &uri,
-                "Final state: packet dropped due to a firewall rule.",
-            ));
-            return false;
-        }
+    // No rule that matches: the implied deny (VPC firewall rules overview, "Implied rules").
+    let rule = ingress_rule(world, net_project, &hop, &src.ip, packet).unwrap_or_else(|| {
+        json!({
+            "displayName": "",
+            "direction": "INGRESS",
+            "action": "DENY",
+            "priority": 65535,
+            "networkUri": src.network,
+            "firewallRuleType": "IMPLIED_VPC_FIREWALL_RULE",
+        })
+    });
+    let allowed = str_field(&rule, "action") == Some("ALLOW");
+    steps.push(json!({
+        "state": "APPLY_INGRESS_FIREWALL_RULE",
+        "description": "Config checking state: verify INGRESS firewall rule.",
+        "causesDrop": !allowed,
+        "projectId": p,
+        "firewall": rule,
+    }));
+    if !allowed {
+        steps.push(drop_step(
+            p,
+            "FIREWALL_RULE",
+            &uri,
+            "Final state: packet dropped due to a firewall rule.",
+        ));
+        return false;
     }
     steps.push(instance_step(
         "ARRIVE_AT_INSTANCE",

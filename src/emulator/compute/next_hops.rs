@@ -16,7 +16,7 @@ use super::mig_loop::members;
 use super::{Answer, Ctx, Reply, url};
 use crate::emulator::api_error::ApiError;
 use crate::emulator::health::Endpoint;
-use crate::emulator::world::{COMPUTE_URL, World, last_segment, resolve_ref, str_field};
+use crate::emulator::world::{COMPUTE_URL, World, last_segment, resolve_ref, str_field, strings};
 use crate::net::Ipv4Net;
 use crate::routing::{self, Route};
 
@@ -102,16 +102,7 @@ pub(crate) fn routes_of_network(world: &World, p: &str, net_url: &str) -> Vec<Ro
                     .and_then(Value::as_u64)
                     .and_then(|x| u32::try_from(x).ok())
                     .unwrap_or(1000),
-                tags: v
-                    .get("tags")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                tags: strings(v.get("tags")),
                 next_hop: v.clone(),
             })
         })
