@@ -551,3 +551,77 @@ fn a_refused_get_health_is_a_blocked_finding_naming_the_permission() {
         "one getHealth per zone, each refused once (a 403 forbidden is not retried)"
     );
 }
+
+/// `natgw check` of `p` through a Google that refuses every request whose path ends with `suffix` with
+/// Compute's 403 `forbidden` for want of `permission` (as the getHealth test above), and the fake's log.
+fn check_refusing(
+    p: &Project,
+    suffix: &'static str,
+    permission: &'static str,
+) -> (crate::harness::Run, crate::fake::Fake) {
+    use crate::fake::{Fake, forward, json_status};
+    use crate::harness::Natgw;
+
+    let emulator = p.emu.url.clone();
+    let google = Fake::start(move |seen| {
+        if !seen.path.ends_with(suffix) {
+            return forward(&emulator, seen);
+        }
+        let message = format!("Required '{permission}' permission for 'projects/{PROJECT}'");
+        json_status(
+            403,
+            json!({"error": {
+                "code": 403,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": "forbidden"}],
+            }})
+            .to_string(),
+        )
+    });
+    let run = Natgw::new(&p.dir)
+        .args(["check"])
+        .config(&p.config)
+        .endpoint(&google.url)
+        .anonymous()
+        .run();
+    (run, google)
+}
+
+/// A plan read Google refuses (the addresses, which only the plan reads; Google's REST reference,
+/// addresses.aggregatedList, "IAM Permissions") is the drift finding, BLOCKED, naming the permission once
+/// with the read it refused; without the plan's observation there is no firewall finding, and the VM, route
+/// and tag findings are still made.
+#[test]
+fn a_refused_plan_read_is_a_blocked_drift_finding_naming_the_permission() {
+    let p = applied();
+    let (run, google) = check_refusing(&p, "/aggregated/addresses", "compute.addresses.list");
+    run.code(2)
+        .stdout_has(&format!("BLOCKED gitlab  drift     gateway gitlab: listing addresses: Required 'compute.addresses.list' permission for 'projects/{PROJECT}' (HTTP 403)"))
+        .stdout_has("The IAM permissions natgw needs")
+        .stdout_lacks("reading the project")
+        .stdout_has(&format!("ok      gitlab  vm        {VM}: "))
+        .stdout_has("ok      gitlab  route     ")
+        .stdout_has("ok      gitlab  tag       ")
+        .stdout_has("Check: 3 passed, 0 problems, 1 blocked.");
+    let refused = google
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/aggregated/addresses"))
+        .count();
+    assert_eq!(refused, 1, "a 403 forbidden is not retried");
+}
+
+/// A refused routes list refuses both the plan's read and check's own: the drift and the route findings are
+/// BLOCKED, each naming the permission (routes.list, "IAM Permissions"); the VM and tag findings are still made.
+#[test]
+fn a_refused_routes_list_blocks_the_drift_and_route_findings() {
+    let p = applied();
+    let (run, _google) = check_refusing(&p, "/global/routes", "compute.routes.list");
+    run.code(2)
+        .stdout_has(&format!("BLOCKED gitlab  drift     gateway gitlab: listing routes: Required 'compute.routes.list' permission for 'projects/{PROJECT}' (HTTP 403)"))
+        .stdout_has("BLOCKED gitlab  route     network vpc-network: listing the routes of network vpc-network: Required 'compute.routes.list' permission")
+        .stdout_lacks("reading the project")
+        .stdout_has(&format!("ok      gitlab  vm        {VM}: "))
+        .stdout_has("ok      gitlab  tag       ")
+        .stdout_has("Check: 2 passed, 0 problems, 2 blocked.");
+}

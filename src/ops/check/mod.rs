@@ -59,9 +59,10 @@ async fn run(
     options: &CheckOptions,
     frontend: &dyn Frontend,
 ) -> Result<Report, OpsError> {
+    // A refused read of the plan is one finding, each gateway's drift with its own resource.
     let plan = match super::plan::make(session, loaded, false, frontend).await {
         Ok(plan) => Ok(plan),
-        Err(OpsError::Gcp(e)) if refused(&e) => Err(e),
+        Err(OpsError::Gcp(e)) if refused(&e) => Err(blocked(Check::Drift, "", e)?),
         Err(e) => return Err(e),
     };
     let reads = CheckReads::new(&session.cloud, options.connectivity_test).await?;
@@ -118,7 +119,7 @@ async fn gateway(
     reads: &CheckReads,
     gw: &DesiredGateway,
     config: &config::Gateway,
-    plan: Result<&Plan, &GcpError>,
+    plan: Result<&Plan, &Finding>,
 ) -> Result<(Vec<Finding>, Nodes), OpsError> {
     let mut out = Vec::new();
     let name = &gw.owner.gateway;
@@ -127,12 +128,11 @@ async fn gateway(
             out.push(judge::drift(name, &p.changes));
             Some(&p.world)
         }
-        Err(e) => {
-            out.push(blocked(
-                Check::Drift,
-                &format!("gateway {name}"),
-                clone_refusal(e),
-            )?);
+        Err(refusal) => {
+            out.push(Finding {
+                resource: format!("gateway {name}"),
+                ..refusal.clone()
+            });
             None
         }
     };
@@ -290,26 +290,6 @@ async fn paths(
             }
         });
     try_join_all(tests).await
-}
-
-/// The plan's refusal again, for each gateway's finding (`GcpError` is not `Clone`).
-fn clone_refusal(e: &GcpError) -> GcpError {
-    match e {
-        GcpError::OrgPolicy {
-            context,
-            resource,
-            violations,
-        } => GcpError::OrgPolicy {
-            context: context.clone(),
-            resource: resource.clone(),
-            violations: violations.clone(),
-        },
-        other => GcpError::Api {
-            context: "reading the project".into(),
-            status: other.status(),
-            message: other.to_string(),
-        },
-    }
 }
 
 fn last(path: &str) -> &str {
