@@ -492,47 +492,18 @@ fn an_ha_gateway_is_checked_per_zone_and_a_failed_backend_is_found() {
     failed.stdout_has("natgw-gitlab-c HEALTHY for backend service natgw-gitlab.");
 }
 
-/// A `getHealth` that Google refuses for want of a permission (a fake in front of the emulator answers it with
-/// Compute's 403 `forbidden`, as `credentials.rs` does for a list) is a BLOCKED finding that names the
-/// permission and where the README lists it; the other findings are still made, and check exits 2.
+/// A `getHealth` that Google refuses for want of a permission (Google's REST reference,
+/// regionBackendServices.getHealth, "IAM Permissions") is a BLOCKED finding that names the permission and
+/// where the README lists it; the other findings are still made, and check exits 2.
 #[test]
 fn a_refused_get_health_is_a_blocked_finding_naming_the_permission() {
-    use crate::fake::{Fake, forward, json_status};
     use crate::ha::carriers;
     use crate::ha_natgw::{ZONES, both_healthy, config, poll_until};
-    use crate::harness::Natgw;
 
     let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
     p.natgw(&["apply", "--auto-approve"]).ok();
     poll_until(&p.emu.url, |h| carriers(h) == both_healthy());
-    let emulator = p.emu.url.clone();
-    let google = Fake::start(move |seen| {
-        let Some(service) = seen
-            .path
-            .strip_prefix("/compute/v1/")
-            .and_then(|r| r.strip_suffix("/getHealth"))
-        else {
-            return forward(&emulator, seen);
-        };
-        // Google's REST reference, regionBackendServices.getHealth, "IAM Permissions".
-        let message =
-            format!("Required 'compute.regionBackendServices.get' permission for '{service}'");
-        json_status(
-            403,
-            json!({"error": {
-                "code": 403,
-                "message": message,
-                "errors": [{"message": message, "domain": "global", "reason": "forbidden"}],
-            }})
-            .to_string(),
-        )
-    });
-    let run = Natgw::new(&p.dir)
-        .args(["check"])
-        .config(&p.config)
-        .endpoint(&google.url)
-        .anonymous()
-        .run();
+    let (run, google) = check_refusing(&p, "/getHealth", "compute.regionBackendServices.get");
     run.code(2)
         .stdout_has("BLOCKED")
         .stdout_has("compute.regionBackendServices.get")
@@ -552,8 +523,9 @@ fn a_refused_get_health_is_a_blocked_finding_naming_the_permission() {
     );
 }
 
-/// `natgw check` of `p` through a Google that refuses every request whose path ends with `suffix` with
-/// Compute's 403 `forbidden` for want of `permission` (as the getHealth test above), and the fake's log.
+/// `natgw check` of `p` through a Google (a fake in front of the emulator) that refuses every request whose
+/// path ends with `suffix` with Compute's 403 `forbidden` for want of `permission` on what the path names
+/// (as `credentials.rs` does for a list), and the fake's log.
 fn check_refusing(
     p: &Project,
     suffix: &'static str,
@@ -564,10 +536,14 @@ fn check_refusing(
 
     let emulator = p.emu.url.clone();
     let google = Fake::start(move |seen| {
-        if !seen.path.ends_with(suffix) {
+        let Some(resource) = seen
+            .path
+            .strip_prefix("/compute/v1/")
+            .and_then(|r| r.strip_suffix(suffix))
+        else {
             return forward(&emulator, seen);
-        }
-        let message = format!("Required '{permission}' permission for 'projects/{PROJECT}'");
+        };
+        let message = format!("Required '{permission}' permission for '{resource}'");
         json_status(
             403,
             json!({"error": {
