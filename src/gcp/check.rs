@@ -25,8 +25,6 @@ pub(crate) struct NetworkRoute {
     pub(crate) tags: Vec<String>,
     /// `next hop 10.0.0.50`, `the default internet gateway`, ...
     pub(crate) next_hop: String,
-    /// The internal IP it sends to, for a `nextHopIp` route.
-    pub(crate) next_hop_ip: Option<Ipv4Addr>,
 }
 
 /// What check needs of a node pool and its cluster.
@@ -355,7 +353,6 @@ impl CheckReads {
 
 fn network_route(r: &google_cloud_compute_v1::model::Route) -> Option<NetworkRoute> {
     let last = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
-    let next_hop_ip = r.next_hop_ip.as_deref().and_then(|ip| ip.parse().ok());
     let next_hop = if let Some(ip) = &r.next_hop_ip {
         format!("next hop {ip}")
     } else if let Some(i) = &r.next_hop_instance {
@@ -380,7 +377,6 @@ fn network_route(r: &google_cloud_compute_v1::model::Route) -> Option<NetworkRou
         priority: r.priority.unwrap_or(1000),
         tags: r.tags.clone(),
         next_hop,
-        next_hop_ip,
     })
 }
 

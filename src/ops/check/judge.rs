@@ -565,7 +565,6 @@ mod tests {
             priority,
             tags: tags.iter().map(|t| (*t).to_string()).collect(),
             next_hop: "next hop 10.0.0.9".into(),
-            next_hop_ip: None,
         }
     }
 
