@@ -418,6 +418,42 @@ fn a_connectivity_test_reaches_the_gateway_and_is_deleted() {
     assert!((1..=4).contains(&polls), "operation polls: {kinds:?}");
 }
 
+/// Two destinations: their Connectivity Tests run at once, and the findings keep the config's order.
+#[test]
+fn the_connectivity_tests_of_two_destinations_keep_the_config_order() {
+    let config = crate::harness::example_config().replacen(
+        "destinations  = [\"34.120.10.10/32\"]",
+        "destinations  = [\"34.120.10.10/32\", \"35.1.2.0/24\"]",
+        1,
+    );
+    let p = Project::with_config(&config, &[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let before = p.emu.requests().len();
+    let run = p.natgw(&["check", "--connectivity-test"]);
+    run.code(0);
+    let paths: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" path "))
+        .collect();
+    assert_eq!(paths.len(), 2, "{}", run.stdout);
+    assert!(
+        paths[0].contains(" to 34.120.10.10:443: reaches the gateway natgw-gitlab through route natgw-gitlab-34-120-10-10-32"),
+        "{paths:?}"
+    );
+    assert!(
+        paths[1]
+            .contains(": reaches the gateway natgw-gitlab through route natgw-gitlab-35-1-2-0-24"),
+        "{paths:?}"
+    );
+    let kinds = connectivity_requests(&p.emu.requests().split_off(before));
+    assert_eq!(
+        kinds.get("POST /v1/projects/*/locations/global/connectivityTests"),
+        Some(&2),
+        "{kinds:?}"
+    );
+}
+
 #[test]
 fn a_connectivity_test_shows_where_the_path_stops() {
     let p = applied();
