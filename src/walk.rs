@@ -122,8 +122,8 @@ fn skip_downstream_of_failures<E>(
     }
 }
 
-/// The order in which ready steps start: the longest chain of dependants first. Ties keep the steps' order.
-pub(crate) fn priority(deps: &[Vec<usize>]) -> Vec<usize> {
+/// For each step, the steps that wait for it (`deps` turned around; out-of-range indices are ignored).
+fn dependants(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let n = deps.len();
     let mut dependants = vec![Vec::new(); n];
     for (b, ds) in deps.iter().enumerate() {
@@ -133,6 +133,31 @@ pub(crate) fn priority(deps: &[Vec<usize>]) -> Vec<usize> {
             }
         }
     }
+    dependants
+}
+
+/// Steps that wait for each other, directly or not, and those behind them (empty when all can run): a walk
+/// of such steps would start none of them, so a caller refuses them before it starts anything.
+pub(crate) fn stuck(deps: &[Vec<usize>]) -> Vec<usize> {
+    // Kahn's algorithm: whatever is never freed is on, or behind, a cycle.
+    let dependants = dependants(deps);
+    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut free: Vec<usize> = (0..deps.len()).filter(|&i| waiting[i] == 0).collect();
+    while let Some(a) = free.pop() {
+        for &b in &dependants[a] {
+            waiting[b] -= 1;
+            if waiting[b] == 0 {
+                free.push(b);
+            }
+        }
+    }
+    (0..deps.len()).filter(|&i| waiting[i] > 0).collect()
+}
+
+/// The order in which ready steps start: the longest chain of dependants first. Ties keep the steps' order.
+pub(crate) fn priority(deps: &[Vec<usize>]) -> Vec<usize> {
+    let n = deps.len();
+    let dependants = dependants(deps);
     // 0: not yet computed; a cycle would only end the chain, never loop.
     let mut height = vec![0usize; n];
     let mut visiting = vec![false; n];
@@ -168,6 +193,13 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn stuck_steps_are_a_cycle_and_what_waits_behind_it() {
+        assert_eq!(stuck(&[vec![], vec![0], vec![1]]), Vec::<usize>::new());
+        // 0 and 1 wait for each other; 2 waits for 1.
+        assert_eq!(stuck(&[vec![1], vec![0], vec![1]]), [0, 1, 2]);
+    }
 
     #[derive(Debug, PartialEq, Eq)]
     enum Fail {

@@ -50,10 +50,6 @@ pub(crate) fn steps(changes: &[Change]) -> Vec<Step> {
     steps
 }
 
-fn is_address(k: Kind) -> bool {
-    k.is_address()
-}
-
 /// Building up a gateway in several zones: whether a step of kind `a` must finish before one of kind `b`.
 /// Its zones' addresses come first (the groups' VMs keep them, and an HA kind never exists without them, which
 /// is how a plan knows to read the HA kinds of a gateway the config no longer names); the template, the
@@ -172,36 +168,12 @@ fn before(changes: &[Change], a: Step, b: Step) -> bool {
             cb.action == Action::Delete
         }
         // An address that takes the IP another one frees (a renamed gateway with a fixed internal IP).
-        (Down, Up) if is_address(ca.kind) && is_address(cb.kind) => {
+        (Down, Up) if ca.kind.is_address() && cb.kind.is_address() => {
             let freed = address_ip(ca.before.as_ref());
             freed.is_some() && freed == address_ip(cb.after.as_ref())
         }
         _ => false,
     }
-}
-
-/// Steps that wait for each other, directly or not (empty when the steps can all run): a plan whose steps
-/// form a cycle would start none of them, so apply refuses it before it changes anything.
-pub(crate) fn cycle(deps: &[Vec<usize>]) -> Vec<usize> {
-    // Kahn's algorithm: whatever is never freed is on, or behind, a cycle.
-    let n = deps.len();
-    let mut waiting: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependants = vec![Vec::new(); n];
-    for (b, ds) in deps.iter().enumerate() {
-        for &a in ds {
-            dependants[a].push(b);
-        }
-    }
-    let mut free: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
-    while let Some(a) = free.pop() {
-        for &b in &dependants[a] {
-            waiting[b] -= 1;
-            if waiting[b] == 0 {
-                free.push(b);
-            }
-        }
-    }
-    (0..n).filter(|&i| waiting[i] > 0).collect()
 }
 
 /// For each step, the steps it waits for.
@@ -224,13 +196,6 @@ mod tests {
     use super::*;
     use crate::plan::tests::{EXAMPLE, applied_world, config_from, desired_from, empty_world};
     use crate::plan::{Context, diff};
-
-    #[test]
-    fn a_cycle_is_found_with_what_waits_behind_it() {
-        assert_eq!(cycle(&[vec![], vec![0], vec![1]]), Vec::<usize>::new());
-        // 0 and 1 wait for each other; 2 waits for 1.
-        assert_eq!(cycle(&[vec![1], vec![0], vec![1]]), [0, 1, 2]);
-    }
 
     /// The plan from the example as `from` to the example as `to`, and its steps' dependencies.
     fn moved(from: &str, to: &str) -> (Vec<Change>, Vec<Step>, Vec<Vec<usize>>) {
@@ -275,7 +240,7 @@ mod tests {
         );
         for (from, to) in [(&unfixed, &zones), (&zones, &unfixed)] {
             let (changes, steps, deps) = moved(from, to);
-            assert_eq!(cycle(&deps), Vec::<usize>::new());
+            assert_eq!(crate::walk::stuck(&deps), Vec::<usize>::new());
             assert!(deposed_route_waits(&changes, &steps, &deps));
         }
     }
@@ -298,7 +263,7 @@ mod tests {
                     .any(|c| c.kind == Kind::Instance && c.action == Action::Replace),
                 "{changes:#?}"
             );
-            assert_eq!(cycle(&deps), Vec::<usize>::new());
+            assert_eq!(crate::walk::stuck(&deps), Vec::<usize>::new());
             assert!(!deposed_route_waits(&changes, &steps, &deps));
         }
     }

@@ -10,15 +10,16 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
 use tokio::time::{Instant, sleep};
 
-use super::{Shared, StepError, ready, waiting};
+use super::ready::{self, VmRef};
+use super::{Shared, StepError, waiting};
 use crate::config::names;
-use crate::gcp::{BackendHealth, OwnerCheck};
+use crate::gcp::{BackendHealth, NextHop, OwnerCheck};
 use crate::model::fields::Field;
 use crate::model::fields_ha::InstanceGroupField;
 use crate::model::ha::{BackendService, HealthCheck, InstanceGroup, InstanceTemplate};
 use crate::model::observed::Observation;
 use crate::model::progress::{Outputs, Wait};
-use crate::model::{Instance, Kind, Resource, Route};
+use crate::model::{Kind, Resource, Route};
 use crate::plan::{Action, Change};
 
 /// How often apply asks for a VM or a backend's health while it waits: at first, then at most.
@@ -45,24 +46,21 @@ pub(super) struct Gateway {
 pub(super) fn gateways(changes: &[Change]) -> HashMap<String, Arc<Gateway>> {
     let mut out: HashMap<String, Gateway> = HashMap::new();
     for c in changes.iter().filter(|c| c.action != Action::Delete) {
-        let gw = || Gateway::default();
         match (&c.after, c.kind) {
             (Some(Resource::InstanceGroup(g)), _) => out
                 .entry(c.gateway.clone())
-                .or_insert_with(gw)
+                .or_default()
                 .groups
                 .push((g.zone.clone(), g.name.clone())),
             (Some(Resource::BackendService(b)), _) => {
-                out.entry(c.gateway.clone()).or_insert_with(gw).service =
+                out.entry(c.gateway.clone()).or_default().service =
                     Some((b.region.clone(), b.name.clone()));
             }
             (Some(Resource::InstanceTemplate(t)), _) => {
-                out.entry(c.gateway.clone()).or_insert_with(gw).template = Some(t.clone());
+                out.entry(c.gateway.clone()).or_default().template = Some(t.clone());
             }
             (Some(Resource::Address(a)), Kind::ZoneInternalAddress) => {
-                out.entry(c.gateway.clone())
-                    .or_insert_with(gw)
-                    .next_hop_address = Some(a.name.clone());
+                out.entry(c.gateway.clone()).or_default().next_hop_address = Some(a.name.clone());
             }
             _ => {}
         }
@@ -80,27 +78,11 @@ fn gateway<'a>(shared: &'a Shared, change: &Change) -> Result<&'a Arc<Gateway>, 
 }
 
 /// A zone's VM, as the readiness check reads it: named like its group, in its zone, the template's token.
-fn zone_vm(group: &str, zone: &str, template: Option<&InstanceTemplate>) -> Instance {
-    let t = template.cloned().unwrap_or_default();
-    Instance {
-        name: group.to_string(),
-        zone: zone.to_string(),
-        machine_type: t.machine_type,
-        image: t.image,
-        network: t.network,
-        subnetwork: t.subnetwork,
-        network_ip: None,
-        nat_ip: None,
-        can_ip_forward: t.can_ip_forward,
-        shielded_vm: t.shielded_vm,
-        service_account: false,
-        tags: t.tags,
-        labels: t.labels,
-        startup_script: t.startup_script,
-        ready_token: t.ready_token,
-        description: t.description,
-        status: "RUNNING".into(),
-        restart_pending: false,
+fn zone_vm<'a>(group: &'a str, zone: &'a str, template: Option<&'a InstanceTemplate>) -> VmRef<'a> {
+    VmRef {
+        zone,
+        name: group,
+        ready_token: template.map_or("", |t| t.ready_token.as_str()),
     }
 }
 
@@ -268,7 +250,7 @@ async fn up_group(shared: &Shared, change: &Change, g: &InstanceGroup) -> Result
     let vm = zone_vm(&g.name, &g.zone, gw.template.as_ref());
     if change.action != Action::Update {
         cloud.insert_group(g).await?;
-        return wait_vm_ready(shared, &vm).await;
+        return wait_vm_ready(shared, vm).await;
     }
     let update = GroupUpdate::of(change)?;
     if update.template || update.autohealing {
@@ -276,20 +258,20 @@ async fn up_group(shared: &Shared, change: &Change, g: &InstanceGroup) -> Result
     }
     if update.size {
         cloud.ensure_vm(g).await?;
-        wait_vm_ready(shared, &vm).await?;
+        wait_vm_ready(shared, vm).await?;
     }
     if update.roll {
-        roll(shared, gw, g, &vm).await?;
+        roll(shared, gw, g, vm).await?;
     }
     Ok(())
 }
 
 /// Waits until the group's VM exists (a group creates it on its own time), then until it reports ready.
-async fn wait_vm_ready(shared: &Shared, vm: &Instance) -> Result<(), StepError> {
+async fn wait_vm_ready(shared: &Shared, vm: VmRef<'_>) -> Result<(), StepError> {
     let deadline = Instant::now() + shared.options.ready_timeout;
     waiting(Some(Wait::VmRunning));
     loop {
-        match shared.cloud.instance_status(&vm.zone, &vm.name).await {
+        match shared.cloud.instance_status(vm.zone, vm.name).await {
             Ok(_) => break,
             Err(e) if e.is_not_found() && Instant::now() < deadline => {
                 sleep(HEALTH_POLL).await;
@@ -317,7 +299,7 @@ async fn roll(
     shared: &Shared,
     gw: &Gateway,
     g: &InstanceGroup,
-    vm: &Instance,
+    vm: VmRef<'_>,
 ) -> Result<(), StepError> {
     let _turn = match &gw.service {
         Some(service) if healthy_in(shared, service, g).await? => {
@@ -446,7 +428,7 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
     let cloud = &shared.cloud;
     if let (Some(rule), Some(service)) = (&r.next_hop_ilb, &gw.service) {
         wait_for_health(shared, gw, service, |_, _| true).await?;
-        return Ok(cloud.insert_route_ilb(r, rule).await?);
+        return Ok(cloud.insert_route(r, NextHop::Ilb(rule)).await?);
     }
     let address = gw
         .next_hop_address
@@ -456,10 +438,10 @@ async fn route_through(shared: &Shared, gw: &Gateway, r: &Route) -> Result<(), S
     if let Some((zone, group)) = gw.groups.first() {
         let vm = zone_vm(group, zone, gw.template.as_ref());
         gw.ready
-            .get_or_try_init(|| wait_vm_ready(shared, &vm))
+            .get_or_try_init(|| wait_vm_ready(shared, vm))
             .await?;
     }
-    Ok(cloud.insert_route(r, next_hop).await?)
+    Ok(cloud.insert_route(r, NextHop::Ip(next_hop)).await?)
 }
 
 /// The IPs of one gateway in several zones, as apply learns them.
@@ -490,26 +472,15 @@ pub(super) fn outputs(
     }
     out.into_iter()
         .map(|(gateway, ips)| {
-            let one = match ips.egress.as_slice() {
-                [only] => *only,
-                _ => None,
-            };
-            let known: Option<Vec<Ipv4Addr>> = ips.egress.iter().copied().collect();
-            (
-                gateway,
-                Outputs {
-                    egress_ip: one,
-                    internal_ip: ips.ilb.or(ips.zone_internal),
-                    egress_ips: Some(known.unwrap_or_default()),
-                },
-            )
+            let outputs = Outputs::zones(&ips.egress, ips.ilb.or(ips.zone_internal));
+            (gateway, outputs)
         })
         .collect()
 }
 
 fn named_ip(shared: &Shared, name: &str) -> Result<Ipv4Addr, StepError> {
     let named = shared
-        .named_ips
+        .ips
         .lock()
         .map_err(|_| StepError::Other("internal state poisoned".into()))?;
     named

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::gcp::{Cloud, GcpError, OwnerCheck};
+use crate::gcp::{Cloud, GcpError, NextHop, OwnerCheck};
 use crate::model::fields::{Field, InstanceField};
 use crate::model::observed::Observation;
 use crate::model::progress::{Event, Outcome, Outputs, Verb, Wait};
@@ -45,17 +45,17 @@ impl Default for Options {
     }
 }
 
-/// The outputs of the gateways a plan keeps or creates, from the IPs known so far.
-fn outputs(
-    changes: &[Change],
-    ips: &HashMap<(String, Kind), Ipv4Addr>,
-    named: &HashMap<String, Ipv4Addr>,
-) -> BTreeMap<String, Outputs> {
+/// The outputs of the gateways a plan keeps or creates, from the IPs known so far (by address name).
+fn outputs(changes: &[Change], ips: &HashMap<String, Ipv4Addr>) -> BTreeMap<String, Outputs> {
+    let names = address_names(changes);
     let mut out: BTreeMap<String, Outputs> = changes
         .iter()
         .filter(|c| c.kind == Kind::ExternalAddress && c.after.is_some())
         .map(|c| {
-            let ip = |kind| ips.get(&(c.gateway.clone(), kind)).copied();
+            let ip = |kind| {
+                let name = names.get(&(c.gateway.clone(), kind))?;
+                ips.get(name).copied()
+            };
             (
                 c.gateway.clone(),
                 Outputs {
@@ -66,25 +66,30 @@ fn outputs(
             )
         })
         .collect();
-    out.extend(ha::outputs(changes, named));
+    out.extend(ha::outputs(changes, ips));
     out
 }
 
 /// The outputs of a plan with nothing to do: the addresses it observed.
 pub(crate) fn kept_outputs(changes: &[Change]) -> BTreeMap<String, Outputs> {
-    outputs(changes, &known_ips(changes), &known_named_ips(changes))
+    outputs(changes, &known_ips(changes))
 }
 
 /// IPs of the addresses the plan keeps, by name.
-fn known_named_ips(changes: &[Change]) -> HashMap<String, Ipv4Addr> {
+fn known_ips(changes: &[Change]) -> HashMap<String, Ipv4Addr> {
     changes
         .iter()
-        .filter_map(|c| match (c.action, &c.before) {
-            (Action::NoOp | Action::Update, Some(Resource::Address(a))) => {
-                Some((a.name.clone(), a.address?))
-            }
-            _ => None,
-        })
+        .filter_map(|c| Some((c.name.clone(), c.kept_ip()?)))
+        .collect()
+}
+
+/// The names of each single-VM gateway's two addresses, by `(gateway, kind)`: an adopted address keeps its
+/// own name.
+fn address_names(changes: &[Change]) -> HashMap<(String, Kind), String> {
+    changes
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::ExternalAddress | Kind::InternalAddress))
+        .map(|c| ((c.gateway.clone(), c.kind), c.name.clone()))
         .collect()
 }
 
@@ -135,9 +140,6 @@ async fn with_progress<T>(
 /// Receives apply's events, from any task.
 pub(crate) type Reporter = Arc<dyn Fn(Event) + Send + Sync>;
 
-/// IPs learnt while applying: `(gateway, kind)` -> address.
-type Ips = Arc<Mutex<HashMap<(String, Kind), Ipv4Addr>>>;
-
 /// A delete re-reads the resource to check its ownership marker, unless apply's own observation saw the
 /// marker less than this long ago. Compute's deletes take no precondition, so the re-read only narrows the
 /// window in which someone could change the marker; seconds after the observation it is a round trip on the
@@ -148,7 +150,10 @@ struct Shared {
     cloud: Cloud,
     stack: String,
     options: Options,
+    /// IPs known before and learnt while applying, by address name.
     ips: Ips,
+    /// The single-VM gateways' address names (see `address_names`).
+    address_names: HashMap<(String, Kind), String>,
     /// The plan's observation, and when it was made.
     world: Observation,
     observed: Instant,
@@ -158,12 +163,10 @@ struct Shared {
     kept_vms: HashMap<String, (Instance, tokio::sync::OnceCell<()>)>,
     /// The gateways in several zones, by name.
     ha: HashMap<String, Arc<ha::Gateway>>,
-    /// IPs learnt while applying, by address name: the addresses of a gateway in several zones.
-    named_ips: NamedIps,
 }
 
 /// Address name -> IP.
-type NamedIps = Arc<Mutex<HashMap<String, Ipv4Addr>>>;
+type Ips = Arc<Mutex<HashMap<String, Ipv4Addr>>>;
 
 /// Applies `plan`, whose world was observed at `observed_at` (plan-and-apply observes first; a saved plan is
 /// applied only if a new observation finds the same world, and `observed_at` is then that new one). `stop`
@@ -178,7 +181,7 @@ pub(crate) async fn apply(
 ) -> Outcome {
     let steps = graph::steps(&plan.changes);
     let deps = graph::dependencies(&plan.changes, &steps);
-    let stuck = graph::cycle(&deps);
+    let stuck = crate::walk::stuck(&deps);
     if !stuck.is_empty() {
         let mut changes: Vec<String> = stuck
             .iter()
@@ -208,7 +211,7 @@ pub(crate) async fn apply(
         observed: observed_at,
         kept_vms: kept_vms(&plan.changes),
         ha: ha::gateways(&plan.changes),
-        named_ips: Arc::new(Mutex::new(known_named_ips(&plan.changes))),
+        address_names: address_names(&plan.changes),
     });
     let mut outcome = Outcome::default();
     let run = |i: usize| {
@@ -234,8 +237,8 @@ pub(crate) async fn apply(
             ended(i, state);
         }
     }
-    if let (Ok(ips), Ok(named)) = (shared.ips.lock(), shared.named_ips.lock()) {
-        outcome.outputs = outputs(&plan.changes, &ips, &named);
+    if let Ok(ips) = shared.ips.lock() {
+        outcome.outputs = outputs(&plan.changes, &ips);
     }
     outcome
 }
@@ -299,19 +302,6 @@ fn kept_vms(changes: &[Change]) -> HashMap<String, (Instance, tokio::sync::OnceC
         .collect()
 }
 
-/// IPs of addresses the plan keeps.
-fn known_ips(changes: &[Change]) -> HashMap<(String, Kind), Ipv4Addr> {
-    let mut ips = HashMap::new();
-    for c in changes {
-        if let (Action::NoOp | Action::Update, Some(Resource::Address(a))) = (c.action, &c.before)
-            && let Some(ip) = a.address
-        {
-            ips.insert((c.gateway.clone(), c.kind), ip);
-        }
-    }
-    ips
-}
-
 fn verb(change: &Change, direction: Direction) -> Verb {
     match (change.action, direction) {
         (_, Direction::Down) => Verb::Destroy,
@@ -371,7 +361,10 @@ fn ip_of(shared: &Shared, gateway: &str, kind: Kind) -> Result<Ipv4Addr, StepErr
         .ips
         .lock()
         .map_err(|_| StepError::Other("internal state poisoned".into()))?;
-    ips.get(&(gateway.to_string(), kind))
+    shared
+        .address_names
+        .get(&(gateway.to_string(), kind))
+        .and_then(|name| ips.get(name))
         .copied()
         .ok_or_else(|| {
             StepError::Other(format!(
@@ -449,14 +442,8 @@ async fn up_address(shared: &Shared, change: &Change, a: &Address) -> Result<(),
     } else {
         cloud.insert_address(a).await?
     };
-    let mut ips = shared
-        .ips
-        .lock()
-        .map_err(|_| StepError::Other("internal state poisoned".into()))?;
-    ips.insert((change.gateway.clone(), change.kind), ip);
-    drop(ips);
     shared
-        .named_ips
+        .ips
         .lock()
         .map_err(|_| StepError::Other("internal state poisoned".into()))?
         .insert(a.name.clone(), ip);
@@ -484,7 +471,7 @@ async fn up_instance(shared: &Shared, change: &Change, i: &Instance) -> Result<(
     let network_ip = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
     let nat_ip = ip_of(shared, &change.gateway, Kind::ExternalAddress)?;
     shared.cloud.insert_instance(i, network_ip, nat_ip).await?;
-    ready::wait(&shared.cloud, i, shared.options.ready_timeout).await
+    ready::wait(&shared.cloud, i.into(), shared.options.ready_timeout).await
 }
 
 /// Creates the route through the gateway's internal address, once a VM the plan keeps reports ready.
@@ -496,10 +483,10 @@ async fn up_route(shared: &Shared, change: &Change, r: &Route) -> Result<(), Ste
     let next_hop = ip_of(shared, &change.gateway, Kind::InternalAddress)?;
     if let Some((vm, ready)) = shared.kept_vms.get(&change.gateway) {
         ready
-            .get_or_try_init(|| ready::wait(cloud, vm, shared.options.ready_timeout))
+            .get_or_try_init(|| ready::wait(cloud, vm.into(), shared.options.ready_timeout))
             .await?;
     }
-    Ok(cloud.insert_route(r, next_hop).await?)
+    Ok(cloud.insert_route(r, NextHop::Ip(next_hop)).await?)
 }
 
 /// Adds and removes the node-pool tags the plan changes, leaving the pool's other tags alone.
@@ -674,7 +661,7 @@ async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Resu
     }
     let timeout = shared.options.ready_timeout;
     let booted = match update.power {
-        Some(action) => ready::bring_up(cloud, i, action, timeout).await?,
+        Some(action) => ready::bring_up(cloud, i.into(), action, timeout).await?,
         None => false,
     };
     // Whatever did not boot the VM here (it was found running, or someone started what the plan saw
@@ -682,11 +669,11 @@ async fn update_instance(shared: &Shared, change: &Change, i: &Instance) -> Resu
     // stopped after the reset): a VM that reports this very token booted with this script, and is not
     // interrupted again.
     let must_boot = update.restart || update.metadata || update.pending;
-    if must_boot && !booted && (update.metadata || !ready::reports(cloud, i).await?) {
+    if must_boot && !booted && (update.metadata || !ready::reports(cloud, i.into()).await?) {
         cloud.reset_instance(&i.zone, &i.name).await?;
     }
     if update.power.is_some() || must_boot {
-        ready::wait(cloud, i, timeout).await?;
+        ready::wait(cloud, i.into(), timeout).await?;
     }
     if update.metadata || update.pending {
         cloud.set_instance_metadata_fresh(i).await?;

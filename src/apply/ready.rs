@@ -65,14 +65,32 @@ impl Limiter {
     }
 }
 
+/// What readiness reads of a gateway VM: where it is, and the token its startup script reports once ready.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct VmRef<'a> {
+    pub(super) zone: &'a str,
+    pub(super) name: &'a str,
+    pub(super) ready_token: &'a str,
+}
+
+impl<'a> From<&'a Instance> for VmRef<'a> {
+    fn from(i: &'a Instance) -> Self {
+        VmRef {
+            zone: &i.zone,
+            name: &i.name,
+            ready_token: &i.ready_token,
+        }
+    }
+}
+
 /// Waits until `vm` reports ready, saying what it waits for on the step's progress line.
-pub(super) async fn wait(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(), StepError> {
+pub(super) async fn wait(cloud: &Cloud, vm: VmRef<'_>, timeout: Duration) -> Result<(), StepError> {
     let result = wait_ready(cloud, vm, timeout).await;
     super::waiting(None);
     result
 }
 
-async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(), StepError> {
+async fn wait_ready(cloud: &Cloud, vm: VmRef<'_>, timeout: Duration) -> Result<(), StepError> {
     super::waiting(Some(Wait::VmRunning));
     let start = Instant::now();
     let deadline = start + timeout;
@@ -87,7 +105,7 @@ async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(
     };
     // 1. Until the VM runs.
     let mut delay = Duration::from_millis(250);
-    let mut status = cloud.instance_status(&vm.zone, &vm.name).await?;
+    let mut status = cloud.instance_status(vm.zone, vm.name).await?;
     while status != "RUNNING" {
         if Instant::now() + delay > deadline {
             return Err(not_ready(&status));
@@ -96,7 +114,7 @@ async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(
         if start.elapsed() > Duration::from_secs(10) {
             delay = (delay * 2).min(Duration::from_secs(2));
         }
-        status = cloud.instance_status(&vm.zone, &vm.name).await?;
+        status = cloud.instance_status(vm.zone, vm.name).await?;
     }
     // 2. Until the script reports the token.
     super::waiting(Some(Wait::StartupScriptReady));
@@ -129,16 +147,13 @@ async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(
         per_second.record(now);
         attempt += 1;
         if let Some(reader) = serial.as_mut() {
-            let chunk = cloud.serial_output(&vm.zone, &vm.name, reader.next).await?;
-            if reader.feed(&chunk, &vm.ready_token) {
+            let chunk = cloud.serial_output(vm.zone, vm.name, reader.next).await?;
+            if reader.feed(&chunk, vm.ready_token) {
                 return Ok(());
             }
             continue;
         }
-        match cloud
-            .guest_ready(&vm.zone, &vm.name, &vm.ready_token)
-            .await?
-        {
+        match cloud.guest_ready(vm.zone, vm.name, vm.ready_token).await? {
             Ready::Yes => return Ok(()),
             Ready::NotYet => {}
             Ready::GuestAttributesBlocked => serial = Some(SerialReader::default()),
@@ -153,7 +168,7 @@ async fn wait_ready(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<(
 /// then starts, resumes or leaves alone what it finds.
 pub(super) async fn bring_up(
     cloud: &Cloud,
-    vm: &Instance,
+    vm: VmRef<'_>,
     action: VmAction,
     timeout: Duration,
 ) -> Result<bool, StepError> {
@@ -172,11 +187,11 @@ pub(super) async fn bring_up(
     };
     match settled {
         Settled::Stopped => {
-            cloud.start_instance(&vm.zone, &vm.name).await?;
+            cloud.start_instance(vm.zone, vm.name).await?;
             Ok(true)
         }
         Settled::Suspended => {
-            cloud.resume_instance(&vm.zone, &vm.name).await?;
+            cloud.resume_instance(vm.zone, vm.name).await?;
             Ok(false)
         }
         Settled::Up | Settled::Moving => Ok(false),
@@ -184,12 +199,12 @@ pub(super) async fn bring_up(
 }
 
 /// Polls the VM's status until it is no longer between states.
-async fn settle(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<Settled, StepError> {
+async fn settle(cloud: &Cloud, vm: VmRef<'_>, timeout: Duration) -> Result<Settled, StepError> {
     super::waiting(Some(Wait::VmSettling));
     let deadline = Instant::now() + timeout;
     let mut delay = Duration::from_millis(250);
     loop {
-        let status = cloud.instance_status(&vm.zone, &vm.name).await?;
+        let status = cloud.instance_status(vm.zone, vm.name).await?;
         let settled = Settled::of(&status);
         if settled != Settled::Moving {
             return Ok(settled);
@@ -210,11 +225,9 @@ async fn settle(cloud: &Cloud, vm: &Instance, timeout: Duration) -> Result<Settl
 
 /// Whether the VM already reports `vm`'s token, in one guest-attribute read: it then booted with this
 /// script. Where guest attributes are blocked, `false` (the caller restarts, which is always safe).
-pub(super) async fn reports(cloud: &Cloud, vm: &Instance) -> Result<bool, StepError> {
+pub(super) async fn reports(cloud: &Cloud, vm: VmRef<'_>) -> Result<bool, StepError> {
     Ok(matches!(
-        cloud
-            .guest_ready(&vm.zone, &vm.name, &vm.ready_token)
-            .await?,
+        cloud.guest_ready(vm.zone, vm.name, vm.ready_token).await?,
         Ready::Yes
     ))
 }
@@ -382,7 +395,7 @@ mod emulated {
         };
         let (emu, cloud, gw) = crate::gcp::demo(options, |_| {}).await;
         crate::gcp::demo_vm(&cloud, &gw).await;
-        wait(&cloud, &gw.instance, Duration::from_secs(30))
+        wait(&cloud, (&gw.instance).into(), Duration::from_secs(30))
             .await
             .expect("ready from the serial console");
         let paths: Vec<String> = std::fs::read_to_string(&log)

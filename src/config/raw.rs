@@ -676,6 +676,7 @@ fn read_gateway(
     let ssh = read_ssh(cx, t);
     let adopt = read_adopt(cx, t);
     let health_check = read_health_check(cx, t, placement.as_ref());
+    refuse_with_zones(cx, t);
 
     if let (Some(dests), Some(sources)) = (&destinations, &source_ranges) {
         for (d, span, key) in dests {
@@ -1135,6 +1136,29 @@ fn read_placement(
 }
 
 /// `[gateways.NAME.health_check]`; only meaningful with `zones`. `None` when invalid or absent.
+/// What a gateway in several zones does not support yet: taking over existing resources (its VMs belong to
+/// managed instance groups), and a Shared VPC host project (the load balancer would sit in the service project,
+/// its routes in the host).
+fn refuse_with_zones(cx: &mut Cx<'_>, t: &Table<'_, '_>) {
+    if t.get("zones").is_none() {
+        return;
+    }
+    for (key, why) in [
+        (
+            "adopt",
+            "a gateway in several zones is built new (its VMs belong to managed instance groups); adopt existing resources with a single-VM gateway (zone = \"..\")",
+        ),
+        (
+            "network_project",
+            "a gateway in several zones does not support a Shared VPC host project yet; use zone = \"..\" for a single VM",
+        ),
+    ] {
+        if let Some(v) = t.get(key) {
+            cx.report(&v.span(), &t.child(key), format!("{key} with zones: {why}"));
+        }
+    }
+}
+
 fn read_health_check(
     cx: &mut Cx<'_>,
     gateway: &Table<'_, '_>,

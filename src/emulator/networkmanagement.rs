@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::api_error::ApiError;
-use super::compute::{Ctx, Reply, carriers, render, routes_of_network};
+use super::compute::{Ctx, Reply, applies_to, carriers, entries_cover, render, routes_of_network};
 use super::world::{COMPUTE_URL, World, hash_hex, last_segment, obj, rfc3339, str_field, strings};
 use crate::net::Ipv4Net;
 use crate::routing;
@@ -379,7 +379,7 @@ fn reachability(world: &World, ctx: &Ctx<'_>, p: &str, test: &Value) -> Value {
         ];
         return json!({"result": "UNREACHABLE", "traces": [{"endpointInfo": endpoint, "steps": steps}]});
     }
-    let traces: Vec<Value> = winners
+    let (traces, reached): (Vec<Value>, Vec<bool>) = winners
         .iter()
         .enumerate()
         .map(|(i, route)| {
@@ -400,30 +400,14 @@ fn reachability(world: &World, ctx: &Ctx<'_>, p: &str, test: &Value) -> Value {
             }
             (trace, reached)
         })
-        .map(|(trace, reached)| {
-            let mut t = trace;
-            obj(&mut t).insert("reached".into(), json!(reached));
-            t
-        })
-        .collect();
-    let reached = traces
-        .iter()
-        .filter(|t| t["reached"] == json!(true))
-        .count();
-    let result = if reached == traces.len() {
+        .unzip();
+    let result = if reached.iter().all(|r| *r) {
         "REACHABLE"
-    } else if reached == 0 {
+    } else if !reached.iter().any(|r| *r) {
         "UNREACHABLE"
     } else {
         "AMBIGUOUS"
     };
-    let traces: Vec<Value> = traces
-        .into_iter()
-        .map(|mut t| {
-            obj(&mut t).remove("reached");
-            t
-        })
-        .collect();
     json!({"result": result, "verifyTime": rfc3339(ctx.now), "traces": traces})
 }
 
@@ -482,34 +466,14 @@ fn after_route(
     steps: &mut Vec<Value>,
 ) -> bool {
     let r = &route.next_hop;
-    let hop_path = if let Some(ip) = str_field(r, "nextHopIp") {
-        world
-            .resources
-            .iter()
-            .filter(|(k, _)| k.contains("/instances/"))
-            .find(|(_, v)| {
-                v.get("networkInterfaces")
-                    .and_then(Value::as_array)
-                    .is_some_and(|nics| {
-                        nics.iter().any(|n| {
-                            str_field(n, "network") == Some(src.network.as_str())
-                                && str_field(n, "networkIP") == Some(ip)
-                        })
-                    })
-            })
-            .map(|(k, _)| k.clone())
-    } else if let Some(i) = str_field(r, "nextHopInstance") {
-        Some(i.strip_prefix(COMPUTE_URL).unwrap_or(i).to_string())
-    } else if str_field(r, "nextHopIlb").is_some() {
+    let hop_path = if ["nextHopIp", "nextHopInstance", "nextHopIlb"]
+        .iter()
+        .any(|k| str_field(r, k).is_some())
+    {
         carriers(world, ctx, net_project, &src.network, r)
-            .first()
-            .and_then(|c| {
-                Some(format!(
-                    "projects/{p}/zones/{}/instances/{}",
-                    str_field(c, "zone")?,
-                    str_field(c, "name")?
-                ))
-            })
+            .into_iter()
+            .next()
+            .map(|(path, _)| path)
     } else if str_field(r, "nextHopGateway").is_some() {
         let external = src
             .body
@@ -558,55 +522,33 @@ fn after_route(
         ));
         return false;
     }
-    match ingress_rule(world, net_project, &hop, &src.ip, packet) {
-        Some(rule) if str_field(&rule, "action") == Some("ALLOW") => {
-            steps.push(json!({
-                "state": "APPLY_INGRESS_FIREWALL_RULE",
-                "description": "Config checking state: verify INGRESS firewall rule.",
-                "causesDrop": false,
-                "projectId": p,
-                "firewall": rule,
-            }));
-        }
-        Some(rule) => {
-            steps.push(json!({
-                "state": "APPLY_INGRESS_FIREWALL_RULE",
-                "description": "Config checking state: verify INGRESS firewall rule.",
-                "causesDrop": true,
-                "projectId": p,
-                "firewall": rule,
-            }));
-            steps.push(drop_step(
-                p,
-                "FIREWALL_RULE",
-                &uri,
-                "Final state: packet dropped due to a firewall rule.",
-            ));
-            return false;
-        }
-        None => {
-            steps.push(json!({
-                "state": "APPLY_INGRESS_FIREWALL_RULE",
-                "description": "Config checking state: verify INGRESS firewall rule.",
-                "causesDrop": true,
-                "projectId": p,
-                "firewall": {
-                    "displayName": "",
-                    "direction": "INGRESS",
-                    "action": "DENY",
-                    "priority": 65535,
-                    "networkUri": src.network,
-                    "firewallRuleType": "IMPLIED_VPC_FIREWALL_RULE",
-                },
-            }));
-            steps.push(drop_step(
-                p,
-                "FIREWALL_RULE",
-                &uri,
-                "Final state: packet dropped due to a firewall rule.",
-            ));
-            return false;
-        }
+    // No rule that matches: the implied deny (VPC firewall rules overview, "Implied rules").
+    let rule = ingress_rule(world, net_project, &hop, &src.ip, packet).unwrap_or_else(|| {
+        json!({
+            "displayName": "",
+            "direction": "INGRESS",
+            "action": "DENY",
+            "priority": 65535,
+            "networkUri": src.network,
+            "firewallRuleType": "IMPLIED_VPC_FIREWALL_RULE",
+        })
+    });
+    let allowed = str_field(&rule, "action") == Some("ALLOW");
+    steps.push(json!({
+        "state": "APPLY_INGRESS_FIREWALL_RULE",
+        "description": "Config checking state: verify INGRESS firewall rule.",
+        "causesDrop": !allowed,
+        "projectId": p,
+        "firewall": rule,
+    }));
+    if !allowed {
+        steps.push(drop_step(
+            p,
+            "FIREWALL_RULE",
+            &uri,
+            "Final state: packet dropped due to a firewall rule.",
+        ));
+        return false;
     }
     steps.push(instance_step(
         "ARRIVE_AT_INSTANCE",
@@ -635,36 +577,10 @@ fn ingress_rule(
     packet: &Packet,
 ) -> Option<Value> {
     let ip: Ipv4Addr = source_ip.parse().ok()?;
-    let matches = |entries: Option<&Value>| {
-        entries.and_then(Value::as_array).is_some_and(|es| {
-            es.iter().any(|e| {
-                let proto = str_field(e, "IPProtocol")
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
-                (proto == "all" || proto == packet.protocol)
-                    && e.get("ports").and_then(Value::as_array).is_none_or(|ps| {
-                        packet.port.is_some_and(|port| {
-                            ps.iter().filter_map(Value::as_str).any(|p| {
-                                let (lo, hi) = p.split_once('-').unwrap_or((p, p));
-                                lo.parse::<i64>().is_ok_and(|lo| lo <= port)
-                                    && hi.parse::<i64>().is_ok_and(|hi| port <= hi)
-                            })
-                        })
-                    })
-            })
-        })
-    };
+    let tags: Vec<&str> = vm.tags.iter().map(String::as_str).collect();
     let mut candidates: Vec<(i64, bool, String, Value)> = world
         .children(&format!("projects/{net_project}/global/firewalls/"))
-        .filter(|(_, r)| {
-            str_field(r, "network") == Some(vm.network.as_str())
-                && str_field(r, "direction").unwrap_or("INGRESS") == "INGRESS"
-                && r.get("disabled") != Some(&json!(true))
-        })
-        .filter(|(_, r)| {
-            let targets = strings(r.get("targetTags"));
-            targets.is_empty() || targets.iter().any(|t| vm.tags.contains(t))
-        })
+        .filter(|(_, r)| applies_to(r, &vm.network, &tags))
         .filter(|(_, r)| {
             strings(r.get("sourceRanges"))
                 .iter()
@@ -672,8 +588,9 @@ fn ingress_rule(
                 .any(|s| s.contains(ip))
         })
         .filter_map(|(k, r)| {
-            let deny = matches(r.get("denied"));
-            (deny || matches(r.get("allowed"))).then(|| {
+            let covers = |entries| entries_cover(entries, &packet.protocol, packet.port);
+            let deny = covers(r.get("denied"));
+            (deny || covers(r.get("allowed"))).then(|| {
                 (
                     r.get("priority").and_then(Value::as_i64).unwrap_or(1000),
                     !deny,

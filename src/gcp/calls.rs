@@ -819,7 +819,11 @@ impl Cloud {
         })
     }
 
-    pub(crate) async fn insert_route(&self, r: &Route, next_hop: Ipv4Addr) -> Result<(), GcpError> {
+    pub(crate) async fn insert_route(
+        &self,
+        r: &Route,
+        next_hop: wire::NextHop<'_>,
+    ) -> Result<(), GcpError> {
         let (p, scope) = self.global_on(&r.network);
         let send = self
             .routes

@@ -14,7 +14,6 @@ use super::observe::all_pages;
 use super::wire;
 use super::wire_ha;
 use super::{Cloud, GcpError, api_error, request_id};
-use crate::model::Route;
 use crate::model::ha::{
     BackendService, ForwardingRule, HealthCheck, InstanceGroup, InstanceTemplate,
 };
@@ -252,7 +251,7 @@ impl Cloud {
             .set_auto_healing_policies([wire_ha::autohealing_to_wire(&self.project, g)]);
         if template {
             body = body
-                .set_instance_template(wire_ha::template_ref(&self.project, &g.instance_template));
+                .set_instance_template(wire_ha::template_url(&self.project, &g.instance_template));
         }
         let send = ha
             .groups
@@ -618,20 +617,5 @@ impl Cloud {
         let context = format!("deleting forwarding rule {name}");
         self.delete_owned(check, Scope::Region(region), &context, get, owner, delete)
             .await
-    }
-
-    /// A route through the gateway's load balancer (`Route.next_hop_ilb`).
-    pub(crate) async fn insert_route_ilb(&self, r: &Route, rule: &str) -> Result<(), GcpError> {
-        let (p, scope) = self.global_on(&r.network);
-        let send = self
-            .routes
-            .insert()
-            .set_project(p)
-            .set_body(wire::route_ilb_to_wire(p, r, rule))
-            .set_request_id(request_id())
-            .with_idempotency(true)
-            .send();
-        let context = format!("creating route {}{}", r.name, self.in_project(p));
-        self.change(scope, &context, send).await
     }
 }

@@ -24,6 +24,7 @@ use google_cloud_container_v1::client::ClusterManager;
 pub(crate) use calls::{OwnerCheck, Ready, SerialChunk};
 pub(crate) use calls_ha::BackendHealth;
 pub(crate) use observe::HostScope;
+pub(crate) use wire::NextHop;
 
 /// Where natgw sends its API calls, how it authenticates, how long it retries and waits, and who hears what it
 /// waits for.

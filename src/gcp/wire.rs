@@ -45,15 +45,15 @@ pub(super) fn unhex(s: &str) -> bytes::Bytes {
     bytes::Bytes::from(v)
 }
 
-fn fingerprint(b: Option<&bytes::Bytes>) -> Option<String> {
+pub(super) fn fingerprint(b: Option<&bytes::Bytes>) -> Option<String> {
     b.map(|b| crate::hex::encode(b))
 }
 
-fn sorted(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
+pub(super) fn sorted(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
     labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn ip(s: Option<&String>) -> Option<Ipv4Addr> {
+pub(super) fn ip(s: Option<&String>) -> Option<Ipv4Addr> {
     s.and_then(|s| s.parse().ok())
 }
 
@@ -74,17 +74,9 @@ pub(super) fn subnetwork_url(project: &str, region: &str, subnetwork: &str) -> S
     format!("projects/{project}/regions/{region}/subnetworks/{subnetwork}")
 }
 
-/// The project a network (as the model names it) belongs to. Firewall rules and routes live in their
-/// network's project: "the firewall rules ... and routes ... are defined in the host project"
-/// (<https://cloud.google.com/vpc/docs/shared-vpc#shared_vpc_networks>).
+/// The project a network (as the model names it) belongs to: its host's, or `own`.
 pub(super) fn network_project<'a>(own: &'a str, network: &'a str) -> &'a str {
-    match network
-        .strip_prefix("projects/")
-        .and_then(|r| r.split_once('/'))
-    {
-        Some((p, _)) => p,
-        None => own,
-    }
+    crate::model::network_project(network).unwrap_or(own)
 }
 
 /// A network or subnetwork URL from Google, named as the model does: its name when it is in `own`, else its
@@ -424,7 +416,10 @@ pub(super) fn route_from_wire(own: &str, r: &gce::Route) -> Option<Observed<Rout
         // A route natgw could not have made (an IPv6 range) is not natgw's.
         dest_range: r.dest_range.as_deref()?.parse().ok()?,
         next_hop_ip: ip(r.next_hop_ip.as_ref()),
-        next_hop_ilb: r.next_hop_ilb.as_deref().map(ilb_ref),
+        next_hop_ilb: r
+            .next_hop_ilb
+            .as_deref()
+            .map(|u| from_segment(u, "projects/")),
         priority: r.priority.unwrap_or(1000),
         tags: r.tags.clone(),
         description: description.clone(),
@@ -444,23 +439,32 @@ pub(super) fn route_from_wire(own: &str, r: &gce::Route) -> Option<Observed<Rout
 /// and a change replaces the route. `nextHopIp`: "The network IP address of an instance that should handle
 /// matching packets"; `priority` "from 0 to 65535 ... The default value is 1000"; `tags` "A list of instance
 /// tags to which this route applies"; `description` "Provide this field when you create the resource".
-pub(super) fn route_to_wire(project: &str, r: &Route, next_hop: Ipv4Addr) -> gce::Route {
-    route_base(project, r).set_next_hop_ip(next_hop.to_string())
+/// A route through `next_hop`. Through a load balancer, compute.v1.json, `Route.nextHopIlb`: "The URL to a
+/// forwarding rule of type loadBalancingScheme=INTERNAL that should handle matching packets or the IP address
+/// of the forwarding Rule".
+pub(super) fn route_to_wire(project: &str, r: &Route, next_hop: NextHop<'_>) -> gce::Route {
+    let base = route_base(project, r);
+    match next_hop {
+        NextHop::Ip(ip) => base.set_next_hop_ip(ip.to_string()),
+        NextHop::Ilb(rule) => base.set_next_hop_ilb(rule.to_string()),
+    }
 }
 
-/// A route through a gateway's internal passthrough load balancer. compute.v1.json, `Route.nextHopIlb`: "The
-/// URL to a forwarding rule of type loadBalancingScheme=INTERNAL that should handle matching packets or the
-/// IP address of the forwarding Rule".
-pub(super) fn route_ilb_to_wire(project: &str, r: &Route, rule: &str) -> gce::Route {
-    route_base(project, r).set_next_hop_ilb(rule.to_string())
-}
-
-/// `nextHopIlb` as the model names it: the rule's path from `projects/` on (or an IP, kept as given).
-fn ilb_ref(url: &str) -> String {
-    match url.find("projects/") {
+/// A URL from Google as the model names it: from `segment` on (`projects/` for `nextHopIlb`, `zones/` for a
+/// backend's group), or as given when it has no such segment (`nextHopIlb` may be an IP).
+pub(super) fn from_segment(url: &str, segment: &str) -> String {
+    match url.find(segment) {
         Some(i) => url[i..].to_string(),
         None => url.to_string(),
     }
+}
+
+/// Where a new route sends its packets: a gateway VM's internal IP, or a gateway's internal passthrough load
+/// balancer (its forwarding rule, as the model names it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NextHop<'a> {
+    Ip(Ipv4Addr),
+    Ilb(&'a str),
 }
 
 fn route_base(project: &str, r: &Route) -> gce::Route {

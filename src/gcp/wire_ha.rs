@@ -1,23 +1,17 @@
 //! A gateway in several zones' resources (`model::ha`) <-> Google's. Every field natgw sends is cited from
 //! compute.v1.json (the discovery document in /work/shared/gcp-discovery/ and `src/emulator/discovery/`).
 
-use std::collections::{BTreeMap, HashMap};
-
 use google_cloud_compute_v1::model as gce;
 
 use super::wire::{
-    self, META_READY_TOKEN, META_STARTUP_SCRIPT, last_segment, metadata_item, model_ref,
-    network_url, subnetwork_url,
+    self, META_READY_TOKEN, META_STARTUP_SCRIPT, fingerprint, from_segment, ip, last_segment,
+    metadata_item, model_ref, network_url, sorted, subnetwork_url,
 };
 use crate::config::names;
 use crate::model::ha::{
     BackendService, ForwardingRule, HealthCheck, InstanceGroup, InstanceTemplate,
 };
 use crate::model::observed::{self, Observed, Preconditions};
-
-fn sorted(labels: &HashMap<String, String>) -> BTreeMap<String, String> {
-    labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
 
 fn u32_of(v: Option<i32>) -> u32 {
     v.and_then(|v| u32::try_from(v).ok()).unwrap_or_default()
@@ -165,11 +159,11 @@ pub(super) fn group_from_wire(g: &gce::InstanceGroupManager) -> Observed<Instanc
         description: description.clone(),
     };
     let mut pre = preconditions(g.self_link.as_ref());
-    pre.etag = g.fingerprint.as_ref().map(|b| crate::hex::encode(b));
+    pre.etag = fingerprint(g.fingerprint.as_ref());
     observed::from_description(resource, &description, pre)
 }
 
-fn template_url(project: &str, template: &str) -> String {
+pub(super) fn template_url(project: &str, template: &str) -> String {
     format!("projects/{project}/global/instanceTemplates/{template}")
 }
 
@@ -245,7 +239,7 @@ pub(super) fn group_to_wire(project: &str, g: &InstanceGroup) -> gce::InstanceGr
 pub(super) fn per_instance_config(project: &str, g: &InstanceGroup) -> gce::PerInstanceConfig {
     let region = super::wire::region_of_zone(&g.zone);
     let (internal, external) = names::zone_addresses_of(&g.name);
-    let ip =
+    let preserved =
         |name: &str| {
             gce::PreservedStatePreservedNetworkIp::new()
                 .set_auto_delete(gce::preserved_state_preserved_network_ip::AutoDelete::Never)
@@ -258,13 +252,9 @@ pub(super) fn per_instance_config(project: &str, g: &InstanceGroup) -> gce::PerI
         .set_name(g.name.clone())
         .set_preserved_state(
             gce::PreservedState::new()
-                .set_internal_i_ps([("nic0".to_string(), ip(&internal))])
-                .set_external_i_ps([("nic0".to_string(), ip(&external))]),
+                .set_internal_i_ps([("nic0".to_string(), preserved(&internal))])
+                .set_external_i_ps([("nic0".to_string(), preserved(&external))]),
         )
-}
-
-pub(super) fn template_ref(project: &str, template: &str) -> String {
-    template_url(project, template)
 }
 
 pub(super) fn health_check_from_wire(h: &gce::HealthCheck) -> Observed<HealthCheck> {
@@ -311,20 +301,12 @@ pub(super) fn health_check_to_wire(h: &HealthCheck) -> gce::HealthCheck {
         .set_unhealthy_threshold(i32_of(h.unhealthy_threshold))
 }
 
-/// `zones/Z/instanceGroups/N` of a group URL.
-fn group_ref(url: &str) -> String {
-    match url.find("zones/") {
-        Some(i) => url[i..].to_string(),
-        None => url.to_string(),
-    }
-}
-
 pub(super) fn backend_service_from_wire(b: &gce::BackendService) -> Observed<BackendService> {
     let description = b.description.clone().unwrap_or_default();
     let mut backends: Vec<String> = b
         .backends
         .iter()
-        .filter_map(|x| x.group.as_deref().map(group_ref))
+        .filter_map(|x| x.group.as_deref().map(|u| from_segment(u, "zones/")))
         .collect();
     backends.sort();
     let resource = BackendService {
@@ -339,7 +321,7 @@ pub(super) fn backend_service_from_wire(b: &gce::BackendService) -> Observed<Bac
         description: description.clone(),
     };
     let mut pre = preconditions(b.self_link.as_ref());
-    pre.etag = b.fingerprint.as_ref().map(|f| crate::hex::encode(f));
+    pre.etag = fingerprint(b.fingerprint.as_ref());
     observed::from_description(resource, &description, pre)
 }
 
@@ -387,7 +369,7 @@ pub(super) fn forwarding_rule_from_wire(
             .as_deref()
             .map(|u| model_ref(own, u))
             .unwrap_or_default(),
-        ip_address: f.ip_address.as_deref().and_then(|s| s.parse().ok()),
+        ip_address: ip(f.ip_address.as_ref()),
         backend_service: f
             .backend_service
             .as_deref()
@@ -434,7 +416,10 @@ mod tests {
     #[test]
     fn references_keep_what_the_model_names() {
         assert_eq!(
-            group_ref("https://x/compute/v1/projects/p/zones/europe-west1-b/instanceGroups/g"),
+            from_segment(
+                "https://x/compute/v1/projects/p/zones/europe-west1-b/instanceGroups/g",
+                "zones/"
+            ),
             "zones/europe-west1-b/instanceGroups/g"
         );
         assert_eq!(

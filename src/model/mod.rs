@@ -223,6 +223,16 @@ pub(crate) struct Instance {
     pub(crate) restart_pending: bool,
 }
 
+/// The project of a network or subnetwork as the model names it (`projects/HOST/global/networks/N`), or
+/// `None` for one of the stack's own project (its bare name). Firewall rules and routes live in their network's
+/// project: "the firewall rules ... and routes ... are defined in the host project"
+/// (<https://cloud.google.com/vpc/docs/shared-vpc#shared_vpc_networks>).
+pub(crate) fn network_project(path: &str) -> Option<&str> {
+    path.strip_prefix("projects/")
+        .and_then(|r| r.split_once('/'))
+        .map(|(p, _)| p)
+}
+
 /// Whether a VM in `status` runs or comes up on its own (compute.v1.json `Instance.status`: PROVISIONING
 /// "Resources are being allocated", STAGING "All required resources have been allocated and the instance is
 /// being started", PENDING "For Flex Start provisioning instance is waiting for available capacity").

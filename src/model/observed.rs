@@ -149,9 +149,10 @@ impl Observation {
     /// subnetwork's project, when it is not `own`): where that stack's firewall rules and routes are, even for
     /// a gateway the config no longer names, or names with another `network_project`.
     pub(crate) fn host_projects(&self, own: &str, stack: &str) -> BTreeSet<String> {
-        let project = |path: &str| -> Option<String> {
-            let (p, _) = path.strip_prefix("projects/")?.split_once('/')?;
-            (p != own).then(|| p.to_string())
+        let project = |path: &str| {
+            super::network_project(path)
+                .filter(|p| *p != own)
+                .map(str::to_string)
         };
         let vms = self
             .instances

@@ -113,6 +113,27 @@ pub(crate) struct Outputs {
     pub(crate) egress_ips: Option<Vec<Ipv4Addr>>,
 }
 
+impl Outputs {
+    /// A gateway in several zones: `egress_ip` only with one zone; `egress_ips` once every zone's IP is
+    /// known, empty until then.
+    pub(crate) fn zones(egress: &[Option<Ipv4Addr>], next_hop: Option<Ipv4Addr>) -> Outputs {
+        Outputs {
+            egress_ip: match egress {
+                [only] => *only,
+                _ => None,
+            },
+            internal_ip: next_hop,
+            egress_ips: Some(
+                egress
+                    .iter()
+                    .copied()
+                    .collect::<Option<Vec<_>>>()
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+}
+
 impl Outcome {
     pub(crate) fn success(&self) -> bool {
         self.failed.is_empty() && self.skipped.is_empty() && self.not_started.is_empty()

@@ -93,9 +93,6 @@ pub(super) fn load(path: &Path) -> Result<Loaded, OpsError> {
     // One read: the digest a saved plan records is of the very text that was parsed.
     let text = config::read(path)?;
     let config = config::parse(path, &text)?;
-    for gw in config.gateways.values() {
-        refuse_ha_combination(path, gw)?;
-    }
     let digest = crate::hex::encode(&Sha256::digest(text.as_bytes()));
     let project = resolve_project(&config)?;
     let mut desired = Vec::new();
@@ -109,32 +106,6 @@ pub(super) fn load(path: &Path) -> Result<Loaded, OpsError> {
         digest,
         desired,
     })
-}
-
-/// What a gateway in several zones does not support yet: taking over existing resources, and a Shared VPC
-/// host project (the load balancer would sit in the service project, its routes in the host).
-fn refuse_ha_combination(path: &Path, gw: &config::Gateway) -> Result<(), OpsError> {
-    if gw.ha.is_none() {
-        return Ok(());
-    }
-    let (key, why) = if gw.adopt != config::Adopt::default() {
-        (
-            "adopt",
-            "a gateway in several zones is built new (its VMs belong to managed instance groups); adopt existing resources with a single-VM gateway (zone = \"..\")",
-        )
-    } else if gw.network_project.is_some() {
-        (
-            "network_project",
-            "a gateway in several zones does not support a Shared VPC host project yet; use zone = \"..\" for a single VM",
-        )
-    } else {
-        return Ok(());
-    };
-    Err(OpsError::Message(format!(
-        "{}: gateways.{}.{key} with zones: {why}",
-        path.display(),
-        gw.name
-    )))
 }
 
 /// The config's `project`, else `GOOGLE_CLOUD_PROJECT`, else `CLOUDSDK_CORE_PROJECT`, else the credentials'
@@ -194,46 +165,5 @@ pub(super) fn identity(command: &str) -> super::lock::Identity {
         user,
         host,
         command: command.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::load;
-
-    #[test]
-    fn a_gateway_with_zones_loads_but_not_with_adopt_or_a_host_project() {
-        let example = include_str!("../../examples/gitlab-runner.toml");
-        let zone = "zone          = \"europe-west1-b\"";
-        assert!(example.contains(zone), "{example}");
-        let ha = example.replace(zone, "zones = [\"europe-west1-b\", \"europe-west1-c\"]");
-        let dir = std::env::temp_dir().join(format!("natgw-ha-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let path = dir.join("natgw.toml");
-        let load_text = |text: &str| {
-            std::fs::write(&path, text).expect("the config is written");
-            load(&path).map(|l| l.desired).map_err(|e| e.to_string())
-        };
-        let loaded = load_text(&ha);
-        let adopting = load_text(&format!(
-            "{ha}\n[gateways.gitlab.adopt]\ninstance = \"old-nat\"\n"
-        ));
-        let hosted = load_text(&ha.replace(
-            "network       = \"vpc-network\"",
-            "network       = \"vpc-network\"\nnetwork_project = \"net-host\"",
-        ));
-        std::fs::remove_dir_all(&dir).expect("the temporary directory is removed");
-        let desired = loaded.expect("zones load");
-        assert_eq!(desired[0].ha.as_ref().map(|h| h.zones.len()), Some(2));
-        let message = adopting.expect_err("adopt with zones");
-        assert!(
-            message.contains("gateways.gitlab.adopt with zones"),
-            "{message}"
-        );
-        let message = hosted.expect_err("a host project with zones");
-        assert!(
-            message.contains("gateways.gitlab.network_project with zones"),
-            "{message}"
-        );
     }
 }

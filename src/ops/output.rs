@@ -40,30 +40,7 @@ pub(crate) fn output(
         let session = Session::open(&options.connect, &loaded, frontend).await?;
         // The same filter as a plan's: every address with natgw's labels, and those the config names
         // (an adopted address keeps its own name).
-        let names = loaded
-            .desired
-            .iter()
-            .flat_map(|g| {
-                let ha = g.ha.iter().flat_map(|ha| {
-                    ha.zones
-                        .iter()
-                        .flat_map(|z| {
-                            [
-                                z.external_address.name.clone(),
-                                z.internal_address.name.clone(),
-                            ]
-                        })
-                        .chain(ha.lb.iter().map(|lb| lb.address.name.clone()))
-                });
-                [
-                    g.external_address.name.clone(),
-                    g.internal_address.name.clone(),
-                ]
-                .into_iter()
-                .chain(ha.collect::<Vec<_>>())
-            })
-            .collect();
-        let filter = crate::gcp::observe::labelled_filter(&names);
+        let filter = crate::gcp::observe::labelled_filter(&loaded.names().addresses);
         let result = session.cloud.list_addresses(&filter).await;
         session.finish().await?;
         Ok::<_, OpsError>(result?)
@@ -95,20 +72,7 @@ pub(crate) fn output(
                         (None, [zone]) => ip(&zone.internal_address),
                         (None, _) => None,
                     };
-                    Outputs {
-                        egress_ip: match egress.as_slice() {
-                            [only] => *only,
-                            _ => None,
-                        },
-                        internal_ip: next_hop,
-                        // Known once every zone's address exists; empty until then.
-                        egress_ips: Some(
-                            egress
-                                .into_iter()
-                                .collect::<Option<Vec<_>>>()
-                                .unwrap_or_default(),
-                        ),
-                    }
+                    Outputs::zones(&egress, next_hop)
                 }
             };
             (g.owner.gateway.clone(), outputs)

@@ -1,8 +1,6 @@
 //! The changes of a gateway in several zones (`model::ha`): its zones' addresses and groups, the template,
 //! the health checks, the load balancer, and routes through it.
 
-use std::net::Ipv4Addr;
-
 use serde_json::json;
 
 use super::{
@@ -12,22 +10,10 @@ use super::{
 use crate::model::desired::DesiredGateway;
 use crate::model::fields::{Field, RouteField};
 use crate::model::fields_ha::{ForwardingRuleField, InstanceGroupField};
-use crate::model::ha::{DesiredHa, ROLE_AUTOHEAL, ROLE_HEALTH};
+use crate::model::ha::{DesiredHa, ROLE_AUTOHEAL};
 use crate::model::observed::Observation;
 use crate::model::ownership::{KEY_ROLE, Owner};
 use crate::model::{Kind, Resource};
-
-/// The IP a change keeps (none if it creates or replaces the address).
-fn kept_ip(c: &Change) -> Option<Ipv4Addr> {
-    match (&c.action, &c.before) {
-        (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
-        _ => None,
-    }
-}
-
-fn made_anew(c: &Change) -> bool {
-    matches!(c.action, Action::Create | Action::Replace)
-}
 
 pub(super) fn gateway_changes(
     stack: &str,
@@ -60,8 +46,8 @@ pub(super) fn gateway_changes(
         let ext = address_change(stack, gateway, &z.external_address, world, false)?;
         let int = address_change(stack, gateway, &z.internal_address, world, false)?;
         if ha.lb.is_none() {
-            next_hop_ip = z.internal_address.address.or_else(|| kept_ip(&int));
-            next_hop_replaced = made_anew(&int);
+            next_hop_ip = z.internal_address.address.or_else(|| int.kept_ip());
+            next_hop_replaced = int.made_anew();
         }
         changes.push(ext);
         changes.push(int);
@@ -122,8 +108,8 @@ pub(super) fn gateway_changes(
     if let Some(lb) = &ha.lb {
         let vip = address_change(stack, gateway, &lb.address, world, false)?;
         let mut rule = lb.forwarding_rule.clone();
-        rule.ip_address = lb.address.address.or_else(|| kept_ip(&vip));
-        let vip_replaced = made_anew(&vip);
+        rule.ip_address = lb.address.address.or_else(|| vip.kept_ip());
+        let vip_replaced = vip.made_anew();
         changes.push(vip);
         let found = by_name(
             &world.backend_services,
@@ -234,11 +220,6 @@ pub(super) fn health_check_kind(facts: &std::collections::BTreeMap<String, Strin
         Some(ROLE_AUTOHEAL) => Kind::AutohealCheck,
         _ => Kind::HealthCheck,
     }
-}
-
-/// Whether a firewall rule's marker says it lets the health-check probers in.
-pub(super) fn is_health_firewall(facts: &std::collections::BTreeMap<String, String>) -> bool {
-    facts.get(KEY_ROLE).map(String::as_str) == Some(ROLE_HEALTH)
 }
 
 /// Deletes of what the stack owns among a gateway in several zones' own kinds.

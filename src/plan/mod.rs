@@ -178,6 +178,19 @@ impl Change {
         }
     }
 
+    /// The IP an address change keeps (none if it creates or replaces the address).
+    pub(crate) fn kept_ip(&self) -> Option<Ipv4Addr> {
+        match (&self.action, &self.before) {
+            (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
+            _ => None,
+        }
+    }
+
+    /// Whether the resource is new after the change (created, or replaced).
+    pub(crate) fn made_anew(&self) -> bool {
+        matches!(self.action, Action::Create | Action::Replace)
+    }
+
     pub(crate) fn forces_replacement(&self) -> Vec<&'static str> {
         self.diffs
             .iter()
@@ -332,15 +345,6 @@ fn mark_deposed(changes: &mut [Change]) {
     }
 }
 
-/// The project of a network as the model names it (`projects/HOST/global/networks/N`), `None` for a network
-/// of the stack's own project (its bare name).
-fn network_project(network: &str) -> Option<&str> {
-    network
-        .strip_prefix("projects/")
-        .and_then(|r| r.split_once('/'))
-        .map(|(p, _)| p)
-}
-
 /// The gateway with the names its adopted resources kept: the adopt table's, or, once it is gone from the
 /// config, those of the resources this stack owns for this gateway under a name natgw did not derive. An
 /// adopted VM's name is also its network tag, which the firewall rule targets.
@@ -390,14 +394,14 @@ fn known_names(stack: &str, gw: &DesiredGateway, world: &Observation) -> Desired
     if gw.adopt.firewall.is_none() {
         // A rule in another network's project is the one of a gateway moved in or out of a Shared VPC host:
         // it goes with the old network, it does not name the new rule.
-        let here = network_project(&gw.firewall.network);
+        let here = crate::model::network_project(&gw.firewall.network);
         let names = world
             .firewalls
             .iter()
             .filter(|o| {
                 mine(&o.owner)
                     && !o.facts.contains_key(KEY_ROLE)
-                    && network_project(&o.resource.network) == here
+                    && crate::model::network_project(&o.resource.network) == here
             })
             .map(|o| &o.resource.name)
             .collect();
@@ -492,16 +496,10 @@ fn gateway_changes(
         world,
         gw.adopt.internal_address.is_some(),
     )?;
-    let kept_ip = |c: &Change| -> Option<Ipv4Addr> {
-        match (&c.action, &c.before) {
-            (Action::NoOp | Action::Update, Some(Resource::Address(a))) => a.address,
-            _ => None,
-        }
-    };
-    let ext_ip = kept_ip(&ext);
-    let int_ip = gw.internal_address.address.or_else(|| kept_ip(&int));
-    let int_replaced = matches!(int.action, Action::Create | Action::Replace);
-    let ext_replaced = matches!(ext.action, Action::Create | Action::Replace);
+    let ext_ip = ext.kept_ip();
+    let int_ip = gw.internal_address.address.or_else(|| int.kept_ip());
+    let int_replaced = int.made_anew();
+    let ext_replaced = ext.made_anew();
     changes.push(ext);
     changes.push(int);
 
@@ -876,7 +874,7 @@ fn unwanted(stack: &str, wanted: &BTreeSet<(Kind, String)>, world: &Observation)
     let firewalls = world.firewalls.iter().filter_map(|o| {
         let kind = match o.facts.get(KEY_ROLE).map(String::as_str) {
             Some(ROLE_SSH) => Kind::SshFirewall,
-            _ if ha::is_health_firewall(&o.facts) => Kind::HealthFirewall,
+            Some(crate::model::ha::ROLE_HEALTH) => Kind::HealthFirewall,
             _ => Kind::Firewall,
         };
         let r = Resource::Firewall(o.resource.clone());

@@ -367,7 +367,7 @@ fn plan(desired: &[DesiredGateway], world: &Observation) -> Vec<Change> {
 fn stuck(changes: &[Change]) -> Vec<String> {
     use crate::apply::graph;
     let steps = graph::steps(changes);
-    graph::cycle(&graph::dependencies(changes, &steps))
+    crate::walk::stuck(&graph::dependencies(changes, &steps))
         .into_iter()
         .map(|i| changes[steps[i].change].label())
         .collect()

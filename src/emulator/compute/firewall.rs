@@ -162,3 +162,81 @@ pub(super) fn patch_firewall(
         Ok(Ok(()))
     })
 }
+
+/// Whether an enabled INGRESS rule of `network` applies to a VM with `tags`. compute.v1.json,
+/// `Firewall.targetTags`: "If no targetTags are specified, the firewall rule applies to all instances on the
+/// specified network"; `disabled`: "the firewall rule is not enforced".
+pub(crate) fn applies_to(rule: &Value, network: &str, tags: &[&str]) -> bool {
+    str_field(rule, "network") == Some(network)
+        && str_field(rule, "direction").unwrap_or("INGRESS") == "INGRESS"
+        && rule.get("disabled") != Some(&json!(true))
+        && rule
+            .get("targetTags")
+            .and_then(Value::as_array)
+            .is_none_or(|ts| {
+                ts.iter()
+                    .filter_map(Value::as_str)
+                    .any(|t| tags.contains(&t))
+            })
+}
+
+/// Whether one of a rule's `allowed` or `denied` entries covers `protocol` (lowercase name) to `port`.
+/// compute.v1.json, `IPProtocol`: "one of the following well known protocol strings (tcp, udp,icmp, esp, ah,
+/// ipip,sctp) or the IP protocol number"; `ports`: "If not specified, this rule applies to connections through
+/// any port", each "either an integer or a range".
+pub(crate) fn entries_cover(entries: Option<&Value>, protocol: &str, port: Option<i64>) -> bool {
+    // IANA protocol numbers of the names natgw's traffic uses.
+    let number = match protocol {
+        "tcp" => "6",
+        "udp" => "17",
+        "icmp" => "1",
+        _ => "",
+    };
+    entries.and_then(Value::as_array).is_some_and(|es| {
+        es.iter().any(|e| {
+            let proto = str_field(e, "IPProtocol")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            (proto == "all" || proto == protocol || (!number.is_empty() && proto == number))
+                && e.get("ports").and_then(Value::as_array).is_none_or(|ps| {
+                    port.is_some_and(|port| {
+                        ps.iter().filter_map(Value::as_str).any(|p| {
+                            let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+                            lo.parse::<i64>().is_ok_and(|lo| lo <= port)
+                                && hi.parse::<i64>().is_ok_and(|hi| port <= hi)
+                        })
+                    })
+                })
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_covers_its_protocol_by_name_or_number_and_its_ports() {
+        let entries =
+            json!([{"IPProtocol": "6", "ports": ["443", "8000-8080"]}, {"IPProtocol": "icmp"}]);
+        assert!(entries_cover(Some(&entries), "tcp", Some(443)));
+        assert!(entries_cover(Some(&entries), "tcp", Some(8080)));
+        assert!(!entries_cover(Some(&entries), "tcp", Some(22)));
+        assert!(!entries_cover(Some(&entries), "udp", Some(443)));
+        assert!(entries_cover(Some(&entries), "icmp", None));
+        assert!(!entries_cover(None, "tcp", Some(443)));
+        let rule = json!({"network": "n", "targetTags": ["gw"], "allowed": entries});
+        assert!(applies_to(&rule, "n", &["other", "gw"]));
+        assert!(!applies_to(&rule, "n", &["other"]));
+        assert!(!applies_to(
+            &json!({"network": "n", "disabled": true}),
+            "n",
+            &[]
+        ));
+        assert!(!applies_to(
+            &json!({"network": "n", "direction": "EGRESS"}),
+            "n",
+            &[]
+        ));
+    }
+}

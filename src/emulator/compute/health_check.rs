@@ -132,42 +132,13 @@ pub(super) fn probes_allowed(world: &World, instance: &str, health_check: &Value
                     .any(|r| r.prefix() <= range.prefix() && r.contains(range.addr()))
             })
     };
-    let opens_port = |allowed: &Value| {
-        let proto = str_field(allowed, "IPProtocol").unwrap_or_default();
-        let ports = allowed.get("ports").and_then(Value::as_array);
-        (proto.eq_ignore_ascii_case("tcp") || proto == "6" || proto.eq_ignore_ascii_case("all"))
-            && ports.is_none_or(|ps| {
-                ps.iter().filter_map(Value::as_str).any(|p| {
-                    let (lo, hi) = p.split_once('-').unwrap_or((p, p));
-                    lo.parse::<i64>().is_ok_and(|lo| lo <= port)
-                        && hi.parse::<i64>().is_ok_and(|hi| port <= hi)
-                })
-            })
-    };
     let rules: Vec<&Value> = world
         .resources
         .iter()
         .filter(|(k, _)| k.contains("/global/firewalls/"))
         .map(|(_, rule)| rule)
-        .filter(|rule| {
-            str_field(rule, "network") == Some(network)
-                && str_field(rule, "direction").unwrap_or("INGRESS") == "INGRESS"
-                && rule.get("disabled") != Some(&json!(true))
-        })
-        .filter(|rule| {
-            rule.get("targetTags")
-                .and_then(Value::as_array)
-                .is_none_or(|ts| {
-                    ts.iter()
-                        .filter_map(Value::as_str)
-                        .any(|t| tags.contains(&t))
-                })
-        })
-        .filter(|rule| {
-            rule.get("allowed")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(opens_port))
-        })
+        .filter(|rule| super::applies_to(rule, network, &tags))
+        .filter(|rule| super::entries_cover(rule.get("allowed"), "tcp", Some(port)))
         .collect();
     PROBER_RANGES
         .iter()

@@ -23,6 +23,7 @@ mod next_hops;
 mod route;
 pub(crate) mod xpn;
 
+pub(crate) use self::firewall::{applies_to, entries_cover};
 pub(crate) use self::ha::{emulator_endpoint, reconcile};
 pub(crate) use self::next_hops::{carriers, routes_of_network};
 

@@ -16,7 +16,7 @@ use super::mig_loop::members;
 use super::{Answer, Ctx, Reply, url};
 use crate::emulator::api_error::ApiError;
 use crate::emulator::health::Endpoint;
-use crate::emulator::world::{COMPUTE_URL, World, last_segment, resolve_ref, str_field};
+use crate::emulator::world::{COMPUTE_URL, World, last_segment, resolve_ref, str_field, strings};
 use crate::net::Ipv4Net;
 use crate::routing::{self, Route};
 
@@ -73,7 +73,8 @@ fn next_hops(world: &World, ctx: &Ctx<'_>) -> Answer {
     let winners = routing::select(&routes, dest, &tags);
     let mut instances = Vec::new();
     for route in &winners {
-        for vm in carriers(world, ctx, p, &net_url, &route.next_hop) {
+        for (path, healthy) in carriers(world, ctx, p, &net_url, &route.next_hop) {
+            let vm = vm(&path, healthy);
             if !instances.contains(&vm) {
                 instances.push(vm);
             }
@@ -101,16 +102,7 @@ pub(crate) fn routes_of_network(world: &World, p: &str, net_url: &str) -> Vec<Ro
                     .and_then(Value::as_u64)
                     .and_then(|x| u32::try_from(x).ok())
                     .unwrap_or(1000),
-                tags: v
-                    .get("tags")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                tags: strings(v.get("tags")),
                 next_hop: v.clone(),
             })
         })
@@ -122,14 +114,14 @@ fn vm(instance: &str, healthy: bool) -> Value {
     json!({"name": last_segment(instance), "zone": zone, "healthy": healthy})
 }
 
-/// The VMs a route's next hop sends new connections to: `{"name", "zone", "healthy"}` each.
+/// The VMs a route's next hop sends new connections to: each VM's path, and whether it is healthy.
 pub(crate) fn carriers(
     world: &World,
     ctx: &Ctx<'_>,
     p: &str,
     net_url: &str,
     route: &Value,
-) -> Vec<Value> {
+) -> Vec<(String, bool)> {
     // Without a load balancer, "healthy" is whether the VM's health endpoint answers now.
     let answers = |instance: &str| {
         world.power.get(instance).is_some_and(|power| {
@@ -140,7 +132,7 @@ pub(crate) fn carriers(
     if let Some(i) = str_field(route, "nextHopInstance") {
         let path = i.strip_prefix(COMPUTE_URL).unwrap_or(i).to_string();
         return if world.resources.contains_key(&path) {
-            vec![vm(&path, answers(&path))]
+            vec![(path.clone(), answers(&path))]
         } else {
             Vec::new()
         };
@@ -160,7 +152,7 @@ pub(crate) fn carriers(
                         })
                     })
             })
-            .map(|(k, _)| vm(k, answers(k)))
+            .map(|(k, _)| (k.clone(), answers(k)))
             .collect();
     }
     if let Some(ilb) = str_field(route, "nextHopIlb") {
@@ -190,7 +182,6 @@ pub(crate) fn carriers(
         return all
             .into_iter()
             .filter(|(_, ok)| *ok || !any_healthy)
-            .map(|(i, ok)| vm(&i, ok))
             .collect();
     }
     Vec::new()
