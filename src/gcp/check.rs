@@ -25,8 +25,6 @@ pub(crate) struct NetworkRoute {
     pub(crate) tags: Vec<String>,
     /// `next hop 10.0.0.50`, `the default internet gateway`, ...
     pub(crate) next_hop: String,
-    /// The internal IP it sends to, for a `nextHopIp` route.
-    pub(crate) next_hop_ip: Option<Ipv4Addr>,
 }
 
 /// What check needs of a node pool and its cluster.
@@ -199,7 +197,7 @@ impl CheckReads {
     ) -> Result<Vec<NetworkRoute>, GcpError> {
         let c = &self.cloud;
         let project = wire::network_project(&c.project, network);
-        let name = network.rsplit('/').next().unwrap_or(network);
+        let name = wire::last_segment(network);
         let suffix = format!("projects/{project}/global/networks/{name}");
         let context = format!(
             "listing the routes of network {name}{}",
@@ -302,7 +300,7 @@ impl CheckReads {
                     .managed_instances
                     .iter()
                     .filter_map(|m| m.instance.as_deref())
-                    .map(|i| i.rsplit('/').next().unwrap_or(i).to_string())
+                    .map(wire::last_segment)
                     .collect();
                 Ok((vms, page.next_page_token))
             })
@@ -334,7 +332,7 @@ impl CheckReads {
                     zone: i
                         .zone
                         .as_deref()
-                        .map(|z| z.rsplit('/').next().unwrap_or(z).to_string())
+                        .map(wire::last_segment)
                         .unwrap_or_default(),
                     status: i
                         .status
@@ -354,22 +352,20 @@ impl CheckReads {
 }
 
 fn network_route(r: &google_cloud_compute_v1::model::Route) -> Option<NetworkRoute> {
-    let last = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
-    let next_hop_ip = r.next_hop_ip.as_deref().and_then(|ip| ip.parse().ok());
     let next_hop = if let Some(ip) = &r.next_hop_ip {
         format!("next hop {ip}")
     } else if let Some(i) = &r.next_hop_instance {
-        format!("next hop instance {}", last(i))
+        format!("next hop instance {}", wire::last_segment(i))
     } else if r.next_hop_gateway.is_some() {
         "the default internet gateway".to_string()
     } else if let Some(i) = &r.next_hop_ilb {
-        format!("next hop load balancer {}", last(i))
+        format!("next hop load balancer {}", wire::last_segment(i))
     } else if let Some(n) = &r.next_hop_network {
-        format!("the subnet route of {}", last(n))
+        format!("the subnet route of {}", wire::last_segment(n))
     } else if let Some(p) = &r.next_hop_peering {
         format!("peering {p}")
     } else if let Some(v) = &r.next_hop_vpn_tunnel {
-        format!("VPN tunnel {}", last(v))
+        format!("VPN tunnel {}", wire::last_segment(v))
     } else {
         "another next hop".to_string()
     };
@@ -380,7 +376,6 @@ fn network_route(r: &google_cloud_compute_v1::model::Route) -> Option<NetworkRou
         priority: r.priority.unwrap_or(1000),
         tags: r.tags.clone(),
         next_hop,
-        next_hop_ip,
     })
 }
 

@@ -19,10 +19,6 @@ pub(crate) enum Check {
     /// The gateway VM: running, reporting ready with the current token.
     Vm,
     /// An HA gateway's backends, as its load balancer sees them (`regionBackendServices.getHealth`).
-    #[allow(
-        dead_code,
-        reason = "filled by the HA gateways' backend finding (issue 14)"
-    )]
     Backend,
     /// natgw's route is the one Google selects for the runners' nodes.
     Route,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use google_cloud_compute_v1::model::{Firewall, Route, Tags};
 use serde_json::json;
 
-use crate::harness::{Project, example_config};
+use crate::harness::Project;
 use crate::inventory::EXPECTED_ROUTES;
 use crate::support::{
     PROJECT, compute_firewalls, compute_instances, compute_routes, request_kind, runtime,
@@ -46,28 +46,9 @@ fn kind(r: &serde_json::Value) -> String {
         .into_owned()
 }
 
-#[test]
-fn a_healthy_gateway_passes_with_a_fixed_number_of_reads_and_no_change() {
-    let p = applied();
-    let before = p.emu.requests().len();
-    let run = p.natgw(&["check"]);
-    run.code(0).golden("check.txt", "healthy");
-    let requests = p.emu.requests().split_off(before);
-    let changes: Vec<&serde_json::Value> = requests
-        .iter()
-        .filter(|r| r["method"] != "GET")
-        .filter(|r| {
-            !r["path"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("/listManagedInstances"))
-        })
-        .collect();
-    assert!(changes.is_empty(), "check sent changes: {changes:#?}");
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    for r in &requests {
-        *kinds.entry(kind(r)).or_insert(0) += 1;
-    }
-    let expected: BTreeMap<String, usize> = [
+/// The reads of a plain `natgw check` of the example, by kind.
+fn plain_check_reads() -> BTreeMap<String, usize> {
+    [
         // The plan's one round.
         ("GET /compute/v1/projects/*/aggregated/addresses", 1),
         // The plan's, and the node VMs by name.
@@ -95,8 +76,41 @@ fn a_healthy_gateway_passes_with_a_fixed_number_of_reads_and_no_change() {
     ]
     .into_iter()
     .map(|(k, n)| (k.to_string(), n))
-    .collect();
-    assert_eq!(kinds, expected);
+    .collect()
+}
+
+/// The requests of a run by kind, without the Connectivity Tests' (see `connectivity_requests`).
+fn read_kinds(requests: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for r in requests {
+        if !r["path"]
+            .as_str()
+            .is_some_and(|p| p.contains("/locations/global/"))
+        {
+            *kinds.entry(kind(r)).or_insert(0) += 1;
+        }
+    }
+    kinds
+}
+
+#[test]
+fn a_healthy_gateway_passes_with_a_fixed_number_of_reads_and_no_change() {
+    let p = applied();
+    let before = p.emu.requests().len();
+    let run = p.natgw(&["check"]);
+    run.code(0).golden("check.txt", "healthy");
+    let requests = p.emu.requests().split_off(before);
+    let changes: Vec<&serde_json::Value> = requests
+        .iter()
+        .filter(|r| r["method"] != "GET")
+        .filter(|r| {
+            !r["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/listManagedInstances"))
+        })
+        .collect();
+    assert!(changes.is_empty(), "check sent changes: {changes:#?}");
+    assert_eq!(read_kinds(&requests), plain_check_reads());
 
     let json = p.natgw(&["check", "--json"]);
     json.code(0);
@@ -321,22 +335,9 @@ fn an_unknown_gateway_is_refused_before_contacting_anything() {
 
 #[test]
 fn a_shared_vpc_gateway_is_checked_in_both_projects() {
-    const HOST: &str = "net-host-1";
-    let config = example_config().replacen(
-        "subnetwork    = \"runners\"",
-        &format!("subnetwork    = \"runners\"\nnetwork_project = \"{HOST}\""),
-        1,
-    );
-    let seed = json!({
-        "project": PROJECT,
-        "networks": [{"name": "vpc-network", "subnetworks": [
-            {"name": "runners", "region": "europe-west1", "ip_cidr_range": "10.0.0.0/20"}
-        ]}],
-        "clusters": [{"location": "europe-west1", "name": "gke-gitlab-runner", "network": "vpc-network",
-            "node_pools": [{"name": "runners", "tags": ["existing-tag"]}]}],
-        "shared_vpc": {"host": HOST},
-    });
-    let p = Project::with_seed(&config, &seed, &[]);
+    use crate::shared_vpc::{HOST, config, seed};
+
+    let p = Project::with_seed(&config(), &seed(json!({"host": HOST})), &[]);
     p.natgw(&["apply", "--auto-approve"]).ok();
     let run = p.natgw(&["check"]);
     run.code(0)
@@ -391,7 +392,10 @@ fn a_connectivity_test_reaches_the_gateway_and_is_deleted() {
         .code(0)
         .stdout_has(" to 34.120.10.10:443: reaches the gateway natgw-gitlab through route natgw-gitlab-34-120-10-10-32")
         .stdout_has("Check: 6 passed, 0 problems.");
-    let kinds = connectivity_requests(&p.emu.requests().split_off(before));
+    let requests = p.emu.requests().split_off(before);
+    // The node pool's cluster and VMs are read once, for the tag finding and the test's source alike.
+    assert_eq!(read_kinds(&requests), plain_check_reads());
+    let kinds = connectivity_requests(&requests);
     assert_eq!(
         kinds.get("POST /v1/projects/*/locations/global/connectivityTests"),
         Some(&1),
@@ -412,6 +416,42 @@ fn a_connectivity_test_reaches_the_gateway_and_is_deleted() {
         .copied()
         .unwrap_or(0);
     assert!((1..=4).contains(&polls), "operation polls: {kinds:?}");
+}
+
+/// Two destinations: their Connectivity Tests run at once, and the findings keep the config's order.
+#[test]
+fn the_connectivity_tests_of_two_destinations_keep_the_config_order() {
+    let config = crate::harness::example_config().replacen(
+        "destinations  = [\"34.120.10.10/32\"]",
+        "destinations  = [\"34.120.10.10/32\", \"35.1.2.0/24\"]",
+        1,
+    );
+    let p = Project::with_config(&config, &[]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    let before = p.emu.requests().len();
+    let run = p.natgw(&["check", "--connectivity-test"]);
+    run.code(0);
+    let paths: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" path "))
+        .collect();
+    assert_eq!(paths.len(), 2, "{}", run.stdout);
+    assert!(
+        paths[0].contains(" to 34.120.10.10:443: reaches the gateway natgw-gitlab through route natgw-gitlab-34-120-10-10-32"),
+        "{paths:?}"
+    );
+    assert!(
+        paths[1]
+            .contains(": reaches the gateway natgw-gitlab through route natgw-gitlab-35-1-2-0-24"),
+        "{paths:?}"
+    );
+    let kinds = connectivity_requests(&p.emu.requests().split_off(before));
+    assert_eq!(
+        kinds.get("POST /v1/projects/*/locations/global/connectivityTests"),
+        Some(&2),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -457,7 +497,6 @@ fn an_ha_gateway_is_checked_per_zone_and_a_failed_backend_is_found() {
         healthy.stdout_has(&format!(
             "backend {vm} ({zone}): {vm} HEALTHY for backend service natgw-gitlab."
         ));
-        healthy.stdout_has(vm);
     }
     healthy.stdout_has(": reaches the gateway natgw-gitlab-");
     healthy.stdout_has("through route natgw-gitlab-lb-34-120-10-10-32");
@@ -475,47 +514,18 @@ fn an_ha_gateway_is_checked_per_zone_and_a_failed_backend_is_found() {
     failed.stdout_has("natgw-gitlab-c HEALTHY for backend service natgw-gitlab.");
 }
 
-/// A `getHealth` that Google refuses for want of a permission (a fake in front of the emulator answers it with
-/// Compute's 403 `forbidden`, as `credentials.rs` does for a list) is a BLOCKED finding that names the
-/// permission and where the README lists it; the other findings are still made, and check exits 2.
+/// A `getHealth` that Google refuses for want of a permission (Google's REST reference,
+/// regionBackendServices.getHealth, "IAM Permissions") is a BLOCKED finding that names the permission and
+/// where the README lists it; the other findings are still made, and check exits 2.
 #[test]
 fn a_refused_get_health_is_a_blocked_finding_naming_the_permission() {
-    use crate::fake::{Fake, forward, json_status};
     use crate::ha::carriers;
     use crate::ha_natgw::{ZONES, both_healthy, config, poll_until};
-    use crate::harness::Natgw;
 
     let p = Project::with_config(&config(&ZONES), &["--boot-ms", "300"]);
     p.natgw(&["apply", "--auto-approve"]).ok();
     poll_until(&p.emu.url, |h| carriers(h) == both_healthy());
-    let emulator = p.emu.url.clone();
-    let google = Fake::start(move |seen| {
-        let Some(service) = seen
-            .path
-            .strip_prefix("/compute/v1/")
-            .and_then(|r| r.strip_suffix("/getHealth"))
-        else {
-            return forward(&emulator, seen);
-        };
-        // Google's REST reference, regionBackendServices.getHealth, "IAM Permissions".
-        let message =
-            format!("Required 'compute.regionBackendServices.get' permission for '{service}'");
-        json_status(
-            403,
-            json!({"error": {
-                "code": 403,
-                "message": message,
-                "errors": [{"message": message, "domain": "global", "reason": "forbidden"}],
-            }})
-            .to_string(),
-        )
-    });
-    let run = Natgw::new(&p.dir)
-        .args(["check"])
-        .config(&p.config)
-        .endpoint(&google.url)
-        .anonymous()
-        .run();
+    let (run, google) = check_refusing(&p, "/getHealth", "compute.regionBackendServices.get");
     run.code(2)
         .stdout_has("BLOCKED")
         .stdout_has("compute.regionBackendServices.get")
@@ -533,4 +543,83 @@ fn a_refused_get_health_is_a_blocked_finding_naming_the_permission() {
         refused, 2,
         "one getHealth per zone, each refused once (a 403 forbidden is not retried)"
     );
+}
+
+/// `natgw check` of `p` through a Google (a fake in front of the emulator) that refuses every request whose
+/// path ends with `suffix` with Compute's 403 `forbidden` for want of `permission` on what the path names
+/// (as `credentials.rs` does for a list), and the fake's log.
+fn check_refusing(
+    p: &Project,
+    suffix: &'static str,
+    permission: &'static str,
+) -> (crate::harness::Run, crate::fake::Fake) {
+    use crate::fake::{Fake, forward, json_status};
+    use crate::harness::Natgw;
+
+    let emulator = p.emu.url.clone();
+    let google = Fake::start(move |seen| {
+        let Some(resource) = seen
+            .path
+            .strip_prefix("/compute/v1/")
+            .and_then(|r| r.strip_suffix(suffix))
+        else {
+            return forward(&emulator, seen);
+        };
+        let message = format!("Required '{permission}' permission for '{resource}'");
+        json_status(
+            403,
+            json!({"error": {
+                "code": 403,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": "forbidden"}],
+            }})
+            .to_string(),
+        )
+    });
+    let run = Natgw::new(&p.dir)
+        .args(["check"])
+        .config(&p.config)
+        .endpoint(&google.url)
+        .anonymous()
+        .run();
+    (run, google)
+}
+
+/// A plan read Google refuses (the addresses, which only the plan reads; Google's REST reference,
+/// addresses.aggregatedList, "IAM Permissions") is the drift finding, BLOCKED, naming the permission once
+/// with the read it refused; without the plan's observation there is no firewall finding, and the VM, route
+/// and tag findings are still made.
+#[test]
+fn a_refused_plan_read_is_a_blocked_drift_finding_naming_the_permission() {
+    let p = applied();
+    let (run, google) = check_refusing(&p, "/aggregated/addresses", "compute.addresses.list");
+    run.code(2)
+        .stdout_has(&format!("BLOCKED gitlab  drift     gateway gitlab: listing addresses: Required 'compute.addresses.list' permission for 'projects/{PROJECT}' (HTTP 403)"))
+        .stdout_has("The IAM permissions natgw needs")
+        .stdout_lacks("reading the project")
+        .stdout_has(&format!("ok      gitlab  vm        {VM}: "))
+        .stdout_has("ok      gitlab  route     ")
+        .stdout_has("ok      gitlab  tag       ")
+        .stdout_has("Check: 3 passed, 0 problems, 1 blocked.");
+    let refused = google
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/aggregated/addresses"))
+        .count();
+    assert_eq!(refused, 1, "a 403 forbidden is not retried");
+}
+
+/// A refused routes list refuses both the plan's read and check's own: the drift and the route findings are
+/// BLOCKED, each naming the permission (routes.list, "IAM Permissions"); the VM and tag findings are still made.
+#[test]
+fn a_refused_routes_list_blocks_the_drift_and_route_findings() {
+    let p = applied();
+    let (run, _google) = check_refusing(&p, "/global/routes", "compute.routes.list");
+    run.code(2)
+        .stdout_has(&format!("BLOCKED gitlab  drift     gateway gitlab: listing routes: Required 'compute.routes.list' permission for 'projects/{PROJECT}' (HTTP 403)"))
+        .stdout_has("BLOCKED gitlab  route     network vpc-network: listing the routes of network vpc-network: Required 'compute.routes.list' permission")
+        .stdout_lacks("reading the project")
+        .stdout_has(&format!("ok      gitlab  vm        {VM}: "))
+        .stdout_has("ok      gitlab  tag       ")
+        .stdout_has("Check: 2 passed, 0 problems, 2 blocked.");
 }

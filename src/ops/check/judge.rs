@@ -565,7 +565,6 @@ mod tests {
             priority,
             tags: tags.iter().map(|t| (*t).to_string()).collect(),
             next_hop: "next hop 10.0.0.9".into(),
-            next_hop_ip: None,
         }
     }
 
@@ -784,30 +783,33 @@ mod tests {
         }
     }
 
+    /// `r` judged for the config's `configured` sources and one destination.
+    fn judged(
+        r: &Firewall,
+        configured: &[Ipv4Net],
+        destination: &str,
+        snat_disabled: bool,
+    ) -> Finding {
+        firewall(
+            "gw",
+            Some(r),
+            &r.name,
+            configured,
+            &[net(destination)],
+            &runners(snat_disabled),
+        )
+    }
+
     #[test]
     fn public_destinations_need_the_node_range_only() {
         let r = rule(&["10.0.0.0/20"]);
-        let f = firewall(
-            "gw",
-            Some(&r),
-            &r.name,
-            &r.source_ranges,
-            &[net("34.1.2.3/32")],
-            &runners(false),
-        );
+        let f = judged(&r, &r.source_ranges, "34.1.2.3/32", false);
         assert_eq!(f.outcome, Outcome::Pass, "{f:?}");
         assert!(
             f.message.contains("masqueraded to their node's IP"),
             "{f:?}"
         );
-        let f = firewall(
-            "gw",
-            Some(&r),
-            &r.name,
-            &r.source_ranges,
-            &[net("34.1.2.3/32")],
-            &runners(true),
-        );
+        let f = judged(&r, &r.source_ranges, "34.1.2.3/32", true);
         assert_eq!(
             f.outcome,
             Outcome::Problem,
@@ -818,14 +820,7 @@ mod tests {
     #[test]
     fn a_private_destination_needs_the_pod_range() {
         let r = rule(&["10.0.0.0/20"]);
-        let f = firewall(
-            "gw",
-            Some(&r),
-            &r.name,
-            &r.source_ranges,
-            &[net("192.168.5.0/24")],
-            &runners(false),
-        );
+        let f = judged(&r, &r.source_ranges, "192.168.5.0/24", false);
         assert!(f.message.contains("pod range 10.4.0.0/14"), "{f:?}");
         assert!(
             f.fix
@@ -839,14 +834,7 @@ mod tests {
     fn a_rule_changed_outside_natgw_is_fixed_by_apply() {
         let r = rule(&["10.4.0.0/14"]);
         let configured = [net("10.0.0.0/20"), net("10.4.0.0/14")];
-        let f = firewall(
-            "gw",
-            Some(&r),
-            &r.name,
-            &configured,
-            &[net("34.1.2.3/32")],
-            &runners(false),
-        );
+        let f = judged(&r, &configured, "34.1.2.3/32", false);
         assert!(
             f.message
                 .contains("do not cover the node range 10.0.0.0/20"),

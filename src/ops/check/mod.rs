@@ -17,7 +17,7 @@ use super::session::Session;
 use super::{ConnectOptions, Frontend, OpsError, runtime};
 use crate::apply::ready::SerialReader;
 use crate::config;
-use crate::gcp::check::{CheckReads, PathTest, PoolNetwork};
+use crate::gcp::check::{CheckReads, NodeVm, PathTest, PoolNetwork};
 use crate::gcp::{Cloud, GcpError, Ready};
 use crate::model::desired::DesiredGateway;
 use crate::model::ha::DesiredHa;
@@ -59,9 +59,10 @@ async fn run(
     options: &CheckOptions,
     frontend: &dyn Frontend,
 ) -> Result<Report, OpsError> {
+    // A refused read of the plan is one finding, each gateway's drift with its own resource.
     let plan = match super::plan::make(session, loaded, false, frontend).await {
         Ok(plan) => Ok(plan),
-        Err(OpsError::Gcp(e)) if refused(&e) => Err(e),
+        Err(OpsError::Gcp(e)) if refused(&e) => Err(blocked(Check::Drift, "", e)?),
         Err(e) => return Err(e),
     };
     let reads = CheckReads::new(&session.cloud, options.connectivity_test).await?;
@@ -70,9 +71,9 @@ async fn run(
     let checks = loaded.selected(options.gateway.as_ref()).filter_map(|gw| {
         let config = loaded.config.gateways.get(&gw.owner.gateway)?;
         Some(async move {
-            let mut findings = gateway(&session.cloud, reads, gw, config, plan).await?;
+            let (mut findings, nodes) = gateway(&session.cloud, reads, gw, config, plan).await?;
             if options.connectivity_test {
-                findings.extend(paths(reads, gw, config).await?);
+                findings.extend(paths(reads, gw, config, nodes).await?);
             }
             Ok::<_, OpsError>(GatewayReport {
                 gateway: gw.owner.gateway.clone(),
@@ -103,14 +104,23 @@ fn blocked(check: Check, resource: &str, e: GcpError) -> Result<Finding, OpsErro
     Ok(Finding::blocked(check, resource, format!("{e}."), fix))
 }
 
-/// One gateway's findings, in debugging order.
+/// The node pool's VMs as `gateway` read them, for the Connectivity Tests' source.
+enum Nodes {
+    /// The node pool does not exist (its tag finding says so).
+    NoPool,
+    /// Google refused to read the pool or its VMs: the tag finding that says so.
+    Refused(Finding),
+    Read(Vec<NodeVm>),
+}
+
+/// One gateway's findings, in debugging order, and the node VMs it read.
 async fn gateway(
     cloud: &Cloud,
     reads: &CheckReads,
     gw: &DesiredGateway,
     config: &config::Gateway,
-    plan: Result<&Plan, &GcpError>,
-) -> Result<Vec<Finding>, OpsError> {
+    plan: Result<&Plan, &Finding>,
+) -> Result<(Vec<Finding>, Nodes), OpsError> {
     let mut out = Vec::new();
     let name = &gw.owner.gateway;
     let world: Option<&Observation> = match plan {
@@ -118,12 +128,11 @@ async fn gateway(
             out.push(judge::drift(name, &p.changes));
             Some(&p.world)
         }
-        Err(e) => {
-            out.push(blocked(
-                Check::Drift,
-                &format!("gateway {name}"),
-                clone_refusal(e),
-            )?);
+        Err(refusal) => {
+            out.push(Finding {
+                resource: format!("gateway {name}"),
+                ..refusal.clone()
+            });
             None
         }
     };
@@ -178,11 +187,11 @@ async fn gateway(
                     "check [gateways.{name}.node_pool] (cluster, location, name) against `gcloud container node-pools list`."
                 ),
             ));
-            return Ok(out);
+            return Ok((out, Nodes::NoPool));
         }
         Err(finding) => {
-            out.push(finding);
-            return Ok(out);
+            out.push(finding.clone());
+            return Ok((out, Nodes::Refused(finding)));
         }
     };
     let rule = async {
@@ -193,41 +202,46 @@ async fn gateway(
     };
     let (rule, node_vms) = tokio::join!(rule, reads.node_vms(&pool.instance_groups));
     out.extend(rule?);
-    match node_vms {
-        Ok(vms) => out.extend(judge::tags(
-            &gw.node_pool.name,
-            &pool.tags,
-            &gw.node_tag,
-            &vms,
-        )),
-        Err(e) => out.push(blocked(
-            Check::Tag,
-            &format!("node pool {}", gw.node_pool.name),
-            e,
-        )?),
-    }
-    Ok(out)
+    let nodes = match node_vms {
+        Ok(vms) => {
+            out.extend(judge::tags(
+                &gw.node_pool.name,
+                &pool.tags,
+                &gw.node_tag,
+                &vms,
+            ));
+            Nodes::Read(vms)
+        }
+        Err(e) => {
+            let finding = blocked(Check::Tag, &format!("node pool {}", gw.node_pool.name), e)?;
+            out.push(finding.clone());
+            Nodes::Refused(finding)
+        }
+    };
+    Ok((out, nodes))
 }
 
 /// With `--connectivity-test`: one Connectivity Test from a node VM of the pool to each destination, on the
 /// first allowed protocol and port. They model Google's network, not the VM's own NAT: a trace that arrives at
 /// the gateway VM through natgw's route is the answer ("reaches the gateway"); the NAT itself is the VM's
-/// own verification (the vm finding).
+/// own verification (the vm finding). The tests run at once; the findings keep the destinations' order.
 async fn paths(
     reads: &CheckReads,
     gw: &DesiredGateway,
     config: &config::Gateway,
+    nodes: Nodes,
 ) -> Result<Vec<Finding>, OpsError> {
+    let vms = match nodes {
+        Nodes::Read(vms) => vms,
+        Nodes::NoPool => return Ok(Vec::new()),
+        Nodes::Refused(tag) => {
+            return Ok(vec![Finding {
+                check: Check::Path,
+                ..tag
+            }]);
+        }
+    };
     let resource = format!("node pool {}", gw.node_pool.name);
-    let pool = match reads.pool_network(&gw.node_pool).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return Ok(Vec::new()),
-        Err(e) => return Ok(vec![blocked(Check::Path, &resource, e)?]),
-    };
-    let vms = match reads.node_vms(&pool.instance_groups).await {
-        Ok(vms) => vms,
-        Err(e) => return Ok(vec![blocked(Check::Path, &resource, e)?]),
-    };
     let Some(source) = vms
         .iter()
         .find(|vm| vm.status == "RUNNING")
@@ -248,48 +262,34 @@ async fn paths(
         None => vec![gw.instance.name.as_str()],
         Some(ha) => ha.zones.iter().map(|z| z.group.name.as_str()).collect(),
     };
-    let mut out = Vec::new();
-    for (route, dest) in gw.routes.iter().zip(&config.destinations) {
-        let destination = judge::probe_address(*dest);
-        let test = PathTest {
-            label: gw.owner.gateway.clone(),
-            source_zone: source.zone.clone(),
-            source_vm: source.name.clone(),
-            destination,
-            protocol: protocol.clone(),
-            port,
-        };
-        let what = format!(
-            "node VM {} to {destination}{}",
-            source.name,
-            port.map(|p| format!(":{p}")).unwrap_or_default()
-        );
-        out.push(match reads.path(&test).await {
-            Ok(result) => judge::path(&what, &route.name, &gateway_vms, &result),
-            Err(e) => blocked(Check::Path, &what, e)?,
+    let gateway_vms = &gateway_vms;
+    let tests = gw
+        .routes
+        .iter()
+        .zip(&config.destinations)
+        .map(|(route, dest)| {
+            let destination = judge::probe_address(*dest);
+            let test = PathTest {
+                label: gw.owner.gateway.clone(),
+                source_zone: source.zone.clone(),
+                source_vm: source.name.clone(),
+                destination,
+                protocol: protocol.clone(),
+                port,
+            };
+            let what = format!(
+                "node VM {} to {destination}{}",
+                source.name,
+                port.map(|p| format!(":{p}")).unwrap_or_default()
+            );
+            async move {
+                match reads.path(&test).await {
+                    Ok(result) => Ok(judge::path(&what, &route.name, gateway_vms, &result)),
+                    Err(e) => blocked(Check::Path, &what, e),
+                }
+            }
         });
-    }
-    Ok(out)
-}
-
-/// The plan's refusal again, for each gateway's finding (`GcpError` is not `Clone`).
-fn clone_refusal(e: &GcpError) -> GcpError {
-    match e {
-        GcpError::OrgPolicy {
-            context,
-            resource,
-            violations,
-        } => GcpError::OrgPolicy {
-            context: context.clone(),
-            resource: resource.clone(),
-            violations: violations.clone(),
-        },
-        other => GcpError::Api {
-            context: "reading the project".into(),
-            status: other.status(),
-            message: other.to_string(),
-        },
-    }
+    try_join_all(tests).await
 }
 
 fn last(path: &str) -> &str {
