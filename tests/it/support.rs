@@ -242,14 +242,6 @@ client!(
     google_cloud_compute_v1::client::InstanceTemplates
 );
 client!(
-    compute_region_health_checks,
-    google_cloud_compute_v1::client::RegionHealthChecks
-);
-client!(
-    compute_region_backend_services,
-    google_cloud_compute_v1::client::RegionBackendServices
-);
-client!(
     compute_forwarding_rules,
     google_cloud_compute_v1::client::ForwardingRules
 );
