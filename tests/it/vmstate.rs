@@ -202,6 +202,43 @@ fn a_stopping_vm_is_waited_for_then_started() {
     p.natgw(&["plan", "--detailed-exitcode"]).code(0);
 }
 
+/// A VM that stays STOPPING past `--ready-timeout` (each operation takes 3 s here, the timeout is 1 s): apply
+/// fails that change, naming the VM, its status and the `gcloud` command to look at it, sends no `start`
+/// while Google is still stopping it, and the next apply, once the stop is over, starts it.
+#[test]
+fn a_vm_still_stopping_past_the_ready_timeout_fails_its_change_and_the_next_apply_starts_it() {
+    let p = Project::new(&["--op-latency-ms", "3000", "--boot-ms", "60"]);
+    p.natgw(&["apply", "--auto-approve"]).ok();
+    power(&p, Power::Stop, false);
+    let from = p.emu.requests().len();
+    p.natgw(&[
+        "apply",
+        "--auto-approve",
+        "--lock=false",
+        "--ready-timeout",
+        "1",
+    ])
+    .code(1)
+    .output_has("instance natgw-gitlab is still STOPPING after 1s")
+    .output_has("gcloud compute instances describe natgw-gitlab --zone europe-west1-b");
+    assert_eq!(
+        calls_since(&p, from),
+        Vec::<String>::new(),
+        "no start while stopping"
+    );
+
+    let mut reads = 0;
+    while status(&p) != "TERMINATED" {
+        reads += 1;
+        assert!(reads < 1_000, "the stop never ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let from = p.emu.requests().len();
+    p.natgw(&["apply", "--auto-approve", "--lock=false"]).ok();
+    assert_eq!(calls_since(&p, from), ["POST start"]);
+    assert_eq!(status(&p), "RUNNING");
+}
+
 /// natgw killed right after the `setMetadata` of a new startup script, before the `reset` that runs it (each
 /// operation takes 300 ms here, so the kill lands while natgw waits for the metadata operation): the VM still
 /// runs the old script, the intent to restart is in its metadata, and the next plan says so and restarts it.
